@@ -1,0 +1,39 @@
+import { z } from "zod";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { HandlerDefinition } from "./handlers.js";
+
+const positiveMs = z.number().int().nonnegative().max(24 * 3600 * 1000);
+
+/** The handlers every supervisor serves unless turned off (--no-builtins). */
+export const builtinHandlers: Record<string, HandlerDefinition<never, unknown>> = {
+  echo: { run: (payload: unknown) => payload },
+  noop: { run: () => null },
+  sleep: {
+    payload: z.object({ ms: positiveMs }),
+    async run(payload: { ms: number }, ctx) {
+      await sleep(payload.ms, undefined, { signal: ctx.signal });
+      return { slept_ms: payload.ms };
+    },
+  },
+  fail: {
+    payload: z.object({ message: z.string().optional() }),
+    run(payload: { message?: string }) {
+      throw new Error(payload.message ?? "failed on purpose");
+    },
+  },
+  crash: {
+    payload: z.object({ exit_code: z.number().int().min(1).max(255).optional() }),
+    run(payload: { exit_code?: number }) {
+      process.exit(payload.exit_code ?? 1);
+    },
+  },
+  cpu: {
+    payload: z.object({ ms: positiveMs }),
+    run(payload: { ms: number }) {
+      const until = performance.now() + payload.ms;
+      let spins = 0;
+      while (performance.now() < until) spins++;
+      return { spins };
+    },
+  },
+};

@@ -1,0 +1,60 @@
+/**
+ * What a handler module exports, and how one is loaded. Supervisors load a
+ * module for its metadata (payload schemas, per-type defaults); execution
+ * processes load it to run jobs.
+ */
+import { pathToFileURL } from "node:url";
+import path from "node:path";
+import type { Logger } from "pino";
+import type { Backoff } from "../contract/index.js";
+import { builtinHandlers } from "./builtins.js";
+
+/** Only safeParse is needed, so any zod version's schema (or a look-alike) fits. */
+export interface PayloadSchema {
+  safeParse(input: unknown): { success: true; data?: unknown } | { success: false; error: { issues: unknown } };
+}
+
+export interface HandlerContext {
+  job_id: string;
+  attempt: number;
+  correlation_id: string;
+  signal: AbortSignal;
+  log: Logger;
+  /** Reports progress in [0, 1]; shows in the job's status. */
+  progress(fraction: number): void;
+}
+
+export interface HandlerDefinition<P = unknown, R = unknown> {
+  payload?: PayloadSchema;
+  timeout_ms?: number;
+  max_attempts?: number;
+  backoff?: Backoff;
+  run(payload: P, ctx: HandlerContext): R | Promise<R>;
+}
+
+export type HandlerMap = Record<string, HandlerDefinition<never, unknown>>;
+
+/** Identity function that gives a handler module its types. */
+export function defineHandlers<H extends HandlerMap>(handlers: H): H {
+  return handlers;
+}
+
+function isHandlerDefinition(value: unknown): value is HandlerDefinition {
+  return typeof value === "object" && value !== null && typeof (value as { run?: unknown }).run === "function";
+}
+
+/** The built-ins (unless turned off) plus a user module's handlers, which win on a name clash. */
+export async function loadHandlers(modulePath: string | undefined, builtins = true): Promise<Map<string, HandlerDefinition>> {
+  const handlers = new Map<string, HandlerDefinition>(builtins ? (Object.entries(builtinHandlers) as [string, HandlerDefinition][]) : []);
+  if (!modulePath) return handlers;
+  const mod = (await import(pathToFileURL(path.resolve(modulePath)).href)) as { default?: unknown };
+  const exported = mod.default ?? mod;
+  if (typeof exported !== "object" || exported === null) {
+    throw new Error(`handler module ${modulePath} must export an object of handlers (export default defineHandlers({...}))`);
+  }
+  for (const [type, def] of Object.entries(exported)) {
+    if (!isHandlerDefinition(def)) throw new Error(`handler "${type}" in ${modulePath} has no run() function`);
+    handlers.set(type, def);
+  }
+  return handlers;
+}

@@ -1,0 +1,64 @@
+/**
+ * Entry point of an execution process: loads the handlers, then runs one
+ * job at a time as the supervisor commands over IPC. A handler that crashes
+ * the process is the supervisor's business, not this file's.
+ */
+import { createLogger } from "../platform/logger.js";
+import { loadHandlers, type HandlerDefinition } from "./handlers.js";
+import type { ChildMessage, ParentCommand, RunCommand } from "./protocol.js";
+
+const log = createLogger("bosun.process");
+const rssMb = (): number => Math.round(process.memoryUsage.rss() / 1048576);
+
+function send(message: ChildMessage): void {
+  process.send?.(message);
+}
+
+function errorOf(err: unknown): { code: string; message: string } {
+  if (err instanceof Error) {
+    return { code: err.name === "AbortError" ? "aborted" : "handler_error", message: err.message };
+  }
+  return { code: "handler_error", message: String(err) };
+}
+
+const aborts = new Map<string, AbortController>();
+
+async function run(handlers: Map<string, HandlerDefinition>, cmd: RunCommand): Promise<void> {
+  const handler = handlers.get(cmd.type);
+  const abort = new AbortController();
+  aborts.set(cmd.execution_id, abort);
+  try {
+    if (!handler) throw new Error(`no handler for type "${cmd.type}" in this process`);
+    const value = await handler.run(cmd.payload, {
+      job_id: cmd.job_id,
+      attempt: cmd.attempt,
+      correlation_id: cmd.correlation_id,
+      signal: abort.signal,
+      log: log.child({ job_id: cmd.job_id, correlation_id: cmd.correlation_id, attempt: cmd.attempt }),
+      progress: (fraction) =>
+        send({ t: "progress", execution_id: cmd.execution_id, progress: Math.min(1, Math.max(0, Number(fraction) || 0)) }),
+    });
+    send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: true, value: value ?? null }, rss_mb: rssMb() });
+  } catch (err) {
+    send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: false, error: errorOf(err) }, rss_mb: rssMb() });
+  } finally {
+    aborts.delete(cmd.execution_id);
+  }
+}
+
+async function main(): Promise<void> {
+  if (!process.send) throw new Error("an execution process is started by a supervisor, never by hand");
+  const handlers = await loadHandlers(process.env.BOSUN_HANDLERS || undefined, process.env.BOSUN_BUILTINS !== "false");
+  process.on("message", (cmd: ParentCommand) => {
+    if (cmd.t === "run") void run(handlers, cmd);
+    else if (cmd.t === "abort") aborts.get(cmd.execution_id)?.abort(new Error(cmd.reason));
+  });
+  // The supervisor going away closes the channel: nothing is left to serve.
+  process.on("disconnect", () => process.exit(0));
+  send({ t: "ready", job_types: [...handlers.keys()], rss_mb: rssMb() });
+}
+
+main().catch((err: unknown) => {
+  log.fatal({ err }, "execution process failed to start");
+  process.exit(70);
+});

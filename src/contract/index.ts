@@ -1,0 +1,4 @@
+export * from "./subjects.js";
+export * from "./schemas.js";
+export * from "./errors.js";
+export * from "./codec.js";

@@ -1,0 +1,152 @@
+/**
+ * The zod schemas of every JSON document on the wire (HTTP and NATS).
+ * Types are inferred from them, so a shape is written exactly once.
+ */
+import { z } from "zod";
+import { NAME_PATTERN } from "./subjects.js";
+
+const name = (what: string) =>
+  z.string().regex(NAME_PATTERN, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
+const ms = z.number().int().nonnegative();
+const isoTime = z.iso.datetime({ offset: true });
+
+export const MAX_WAIT_MS = 300_000;
+export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+
+export const Backoff = z
+  .object({
+    type: z.enum(["exponential", "fixed"]),
+    delay_ms: ms.max(MAX_TIMEOUT_MS),
+    max_delay_ms: ms.max(MAX_TIMEOUT_MS).optional(),
+  })
+  .strict();
+export type Backoff = z.infer<typeof Backoff>;
+
+export const JobState = z.enum([
+  "scheduled",
+  "queued",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+  "dead",
+]);
+export type JobState = z.infer<typeof JobState>;
+export const FINAL_STATES: ReadonlySet<JobState> = new Set(["succeeded", "cancelled", "dead"]);
+
+export const SubmitRequest = z
+  .object({
+    type: z.string().min(1).max(200),
+    payload: z.json().default({}),
+    queue: name("queue").default("default"),
+    tenant: name("tenant").optional(),
+    idempotency_key: z.string().min(1).max(256).optional(),
+    delay_ms: ms.max(365 * 24 * 3600 * 1000).optional(),
+    run_at: isoTime.optional(),
+    timeout_ms: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
+    max_attempts: z.number().int().min(1).max(100).optional(),
+    backoff: Backoff.optional(),
+    priority: z.number().int().min(-1000).max(1000).optional(),
+    correlation_id: z.string().min(1).max(128).optional(),
+    /** NATS API only (HTTP uses ?wait_ms): reply when the job ends or the wait runs out. */
+    wait_ms: ms.max(MAX_WAIT_MS).optional(),
+  })
+  .strict()
+  .refine((s) => s.delay_ms === undefined || s.run_at === undefined, {
+    message: "give delay_ms or run_at, not both",
+    path: ["run_at"],
+  });
+export type SubmitRequest = z.infer<typeof SubmitRequest>;
+
+export const JobIdRequest = z.object({ job_id: z.string().min(1).max(64) }).strict();
+export type JobIdRequest = z.infer<typeof JobIdRequest>;
+
+export const JobError = z.object({ code: z.string(), message: z.string() });
+export type JobError = z.infer<typeof JobError>;
+
+export const Owner = z.object({ worker_id: z.string(), pid: z.number().int() });
+
+/** What GET /api/jobs/{id} and bosun.api.jobs.get answer. */
+export const JobStatus = z.object({
+  job_id: z.string(),
+  type: z.string(),
+  queue: z.string(),
+  tenant: z.string().nullable(),
+  state: JobState,
+  attempts: z.number().int(),
+  max_attempts: z.number().int(),
+  created_at: isoTime,
+  started_at: isoTime.nullable(),
+  finished_at: isoTime.nullable(),
+  owner: Owner.nullable(),
+  progress: z.number().nullable(),
+  error: JobError.nullable(),
+  correlation_id: z.string(),
+});
+export type JobStatus = z.infer<typeof JobStatus>;
+
+export const JobResult = z.object({
+  job_id: z.string(),
+  state: JobState,
+  result: z.json().nullable(),
+  error: JobError.nullable(),
+  attempts: z.number().int(),
+  duration_ms: z.number().int().nullable(),
+});
+export type JobResult = z.infer<typeof JobResult>;
+
+export const SubmitReply = z.object({ job_id: z.string(), state: JobState });
+export type SubmitReply = z.infer<typeof SubmitReply>;
+
+/**
+ * The message on the jobs stream: everything an execution needs, so running
+ * a job never has to read its record first.
+ */
+export const JobEnvelope = z.object({
+  job_id: z.string(),
+  type: z.string(),
+  queue: z.string(),
+  tenant: z.string().nullable(),
+  payload: z.json(),
+  timeout_ms: z.number().int().positive(),
+  max_attempts: z.number().int().min(1),
+  backoff: Backoff,
+  priority: z.number().int(),
+  correlation_id: z.string(),
+  created_at: isoTime,
+});
+export type JobEnvelope = z.infer<typeof JobEnvelope>;
+
+export const ExecutionInfo = z.object({
+  execution_id: z.string(),
+  started_at: isoTime,
+  elapsed_seconds: z.number(),
+});
+export type ExecutionInfo = z.infer<typeof ExecutionInfo>;
+
+export const ProcessInfo = z.object({
+  pid: z.number().int(),
+  process_id: z.string(),
+  state: z.enum(["idle", "busy", "killed"]),
+  memory_mb: z.number(),
+  uptime_seconds: z.number(),
+  executions_completed: z.number().int(),
+  execution: ExecutionInfo.nullable(),
+});
+export type ProcessInfo = z.infer<typeof ProcessInfo>;
+
+export const WorkerInfo = z.object({
+  worker_id: z.string(),
+  started_at: isoTime,
+  hostname: z.string(),
+  min_workers: z.number().int(),
+  max_workers: z.number().int(),
+  pool_size: z.number().int(),
+  idle_count: z.number().int(),
+  busy_count: z.number().int(),
+  processes: z.array(ProcessInfo),
+  /** Beyond the contract's fields: what this supervisor serves, for routing checks. */
+  queues: z.array(z.string()),
+  job_types: z.array(z.string()),
+});
+export type WorkerInfo = z.infer<typeof WorkerInfo>;

@@ -1,0 +1,91 @@
+/**
+ * `bosun dev`: nats-server (unless one answers at NATS_URL already), one
+ * supervisor and one gateway, as child processes of this one. Ctrl-C stops
+ * the gateway and supervisor first, then nats-server, leaving no orphans.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { mkdirSync } from "node:fs";
+import { connect } from "@nats-io/transport-node";
+import { createLogger } from "./platform/logger.js";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const CLI = fileURLToPath(new URL("./cli.js", import.meta.url));
+
+async function natsAnswers(url: string): Promise<boolean> {
+  try {
+    const nc = await connect({ servers: url, timeout: 1000, reconnect: false });
+    await nc.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+const exited = (child: ChildProcess) =>
+  child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once("exit", () => r()));
+
+export async function runDev(argv: string[]): Promise<number> {
+  const log = createLogger("bosun.dev");
+  const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+  const children: ChildProcess[] = [];
+  const pretty = process.stdout.isTTY;
+  const stdio = pretty ? (["ignore", "pipe", "inherit"] as const) : (["ignore", "inherit", "inherit"] as const);
+  let prettyStream: NodeJS.WritableStream | undefined;
+  if (pretty) {
+    const { default: pinoPretty } = await import("pino-pretty");
+    prettyStream = pinoPretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l" });
+  }
+  const start = (name: string, command: string, args: string[], cwd?: string) => {
+    const child = spawn(command, args, { stdio: [...stdio], cwd, env: { ...process.env, NATS_URL: natsUrl } });
+    if (prettyStream && child.stdout) child.stdout.pipe(prettyStream, { end: false });
+    child.once("exit", (code, signal) => log.info({ child: name, code, signal }, "process exited"));
+    children.push(child);
+    return child;
+  };
+
+  let nats: ChildProcess | undefined;
+  if (!(await natsAnswers(natsUrl))) {
+    if (spawnSync("nats-server", ["--version"]).error) {
+      process.stderr.write("bosun dev: nothing answers at " + natsUrl + " and nats-server is not installed (apt-get install nats-server)\n");
+      return 1;
+    }
+    mkdirSync(path.join(ROOT, ".bosun"), { recursive: true });
+    log.info({ url: natsUrl }, "starting nats-server with nats.conf");
+    nats = start("nats-server", "nats-server", ["-c", path.join(ROOT, "nats.conf")], ROOT);
+    if (!(await waitFor(() => natsAnswers(natsUrl), 10_000))) {
+      nats.kill("SIGKILL");
+      process.stderr.write("bosun dev: nats-server did not come up; is port 4222 taken?\n");
+      return 1;
+    }
+  }
+  const supervisor = start("supervisor", process.execPath, [CLI, "supervisor", ...argv]);
+  const gateway = start("gateway", process.execPath, [CLI, "gateway"]);
+  log.info({ gateway: "http://127.0.0.1:8080", nats: natsUrl }, "bosun dev is up; Ctrl-C to stop");
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    for (const child of [gateway, supervisor]) child.kill("SIGTERM");
+    await Promise.all([exited(gateway), exited(supervisor)]);
+    nats?.kill("SIGTERM");
+    if (nats) await exited(nats);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+  // Either app process dying ends the session: a half-up dev stack only confuses.
+  await Promise.race([exited(supervisor), exited(gateway)]);
+  await stop();
+  return 0;
+}

@@ -1,0 +1,35 @@
+import { connect } from "@nats-io/transport-node";
+import { GatewayConfig, gatewayKeys, loadConfig } from "../platform/config.js";
+import { failStartup, onShutdownSignals } from "../platform/lifecycle.js";
+import { createLogger } from "../platform/logger.js";
+import { buildGateway } from "./app.js";
+
+export async function runGateway(argv: string[]): Promise<void> {
+  let config: GatewayConfig;
+  try {
+    config = loadConfig(GatewayConfig, gatewayKeys, argv);
+  } catch (err) {
+    failStartup(err);
+  }
+  const log = createLogger("bosun.gateway");
+  // The gateway starts even while NATS is down and answers 503 until it is up.
+  const nc = await connect({
+    servers: config.nats_url,
+    name: "bosun-gateway",
+    noAsyncTraces: true,
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+  });
+  const app = buildGateway(nc, config, log);
+  onShutdownSignals(async () => {
+    // close() stops accepting and lets open requests finish, for at most grace_ms.
+    await Promise.race([app.close(), new Promise((resolve) => setTimeout(resolve, config.grace_ms).unref())]);
+    await nc.drain().catch(() => undefined);
+  }, log);
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    failStartup(err, log);
+  }
+}

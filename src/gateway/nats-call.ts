@@ -1,0 +1,41 @@
+/**
+ * One HTTP call = one NATS request. This turns the reply (or the lack of
+ * one) into an HTTP status and body using the contract's error table.
+ */
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { errors } from "@nats-io/nats-core";
+import { BosunError, CORRELATION_HEADER, encodeJson, errorCodes, isErrorCode } from "../contract/index.js";
+
+export interface NatsReply {
+  status: number;
+  body: unknown;
+}
+
+const decoder = new TextDecoder();
+
+export async function natsCall(
+  nc: NatsConnection,
+  subject: string,
+  body: unknown,
+  opts: { timeoutMs: number; correlationId: string },
+): Promise<NatsReply> {
+  const headers = natsHeaders();
+  headers.set(CORRELATION_HEADER, opts.correlationId);
+  let reply;
+  try {
+    reply = await nc.request(subject, encodeJson(body), { timeout: opts.timeoutMs, headers });
+  } catch (err) {
+    if (err instanceof errors.RequestError && err.isNoResponders()) {
+      throw new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });
+    }
+    if (err instanceof errors.TimeoutError) {
+      throw new BosunError("unavailable", `no reply from a supervisor within ${opts.timeoutMs} ms`, undefined, { cause: err });
+    }
+    throw new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
+  }
+  const parsed: unknown = reply.data.length > 0 ? JSON.parse(decoder.decode(reply.data)) : null;
+  const serviceError = reply.headers?.get("Nats-Service-Error-Code");
+  if (!serviceError) return { status: 200, body: parsed };
+  const code = (parsed as { error?: { code?: unknown } } | null)?.error?.code;
+  return { status: isErrorCode(code) ? errorCodes[code] : Number(serviceError) || 502, body: parsed };
+}

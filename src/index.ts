@@ -1,0 +1,4 @@
+/** What a handler module imports: `import { defineHandlers } from "bosun"`. */
+export { defineHandlers } from "./actors/handlers.js";
+export type { HandlerContext, HandlerDefinition, PayloadSchema } from "./actors/handlers.js";
+export * from "./contract/index.js";

@@ -1,0 +1,102 @@
+/**
+ * Configuration: flags over environment variables over defaults, validated
+ * once at start with zod (Temporal-style: user options -> compiled options).
+ * A bad value stops start-up with one clear line.
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { NAME_PATTERN } from "../contract/index.js";
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const flag = z
+  .union([z.boolean(), z.enum(["true", "false", "1", "0", "on", "off"])])
+  .transform((v) => v === true || v === "true" || v === "1" || v === "on");
+
+const natsUrl = z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$/, "must look like nats://host:port").default("nats://127.0.0.1:4222");
+
+export const SupervisorConfig = z
+  .object({
+    nats_url: natsUrl,
+    worker_id: z.string().regex(NAME_PATTERN).optional(),
+    handlers: z.string().min(1).optional(),
+    builtins: flag.default(true),
+    queues: z
+      .string()
+      .transform((s) => s.split(",").map((q) => q.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(NAME_PATTERN, "queue names are 1-64 of A-Z a-z 0-9 _ -")).min(1))
+      .default(["default"]),
+    min: int(0, 256).default(2),
+    max: int(1, 256).default(4),
+    max_executions: int(1).default(1000),
+    max_memory_mb: int(16).default(512),
+    idle_timeout_ms: int(100).default(30_000),
+    lease_ms: int(1000).default(15_000),
+    default_timeout_ms: int(1).default(60_000),
+    default_max_attempts: int(1, 100).default(3),
+    default_backoff_ms: int(0).default(1000),
+    default_max_backoff_ms: int(0).default(60_000),
+    grace_ms: int(0).default(30_000),
+    kill_grace_ms: int(0).default(500),
+    heartbeat_ms: int(100).default(5000),
+    results_ttl_ms: int(1000).default(7 * 24 * 3600 * 1000),
+  })
+  .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
+export type SupervisorConfig = z.infer<typeof SupervisorConfig>;
+
+export const GatewayConfig = z.object({
+  nats_url: natsUrl,
+  host: z.string().min(1).default("127.0.0.1"),
+  port: int(0, 65535).default(8080),
+  request_timeout_ms: int(50, 600_000).default(5000),
+  body_limit_bytes: int(1024).default(1024 * 1024),
+  grace_ms: int(0).default(10_000),
+});
+export type GatewayConfig = z.infer<typeof GatewayConfig>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const kebab = (key: string) => key.replaceAll("_", "-");
+const envName = (key: string) => (key === "nats_url" ? "NATS_URL" : `BOSUN_${key.toUpperCase()}`);
+
+/**
+ * Reads every key of `schema` from `--kebab-case` flags or `BOSUN_SNAKE_CASE`
+ * variables (NATS_URL for the server), then validates.
+ */
+export function loadConfig<S extends z.ZodType<object>>(
+  schema: S,
+  keys: readonly string[],
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): z.output<S> {
+  const booleans = new Set<string>(keys.filter((k) => k === "builtins"));
+  const options = Object.fromEntries(
+    keys.flatMap((k) => {
+      const type = booleans.has(k) ? ("boolean" as const) : ("string" as const);
+      return booleans.has(k) ? [[kebab(k), { type }], [`no-${kebab(k)}`, { type }]] : [[kebab(k), { type }]];
+    }),
+  );
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }) as { values: Record<string, string | boolean | undefined> });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const raw: Record<string, unknown> = {};
+  for (const key of keys) {
+    const fromFlag = values[`no-${kebab(key)}`] ? false : values[kebab(key)];
+    const value = fromFlag ?? env[envName(key)];
+    if (value !== undefined && value !== "") raw[key] = value;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0] ?? "");
+    throw new ConfigError(`invalid config ${key ? `--${kebab(key)} / ${envName(key)}` : ""}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export const supervisorKeys = Object.keys(SupervisorConfig.shape);
+export const gatewayKeys = Object.keys(GatewayConfig.shape);

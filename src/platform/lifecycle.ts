@@ -1,0 +1,34 @@
+import type { Logger } from "pino";
+
+/**
+ * Runs `stop` once on the first SIGTERM or SIGINT, then exits 0 (1 if stop
+ * failed). A second signal exits at once, for when a drain hangs.
+ */
+export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", handler);
+  process.on("SIGINT", handler);
+}
+
+/** Prints a start-up failure as one line and exits 1. */
+export function failStartup(err: unknown, log?: Logger): never {
+  const message = err instanceof Error ? err.message : String(err);
+  if (log) log.fatal({ err }, message);
+  else process.stderr.write(`bosun: ${message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,157 @@
+/**
+ * The NATS connection and the topology (streams, consumers, KV buckets),
+ * created or updated idempotently so any number of supervisors can start
+ * together. Only features nats-server 2.9 has are used.
+ */
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import {
+  AckPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  jetstreamManager,
+  type JetStreamManager,
+  type StreamConfig,
+  type ConsumerConfig,
+} from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { nanos } from "@nats-io/nats-core";
+import {
+  buckets,
+  HEARTBEATS_WILDCARD,
+  JOBS_WILDCARD,
+  jobSubject,
+  queueConsumer,
+  RESULTS_WILDCARD,
+  streams,
+} from "../contract/index.js";
+import type { Logger } from "pino";
+
+export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: url,
+    name,
+    // nats.js builds two Error objects per request for async stack traces otherwise.
+    noAsyncTraces: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    timeout: 3000,
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") log.warn({ nats: s.type }, "nats connection status");
+    }
+  })();
+  return nc;
+}
+
+export interface TopologyOptions {
+  queues: readonly string[];
+  leaseMs: number;
+  resultsTtlMs: number;
+}
+
+const DUPLICATE_WINDOW_MS = 120_000;
+const HEARTBEAT_MAX_AGE_MS = 3_600_000;
+
+type NamedStreamConfig = Partial<StreamConfig> & { name: string };
+
+function streamConfigs(opts: TopologyOptions): NamedStreamConfig[] {
+  return [
+    {
+      name: streams.jobs,
+      subjects: [JOBS_WILDCARD],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    },
+    {
+      name: streams.results,
+      subjects: [RESULTS_WILDCARD],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_msgs_per_subject: 1,
+      max_age: nanos(opts.resultsTtlMs),
+      allow_direct: true,
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    },
+    {
+      name: streams.heartbeats,
+      subjects: [HEARTBEATS_WILDCARD],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.Memory,
+      max_msgs_per_subject: 1,
+      max_age: nanos(HEARTBEAT_MAX_AGE_MS),
+      allow_direct: true,
+      discard: DiscardPolicy.Old,
+    },
+  ];
+}
+
+export function queueConsumerConfig(queue: string, leaseMs: number): Partial<ConsumerConfig> {
+  return {
+    durable_name: queueConsumer(queue),
+    filter_subject: jobSubject(queue),
+    ack_policy: AckPolicy.Explicit,
+    // The ack deadline is the job's lease: a supervisor that dies loses its jobs after it.
+    ack_wait: nanos(leaseMs),
+    max_deliver: -1,
+    // Supervisors bound their own in-flight work with pull credits.
+    max_ack_pending: 100_000,
+    max_waiting: 512,
+  };
+}
+
+/** Retries a provisioning step that can lose a race with another supervisor. */
+async function settle<T>(what: string, step: () => Promise<T>): Promise<T> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      lastError = err;
+      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+    }
+  }
+  throw new Error(`could not provision ${what}: ${(lastError as Error)?.message}`, { cause: lastError });
+}
+
+async function ensureStream(jsm: JetStreamManager, config: NamedStreamConfig): Promise<void> {
+  await settle(`stream ${config.name}`, async () => {
+    try {
+      await jsm.streams.add(config);
+    } catch (err) {
+      // Exists with another config (an older Bosun, other limits): bring it to ours.
+      if (!/already in use|exists/i.test((err as Error).message)) throw err;
+      await jsm.streams.update(config.name, config);
+    }
+  });
+}
+
+async function ensureConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig>): Promise<void> {
+  await settle(`consumer ${config.durable_name}`, async () => {
+    try {
+      await jsm.consumers.add(stream, config);
+    } catch (err) {
+      if (!/already|exists/i.test((err as Error).message)) throw err;
+      await jsm.consumers.update(stream, config.durable_name!, config);
+    }
+  });
+}
+
+export interface Topology {
+  jsm: JetStreamManager;
+  jobsKv: KV;
+  opsKv: KV;
+}
+
+export async function provisionTopology(nc: NatsConnection, opts: TopologyOptions): Promise<Topology> {
+  const jsm = await jetstreamManager(nc);
+  for (const config of streamConfigs(opts)) await ensureStream(jsm, config);
+  for (const queue of opts.queues) await ensureConsumer(jsm, streams.jobs, queueConsumerConfig(queue, opts.leaseMs));
+  const kvm = new Kvm(nc);
+  const jobsKv = await settle(`bucket ${buckets.jobs}`, () => kvm.create(buckets.jobs, { history: 1, storage: StorageType.File }));
+  const opsKv = await settle(`bucket ${buckets.ops}`, () => kvm.create(buckets.ops, { history: 5, storage: StorageType.File }));
+  return { jsm, jobsKv, opsKv };
+}

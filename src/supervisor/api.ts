@@ -1,0 +1,79 @@
+/**
+ * The `bosun` NATS service: request/reply endpoints served by every
+ * supervisor in one queue group, so any one of them answers. Errors become
+ * `{"error": …}` replies with the Nats-Service-Error headers, in one place.
+ */
+import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import type { z } from "zod";
+import {
+  api,
+  CORRELATION_HEADER,
+  decodeWith,
+  encodeJson,
+  JobIdRequest,
+  SERVICE_NAME,
+  SubmitRequest,
+  toBosunError,
+} from "../contract/index.js";
+import { VERSION } from "../platform/version.js";
+import type { Intake } from "./intake.js";
+import type { JobStore } from "./store.js";
+
+export interface ApiDeps {
+  workerId: string;
+  intake: Intake;
+  store: JobStore;
+  log: Logger;
+}
+
+type Endpoint<S extends z.ZodType> = {
+  subject: string;
+  schema: S;
+  handle(input: z.output<S>, msg: ServiceMsg): Promise<unknown>;
+};
+
+const endpoint = <S extends z.ZodType>(e: Endpoint<S>): Endpoint<z.ZodType> => e as unknown as Endpoint<z.ZodType>;
+
+export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
+  const { intake, store, log, workerId } = deps;
+  const endpoints: Record<string, Endpoint<z.ZodType>> = {
+    jobs_submit: endpoint({
+      subject: api.jobsSubmit,
+      schema: SubmitRequest,
+      handle: (req, msg) => intake.submit(req, msg.headers?.get(CORRELATION_HEADER) || undefined),
+    }),
+    jobs_get: endpoint({ subject: api.jobsGet, schema: JobIdRequest, handle: (req) => store.require(req.job_id) }),
+    jobs_result: endpoint({ subject: api.jobsResult, schema: JobIdRequest, handle: (req) => intake.result(req.job_id) }),
+  };
+  const service = await new Svcm(nc).add({
+    name: SERVICE_NAME,
+    version: VERSION,
+    description: "Bosun job runtime API",
+    metadata: { worker_id: workerId },
+  });
+  for (const [name, e] of Object.entries(endpoints)) {
+    service.addEndpoint(name, {
+      subject: e.subject,
+      handler: (err, msg) => {
+        if (err) {
+          log.error({ err, endpoint: name }, "service endpoint failed");
+          return;
+        }
+        void answer(msg, () => e.handle(decodeWith(e.schema, msg.data), msg), log, name);
+      },
+    });
+  }
+  return service;
+}
+
+async function answer(msg: ServiceMsg, work: () => Promise<unknown>, log: Logger, endpointName: string): Promise<void> {
+  try {
+    msg.respond(encodeJson(await work()));
+  } catch (err) {
+    const error = toBosunError(err);
+    if (error.code === "internal_error") log.error({ err, endpoint: endpointName }, "request failed");
+    msg.respondError(error.status, error.message, encodeJson(error.toBody()));
+  }
+}

@@ -1,0 +1,314 @@
+/**
+ * A pool of execution processes: child OS processes that run one job at a
+ * time. The pool grows on demand up to `max`, shrinks idle processes back to
+ * `min`, hard-kills a process whose job times out or is cancelled, replaces
+ * crashed ones, and recycles a process after N executions or past a memory
+ * ceiling. It knows nothing about NATS.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { JobError, ProcessInfo } from "../contract/index.js";
+import type { ChildMessage, DoneMessage, RunCommand } from "../actors/protocol.js";
+
+const PROCESS_ENTRY = fileURLToPath(new URL("../actors/process.js", import.meta.url));
+const SPAWN_TIMEOUT_MS = 15_000;
+
+export interface PoolOptions {
+  min: number;
+  max: number;
+  maxExecutions: number;
+  maxMemoryMb: number;
+  idleTimeoutMs: number;
+  /** Time a handler gets to honour ctx.signal before its process is killed. */
+  killGraceMs: number;
+  handlersPath?: string;
+  builtins: boolean;
+  log: Logger;
+  /** Called on every change a heartbeat should report. */
+  onChange(): void;
+}
+
+export type ExecutionOutcome =
+  | { ok: true; value: unknown; duration_ms: number }
+  | { ok: false; error: JobError; duration_ms: number };
+
+export type KillReason = "timeout" | "cancelled" | "shutdown";
+
+interface Execution {
+  id: string;
+  jobId: string;
+  startedAt: Date;
+  killReason?: KillReason;
+  timer?: NodeJS.Timeout;
+  finish(outcome: ExecutionOutcome): void;
+  onProgress?: (fraction: number) => void;
+}
+
+type ProcessState = "starting" | "idle" | "busy" | "killed";
+
+class ExecutionProcess {
+  readonly processId = randomUUID();
+  readonly startedAt = Date.now();
+  state: ProcessState = "starting";
+  executions = 0;
+  memoryMb = 0;
+  idleSince = Date.now();
+  retireAfterJob = false;
+  current: Execution | undefined;
+  constructor(readonly child: ChildProcess) {}
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+}
+
+export interface ExecutionHandle {
+  pid: number;
+  executionId: string;
+  outcome: Promise<ExecutionOutcome>;
+  kill(reason: KillReason): void;
+}
+
+export class Pool {
+  readonly #processes = new Set<ExecutionProcess>();
+  #draining = false;
+  #reaper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: PoolOptions) {}
+
+  start(): void {
+    this.#topUp();
+    this.#reaper = setInterval(() => this.#retireIdle(), Math.min(1000, this.opts.idleTimeoutMs)).unref();
+  }
+
+  /** How many jobs may run at once: max, or none once draining. */
+  get capacity(): number {
+    return this.#draining ? 0 : this.opts.max;
+  }
+
+  /**
+   * Runs a job on an idle process, spawning one if none is idle. The caller
+   * must keep the jobs it runs within capacity.
+   */
+  async execute(
+    cmd: Omit<RunCommand, "t" | "execution_id">,
+    timeoutMs: number,
+    onProgress?: (fraction: number) => void,
+  ): Promise<ExecutionHandle> {
+    const proc = this.#takeIdle() ?? (await this.#spawnForJob());
+    const execution_id = randomUUID();
+    let finish!: (outcome: ExecutionOutcome) => void;
+    const outcome = new Promise<ExecutionOutcome>((resolve) => (finish = resolve));
+    const execution: Execution = { id: execution_id, jobId: cmd.job_id, startedAt: new Date(), finish, onProgress };
+    proc.current = execution;
+    execution.timer = setTimeout(() => this.#kill(proc, execution, "timeout"), timeoutMs);
+    proc.child.send({ t: "run", execution_id, ...cmd } satisfies RunCommand);
+    this.opts.onChange();
+    return { pid: proc.pid, executionId: execution_id, outcome, kill: (reason) => this.#kill(proc, execution, reason) };
+  }
+
+  /** Marks a process to be replaced after its current job, or an idle one now. */
+  recycle(pid?: number): number | undefined {
+    const target = [...this.#processes].find((p) =>
+      pid === undefined ? p.state === "idle" : p.pid === pid && p.state !== "killed",
+    );
+    if (!target) return undefined;
+    if (target.state === "busy") target.retireAfterJob = true;
+    else this.#retire(target, "recycle requested");
+    return target.pid;
+  }
+
+  snapshot(): ProcessInfo[] {
+    const now = Date.now();
+    return [...this.#processes]
+      .filter((p) => p.state !== "starting")
+      .map((p) => ({
+        pid: p.pid,
+        process_id: p.processId,
+        state: p.state === "busy" ? "busy" : p.state === "killed" ? "killed" : "idle",
+        memory_mb: p.memoryMb,
+        uptime_seconds: Math.round((now - p.startedAt) / 1000),
+        executions_completed: p.executions,
+        execution: p.current
+          ? {
+              execution_id: p.current.id,
+              started_at: p.current.startedAt.toISOString(),
+              elapsed_seconds: Math.round((now - p.current.startedAt.getTime()) / 100) / 10,
+            }
+          : null,
+      }));
+  }
+
+  /** Stops handing out processes; resolves once every running job has ended. */
+  async drain(graceMs: number): Promise<void> {
+    this.#draining = true;
+    clearInterval(this.#reaper);
+    const running = [...this.#processes].filter((p) => p.current).map((p) => p.current!);
+    const deadline = setTimeout(() => {
+      for (const p of this.#processes) if (p.current) this.#kill(p, p.current, "shutdown");
+    }, graceMs);
+    await Promise.all(running.map((e) => new Promise<void>((resolve) => {
+      const finish = e.finish;
+      e.finish = (o) => { finish(o); resolve(); };
+    })));
+    clearTimeout(deadline);
+    await Promise.all([...this.#processes].map((p) => this.#retire(p, "shutdown")));
+  }
+
+  #takeIdle(): ExecutionProcess | undefined {
+    for (const p of this.#processes) {
+      if (p.state === "idle") {
+        p.state = "busy";
+        return p;
+      }
+    }
+    return undefined;
+  }
+
+  async #spawnForJob(): Promise<ExecutionProcess> {
+    const proc = this.#spawn();
+    proc.state = "busy";
+    await this.#ready(proc);
+    return proc;
+  }
+
+  #topUp(): void {
+    if (this.#draining) return;
+    while (this.#processes.size < this.opts.min) {
+      const proc = this.#spawn();
+      this.#ready(proc).then(
+        () => {
+          proc.state = "idle";
+          this.opts.onChange();
+        },
+        (err: unknown) => this.opts.log.error({ err }, "execution process failed to start"),
+      );
+    }
+  }
+
+  #spawn(): ExecutionProcess {
+    const child = fork(PROCESS_ENTRY, [], {
+      env: { ...process.env, BOSUN_HANDLERS: this.opts.handlersPath ?? "", BOSUN_BUILTINS: String(this.opts.builtins) },
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      serialization: "json",
+    });
+    const proc = new ExecutionProcess(child);
+    this.#processes.add(proc);
+    child.on("message", (msg: ChildMessage) => this.#onMessage(proc, msg));
+    child.once("exit", (code, signal) => this.#onExit(proc, code, signal));
+    child.on("error", (err) => this.opts.log.warn({ err, child_pid: proc.pid }, "execution process channel error"));
+    return proc;
+  }
+
+  #ready(proc: ExecutionProcess): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        proc.child.kill("SIGKILL");
+        reject(new Error("execution process did not become ready in time"));
+      }, SPAWN_TIMEOUT_MS);
+      const onMessage = (msg: ChildMessage) => {
+        if (msg.t !== "ready") return;
+        cleanup();
+        proc.memoryMb = msg.rss_mb;
+        this.opts.log.info({ child_pid: proc.pid, process_id: proc.processId }, "execution process started");
+        resolve();
+      };
+      const onExit = () => {
+        cleanup();
+        reject(new Error(`execution process exited before it was ready (pid ${proc.pid})`));
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        proc.child.off("message", onMessage);
+        proc.child.off("exit", onExit);
+      };
+      proc.child.on("message", onMessage);
+      proc.child.once("exit", onExit);
+    });
+  }
+
+  #onMessage(proc: ExecutionProcess, msg: ChildMessage): void {
+    const current = proc.current;
+    if (msg.t === "progress" && current?.id === msg.execution_id) current.onProgress?.(msg.progress);
+    else if (msg.t === "done" && current?.id === msg.execution_id) this.#onDone(proc, current, msg);
+  }
+
+  #onDone(proc: ExecutionProcess, execution: Execution, msg: DoneMessage): void {
+    clearTimeout(execution.timer);
+    proc.current = undefined;
+    proc.executions++;
+    proc.memoryMb = msg.rss_mb;
+    const duration_ms = Date.now() - execution.startedAt.getTime();
+    execution.finish(msg.outcome.ok ? { ok: true, value: msg.outcome.value, duration_ms } : { ok: false, error: msg.outcome.error, duration_ms });
+    const recycleWhy = proc.retireAfterJob
+      ? "recycle requested"
+      : proc.executions >= this.opts.maxExecutions
+        ? "max executions reached"
+        : proc.memoryMb > this.opts.maxMemoryMb
+          ? "memory ceiling exceeded"
+          : undefined;
+    if (recycleWhy || this.#draining) {
+      void this.#retire(proc, recycleWhy ?? "shutdown");
+    } else {
+      proc.state = "idle";
+      proc.idleSince = Date.now();
+    }
+    this.opts.onChange();
+  }
+
+  #kill(proc: ExecutionProcess, execution: Execution, reason: KillReason): void {
+    if (proc.current !== execution || execution.killReason) return;
+    execution.killReason = reason;
+    proc.child.send({ t: "abort", execution_id: execution.id, reason }, () => undefined);
+    setTimeout(() => proc.child.kill("SIGKILL"), this.opts.killGraceMs).unref();
+    this.opts.log.warn({ child_pid: proc.pid, job_id: execution.jobId, reason }, "killing execution process");
+  }
+
+  #onExit(proc: ExecutionProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    const wasRetiring = proc.state === "killed";
+    proc.state = "killed";
+    this.#processes.delete(proc);
+    const execution = proc.current;
+    if (execution) {
+      clearTimeout(execution.timer);
+      proc.current = undefined;
+      const reason = execution.killReason;
+      const error: JobError = reason
+        ? { code: reason === "timeout" ? "timeout" : reason, message: reason === "timeout" ? "job exceeded its timeout_ms and its process was killed" : `job ${reason}` }
+        : { code: "crashed", message: `execution process exited mid-job (code ${code}, signal ${signal})` };
+      execution.finish({ ok: false, error, duration_ms: Date.now() - execution.startedAt.getTime() });
+    }
+    if (!wasRetiring || execution) {
+      this.opts.log.warn({ child_pid: proc.pid, code, signal, job_id: execution?.jobId }, "execution process exited");
+    }
+    this.#topUp();
+    this.opts.onChange();
+  }
+
+  #retire(proc: ExecutionProcess, why: string): Promise<void> {
+    if (proc.state === "killed" && proc.child.exitCode !== null) return Promise.resolve();
+    proc.state = "killed";
+    this.opts.log.info({ child_pid: proc.pid, why, executions: proc.executions }, "retiring execution process");
+    const exited = new Promise<void>((resolve) => {
+      if (proc.child.exitCode !== null || proc.child.signalCode !== null) resolve();
+      else proc.child.once("exit", () => resolve());
+    });
+    // Closing the IPC channel lets the child exit on its own; SIGKILL only if it hangs.
+    if (proc.child.connected) proc.child.disconnect();
+    const hardKill = setTimeout(() => proc.child.kill("SIGKILL"), this.opts.killGraceMs + 2000).unref();
+    return exited.finally(() => clearTimeout(hardKill));
+  }
+
+  #retireIdle(): void {
+    const now = Date.now();
+    let excess = this.#processes.size - this.opts.min;
+    for (const p of this.#processes) {
+      if (excess <= 0) break;
+      if (p.state === "idle" && now - p.idleSince >= this.opts.idleTimeoutMs) {
+        void this.#retire(p, "idle timeout");
+        excess--;
+      }
+    }
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * A supervisor: a long-lived actor that owns a pool of execution processes,
+ * pulls jobs for its queues, runs them, publishes results and heartbeats,
+ * and serves the `bosun` NATS API. Its lifecycle is one state union, and
+ * every transition is logged.
+ */
+import os from "node:os";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { nuid } from "@nats-io/nats-core";
+import type { Service } from "@nats-io/services";
+import type { Logger } from "pino";
+import type { WorkerInfo } from "../contract/index.js";
+import { loadHandlers } from "../actors/handlers.js";
+import type { SupervisorConfig } from "../platform/config.js";
+import { connectNats, provisionTopology } from "../platform/nats.js";
+import { startApi } from "./api.js";
+import { Heartbeats } from "./heartbeat.js";
+import { Intake } from "./intake.js";
+import { Pool } from "./pool.js";
+import { Runner } from "./runner.js";
+import { JobStore } from "./store.js";
+
+export type SupervisorState = "starting" | "running" | "draining" | "stopped";
+
+export class Supervisor {
+  readonly workerId: string;
+  readonly startedAt = new Date();
+  #state: SupervisorState = "starting";
+  #nc: NatsConnection | undefined;
+  #pool: Pool | undefined;
+  #runner: Runner | undefined;
+  #heartbeats: Heartbeats | undefined;
+  #service: Service | undefined;
+  #jobTypes: string[] = [];
+
+  constructor(
+    private readonly config: SupervisorConfig,
+    private readonly log: Logger,
+  ) {
+    this.workerId = config.worker_id ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}-${nuid.next().slice(-8)}`;
+  }
+
+  get state(): SupervisorState {
+    return this.#state;
+  }
+
+  async start(): Promise<void> {
+    const { config, log, workerId } = this;
+    const handlers = await loadHandlers(config.handlers, config.builtins);
+    this.#jobTypes = [...handlers.keys()];
+    const nc = (this.#nc = await connectNats(config.nats_url, `bosun-supervisor-${workerId}`, log));
+    const topology = await provisionTopology(nc, { queues: config.queues, leaseMs: config.lease_ms, resultsTtlMs: config.results_ttl_ms });
+    const store = new JobStore(nc, topology.jsm, topology.jobsKv);
+
+    const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
+    const pool = (this.#pool = new Pool({
+      min: config.min,
+      max: config.max,
+      maxExecutions: config.max_executions,
+      maxMemoryMb: config.max_memory_mb,
+      idleTimeoutMs: config.idle_timeout_ms,
+      killGraceMs: config.kill_grace_ms,
+      handlersPath: config.handlers,
+      builtins: config.builtins,
+      log,
+      onChange: () => heartbeats.changed(),
+    }));
+    const runner = (this.#runner = new Runner(nc, store, pool, { workerId, queues: config.queues, leaseMs: config.lease_ms, log }));
+    const intake = new Intake({
+      nc,
+      store,
+      handlers,
+      queues: config.queues,
+      servedElsewhere: (type, queue) => heartbeats.serves(type, queue),
+      defaults: {
+        timeout_ms: config.default_timeout_ms,
+        max_attempts: config.default_max_attempts,
+        backoff: { type: "exponential", delay_ms: config.default_backoff_ms, max_delay_ms: config.default_max_backoff_ms },
+      },
+      log,
+    });
+
+    pool.start();
+    await heartbeats.start(topology.jsm);
+    this.#service = await startApi(nc, { workerId, intake, store, log });
+    runner.start();
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === "reconnect") runner.reconnected();
+    })();
+    this.#transition("running");
+  }
+
+  /**
+   * Graceful drain: stop intake and pulling, let running jobs finish within
+   * grace_ms (then kill them: their messages are not acked, so they run
+   * again elsewhere), and close the connection.
+   */
+  async stop(): Promise<void> {
+    if (this.#state === "draining" || this.#state === "stopped") return;
+    this.#transition("draining");
+    await this.#service?.stop().catch(() => undefined);
+    await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
+    await this.#runner?.stop();
+    await this.#heartbeats?.stop();
+    await this.#nc?.drain().catch(() => undefined);
+    this.#transition("stopped");
+  }
+
+  info(): WorkerInfo {
+    const processes = this.#pool?.snapshot() ?? [];
+    const busy = processes.filter((p) => p.state === "busy").length;
+    return {
+      worker_id: this.workerId,
+      started_at: this.startedAt.toISOString(),
+      hostname: os.hostname(),
+      min_workers: this.config.min,
+      max_workers: this.config.max,
+      pool_size: processes.length,
+      idle_count: processes.filter((p) => p.state === "idle").length,
+      busy_count: busy,
+      processes,
+      queues: [...this.config.queues],
+      job_types: this.#jobTypes,
+    };
+  }
+
+  #transition(to: SupervisorState): void {
+    const from = this.#state;
+    this.#state = to;
+    this.log.info({ worker_id: this.workerId, from, to }, "supervisor state");
+  }
+}
