@@ -34,10 +34,16 @@ export const JobState = z.enum([
 export type JobState = z.infer<typeof JobState>;
 export const FINAL_STATES: ReadonlySet<JobState> = new Set(["succeeded", "cancelled", "dead"]);
 
+/**
+ * Any JSON value. Wire documents come out of JSON.parse, so they are JSON by
+ * construction; z.json() would re-walk every payload for nothing.
+ */
+const JsonValue = z.unknown().describe("any JSON value");
+
 export const SubmitRequest = z
   .object({
     type: z.string().min(1).max(200),
-    payload: z.json().default({}),
+    payload: JsonValue.default({}),
     queue: name("queue").default("default"),
     tenant: name("tenant").optional(),
     idempotency_key: z.string().min(1).max(256).optional(),
@@ -88,7 +94,7 @@ export type JobStatus = z.infer<typeof JobStatus>;
 export const JobResult = z.object({
   job_id: z.string(),
   state: JobState,
-  result: z.json().nullable(),
+  result: JsonValue,
   error: JobError.nullable(),
   attempts: z.number().int(),
   duration_ms: z.number().int().nullable(),
@@ -107,7 +113,7 @@ export const JobEnvelope = z.object({
   type: z.string(),
   queue: z.string(),
   tenant: z.string().nullable(),
-  payload: z.json(),
+  payload: JsonValue,
   timeout_ms: z.number().int().positive(),
   max_attempts: z.number().int().min(1),
   backoff: Backoff,

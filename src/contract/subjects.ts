@@ -30,6 +30,9 @@ export const buckets = {
   ops: "bosun_ops",
 } as const;
 
+/** The subject a KV bucket stores a key under (how a KV write is a stream publish). */
+export const kvKeySubject = (bucket: string, key: string): string => `$KV.${bucket}.${key}`;
+
 export const jobSubject = (queue: string): string => `bosun.jobs.${queue}`;
 export const JOBS_WILDCARD = "bosun.jobs.>";
 

@@ -27,7 +27,7 @@ export const SupervisorConfig = z
       .default(["default"]),
     min: int(0, 256).default(2),
     max: int(1, 256).default(4),
-    max_executions: int(1).default(1000),
+    max_executions: int(1).default(10_000),
     max_memory_mb: int(16).default(512),
     idle_timeout_ms: int(100).default(30_000),
     lease_ms: int(1000).default(15_000),

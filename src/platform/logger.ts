@@ -6,7 +6,11 @@ import { pino, type Logger } from "pino";
  * format logs themselves.
  */
 export function createLogger(name: string, level = process.env.BOSUN_LOG_LEVEL ?? "info"): Logger {
-  return pino({ name, level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  // Asynchronous writes: lines logged in one event-loop turn leave in one write (pino flushes at exit).
+  return pino(
+    { name, level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.destination({ dest: 1, sync: false }),
+  );
 }
 
 export type { Logger };

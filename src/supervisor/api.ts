@@ -44,7 +44,7 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
       schema: SubmitRequest,
       handle: (req, msg) => intake.submit(req, msg.headers?.get(CORRELATION_HEADER) || undefined),
     }),
-    jobs_get: endpoint({ subject: api.jobsGet, schema: JobIdRequest, handle: (req) => store.require(req.job_id) }),
+    jobs_get: endpoint({ subject: api.jobsGet, schema: JobIdRequest, handle: (req) => store.status(req.job_id) }),
     jobs_result: endpoint({ subject: api.jobsResult, schema: JobIdRequest, handle: (req) => intake.result(req.job_id) }),
   };
   const service = await new Svcm(nc).add({

@@ -80,11 +80,12 @@ export class Intake {
       error: null,
       correlation_id: envelope.correlation_id,
     };
-    await store.create(record);
     // Subscribe before publishing, so a fast job's result cannot slip past.
     const waiter = req.wait_ms ? this.#waitForResult(envelope.job_id, req.wait_ms) : undefined;
     try {
-      await store.enqueue(envelope, 0);
+      // Both writes leave in one flush; the server stores them in this order. A fresh
+      // nuid never collides, so the create cannot fail where the enqueue succeeds.
+      await Promise.all([store.create(record), store.enqueue(envelope, 0)]);
     } catch (err) {
       waiter?.cancel();
       throw err;

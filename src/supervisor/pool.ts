@@ -72,6 +72,7 @@ export interface ExecutionHandle {
 
 export class Pool {
   readonly #processes = new Set<ExecutionProcess>();
+  readonly #waiting: { resolve(p: ExecutionProcess): void; reject(err: unknown): void }[] = [];
   #draining = false;
   #reaper: NodeJS.Timeout | undefined;
 
@@ -96,7 +97,7 @@ export class Pool {
     timeoutMs: number,
     onProgress?: (fraction: number) => void,
   ): Promise<ExecutionHandle> {
-    const proc = this.#takeIdle() ?? (await this.#spawnForJob());
+    const proc = await this.#acquire();
     const execution_id = randomUUID();
     let finish!: (outcome: ExecutionOutcome) => void;
     const outcome = new Promise<ExecutionOutcome>((resolve) => (finish = resolve));
@@ -156,30 +157,60 @@ export class Pool {
     await Promise.all([...this.#processes].map((p) => this.#retire(p, "shutdown")));
   }
 
-  #takeIdle(): ExecutionProcess | undefined {
+  /** An idle process, a new one while fewer than max live, or the next to come free. */
+  #acquire(): Promise<ExecutionProcess> {
     for (const p of this.#processes) {
       if (p.state === "idle") {
         p.state = "busy";
-        return p;
+        return Promise.resolve(p);
       }
     }
-    return undefined;
+    if (this.#live() < this.opts.max) return this.#spawnBusy();
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
   }
 
-  async #spawnForJob(): Promise<ExecutionProcess> {
+  async #spawnBusy(): Promise<ExecutionProcess> {
     const proc = this.#spawn();
     proc.state = "busy";
     await this.#ready(proc);
     return proc;
   }
 
-  #topUp(): void {
+  /** Processes that are starting, idle or busy (not the ones on their way out). */
+  #live(): number {
+    let n = 0;
+    for (const p of this.#processes) if (p.state !== "killed") n++;
+    return n;
+  }
+
+  /** A process is free: the next waiting job takes it, else it idles. */
+  #release(proc: ExecutionProcess): void {
+    const waiter = this.#waiting.shift();
+    if (waiter) {
+      proc.state = "busy";
+      waiter.resolve(proc);
+    } else {
+      proc.state = "idle";
+      proc.idleSince = Date.now();
+    }
+  }
+
+  /** After a process is gone: spawn for jobs that wait, then back up to min. */
+  #replenish(): void {
     if (this.#draining) return;
-    while (this.#processes.size < this.opts.min) {
+    while (this.#waiting.length > 0 && this.#live() < this.opts.max) {
+      const waiter = this.#waiting.shift()!;
+      this.#spawnBusy().then(waiter.resolve, waiter.reject);
+    }
+    this.#topUp();
+  }
+
+  #topUp(): void {
+    while (this.#live() < this.opts.min) {
       const proc = this.#spawn();
       this.#ready(proc).then(
         () => {
-          proc.state = "idle";
+          this.#release(proc);
           this.opts.onChange();
         },
         (err: unknown) => this.opts.log.error({ err }, "execution process failed to start"),
@@ -251,8 +282,7 @@ export class Pool {
     if (recycleWhy || this.#draining) {
       void this.#retire(proc, recycleWhy ?? "shutdown");
     } else {
-      proc.state = "idle";
-      proc.idleSince = Date.now();
+      this.#release(proc);
     }
     this.opts.onChange();
   }
@@ -282,7 +312,7 @@ export class Pool {
     if (!wasRetiring || execution) {
       this.opts.log.warn({ child_pid: proc.pid, code, signal, job_id: execution?.jobId }, "execution process exited");
     }
-    this.#topUp();
+    this.#replenish();
     this.opts.onChange();
   }
 

@@ -33,10 +33,16 @@ export type RunnerState = "running" | "draining" | "stopped";
 
 export class Runner {
   readonly #pullers: Puller[];
-  #inFlight = 0;
+  /** Jobs received and not yet ended (they hold a process or are about to). */
+  #executing = 0;
+  /** Jobs received whose outcome is not yet stored and acked. */
+  #unsettled = 0;
   #next = 0;
   #state: RunnerState = "running";
   #idle: (() => void) | undefined;
+  /** Messages whose jobs are running: their ack deadline is pushed back together, on one timer. */
+  readonly #leased = new Set<JobMessage>();
+  #leaseTimer: NodeJS.Timeout | undefined;
 
   constructor(
     nc: NatsConnection,
@@ -63,11 +69,10 @@ export class Runner {
     return this.#state;
   }
 
-  get inFlight(): number {
-    return this.#inFlight;
-  }
-
   start(): void {
+    this.#leaseTimer = setInterval(() => {
+      for (const msg of this.#leased) msg.working();
+    }, Math.max(250, Math.floor(this.opts.leaseMs / 3)));
     this.refill();
   }
 
@@ -75,7 +80,7 @@ export class Runner {
   refill(): void {
     if (this.#state !== "running") return;
     const outstanding = this.#pullers.reduce((n, p) => n + p.outstanding, 0);
-    let credits = this.pool.capacity - this.#inFlight - outstanding;
+    let credits = this.pool.capacity - this.#executing - outstanding;
     // Spread credits over the queues, starting at a rotating one so none starves.
     for (let i = 0; credits > 0 && i < this.#pullers.length; i++) {
       const share = Math.ceil(credits / (this.#pullers.length - i));
@@ -94,11 +99,12 @@ export class Runner {
   /** Stops pulling and waits until every job in flight has been settled. */
   async drain(): Promise<void> {
     this.#state = "draining";
-    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+    if (this.#unsettled > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
   async stop(): Promise<void> {
     this.#state = "stopped";
+    clearInterval(this.#leaseTimer);
     await Promise.all(this.#pullers.map((p) => p.close()));
   }
 
@@ -108,21 +114,31 @@ export class Runner {
       msg.nak();
       return;
     }
-    this.#inFlight++;
+    this.#executing++;
+    this.#unsettled++;
+    // The slot is free as soon as the job has ended, before its outcome is stored,
+    // so pulling the next job overlaps with that write.
+    let released = false;
+    const releaseSlot = () => {
+      if (released) return;
+      released = true;
+      this.#executing--;
+      this.refill();
+    };
     try {
-      await this.#run(msg);
+      await this.#run(msg, releaseSlot);
     } catch (err) {
       // Not acked: JetStream redelivers it once the lease lapses.
       this.opts.log.error({ err }, "job handling failed; it will be redelivered");
     } finally {
-      this.#inFlight--;
-      if (this.#idle && this.#inFlight === 0) this.#idle();
-      this.refill();
+      releaseSlot();
+      this.#unsettled--;
+      if (this.#idle && this.#unsettled === 0) this.#idle();
     }
   }
 
-  async #run(msg: JobMessage): Promise<void> {
-    const { log, workerId, leaseMs } = this.opts;
+  async #run(msg: JobMessage, releaseSlot: () => void): Promise<void> {
+    const { log, workerId } = this.opts;
     let job: JobEnvelope;
     try {
       job = parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
@@ -141,7 +157,7 @@ export class Runner {
       return;
     }
 
-    const lease = setInterval(() => msg.working(), Math.max(250, Math.floor(leaseMs / 3)));
+    this.#leased.add(msg);
     try {
       let lastProgressWrite = 0;
       const handle = await this.pool.execute(
@@ -151,17 +167,18 @@ export class Runner {
           record.progress = progress;
           if (Date.now() - lastProgressWrite < PROGRESS_WRITE_GAP_MS) return;
           lastProgressWrite = Date.now();
-          this.#write(record, logCtx);
+          this.store.putInterim(record);
         },
       );
       record.state = "running";
       record.owner = { worker_id: workerId, pid: handle.pid };
-      this.#write(record, logCtx);
+      this.store.putInterim(record);
       log.debug({ ...logCtx, child_pid: handle.pid, type: job.type }, "job started");
       const outcome = await handle.outcome;
+      releaseSlot();
       await this.#settle(msg, job, record, outcome);
     } finally {
-      clearInterval(lease);
+      this.#leased.delete(msg);
     }
   }
 
@@ -182,11 +199,6 @@ export class Runner {
       error: null,
       correlation_id: job.correlation_id,
     };
-  }
-
-  /** Fire-and-forget state write; the final write after it is ordered on the same connection. */
-  #write(record: JobStatus, logCtx: object): void {
-    this.store.put({ ...record }).catch((err: unknown) => this.opts.log.warn({ ...logCtx, err }, "job record write failed"));
   }
 
   /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
@@ -218,6 +230,10 @@ export class Runner {
       attempts: record.attempts,
       duration_ms: durationMs,
     };
-    await Promise.all([this.store.publishResult(result), this.store.put(final)]);
+    // The result is the durable outcome; the record follows it on the same connection
+    // without an ack of its own (status reads fall back on the result, see JobStore.status).
+    const stored = this.store.publishResult(result);
+    this.store.putInterim(final);
+    await stored;
   }
 }

@@ -19,6 +19,7 @@ import { Intake } from "./intake.js";
 import { Pool } from "./pool.js";
 import { Runner } from "./runner.js";
 import { JobStore } from "./store.js";
+import { StreamWriter } from "../platform/stream-writer.js";
 
 export type SupervisorState = "starting" | "running" | "draining" | "stopped";
 
@@ -31,6 +32,7 @@ export class Supervisor {
   #runner: Runner | undefined;
   #heartbeats: Heartbeats | undefined;
   #service: Service | undefined;
+  #writer: StreamWriter | undefined;
   #jobTypes: string[] = [];
 
   constructor(
@@ -50,7 +52,8 @@ export class Supervisor {
     this.#jobTypes = [...handlers.keys()];
     const nc = (this.#nc = await connectNats(config.nats_url, `bosun-supervisor-${workerId}`, log));
     const topology = await provisionTopology(nc, { queues: config.queues, leaseMs: config.lease_ms, resultsTtlMs: config.results_ttl_ms });
-    const store = new JobStore(nc, topology.jsm, topology.jobsKv);
+    const writer = (this.#writer = new StreamWriter(nc));
+    const store = new JobStore(writer, topology.jsm, topology.jobsKv);
 
     const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
     const pool = (this.#pool = new Pool({
@@ -102,6 +105,7 @@ export class Supervisor {
     await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
     await this.#runner?.stop();
     await this.#heartbeats?.stop();
+    this.#writer?.close();
     await this.#nc?.drain().catch(() => undefined);
     this.#transition("stopped");
   }
