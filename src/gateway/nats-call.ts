@@ -5,6 +5,7 @@
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { errors } from "@nats-io/nats-core";
 import { BosunError, CORRELATION_HEADER, encodeJson, errorCodes, isErrorCode } from "../contract/index.js";
+import { isMaxPayloadError, tooLargeForNats } from "../platform/nats.js";
 
 export interface NatsReply {
   status: number;
@@ -25,6 +26,7 @@ export async function natsCall(
   try {
     reply = await nc.request(subject, encodeJson(body), { timeout: opts.timeoutMs, headers });
   } catch (err) {
+    if (isMaxPayloadError(err)) throw tooLargeForNats(err);
     if (err instanceof errors.RequestError && err.isNoResponders()) {
       throw new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });
     }

@@ -16,7 +16,7 @@ import {
   type ConsumerConfig,
 } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { nanos } from "@nats-io/nats-core";
+import { errors, nanos } from "@nats-io/nats-core";
 import {
   buckets,
   HEARTBEATS_WILDCARD,
@@ -27,6 +27,14 @@ import {
   streams,
 } from "../contract/index.js";
 import type { Logger } from "pino";
+import { BosunError } from "../contract/index.js";
+
+/** nats.js refuses, before sending, a message over the server's max_payload. */
+export const isMaxPayloadError = (err: unknown): boolean =>
+  err instanceof errors.InvalidArgumentError && /max_payload/.test(err.message);
+
+export const tooLargeForNats = (err: unknown): BosunError =>
+  new BosunError("payload_too_large", "message is larger than the NATS server's max_payload", undefined, { cause: err });
 
 export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
   const nc = await connect({

@@ -18,6 +18,7 @@ import {
   toBosunError,
 } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
+import { isMaxPayloadError, tooLargeForNats } from "../platform/nats.js";
 import type { Intake } from "./intake.js";
 import type { JobStore } from "./store.js";
 
@@ -72,7 +73,7 @@ async function answer(msg: ServiceMsg, work: () => Promise<unknown>, log: Logger
   try {
     msg.respond(encodeJson(await work()));
   } catch (err) {
-    const error = toBosunError(err);
+    const error = isMaxPayloadError(err) ? tooLargeForNats(err) : toBosunError(err);
     if (error.code === "internal_error") log.error({ err, endpoint: endpointName }, "request failed");
     msg.respondError(error.status, error.message, encodeJson(error.toBody()));
   }
