@@ -18,6 +18,8 @@ export const Backoff = z
     type: z.enum(["exponential", "fixed"]),
     delay_ms: ms.max(MAX_TIMEOUT_MS),
     max_delay_ms: ms.max(MAX_TIMEOUT_MS).optional(),
+    /** Spread each delay by up to ±this fraction (default 0.2 exponential, 0 fixed). */
+    jitter: z.number().min(0).max(1).optional(),
   })
   .strict();
 export type Backoff = z.infer<typeof Backoff>;
@@ -67,6 +69,16 @@ export type SubmitRequest = z.infer<typeof SubmitRequest>;
 export const JobIdRequest = z.object({ job_id: z.string().min(1).max(64) }).strict();
 export type JobIdRequest = z.infer<typeof JobIdRequest>;
 
+export const ListJobsRequest = z
+  .object({
+    state: JobState.optional(),
+    queue: name("queue").optional(),
+    tenant: name("tenant").optional(),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+  })
+  .strict();
+export type ListJobsRequest = z.infer<typeof ListJobsRequest>;
+
 export const JobError = z.object({ code: z.string(), message: z.string() });
 export type JobError = z.infer<typeof JobError>;
 
@@ -101,8 +113,24 @@ export const JobResult = z.object({
 });
 export type JobResult = z.infer<typeof JobResult>;
 
-export const SubmitReply = z.object({ job_id: z.string(), state: JobState });
+export const SubmitReply = z.object({
+  job_id: z.string(),
+  state: JobState,
+  /** True when an idempotency key matched an earlier job: this is that job. */
+  duplicate: z.boolean().optional(),
+});
 export type SubmitReply = z.infer<typeof SubmitReply>;
+
+export const CancelReply = z.object({
+  job_id: z.string(),
+  state: JobState,
+  /** The job was running: its process is being killed, and it ends `cancelled`. */
+  cancel_requested: z.boolean().optional(),
+});
+export type CancelReply = z.infer<typeof CancelReply>;
+
+export const ListJobsReply = z.object({ jobs: z.array(JobStatus) });
+export type ListJobsReply = z.infer<typeof ListJobsReply>;
 
 /**
  * The message on the jobs stream: everything an execution needs, so running
@@ -120,8 +148,19 @@ export const JobEnvelope = z.object({
   priority: z.number().int(),
   correlation_id: z.string(),
   created_at: isoTime,
+  /** Manual retries of a dead job so far; keeps message ids of a new round distinct. */
+  generation: z.number().int().nonnegative().default(0),
+  /** Errors of the attempts before this message, oldest first. */
+  errors: z.array(JobError).default([]),
 });
 export type JobEnvelope = z.infer<typeof JobEnvelope>;
+
+/** What the dead-letter stream keeps per dead job. */
+export const DeadLetter = z.object({
+  job: JobEnvelope,
+  record: JobStatus,
+});
+export type DeadLetter = z.infer<typeof DeadLetter>;
 
 export const ExecutionInfo = z.object({
   execution_id: z.string(),

@@ -11,6 +11,9 @@ export const api = {
   jobsSubmit: `${API_PREFIX}.jobs.submit`,
   jobsGet: `${API_PREFIX}.jobs.get`,
   jobsResult: `${API_PREFIX}.jobs.result`,
+  jobsCancel: `${API_PREFIX}.jobs.cancel`,
+  jobsRetry: `${API_PREFIX}.jobs.retry`,
+  jobsList: `${API_PREFIX}.jobs.list`,
 } as const;
 export type ApiEndpoint = keyof typeof api;
 
@@ -21,6 +24,10 @@ export const streams = {
   results: "BOSUN_RESULTS",
   /** Latest WorkerInfo per supervisor. */
   heartbeats: "BOSUN_HEARTBEATS",
+  /** Work-queue stream of jobs waiting for a due time (delayed jobs, retry backoff). */
+  scheduled: "BOSUN_SCHEDULED",
+  /** Dead jobs with every attempt's error, one message per job. */
+  dead: "BOSUN_DEAD",
 } as const;
 
 export const buckets = {
@@ -28,6 +35,10 @@ export const buckets = {
   jobs: "bosun_jobs",
   /** Ops / cutover flags. */
   ops: "bosun_ops",
+  /** idempotency key -> job id, expiring after the idempotency window. */
+  idempotency: "bosun_idempotency",
+  /** job id -> cancel request; every supervisor watches it. */
+  cancels: "bosun_cancels",
 } as const;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */
@@ -35,6 +46,14 @@ export const kvKeySubject = (bucket: string, key: string): string => `$KV.${buck
 
 export const jobSubject = (queue: string): string => `bosun.jobs.${queue}`;
 export const JOBS_WILDCARD = "bosun.jobs.>";
+
+export const scheduledSubject = (queue: string): string => `bosun.scheduled.${queue}`;
+export const SCHEDULED_WILDCARD = "bosun.scheduled.>";
+/** All supervisors share one scheduler consumer: any of them moves due jobs. */
+export const SCHEDULER_CONSUMER = "bosun_scheduler";
+
+export const deadSubject = (queue: string, jobId: string): string => `bosun.dead.${queue}.${jobId}`;
+export const DEAD_WILDCARD = "bosun.dead.>";
 
 export const resultSubject = (jobId: string): string => `bosun.results.${jobId}`;
 export const RESULTS_WILDCARD = "bosun.results.>";
@@ -49,3 +68,11 @@ export const queueConsumer = (queue: string): string => `bosun_q_${queue}`;
 export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export const CORRELATION_HEADER = "x-correlation-id";
+
+/** Headers on job messages (internal). */
+export const headerNames = {
+  /** Attempts used before this message: attempt = offset + delivery count. */
+  attemptOffset: "Bosun-Attempt-Offset",
+  /** Epoch ms at which a scheduled message is due. */
+  dueAt: "Bosun-Due-At",
+} as const;

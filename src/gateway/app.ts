@@ -14,6 +14,7 @@ import {
   BosunError,
   CORRELATION_HEADER,
   FINAL_STATES,
+  ListJobsRequest,
   MAX_WAIT_MS,
   parseWith,
   RETRY_AFTER_SECONDS,
@@ -81,6 +82,24 @@ export function buildGateway(nc: NatsConnection, config: GatewayConfig, log: Log
     const { job_id } = parseWith(JobParams, req.params);
     const res = await call(api.jobsResult, { job_id }, req.correlationId);
     return send(reply, res.status, res.body);
+  });
+
+  app.get("/api/jobs", async (req, reply) => {
+    const filter = parseWith(ListJobsRequest, req.query);
+    const res = await call(api.jobsList, filter, req.correlationId);
+    return send(reply, res.status, res.body);
+  });
+
+  app.post("/api/jobs/:job_id/cancel", async (req, reply) => {
+    const { job_id } = parseWith(JobParams, req.params);
+    const res = await call(api.jobsCancel, { job_id }, req.correlationId);
+    return send(reply, res.status === 200 ? 202 : res.status, res.body);
+  });
+
+  app.post("/api/jobs/:job_id/retry", async (req, reply) => {
+    const { job_id } = parseWith(JobParams, req.params);
+    const res = await call(api.jobsRetry, { job_id }, req.correlationId);
+    return send(reply, res.status === 200 ? 202 : res.status, res.body);
   });
 
   app.get("/healthz", async () => ({ status: "ok" }));

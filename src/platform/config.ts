@@ -39,6 +39,7 @@ export const SupervisorConfig = z
     kill_grace_ms: int(0).default(500),
     heartbeat_ms: int(100).default(5000),
     results_ttl_ms: int(1000).default(7 * 24 * 3600 * 1000),
+    idempotency_window_ms: int(1000).default(24 * 3600 * 1000),
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type SupervisorConfig = z.infer<typeof SupervisorConfig>;

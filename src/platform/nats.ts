@@ -15,11 +15,15 @@ import {
   type StreamConfig,
   type ConsumerConfig,
 } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import { errors, nanos } from "@nats-io/nats-core";
 import {
+  BosunError,
   buckets,
+  DEAD_WILDCARD,
   HEARTBEATS_WILDCARD,
+  SCHEDULED_WILDCARD,
+  SCHEDULER_CONSUMER,
   JOBS_WILDCARD,
   jobSubject,
   queueConsumer,
@@ -27,7 +31,6 @@ import {
   streams,
 } from "../contract/index.js";
 import type { Logger } from "pino";
-import { BosunError } from "../contract/index.js";
 
 /** nats.js refuses, before sending, a message over the server's max_payload. */
 export const isMaxPayloadError = (err: unknown): boolean =>
@@ -58,6 +61,7 @@ export interface TopologyOptions {
   queues: readonly string[];
   leaseMs: number;
   resultsTtlMs: number;
+  idempotencyWindowMs: number;
 }
 
 const DUPLICATE_WINDOW_MS = 120_000;
@@ -81,6 +85,22 @@ function streamConfigs(opts: TopologyOptions): NamedStreamConfig[] {
       storage: StorageType.File,
       max_msgs_per_subject: 1,
       max_age: nanos(opts.resultsTtlMs),
+      allow_direct: true,
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    },
+    {
+      name: streams.scheduled,
+      subjects: [SCHEDULED_WILDCARD],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    },
+    {
+      name: streams.dead,
+      subjects: [DEAD_WILDCARD],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_msgs_per_subject: 1,
       allow_direct: true,
       duplicate_window: nanos(DUPLICATE_WINDOW_MS),
     },
@@ -110,6 +130,17 @@ export function queueConsumerConfig(queue: string, leaseMs: number): Partial<Con
     max_waiting: 512,
   };
 }
+
+const schedulerConsumerConfig: Partial<ConsumerConfig> = {
+  durable_name: SCHEDULER_CONSUMER,
+  filter_subject: SCHEDULED_WILDCARD,
+  ack_policy: AckPolicy.Explicit,
+  ack_wait: nanos(10_000),
+  max_deliver: -1,
+  // Parked messages count as pending while they wait out their delay.
+  max_ack_pending: 1_000_000,
+  max_waiting: 512,
+};
 
 /** Retries a provisioning step that can lose a race with another supervisor. */
 async function settle<T>(what: string, step: () => Promise<T>): Promise<T> {
@@ -152,14 +183,22 @@ export interface Topology {
   jsm: JetStreamManager;
   jobsKv: KV;
   opsKv: KV;
+  idempotencyKv: KV;
+  cancelsKv: KV;
 }
 
 export async function provisionTopology(nc: NatsConnection, opts: TopologyOptions): Promise<Topology> {
   const jsm = await jetstreamManager(nc);
   for (const config of streamConfigs(opts)) await ensureStream(jsm, config);
   for (const queue of opts.queues) await ensureConsumer(jsm, streams.jobs, queueConsumerConfig(queue, opts.leaseMs));
+  await ensureConsumer(jsm, streams.scheduled, schedulerConsumerConfig);
   const kvm = new Kvm(nc);
-  const jobsKv = await settle(`bucket ${buckets.jobs}`, () => kvm.create(buckets.jobs, { history: 1, storage: StorageType.File }));
-  const opsKv = await settle(`bucket ${buckets.ops}`, () => kvm.create(buckets.ops, { history: 5, storage: StorageType.File }));
-  return { jsm, jobsKv, opsKv };
+  const bucket = (name: string, options: Partial<KvOptions>) => settle(`bucket ${name}`, () => kvm.create(name, { storage: StorageType.File, ...options }));
+  return {
+    jsm,
+    jobsKv: await bucket(buckets.jobs, { history: 1 }),
+    opsKv: await bucket(buckets.ops, { history: 5 }),
+    idempotencyKv: await bucket(buckets.idempotency, { history: 1, ttl: opts.idempotencyWindowMs }),
+    cancelsKv: await bucket(buckets.cancels, { history: 1, ttl: opts.resultsTtlMs }),
+  };
 }

@@ -13,6 +13,7 @@ import {
   decodeWith,
   encodeJson,
   JobIdRequest,
+  ListJobsRequest,
   SERVICE_NAME,
   SubmitRequest,
   toBosunError,
@@ -47,6 +48,9 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     }),
     jobs_get: endpoint({ subject: api.jobsGet, schema: JobIdRequest, handle: (req) => store.status(req.job_id) }),
     jobs_result: endpoint({ subject: api.jobsResult, schema: JobIdRequest, handle: (req) => intake.result(req.job_id) }),
+    jobs_cancel: endpoint({ subject: api.jobsCancel, schema: JobIdRequest, handle: (req) => intake.cancel(req.job_id) }),
+    jobs_retry: endpoint({ subject: api.jobsRetry, schema: JobIdRequest, handle: (req) => intake.retry(req.job_id) }),
+    jobs_list: endpoint({ subject: api.jobsList, schema: ListJobsRequest, handle: async (req) => ({ jobs: await intake.list(req) }) }),
   };
   const service = await new Svcm(nc).add({
     name: SERVICE_NAME,

@@ -1,23 +1,28 @@
 /**
- * Job intake: validates a submit, writes the job's record, publishes it to
- * its queue, and (with wait_ms) waits for its result. Also the read side:
- * status and result lookups.
+ * Job intake and job commands: validates a submit, writes the job's record,
+ * publishes it to its queue (or parks it until due), and with wait_ms waits
+ * for its result. Also status, result, cancel, retry and list.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
   BosunError,
+  FINAL_STATES,
   JobResult,
   parseWith,
   resultSubject,
   type Backoff,
+  type CancelReply,
   type JobEnvelope,
-  type JobStatus,
+  type ListJobsRequest,
   type SubmitReply,
   type SubmitRequest,
 } from "../contract/index.js";
 import type { HandlerDefinition } from "../actors/handlers.js";
+import type { CancelRegistry } from "./cancels.js";
+import { IdempotencyIndex } from "./idempotency.js";
+import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
 
 export interface JobDefaults {
@@ -29,6 +34,8 @@ export interface JobDefaults {
 export interface IntakeDeps {
   nc: NatsConnection;
   store: JobStore;
+  cancels: CancelRegistry;
+  idempotency: IdempotencyIndex;
   handlers: ReadonlyMap<string, HandlerDefinition>;
   queues: readonly string[];
   /** Whether a live supervisor (maybe another one) serves this type on this queue. */
@@ -43,15 +50,94 @@ export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
 
   async submit(req: SubmitRequest, headerCorrelationId?: string): Promise<SubmitReply | JobResult> {
-    const { store, log } = this.deps;
+    const { store, log, idempotency } = this.deps;
     const handler = this.#handlerFor(req.type, req.queue);
     if (handler?.payload) {
       const checked = handler.payload.safeParse(req.payload);
       if (!checked.success) throw new BosunError("validation_error", `payload does not match the schema of "${req.type}"`, checked.error.issues);
     }
-    const defaults = this.deps.defaults;
-    const now = new Date().toISOString();
-    const envelope: JobEnvelope = {
+    const job = this.#envelope(req, handler, headerCorrelationId);
+    const indexKey = req.idempotency_key === undefined ? undefined : IdempotencyIndex.keyFor(job.tenant, req.idempotency_key);
+    if (indexKey) {
+      const existing = await this.#existingFor(indexKey, job.job_id);
+      if (existing) return this.#replyForExisting(existing, req.wait_ms);
+    }
+
+    const dueAt = req.run_at ? Date.parse(req.run_at) : req.delay_ms ? Date.now() + req.delay_ms : 0;
+    const scheduled = dueAt > Date.now();
+    const record = recordOf(job, scheduled ? "scheduled" : "queued", 0);
+    // Subscribe before publishing, so a fast job's result cannot slip past.
+    const waiter = req.wait_ms ? this.#waitForResult(job.job_id, req.wait_ms) : undefined;
+    try {
+      // Both writes leave in one flush; the server stores them in this order. A fresh
+      // nuid never collides, so the create cannot fail where the publish succeeds.
+      await Promise.all([store.create(record), scheduled ? store.schedule(job, 0, dueAt) : store.enqueue(job, 0)]);
+    } catch (err) {
+      waiter?.cancel();
+      if (indexKey) await idempotency.release(indexKey).catch(() => undefined);
+      throw err;
+    }
+    log.info({ job_id: job.job_id, correlation_id: job.correlation_id, type: job.type, queue: job.queue, state: record.state }, "job submitted");
+    const reply: SubmitReply = { job_id: job.job_id, state: record.state };
+    return (await waiter?.result) ?? reply;
+  }
+
+  async result(jobId: string): Promise<JobResult> {
+    const result = await this.deps.store.getResult(jobId);
+    if (result) return result;
+    const { record } = await this.deps.store.require(jobId);
+    throw new BosunError("not_finished", `job ${jobId} is ${record.state}`, { state: record.state });
+  }
+
+  /**
+   * A queued or scheduled job never runs; a running one has its process
+   * killed by whichever supervisor runs it. Cancelling twice is harmless;
+   * cancelling a finished job is a conflict that changes nothing.
+   */
+  async cancel(jobId: string): Promise<CancelReply> {
+    const { store, cancels, log } = this.deps;
+    const { record, revision } = await store.require(jobId);
+    if (record.state === "cancelled") return { job_id: jobId, state: "cancelled" };
+    if (FINAL_STATES.has(record.state)) throw new BosunError("conflict", `job ${jobId} is ${record.state} already`, { state: record.state });
+    await cancels.request(jobId);
+    log.info({ job_id: jobId, correlation_id: record.correlation_id, state: record.state }, "job cancel requested");
+    if (record.state === "running") return { job_id: jobId, state: "running", cancel_requested: true };
+    try {
+      await store.update({ ...record, state: "cancelled", owner: null, finished_at: new Date().toISOString() }, revision);
+    } catch (err) {
+      // It started meanwhile: the supervisor running it sees the request and kills it.
+      if (err instanceof BosunError && err.code === "conflict") return { job_id: jobId, state: "running", cancel_requested: true };
+      throw err;
+    }
+    await store.publishResult({ job_id: jobId, state: "cancelled", result: null, error: cancelledError, attempts: record.attempts, duration_ms: null });
+    return { job_id: jobId, state: "cancelled" };
+  }
+
+  /** Requeues a dead job with fresh attempts (its dead letter keeps the old errors). */
+  async retry(jobId: string): Promise<SubmitReply> {
+    const { store, log } = this.deps;
+    const { record, revision } = await store.require(jobId);
+    if (record.state !== "dead") {
+      throw new BosunError("conflict", `only dead jobs can be retried; job ${jobId} is ${record.state}`, { state: record.state });
+    }
+    const letter = await store.deadLetter(record.queue, jobId);
+    if (!letter) throw new BosunError("conflict", `job ${jobId} has no dead letter to retry from`);
+    const job: JobEnvelope = { ...letter.job, generation: letter.job.generation + 1, errors: [] };
+    await store.update(recordOf(job, "queued", 0), revision);
+    // The old result would otherwise still answer for the job.
+    await store.dropResult(jobId);
+    await store.enqueue(job, 0);
+    log.info({ job_id: jobId, correlation_id: job.correlation_id, generation: job.generation }, "dead job requeued");
+    return { job_id: jobId, state: "queued" };
+  }
+
+  list(filter: ListJobsRequest) {
+    return this.deps.store.list(filter);
+  }
+
+  #envelope(req: SubmitRequest, handler: HandlerDefinition | undefined, headerCorrelationId: string | undefined): JobEnvelope {
+    const { defaults } = this.deps;
+    return {
       job_id: nuid.next(),
       type: req.type,
       queue: req.queue,
@@ -62,44 +148,33 @@ export class Intake {
       backoff: req.backoff ?? handler?.backoff ?? defaults.backoff,
       priority: req.priority ?? 0,
       correlation_id: req.correlation_id ?? headerCorrelationId ?? nuid.next(),
-      created_at: now,
+      created_at: new Date().toISOString(),
+      generation: 0,
+      errors: [],
     };
-    const record: JobStatus = {
-      job_id: envelope.job_id,
-      type: envelope.type,
-      queue: envelope.queue,
-      tenant: envelope.tenant,
-      state: "queued",
-      attempts: 0,
-      max_attempts: envelope.max_attempts,
-      created_at: now,
-      started_at: null,
-      finished_at: null,
-      owner: null,
-      progress: null,
-      error: null,
-      correlation_id: envelope.correlation_id,
-    };
-    // Subscribe before publishing, so a fast job's result cannot slip past.
-    const waiter = req.wait_ms ? this.#waitForResult(envelope.job_id, req.wait_ms) : undefined;
-    try {
-      // Both writes leave in one flush; the server stores them in this order. A fresh
-      // nuid never collides, so the create cannot fail where the enqueue succeeds.
-      await Promise.all([store.create(record), store.enqueue(envelope, 0)]);
-    } catch (err) {
-      waiter?.cancel();
-      throw err;
-    }
-    log.info({ job_id: envelope.job_id, correlation_id: envelope.correlation_id, type: envelope.type, queue: envelope.queue }, "job submitted");
-    const reply: SubmitReply = { job_id: envelope.job_id, state: record.state };
-    return (await waiter?.result) ?? reply;
   }
 
-  async result(jobId: string): Promise<JobResult> {
-    const result = await this.deps.store.getResult(jobId);
-    if (result) return result;
-    const record = await this.deps.store.require(jobId);
-    throw new BosunError("not_finished", `job ${jobId} is ${record.state}`, { state: record.state });
+  /** The job an idempotency key already points at, or undefined once this submit holds the key. */
+  async #existingFor(indexKey: string, jobId: string): Promise<string | undefined> {
+    const { idempotency, store } = this.deps;
+    const claim = await idempotency.claim(indexKey, jobId);
+    if (claim.claimed) return undefined;
+    if (await store.get(claim.jobId)) return claim.jobId;
+    // The claimer died before writing its job: take the key over once the claim is stale.
+    if (await idempotency.takeOver(indexKey, jobId, claim)) return undefined;
+    throw new BosunError("unavailable", "a submit with this idempotency key is still being accepted; retry shortly");
+  }
+
+  /** What a repeated submit gets: the first job, finished or not (waiting like the first would). */
+  async #replyForExisting(jobId: string, waitMs: number | undefined): Promise<SubmitReply | JobResult> {
+    const waiter = waitMs ? this.#waitForResult(jobId, waitMs) : undefined;
+    const finished = await this.deps.store.getResult(jobId);
+    if (finished) {
+      waiter?.cancel();
+      return waitMs ? finished : { job_id: jobId, state: finished.state, duplicate: true };
+    }
+    const state = (await this.deps.store.status(jobId)).state;
+    return (await waiter?.result) ?? { job_id: jobId, state, duplicate: true };
   }
 
   #handlerFor(type: string, queue: string): HandlerDefinition | undefined {
@@ -119,3 +194,5 @@ export class Intake {
     return { result, cancel: () => sub.unsubscribe() };
   }
 }
+
+export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;

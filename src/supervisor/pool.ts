@@ -63,6 +63,13 @@ class ExecutionProcess {
   }
 }
 
+const killMessages: Record<KillReason, string> = {
+  timeout: "job exceeded its timeout_ms and its process was killed",
+  cancelled: "job was cancelled and its process was killed",
+  shutdown: "supervisor shut down past its grace period and killed the process",
+};
+const killError = (reason: KillReason): JobError => ({ code: reason, message: killMessages[reason] });
+
 export interface ExecutionHandle {
   pid: number;
   executionId: string;
@@ -271,27 +278,33 @@ export class Pool {
     proc.executions++;
     proc.memoryMb = msg.rss_mb;
     const duration_ms = Date.now() - execution.startedAt.getTime();
-    execution.finish(msg.outcome.ok ? { ok: true, value: msg.outcome.value, duration_ms } : { ok: false, error: msg.outcome.error, duration_ms });
-    const recycleWhy = proc.retireAfterJob
-      ? "recycle requested"
-      : proc.executions >= this.opts.maxExecutions
-        ? "max executions reached"
-        : proc.memoryMb > this.opts.maxMemoryMb
-          ? "memory ceiling exceeded"
-          : undefined;
-    if (recycleWhy || this.#draining) {
-      void this.#retire(proc, recycleWhy ?? "shutdown");
-    } else {
-      this.#release(proc);
-    }
+    // A job that ends on its own after a kill began (it honoured ctx.signal) still ends for the kill's reason.
+    if (execution.killReason) execution.finish({ ok: false, error: killError(execution.killReason), duration_ms });
+    else execution.finish(msg.outcome.ok ? { ok: true, value: msg.outcome.value, duration_ms } : { ok: false, error: msg.outcome.error, duration_ms });
+    const retireWhy = this.#retireReason(proc, execution);
+    if (retireWhy) void this.#retire(proc, retireWhy);
+    else this.#release(proc);
     this.opts.onChange();
+  }
+
+  /** Why a process that just finished a job must not take another, if it must not. */
+  #retireReason(proc: ExecutionProcess, execution: Execution): string | undefined {
+    if (execution.killReason) return `killed (${execution.killReason})`;
+    if (proc.retireAfterJob) return "recycle requested";
+    if (proc.executions >= this.opts.maxExecutions) return "max executions reached";
+    if (proc.memoryMb > this.opts.maxMemoryMb) return "memory ceiling exceeded";
+    if (this.#draining) return "shutdown";
+    return undefined;
   }
 
   #kill(proc: ExecutionProcess, execution: Execution, reason: KillReason): void {
     if (proc.current !== execution || execution.killReason) return;
     execution.killReason = reason;
     proc.child.send({ t: "abort", execution_id: execution.id, reason }, () => undefined);
-    setTimeout(() => proc.child.kill("SIGKILL"), this.opts.killGraceMs).unref();
+    // Unless the handler gives up by itself within the grace; either way the process is replaced.
+    setTimeout(() => {
+      if (proc.current === execution) proc.child.kill("SIGKILL");
+    }, this.opts.killGraceMs).unref();
     this.opts.log.warn({ child_pid: proc.pid, job_id: execution.jobId, reason }, "killing execution process");
   }
 
@@ -303,9 +316,8 @@ export class Pool {
     if (execution) {
       clearTimeout(execution.timer);
       proc.current = undefined;
-      const reason = execution.killReason;
-      const error: JobError = reason
-        ? { code: reason === "timeout" ? "timeout" : reason, message: reason === "timeout" ? "job exceeded its timeout_ms and its process was killed" : `job ${reason}` }
+      const error: JobError = execution.killReason
+        ? killError(execution.killReason)
         : { code: "crashed", message: `execution process exited mid-job (code ${code}, signal ${signal})` };
       execution.finish({ ok: false, error, duration_ms: Date.now() - execution.startedAt.getTime() });
     }

@@ -6,6 +6,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
+  headerNames,
   JobEnvelope,
   parseWith,
   queueConsumer,
@@ -14,9 +15,13 @@ import {
   type JobResult,
   type JobStatus,
 } from "../contract/index.js";
-import type { ExecutionOutcome, Pool } from "./pool.js";
+import { backoffDelay } from "./backoff.js";
+import type { CancelRegistry } from "./cancels.js";
+import { cancelledError } from "./intake.js";
+import type { ExecutionHandle, ExecutionOutcome, Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
-import { ATTEMPT_OFFSET_HEADER, type JobStore } from "./store.js";
+import { recordOf } from "./records.js";
+import type { JobStore } from "./store.js";
 
 const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
@@ -24,6 +29,7 @@ const PROGRESS_WRITE_GAP_MS = 250;
 
 export interface RunnerOptions {
   workerId: string;
+  cancels: CancelRegistry;
   queues: readonly string[];
   leaseMs: number;
   log: Logger;
@@ -43,6 +49,7 @@ export class Runner {
   /** Messages whose jobs are running: their ack deadline is pushed back together, on one timer. */
   readonly #leased = new Set<JobMessage>();
   #leaseTimer: NodeJS.Timeout | undefined;
+  readonly #running = new Map<string, ExecutionHandle>();
 
   constructor(
     nc: NatsConnection,
@@ -70,6 +77,7 @@ export class Runner {
   }
 
   start(): void {
+    this.opts.cancels.onCancel((jobId) => this.#onCancel(jobId));
     this.#leaseTimer = setInterval(() => {
       for (const msg of this.#leased) msg.working();
     }, Math.max(250, Math.floor(this.opts.leaseMs / 3)));
@@ -138,7 +146,7 @@ export class Runner {
   }
 
   async #run(msg: JobMessage, releaseSlot: () => void): Promise<void> {
-    const { log, workerId } = this.opts;
+    const { log, workerId, cancels } = this.opts;
     let job: JobEnvelope;
     try {
       job = parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
@@ -147,13 +155,20 @@ export class Runner {
       msg.term();
       return;
     }
-    const attempt = Number(msg.header(ATTEMPT_OFFSET_HEADER) ?? 0) + msg.deliveryCount;
-    const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt };
-    const record = this.#baseRecord(job, attempt);
+    const attempt = Number(msg.header(headerNames.attemptOffset) ?? 0) + msg.deliveryCount;
+    // Earlier deliveries of this message never reported back: their supervisor died.
+    const lost = Array.from({ length: msg.deliveryCount - 1 }, (_, i) => lostRun(attempt - msg.deliveryCount + 1 + i));
+    const history = [...job.errors, ...lost];
+    const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null });
 
+    if (cancels.has(job.job_id)) {
+      await this.#finish(job, record, { state: "cancelled", error: cancelledError, durationMs: null });
+      msg.ack();
+      return;
+    }
     if (attempt > job.max_attempts) {
-      // Every attempt was used by runs that never reported back (crashed supervisors).
-      await this.#settle(msg, job, record, { ok: false, error: { code: "attempts_exhausted", message: "attempts used up by lost runs" }, duration_ms: 0 });
+      await this.#bury(job, record, history, lostRun(attempt - 1), null);
+      msg.ack();
       return;
     }
 
@@ -170,65 +185,85 @@ export class Runner {
           this.store.putInterim(record);
         },
       );
-      record.state = "running";
+      this.#running.set(job.job_id, handle);
       record.owner = { worker_id: workerId, pid: handle.pid };
       this.store.putInterim(record);
-      log.debug({ ...logCtx, child_pid: handle.pid, type: job.type }, "job started");
+      // A cancel that landed while the process was being acquired.
+      if (cancels.has(job.job_id)) handle.kill("cancelled");
       const outcome = await handle.outcome;
+      this.#running.delete(job.job_id);
       releaseSlot();
-      await this.#settle(msg, job, record, outcome);
+      await this.#settle(msg, job, record, history, outcome);
     } finally {
       this.#leased.delete(msg);
     }
   }
 
-  #baseRecord(job: JobEnvelope, attempt: number): JobStatus {
-    return {
-      job_id: job.job_id,
-      type: job.type,
-      queue: job.queue,
-      tenant: job.tenant,
-      state: "running",
-      attempts: attempt,
-      max_attempts: job.max_attempts,
-      created_at: job.created_at,
-      started_at: new Date().toISOString(),
-      finished_at: null,
-      owner: null,
-      progress: null,
-      error: null,
-      correlation_id: job.correlation_id,
-    };
+  /** Kills the local execution of a job whose cancel was requested anywhere. */
+  #onCancel(jobId: string): void {
+    this.#running.get(jobId)?.kill("cancelled");
   }
 
   /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
-  async #settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, outcome: ExecutionOutcome): Promise<void> {
+  async #settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome): Promise<void> {
     const { log } = this.opts;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
-    const finishedAt = new Date().toISOString();
     if (outcome.ok) {
-      await this.#finish(record, { state: "succeeded", finished_at: finishedAt, progress: 1 }, outcome.value, null, outcome.duration_ms);
+      await this.#finish(job, { ...record, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms });
       log.info({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
+    } else if (outcome.error.code === "shutdown") {
+      // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
+      msg.nak();
+      log.warn(logCtx, "job handed back after the drain grace period");
+      return;
+    } else if (outcome.error.code === "cancelled") {
+      await this.#finish(job, record, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms });
+      log.info(logCtx, "job cancelled while running");
     } else if (record.attempts < job.max_attempts) {
-      await this.store.enqueue(job, record.attempts);
-      await this.store.put({ ...record, state: "queued", owner: null, error: outcome.error });
-      log.warn({ ...logCtx, error: outcome.error }, "job attempt failed; requeued");
+      await this.#retryLater(job, record, [...history, outcome.error]);
+      log.warn({ ...logCtx, error: outcome.error }, "job attempt failed");
     } else {
-      await this.#finish(record, { state: "dead", finished_at: finishedAt }, null, outcome.error, outcome.duration_ms);
+      await this.#bury(job, record, history, outcome.error, outcome.duration_ms);
       log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
     }
     msg.ack();
   }
 
-  async #finish(record: JobStatus, change: Partial<JobStatus>, value: unknown, error: JobError | null, durationMs: number): Promise<void> {
-    const final: JobStatus = { ...record, ...change, error };
+  /** The next attempt after the backoff: parked in the scheduler, or queued at once when there is none. */
+  async #retryLater(job: JobEnvelope, record: JobStatus, errors: JobError[]): Promise<void> {
+    const next: JobEnvelope = { ...job, errors };
+    const delay = backoffDelay(job.backoff, record.attempts);
+    const failed = { ...record, owner: null, error: errors.at(-1) ?? null };
+    if (delay > 0) {
+      await this.store.schedule(next, record.attempts, Date.now() + delay);
+      await this.store.put({ ...failed, state: "failed" });
+    } else {
+      await this.store.enqueue(next, record.attempts);
+      await this.store.put({ ...failed, state: "queued" });
+    }
+  }
+
+  /** Dead: kept in the dead-letter stream with every attempt's error, then finished. */
+  async #bury(job: JobEnvelope, record: JobStatus, history: JobError[], lastError: JobError, durationMs: number | null): Promise<void> {
+    const errors = [...history, lastError];
+    const dead = { ...record, state: "dead" as const, owner: null, error: lastError, finished_at: new Date().toISOString() };
+    await this.store.bury({ job: { ...job, errors }, record: dead });
+    await this.#finish(job, dead, { state: "dead", error: lastError, durationMs });
+  }
+
+  async #finish(
+    job: JobEnvelope,
+    record: JobStatus,
+    end: { state: "succeeded" | "cancelled" | "dead"; value?: unknown; error: JobError | null; durationMs: number | null },
+  ): Promise<void> {
+    const final: JobStatus = { ...record, state: end.state, owner: null, error: end.error, finished_at: record.finished_at ?? new Date().toISOString() };
     const result: JobResult = {
-      job_id: record.job_id,
-      state: final.state,
-      result: (value ?? null) as JobResult["result"],
-      error,
+      job_id: job.job_id,
+      state: end.state,
+      result: end.value ?? null,
+      error: end.error,
       attempts: record.attempts,
-      duration_ms: durationMs,
+      duration_ms: end.durationMs,
     };
     // The result is the durable outcome; the record follows it on the same connection
     // without an ack of its own (status reads fall back on the result, see JobStore.status).
@@ -237,3 +272,5 @@ export class Runner {
     await stored;
   }
 }
+
+const lostRun = (attempt: number): JobError => ({ code: "lost", message: `attempt ${attempt} never reported back (its supervisor stopped)` });

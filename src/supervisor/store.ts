@@ -3,12 +3,16 @@
  * and results in the results stream. Writes go through one StreamWriter;
  * each acked write resolves only once JetStream has stored it.
  */
-import type { JetStreamManager } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
+import { DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
+import { KvWatchInclude, type KV } from "@nats-io/kv";
 import {
   BosunError,
   buckets,
+  DEAD_WILDCARD,
+  DeadLetter,
+  deadSubject,
   FINAL_STATES,
+  headerNames,
   JobResult,
   JobStatus,
   encodeJson,
@@ -16,16 +20,16 @@ import {
   kvKeySubject,
   parseWith,
   resultSubject,
+  scheduledSubject,
   streams,
   type JobEnvelope,
+  type ListJobsRequest,
 } from "../contract/index.js";
 import { StreamWriteError, type StreamWriter } from "../platform/stream-writer.js";
 
 const decoder = new TextDecoder();
 const WRONG_LAST_SEQUENCE = 10071;
 
-/** Attempts already used before this message, carried in a header so the envelope stays immutable. */
-export const ATTEMPT_OFFSET_HEADER = "Bosun-Attempt-Offset";
 
 export class JobStore {
   constructor(
@@ -50,21 +54,33 @@ export class JobStore {
     await this.writer.publish(kvKeySubject(buckets.jobs, record.job_id), encodeJson(record));
   }
 
+  /** Compare-and-set: fails with `conflict` if the record changed since `revision`. */
+  async update(record: JobStatus, revision: number): Promise<void> {
+    try {
+      await this.writer.publish(kvKeySubject(buckets.jobs, record.job_id), encodeJson(record), { expectLastSubjectSeq: revision });
+    } catch (err) {
+      if (err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE) {
+        throw new BosunError("conflict", `job ${record.job_id} changed meanwhile; try again`);
+      }
+      throw err;
+    }
+  }
+
   /** For interim states (running, progress): a later acked write always follows. */
   putInterim(record: JobStatus): void {
     this.writer.publishUnacked(kvKeySubject(buckets.jobs, record.job_id), encodeJson(record));
   }
 
-  async get(jobId: string): Promise<JobStatus | null> {
+  async get(jobId: string): Promise<{ record: JobStatus; revision: number } | null> {
     const entry = await this.kv.get(jobId);
     if (!entry || entry.operation !== "PUT") return null;
-    return parseWith(JobStatus, entry.json());
+    return { record: parseWith(JobStatus, entry.json()), revision: entry.revision };
   }
 
-  async require(jobId: string): Promise<JobStatus> {
-    const record = await this.get(jobId);
-    if (!record) throw new BosunError("not_found", `no job ${jobId}`);
-    return record;
+  async require(jobId: string): Promise<{ record: JobStatus; revision: number }> {
+    const found = await this.get(jobId);
+    if (!found) throw new BosunError("not_found", `no job ${jobId}`);
+    return found;
   }
 
   /**
@@ -72,7 +88,7 @@ export class JobStore {
    * durable outcome), so a record still showing a live state defers to a result.
    */
   async status(jobId: string): Promise<JobStatus> {
-    const record = await this.require(jobId);
+    const { record } = await this.require(jobId);
     if (FINAL_STATES.has(record.state)) return record;
     const stored = await this.#resultMessage(jobId);
     if (!stored) return record;
@@ -86,9 +102,92 @@ export class JobStore {
    */
   async enqueue(envelope: JobEnvelope, attemptOffset: number): Promise<void> {
     await this.writer.publish(jobSubject(envelope.queue), encodeJson(envelope), {
-      msgId: `${envelope.job_id}.${attemptOffset}`,
-      headers: { [ATTEMPT_OFFSET_HEADER]: String(attemptOffset) },
+      msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}`,
+      headers: { [headerNames.attemptOffset]: String(attemptOffset) },
     });
+  }
+
+  /** Parks an attempt of a job until `dueAt` (epoch ms); the scheduler enqueues it then. */
+  async schedule(envelope: JobEnvelope, attemptOffset: number, dueAt: number): Promise<void> {
+    await this.writer.publish(scheduledSubject(envelope.queue), encodeJson(envelope), {
+      msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}.scheduled`,
+      headers: { [headerNames.attemptOffset]: String(attemptOffset), [headerNames.dueAt]: String(dueAt) },
+    });
+  }
+
+  async bury(letter: DeadLetter): Promise<void> {
+    await this.writer.publish(deadSubject(letter.job.queue, letter.job.job_id), encodeJson(letter), {
+      msgId: `${letter.job.job_id}.${letter.job.generation}.dead`,
+    });
+  }
+
+  async deadLetter(queue: string, jobId: string): Promise<DeadLetter | null> {
+    const msg = await this.jsm.direct.getMessage(streams.dead, { last_by_subj: deadSubject(queue, jobId) });
+    return msg ? parseWith(DeadLetter, JSON.parse(decoder.decode(msg.data))) : null;
+  }
+
+  /** Forgets a job's result (a retried dead job must not answer with its old one). */
+  async dropResult(jobId: string): Promise<void> {
+    const msg = await this.jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) });
+    if (msg) await this.jsm.streams.deleteMessage(streams.results, msg.seq, false);
+  }
+
+  /**
+   * Job records matching a filter, newest first. Dead jobs come from the
+   * dead-letter stream; any other state reads every record's latest value
+   * once (an operator's query, linear in the records kept; cleanup bounds it).
+   */
+  async list(filter: ListJobsRequest): Promise<JobStatus[]> {
+    const matches: JobStatus[] = filter.state === "dead" ? await this.#deadRecords(filter) : await this.#scanRecords(filter);
+    matches.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+    return matches.slice(0, filter.limit);
+  }
+
+  async #deadRecords(filter: ListJobsRequest): Promise<JobStatus[]> {
+    const subject = filter.queue ? deadSubject(filter.queue, "*") : DEAD_WILDCARD;
+    const info = await this.jsm.streams.info(streams.dead, { subjects_filter: subject });
+    let remaining = Object.keys(info.state.subjects ?? {}).length;
+    const records: JobStatus[] = [];
+    if (remaining === 0) return records;
+    const consumer = await this.jsm.jetstream().consumers.get(streams.dead, {
+      filter_subjects: subject,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    while (remaining > 0) {
+      const batch = await consumer.fetch({ max_messages: Math.min(remaining, 1000), expires: 2000 });
+      let got = 0;
+      for await (const msg of batch) {
+        got++;
+        remaining = msg.info.pending;
+        const { record } = parseWith(DeadLetter, msg.json());
+        if (!filter.tenant || record.tenant === filter.tenant) records.push(record);
+      }
+      if (got === 0) break;
+    }
+    return records;
+  }
+
+  async #scanRecords(filter: ListJobsRequest): Promise<JobStatus[]> {
+    const matches: JobStatus[] = [];
+    if ((await this.kv.status()).values === 0) return matches;
+    const watch = await this.kv.watch({ include: KvWatchInclude.LastValue });
+    try {
+      for await (const entry of watch) {
+        if (entry.operation === "PUT") {
+          const record = parseWith(JobStatus, entry.json());
+          const wanted =
+            (!filter.state || record.state === filter.state) &&
+            (!filter.queue || record.queue === filter.queue) &&
+            (!filter.tenant || record.tenant === filter.tenant);
+          if (wanted) matches.push(record);
+        }
+        // delta counts the values still to come in the initial scan.
+        if (!entry.delta) break;
+      }
+    } finally {
+      watch.stop();
+    }
+    return matches;
   }
 
   async publishResult(result: JobResult): Promise<void> {

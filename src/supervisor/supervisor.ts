@@ -19,6 +19,9 @@ import { Intake } from "./intake.js";
 import { Pool } from "./pool.js";
 import { Runner } from "./runner.js";
 import { JobStore } from "./store.js";
+import { CancelRegistry } from "./cancels.js";
+import { IdempotencyIndex } from "./idempotency.js";
+import { Scheduler } from "./scheduler.js";
 import { StreamWriter } from "../platform/stream-writer.js";
 
 export type SupervisorState = "starting" | "running" | "draining" | "stopped";
@@ -33,6 +36,8 @@ export class Supervisor {
   #heartbeats: Heartbeats | undefined;
   #service: Service | undefined;
   #writer: StreamWriter | undefined;
+  #scheduler: Scheduler | undefined;
+  #cancels: CancelRegistry | undefined;
   #jobTypes: string[] = [];
 
   constructor(
@@ -51,7 +56,12 @@ export class Supervisor {
     const handlers = await loadHandlers(config.handlers, config.builtins);
     this.#jobTypes = [...handlers.keys()];
     const nc = (this.#nc = await connectNats(config.nats_url, `bosun-supervisor-${workerId}`, log));
-    const topology = await provisionTopology(nc, { queues: config.queues, leaseMs: config.lease_ms, resultsTtlMs: config.results_ttl_ms });
+    const topology = await provisionTopology(nc, {
+      queues: config.queues,
+      leaseMs: config.lease_ms,
+      resultsTtlMs: config.results_ttl_ms,
+      idempotencyWindowMs: config.idempotency_window_ms,
+    });
     const writer = (this.#writer = new StreamWriter(nc));
     const store = new JobStore(writer, topology.jsm, topology.jobsKv);
 
@@ -68,10 +78,14 @@ export class Supervisor {
       log,
       onChange: () => heartbeats.changed(),
     }));
-    const runner = (this.#runner = new Runner(nc, store, pool, { workerId, queues: config.queues, leaseMs: config.lease_ms, log }));
+    const cancels = (this.#cancels = new CancelRegistry(topology.cancelsKv, log));
+    const runner = (this.#runner = new Runner(nc, store, pool, { workerId, cancels, queues: config.queues, leaseMs: config.lease_ms, log }));
+    const scheduler = (this.#scheduler = new Scheduler(nc, store, cancels, log));
     const intake = new Intake({
       nc,
       store,
+      cancels,
+      idempotency: new IdempotencyIndex(topology.idempotencyKv),
       handlers,
       queues: config.queues,
       servedElsewhere: (type, queue) => heartbeats.serves(type, queue),
@@ -84,11 +98,17 @@ export class Supervisor {
     });
 
     pool.start();
+    await cancels.start();
     await heartbeats.start(topology.jsm);
     this.#service = await startApi(nc, { workerId, intake, store, log });
     runner.start();
+    scheduler.start();
     void (async () => {
-      for await (const s of nc.status()) if (s.type === "reconnect") runner.reconnected();
+      for await (const s of nc.status()) {
+        if (s.type !== "reconnect") continue;
+        runner.reconnected();
+        scheduler.reconnected();
+      }
     })();
     this.#transition("running");
   }
@@ -102,8 +122,10 @@ export class Supervisor {
     if (this.#state === "draining" || this.#state === "stopped") return;
     this.#transition("draining");
     await this.#service?.stop().catch(() => undefined);
+    await this.#scheduler?.stop();
     await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
     await this.#runner?.stop();
+    this.#cancels?.stop();
     await this.#heartbeats?.stop();
     this.#writer?.close();
     await this.#nc?.drain().catch(() => undefined);

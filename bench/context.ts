@@ -1,0 +1,48 @@
+/** What every workload gets: the running servers, shared clients and the counts of this run. */
+import type http from "node:http";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Redis } from "ioredis";
+import type { Procs } from "./procs.js";
+
+export interface Counts {
+  /** Workload 1 and the noop part of 4: jobs per run. */
+  throughput: number;
+  /** Workload 2: sequential jobs per run. */
+  latency: number;
+  /** Workload 4: `cpu` jobs per run, and how long each one spins. */
+  cpuJobs: number;
+  cpuMs: number;
+  /** Outstanding submits at a time. */
+  inflight: number;
+  /** Bosun's execution processes per supervisor; BullMQ's concurrency. */
+  pool: number;
+  /** Untimed jobs before each timed phase (process start-up, JIT, connections). */
+  warmup: number;
+  latencyWarmup: number;
+}
+
+export interface Ctx {
+  procs: Procs;
+  natsUrl: string;
+  /** The harness's own NATS client (noAsyncTraces on, like Bosun's processes). */
+  nc: NatsConnection;
+  gatewayPort: number;
+  /** Keep-alive agent for the gateway, one socket per outstanding request. */
+  http: http.Agent;
+  redisPort: number;
+  /** Admin client: FLUSHALL between BullMQ runs. */
+  redis: Redis;
+  counts: Counts;
+}
+
+/** Figures of one run, by metric key (see report.ts for what each key is). */
+export type Figures = Record<string, number>;
+
+/** A queue or stream name no other run uses. */
+export const freshName = (prefix: string): string => `${prefix}_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+
+/** A small JSON payload, the same for every system. */
+export const payloadOf = (i: number): { i: number; tag: string } => ({ i, tag: "bench" });
+
+/** How long to wait for all of a run's jobs before calling it failed. */
+export const finishTimeoutMs = (jobs: number, msPerJob = 5): number => 120_000 + jobs * msPerJob;

@@ -1,0 +1,309 @@
+/**
+ * Every process the benchmark starts: nats-server, redis-server, Bosun
+ * supervisors and gateway, BullMQ worker hosts. Each runs in its own process
+ * group (so its children go with it), logs to a file in one temp dir, and is
+ * killed at the end of the run, on error, on Ctrl-C, or when this process exits.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as delay } from "node:timers/promises";
+import { connect } from "@nats-io/transport-node";
+
+/** The repository root: the nearest folder above this file whose package.json is Bosun's. */
+export function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (true) {
+    const pkg = path.join(dir, "package.json");
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "bosun") return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error("cannot find Bosun's package.json above the benchmark");
+    dir = up;
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error("no free port from the OS"))));
+    });
+  });
+}
+
+/** Polls `probe` until it returns true; throws after `timeoutMs`. */
+export async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await probe()) return;
+    } catch (err) {
+      last = err;
+    }
+    await delay(50);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
+}
+
+/** Rejects with "`what` not within `ms` ms" unless `work` settles first. */
+export async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Installs a Debian package if its binary is missing (the harness runs as root here). */
+export function ensureDebianPackage(binary: string, pkg: string): void {
+  if (!spawnSync(binary, ["--version"]).error) return;
+  process.stdout.write(`bench: ${binary} not found; installing the Debian package: apt-get install -y ${pkg}\n`);
+  if (process.getuid?.() !== 0) throw new Error(`${binary} is missing and this is not root: run "sudo apt-get install -y ${pkg}" first`);
+  let res = spawnSync("apt-get", ["install", "-y", pkg], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  if (res.status !== 0) {
+    process.stdout.write("bench: apt-get install failed; running apt-get update and trying once more\n");
+    spawnSync("apt-get", ["update"], { stdio: "inherit" });
+    res = spawnSync("apt-get", ["install", "-y", pkg], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  }
+  if (res.status !== 0 || spawnSync(binary, ["--version"]).error) throw new Error(`could not install ${pkg}`);
+  process.stdout.write(`bench: installed ${pkg}. (Debian may also have registered a system service for it; the benchmark never uses it.)\n`);
+}
+
+export interface Proc {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  readonly logFile: string;
+  readonly exited: Promise<void>;
+}
+
+export class Procs {
+  readonly root = repoRoot();
+  readonly tmp = mkdtempSync(path.join(os.tmpdir(), "bosun-bench-"));
+  readonly #live = new Set<Proc>();
+  #seq = 0;
+
+  constructor() {
+    // Last resort: whatever is still running when this process exits dies with it.
+    process.on("exit", () => {
+      for (const p of this.#live) killGroup(p.pid, "SIGKILL");
+    });
+  }
+
+  get cli(): string {
+    return path.join(this.root, "dist", "cli.js");
+  }
+
+  /** Starts a process in its own process group, stdout and stderr to a log file. */
+  spawn(name: string, command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; ipc?: boolean } = {}): Proc {
+    const logFile = path.join(this.tmp, `${String(++this.#seq).padStart(3, "0")}-${name.replace(/[^\w.-]/g, "_")}.log`);
+    const fd = openSync(logFile, "a");
+    const child = spawn(command, args, {
+      cwd: this.root,
+      env: { ...process.env, ...opts.env },
+      stdio: opts.ipc ? ["ignore", fd, fd, "ipc"] : ["ignore", fd, fd],
+      detached: true,
+    });
+    closeSync(fd);
+    if (child.pid === undefined) throw new Error(`could not start ${name} (${command})`);
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    const proc: Proc = { name, pid: child.pid, child, logFile, exited };
+    this.#live.add(proc);
+    void exited.then(() => this.#live.delete(proc));
+    child.once("error", () => this.#live.delete(proc));
+    return proc;
+  }
+
+  /** SIGTERM, then SIGKILL to the whole group after `graceMs`; always reaps leftovers of the group. */
+  async stop(proc: Proc, graceMs = 15_000): Promise<void> {
+    if (proc.child.exitCode === null && proc.child.signalCode === null) {
+      try {
+        process.kill(proc.pid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+      const timer = setTimeout(() => killGroup(proc.pid, "SIGKILL"), graceMs);
+      await proc.exited;
+      clearTimeout(timer);
+    }
+    // Children of the group (execution processes, sandboxed processors) must not outlive it.
+    killGroup(proc.pid, "SIGKILL");
+    this.#live.delete(proc);
+  }
+
+  async stopAll(): Promise<void> {
+    // Clients first (supervisors, gateways, workers), servers last.
+    const servers = [...this.#live].filter((p) => p.name === "nats-server" || p.name === "redis-server");
+    await Promise.all([...this.#live].filter((p) => !servers.includes(p)).map((p) => this.stop(p, 5000)));
+    await Promise.all(servers.map((p) => this.stop(p, 5000)));
+  }
+
+  /** The last lines of a process's log, for error reports. */
+  logTail(proc: Proc, lines = 20): string {
+    try {
+      return readFileSync(proc.logFile, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+    } catch {
+      return "";
+    }
+  }
+
+  removeTmp(): void {
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+
+  async startNats(): Promise<{ url: string; proc: Proc }> {
+    ensureDebianPackage("nats-server", "nats-server");
+    const port = await freePort();
+    const proc = this.spawn("nats-server", "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(this.tmp, "jetstream"), "-n", "bosun-bench"]);
+    const url = `nats://127.0.0.1:${port}`;
+    await waitUntil("nats-server", async () => {
+      const nc = await connect({ servers: url, timeout: 500, reconnect: false });
+      await nc.close();
+      return true;
+    });
+    return { url, proc };
+  }
+
+  async startRedis(): Promise<{ port: number; proc: Proc }> {
+    ensureDebianPackage("redis-server", "redis-server");
+    const port = await freePort();
+    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.tmp, "--daemonize", "no"];
+    const proc = this.spawn("redis-server", "redis-server", args);
+    await waitUntil("redis-server", () => redisPing(port));
+    return { port, proc };
+  }
+
+  startSupervisor(natsUrl: string, opts: { workerId: string; queue: string; pool: number }): Proc {
+    const args = ["supervisor", "--worker-id", opts.workerId, "--queues", opts.queue, "--min", String(opts.pool), "--max", String(opts.pool)];
+    return this.spawn(`supervisor-${opts.workerId}`, process.execPath, [this.cli, ...args], { env: bosunEnv(natsUrl) });
+  }
+
+  async startGateway(natsUrl: string): Promise<{ port: number; proc: Proc }> {
+    const port = await freePort();
+    const proc = this.spawn("gateway", process.execPath, [this.cli, "gateway", "--host", "127.0.0.1", "--port", String(port)], { env: bosunEnv(natsUrl) });
+    await waitUntil("the gateway's /healthz", () => httpOk(port, "/healthz"));
+    return { port, proc };
+  }
+}
+
+function bosunEnv(natsUrl: string): NodeJS.ProcessEnv {
+  return { NATS_URL: natsUrl, BOSUN_LOG_LEVEL: process.env.BENCH_BOSUN_LOG_LEVEL ?? "warn" };
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // no process left in the group
+  }
+}
+
+function redisPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.setTimeout(500, () => socket.destroy());
+    socket.once("error", () => resolve(false));
+    socket.once("close", () => resolve(false));
+    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.once("data", (data) => {
+      resolve(data.toString().startsWith("+PONG"));
+      socket.end();
+    });
+  });
+}
+
+function httpOk(port: number, urlPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: "127.0.0.1", port, path: urlPath, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.once("error", () => resolve(false));
+    req.once("timeout", () => req.destroy());
+  });
+}
+
+// ---- memory: /proc/<pid>/status ------------------------------------------------------------
+
+function statusKb(pid: number, field: "VmHWM" | "VmRSS"): number | undefined {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Direct children of a process, from /proc/<pid>/task/<tid>/children. */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const text = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
+        if (text) out.push(...text.split(/\s+/).map(Number));
+      } catch {
+        // thread ended meanwhile
+      }
+    }
+  } catch {
+    // process ended
+  }
+  return out;
+}
+
+/** Peak resident memory (VmHWM, MiB) of a process over its whole life, read now. */
+export const peakRssMb = (pid: number): number | undefined => {
+  const kb = statusKb(pid, "VmHWM");
+  return kb === undefined ? undefined : kb / 1024;
+};
+
+export interface MemoryPeaks {
+  /** Peak RSS of the root process, MiB. */
+  root: number;
+  /** Peak RSS of each child process seen, MiB. */
+  children: number[];
+}
+
+/**
+ * Samples the peak RSS (VmHWM) of a process and of its children every
+ * `intervalMs`, so a child that is replaced mid-run is still counted.
+ */
+export class MemorySampler {
+  readonly #peaks = new Map<number, number>();
+  readonly #timer: NodeJS.Timeout;
+  constructor(
+    private readonly rootPid: number,
+    intervalMs = 200,
+  ) {
+    this.#sample();
+    this.#timer = setInterval(() => this.#sample(), intervalMs);
+  }
+
+  #sample(): void {
+    for (const pid of [this.rootPid, ...childrenOf(this.rootPid)]) {
+      const kb = statusKb(pid, "VmHWM");
+      if (kb !== undefined) this.#peaks.set(pid, Math.max(kb, this.#peaks.get(pid) ?? 0));
+    }
+  }
+
+  stop(): MemoryPeaks {
+    this.#sample();
+    clearInterval(this.#timer);
+    const children = [...this.#peaks].filter(([pid]) => pid !== this.rootPid).map(([, kb]) => kb / 1024);
+    return { root: (this.#peaks.get(this.rootPid) ?? 0) / 1024, children };
+  }
+}

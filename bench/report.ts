@@ -1,0 +1,302 @@
+/**
+ * bench/RESULTS.md: the machine, the versions, every figure's median and
+ * spread over the rounds, Bosun's ratios to its peers against the targets,
+ * and how each system was set up.
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { Counts } from "./context.js";
+import { median } from "./stats.js";
+
+export interface MetricDef {
+  key: string;
+  label: string;
+  unit: string;
+  digits: number;
+}
+
+export interface Section {
+  title: string;
+  about: string;
+  metrics: MetricDef[];
+}
+
+const m = (key: string, label: string, unit: string, digits = 0): MetricDef => ({ key, label, unit, digits });
+
+export function sections(c: Counts): Section[] {
+  return [
+    {
+      title: "1. Throughput",
+      about: `${c.throughput.toLocaleString("en")} \`noop\` jobs per run, ${c.inflight} submits outstanding at a time, timed from the first submit until every job's result (Bosun) or completion (BullMQ) has been seen. "accepted" is the rate of the submits alone.`,
+      metrics: [
+        m("tp.bosun_nats", "Bosun, NATS API", "jobs/s"),
+        m("tp.bosun_http", "Bosun, HTTP via gateway", "jobs/s"),
+        m("tp.bullmq_inprocess", "BullMQ, in-process processor", "jobs/s"),
+        m("tp.bullmq_sandboxed", "BullMQ, sandboxed processor", "jobs/s"),
+        m("tp.bosun_nats.accept", "Bosun, NATS API: accepted", "jobs/s"),
+        m("tp.bosun_http.accept", "Bosun, HTTP: accepted", "jobs/s"),
+        m("tp.bullmq_inprocess.accept", "BullMQ in-process: added", "jobs/s"),
+        m("tp.bullmq_sandboxed.accept", "BullMQ sandboxed: added", "jobs/s"),
+      ],
+    },
+    {
+      title: "2. Latency",
+      about: `${c.latency.toLocaleString("en")} sequential \`noop\` jobs per run (after ${c.latencyWarmup} untimed), each timed from submit to result in hand.`,
+      metrics: [
+        m("lat.bosun_nats.p50", "Bosun, NATS API (wait_ms): p50", "ms", 2),
+        m("lat.bosun_nats.p99", "Bosun, NATS API (wait_ms): p99", "ms", 2),
+        m("lat.bosun_http.p50", "Bosun, HTTP ?wait_ms: p50", "ms", 2),
+        m("lat.bosun_http.p99", "Bosun, HTTP ?wait_ms: p99", "ms", 2),
+        m("lat.bullmq.p50", "BullMQ, add + waitUntilFinished: p50", "ms", 2),
+        m("lat.bullmq.p99", "BullMQ, add + waitUntilFinished: p99", "ms", 2),
+        m("lat.bosun_nats.mean", "Bosun, NATS API: mean", "ms", 2),
+        m("lat.bosun_http.mean", "Bosun, HTTP: mean", "ms", 2),
+        m("lat.bullmq.mean", "BullMQ: mean", "ms", 2),
+      ],
+    },
+    {
+      title: "3. The limit: raw JetStream on the same server",
+      about: `${c.throughput.toLocaleString("en")} messages of a job envelope's size (~330 bytes) per phase, file storage, work-queue stream. Publish: \`js.publish\` awaiting each PubAck, ${c.inflight} outstanding. Consume: a durable pull consumer, \`consume()\`, \`ack()\` per message, timed until the acks are flushed. The limit is the same message count published (noAsyncTraces) and then consumed (max_messages 1,000): n / (publish time + consume time).`,
+      metrics: [
+        m("js.publish_defaults", "publish, nats.js defaults", "msgs/s"),
+        m("js.publish_fast", "publish, noAsyncTraces: true", "msgs/s"),
+        m("js.consume_defaults", "consume + ack, default max_messages (100)", "msgs/s"),
+        m("js.consume_1000", "consume + ack, max_messages 1,000", "msgs/s"),
+        m("js.limit", "limit: publish + consume, best settings", "msgs/s"),
+        m("js.pipelined", "publish and consume at once (informational)", "msgs/s"),
+      ],
+    },
+    {
+      title: "4. Scale",
+      about: `Scale-out: workload 1 over the NATS API with 1 and with 2 supervisors (each with a pool of ${c.pool}). CPU: ${c.cpuJobs.toLocaleString("en")} \`cpu\` jobs of ${c.cpuMs} ms per run on one supervisor with a pool of 1, 2 and 4 processes; on ${os.cpus().length} cores the ideal is min(pool, cores) × ${Math.round(1000 / c.cpuMs)} jobs/s.`,
+      metrics: [
+        m("scale.supervisors_1", "noop, 1 supervisor", "jobs/s"),
+        m("scale.supervisors_2", "noop, 2 supervisors", "jobs/s"),
+        m("cpu.pool_1", `cpu ${c.cpuMs} ms, pool 1`, "jobs/s", 1),
+        m("cpu.pool_2", `cpu ${c.cpuMs} ms, pool 2`, "jobs/s", 1),
+        m("cpu.pool_4", `cpu ${c.cpuMs} ms, pool 4`, "jobs/s", 1),
+      ],
+    },
+    {
+      title: "5. Memory",
+      about: "Peak RSS (VmHWM from /proc/<pid>/status, sampled every 200 ms so replaced children count too) during workload 1. For execution processes and BullMQ's sandbox children the figure is the largest of them.",
+      metrics: [
+        m("mem.supervisor", "Bosun supervisor", "MiB", 1),
+        m("mem.execution", "Bosun execution process", "MiB", 1),
+        m("mem.bullmq_inprocess_host", "BullMQ worker process, in-process", "MiB", 1),
+        m("mem.bullmq_sandboxed_host", "BullMQ worker process, sandboxed", "MiB", 1),
+        m("mem.bullmq_sandbox_child", "BullMQ sandbox child process", "MiB", 1),
+      ],
+    },
+  ];
+}
+
+export interface Target {
+  label: string;
+  num: string;
+  den: string;
+  op: ">=" | "<=" | "info";
+  target?: number;
+}
+
+export const targets: Target[] = [
+  { label: "Throughput: Bosun NATS API ÷ BullMQ sandboxed", num: "tp.bosun_nats", den: "tp.bullmq_sandboxed", op: ">=", target: 3 },
+  { label: "Throughput: Bosun NATS API ÷ BullMQ in-process", num: "tp.bosun_nats", den: "tp.bullmq_inprocess", op: ">=", target: 0.5 },
+  { label: "Throughput: Bosun HTTP ÷ Bosun NATS API", num: "tp.bosun_http", den: "tp.bosun_nats", op: ">=", target: 0.7 },
+  { label: "Latency p50: Bosun NATS API ÷ BullMQ", num: "lat.bosun_nats.p50", den: "lat.bullmq.p50", op: "<=", target: 1.5 },
+  { label: "Latency p99: Bosun NATS API ÷ BullMQ", num: "lat.bosun_nats.p99", den: "lat.bullmq.p99", op: "<=", target: 1 },
+  { label: "Throughput: Bosun NATS API ÷ raw JetStream limit", num: "tp.bosun_nats", den: "js.limit", op: ">=", target: 0.15 },
+  { label: "Throughput: Bosun HTTP ÷ BullMQ sandboxed", num: "tp.bosun_http", den: "tp.bullmq_sandboxed", op: "info" },
+  { label: "Throughput: Bosun HTTP ÷ BullMQ in-process", num: "tp.bosun_http", den: "tp.bullmq_inprocess", op: "info" },
+  { label: "Latency p50: Bosun HTTP ÷ BullMQ", num: "lat.bosun_http.p50", den: "lat.bullmq.p50", op: "info" },
+  { label: "Latency p99: Bosun HTTP ÷ BullMQ", num: "lat.bosun_http.p99", den: "lat.bullmq.p99", op: "info" },
+  { label: "Throughput: Bosun NATS API ÷ raw JetStream pipelined", num: "tp.bosun_nats", den: "js.pipelined", op: "info" },
+  { label: "Scale-out: 2 supervisors ÷ 1", num: "scale.supervisors_2", den: "scale.supervisors_1", op: "info" },
+  { label: "CPU: pool 2 ÷ pool 1", num: "cpu.pool_2", den: "cpu.pool_1", op: "info" },
+  { label: "CPU: pool 4 ÷ pool 2", num: "cpu.pool_4", den: "cpu.pool_2", op: "info" },
+  { label: "Memory: Bosun supervisor ÷ BullMQ in-process worker process", num: "mem.supervisor", den: "mem.bullmq_inprocess_host", op: "info" },
+];
+
+export interface TargetOutcome extends Target {
+  ratio: number;
+  verdict: "PASS" | "MISS" | "n/a" | "";
+}
+
+export function evaluate(values: Map<string, number[]>): TargetOutcome[] {
+  return targets.map((t) => {
+    const ratio = median(values.get(t.num) ?? []) / median(values.get(t.den) ?? []);
+    let verdict: TargetOutcome["verdict"] = "";
+    if (t.op !== "info") verdict = !Number.isFinite(ratio) ? "n/a" : (t.op === ">=" ? ratio >= t.target! : ratio <= t.target!) ? "PASS" : "MISS";
+    return { ...t, ratio, verdict };
+  });
+}
+
+// ---- environment ----------------------------------------------------------------------------
+
+const firstLine = (cmd: string, args: string[]): string => {
+  const res = spawnSync(cmd, args, { encoding: "utf8" });
+  return (res.stdout || res.stderr || "").split("\n")[0]?.trim() || "unknown";
+};
+
+const packageVersion = (root: string, name: string): string => {
+  try {
+    return (JSON.parse(readFileSync(path.join(root, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+  } catch {
+    return "not installed";
+  }
+};
+
+export interface Environment {
+  machine: [string, string][];
+  versions: [string, string][];
+}
+
+export function describeEnvironment(root: string): Environment {
+  const cpus = os.cpus();
+  const commit = firstLine("git", ["-C", root, "rev-parse", "--short", "HEAD"]);
+  const dirty = spawnSync("git", ["-C", root, "status", "--porcelain", "--", "src"], { encoding: "utf8" }).stdout?.trim() ? " + uncommitted changes in src/" : "";
+  const bosun = (JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as { version: string }).version;
+  return {
+    machine: [
+      ["CPU", `${cpus.length} × ${cpus[0]?.model.trim() ?? "unknown"}`],
+      ["memory", `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`],
+      ["kernel", `${os.type()} ${os.release()} (${os.arch()})`],
+      ["load average at start (1/5/15 min)", os.loadavg().map((l) => l.toFixed(2)).join(" / ")],
+    ],
+    versions: [
+      ["Bosun", `${bosun} (git ${commit}${dirty})`],
+      ["Node.js", process.version],
+      ["nats-server", firstLine("nats-server", ["--version"])],
+      ["redis-server", firstLine("redis-server", ["--version"])],
+      ["nats.js (@nats-io/transport-node / nats-core / jetstream)", ["transport-node", "nats-core", "jetstream"].map((p) => packageVersion(root, `@nats-io/${p}`)).join(" / ")],
+      ["bullmq", packageVersion(root, "bullmq")],
+      ["ioredis", packageVersion(root, "ioredis")],
+    ],
+  };
+}
+
+// ---- markdown -------------------------------------------------------------------------------
+
+const fmt = (v: number, digits: number): string =>
+  Number.isFinite(v) ? v.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "n/a";
+
+export interface ReportInput {
+  counts: Counts;
+  scale: number;
+  rounds: number;
+  smoke: boolean;
+  env: Environment;
+  values: Map<string, number[]>;
+  /** Figures taken once for the whole run (server peaks). */
+  once: [string, string][];
+  loadAtEnd: number[];
+  errors: string[];
+  startedAt: Date;
+  durationS: number;
+}
+
+export function renderReport(r: ReportInput): string {
+  const out: string[] = [];
+  const outcomes = evaluate(r.values);
+  out.push("# Bosun benchmark results", "");
+  if (r.smoke) {
+    out.push(
+      `> **SMOKE RUN — not a benchmark.** BENCH_SCALE=${r.scale}, ${r.rounds} round(s): counts are scaled down to check the harness, so the figures below mean nothing. Run \`npm run bench\` on a quiet machine for real figures.`,
+      "",
+    );
+  }
+  out.push(
+    `Written by \`npm run bench\` (bench/run.ts) on ${r.startedAt.toISOString()}, in ${Math.round(r.durationS)} s. Every workload ran for Bosun and its peers in the same run, alternating them, ${r.rounds} round(s) each; a figure is the median over the rounds, with the spread (min–max) beside it.`,
+    "",
+  );
+
+  out.push("## Machine", "", "| | |", "| --- | --- |");
+  for (const [k, v] of r.env.machine) out.push(`| ${k} | ${v} |`);
+  out.push(`| load average at end | ${r.loadAtEnd.map((l) => l.toFixed(2)).join(" / ")} |`, "");
+  out.push("## Versions", "", "| | |", "| --- | --- |");
+  for (const [k, v] of r.env.versions) out.push(`| ${k} | ${v} |`);
+  out.push("");
+
+  out.push("## Bosun against its peers", "", "Ratios of medians.", "", "| ratio | value | target | result |", "| --- | --- | --- | --- |");
+  for (const o of outcomes) {
+    const target = o.op === "info" ? "(informational)" : `${o.op === ">=" ? "≥" : "≤"} ${o.target}×`;
+    out.push(`| ${o.label} | ${fmt(o.ratio, 2)}× | ${target} | ${o.verdict ? `**${o.verdict}**` : ""} |`);
+  }
+  out.push("");
+
+  out.push("## Figures", "");
+  for (const s of sections(r.counts)) {
+    out.push(`### ${s.title}`, "", s.about, "", "| figure | median | spread (min–max) | spread % | rounds |", "| --- | ---: | ---: | ---: | --- |");
+    for (const metric of s.metrics) {
+      const v = r.values.get(metric.key) ?? [];
+      if (v.length === 0) {
+        out.push(`| ${metric.label} | n/a | | | |`);
+        continue;
+      }
+      const med = median(v);
+      const lo = Math.min(...v);
+      const hi = Math.max(...v);
+      out.push(
+        `| ${metric.label} | ${fmt(med, metric.digits)} ${metric.unit} | ${fmt(lo, metric.digits)} – ${fmt(hi, metric.digits)} | ${fmt(((hi - lo) / med) * 100, 0)}% | ${v.map((x) => fmt(x, metric.digits)).join(", ")} |`,
+      );
+    }
+    out.push("");
+    if (s.title.startsWith("5.") && r.once.length > 0) {
+      out.push("Whole run (one figure, not per round):", "");
+      for (const [k, v] of r.once) out.push(`- ${k}: ${v}`);
+      out.push("");
+    }
+  }
+
+  out.push("## How each system is set up", "");
+  out.push(...setup(r.counts), "");
+
+  out.push(
+    "## Where the time goes",
+    "",
+    "_To be filled in from profiles (e.g. `node --cpu-prof` on a supervisor, the gateway and the harness during workload 1)._",
+    "",
+  );
+
+  if (r.errors.length > 0) {
+    out.push("## Errors", "", "Runs that failed (their figures are missing above):", "");
+    for (const e of r.errors) out.push("```", e, "```");
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+function setup(c: Counts): string[] {
+  return [
+    "One nats-server and one redis-server, both started by the harness on free loopback ports with their data in a temp dir, serve every run:",
+    "",
+    "- **nats-server**: `nats-server -a 127.0.0.1 -p PORT -js -sd TMP/jetstream` (JetStream on file storage, defaults otherwise).",
+    "- **redis-server**: `redis-server --port PORT --bind 127.0.0.1 --save \"\" --appendonly no` (no persistence).",
+    "",
+    `Both sides are driven from the harness process (one Node process, the client/producer) and do their work in other processes. The same small JSON payload (\`{"i": N, "tag": "bench"}\`) goes with every job. Before each timed phase ${c.warmup} untimed jobs (${c.latencyWarmup} for latency) start the pools and warm the JIT.`,
+    "",
+    "**Bosun** (`node dist/cli.js`, built from this commit):",
+    "",
+    `- Each run starts its own supervisor(s): \`bosun supervisor --queues Q --min ${c.pool} --max ${c.pool} --worker-id W\` with \`BOSUN_LOG_LEVEL=warn\`, on a fresh queue Q, all other settings default (3 attempts, 60 s timeout, results kept). It is ready when it answers \`$SRV.PING.bosun\`. After the run it is stopped with SIGTERM (graceful drain), its queue's consumer is deleted and the jobs, results and job-record streams are purged, so every run starts from empty streams.`,
+    "- One gateway for the whole run: `bosun gateway --host 127.0.0.1 --port PORT` (defaults otherwise).",
+    `- NATS API: the harness's nats.js connection (\`noAsyncTraces: true\`, as Bosun's own processes use) requests \`bosun.api.jobs.submit\` with \`{"type": "noop", "queue": Q, "payload": …}\`, ${c.inflight} requests outstanding; each reply means the job is accepted (stored). A core subscription to \`bosun.results.>\` counts the results of the submitted job ids; the run ends when all have arrived and every one is \`succeeded\`.`,
+    `- HTTP: \`POST /api/jobs\` through the gateway with Node's http client, a keep-alive agent with at most ${c.inflight} sockets, ${c.inflight} requests outstanding (202 = accepted); results counted the same way.`,
+    "- Latency: one request at a time with `\"wait_ms\": 10000` (NATS) or `POST /api/jobs?wait_ms=10000` (HTTP); the reply is the finished job's result (`state: succeeded`).",
+    "",
+    `**BullMQ** (${"`bullmq`"} dev dependency, Redis via ioredis):`,
+    "",
+    `- Producer in the harness process: \`new Queue(name, {connection: {host, port, maxRetriesPerRequest: null}})\`, default job options (attempts 1, **removeOnComplete / removeOnFail not set: completed jobs are kept**, as Bosun keeps every job record and result). Throughput: \`queue.add("noop", data)\` with ${c.inflight} adds outstanding (no addBulk, one job per call like Bosun's submit).`,
+    `- Worker in its own Node process (bench/peers/bullmq-worker.ts), as Bosun's supervisor is: \`new Worker(name, processor, {connection, concurrency: ${c.pool}, useWorkerThreads: false})\`, other options default (lockDuration 30 s, stalledInterval 30 s, drainDelay 5 s, removeOnComplete unset).`,
+    `  - in-process: the processor is \`async () => null\` in the worker process; concurrency ${c.pool} = Bosun's pool size.`,
+    `  - sandboxed: the processor is the file bench/peers/noop-processor.cjs; BullMQ runs it in child processes (not worker threads), at most ${c.pool} = concurrency, as many as Bosun's pool.`,
+    "- Throughput ends when the worker process has seen `completed` for every job (it counts its own `completed`/`failed` events and tells the harness over IPC); any `failed` fails the run.",
+    "- Latency: in-process worker; one job at a time, `await (await queue.add(...)).waitUntilFinished(queueEvents, 10000)` with a `QueueEvents` in the harness.",
+    "- Each run uses a fresh queue name; Redis is flushed (FLUSHALL) after each run.",
+    "",
+    "**Raw JetStream**: see section 3; the harness's own nats.js connections, nothing else running on the server at the time.",
+    "",
+    "Order: in each round the workloads run in the order 1–4, and within a workload the systems take turns, their order rotated each round so no system always goes first.",
+  ];
+}

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench`: starts nats-server, redis-server and a Bosun gateway,
+ * runs every workload for Bosun and its peers (alternating, BENCH_ROUNDS
+ * rounds), writes bench/RESULTS.md and prints a summary. Every process it
+ * started is stopped at the end, on error and on Ctrl-C.
+ *
+ *   BENCH_SCALE=0.05   scale the job counts down (a quick check of the harness)
+ *   BENCH_ROUNDS=3     rounds per workload
+ *   BENCH_ONLY=throughput,latency,limit,scale   run only these workloads
+ *   BENCH_OUT=path     where to write the report (default bench/RESULTS.md)
+ *   BENCH_KEEP_TMP=1   keep the temp dir (server data, every process's log)
+ */
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { writeFileSync } from "node:fs";
+import { connect } from "@nats-io/transport-node";
+import { Redis } from "ioredis";
+import type { Counts, Ctx, Figures } from "./context.js";
+import { peakRssMb, Procs } from "./procs.js";
+import { describeEnvironment, evaluate, renderReport } from "./report.js";
+import { bosunCpu, bosunLatency, bosunScaleOut, bosunThroughput } from "./workloads/bosun.js";
+import { bullLatency, bullThroughput } from "./workloads/bullmq.js";
+import { rawJetStream } from "./workloads/jetstream.js";
+
+interface RunDef {
+  name: string;
+  run(ctx: Ctx): Promise<Figures>;
+}
+
+interface Workload {
+  name: string;
+  runs: RunDef[];
+}
+
+const workloads: Workload[] = [
+  {
+    name: "throughput",
+    runs: [
+      { name: "Bosun NATS API", run: (ctx) => bosunThroughput(ctx, "nats") },
+      { name: "Bosun HTTP", run: (ctx) => bosunThroughput(ctx, "http") },
+      { name: "BullMQ in-process", run: (ctx) => bullThroughput(ctx, "inprocess") },
+      { name: "BullMQ sandboxed", run: (ctx) => bullThroughput(ctx, "sandboxed") },
+    ],
+  },
+  {
+    name: "latency",
+    runs: [
+      { name: "Bosun NATS API", run: (ctx) => bosunLatency(ctx, "nats") },
+      { name: "Bosun HTTP", run: (ctx) => bosunLatency(ctx, "http") },
+      { name: "BullMQ", run: (ctx) => bullLatency(ctx) },
+    ],
+  },
+  { name: "limit", runs: [{ name: "raw JetStream", run: (ctx) => rawJetStream(ctx) }] },
+  {
+    name: "scale",
+    runs: [
+      { name: "Bosun 1 supervisor", run: (ctx) => bosunScaleOut(ctx, 1) },
+      { name: "Bosun 2 supervisors", run: (ctx) => bosunScaleOut(ctx, 2) },
+      { name: "Bosun cpu pool 1", run: (ctx) => bosunCpu(ctx, 1) },
+      { name: "Bosun cpu pool 2", run: (ctx) => bosunCpu(ctx, 2) },
+      { name: "Bosun cpu pool 4", run: (ctx) => bosunCpu(ctx, 4) },
+    ],
+  },
+];
+
+function numberEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, not "${raw}"`);
+  return value;
+}
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const rotate = <T>(items: T[], by: number): T[] => items.map((_, i) => items[(i + by) % items.length]!);
+const short = (v: number) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en") : v.toFixed(2));
+
+async function main(): Promise<number> {
+  const scale = numberEnv("BENCH_SCALE", 1);
+  const rounds = Math.round(numberEnv("BENCH_ROUNDS", 3));
+  const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter(Boolean);
+  const unknown = only?.filter((o) => !workloads.some((w) => w.name === o)) ?? [];
+  if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown workload(s) ${unknown.join(", ")}; known: ${workloads.map((w) => w.name).join(", ")}`);
+  const selected = workloads.filter((w) => !only || only.includes(w.name));
+  const counts: Counts = {
+    throughput: Math.max(100, Math.round(20_000 * scale)),
+    latency: Math.max(20, Math.round(2_000 * scale)),
+    cpuJobs: Math.max(10, Math.round(500 * scale)),
+    cpuMs: 20,
+    inflight: 64,
+    pool: 4,
+    warmup: 256,
+    latencyWarmup: 50,
+  };
+  const smoke = scale !== 1 || rounds !== 3 || selected.length !== workloads.length;
+
+  const procs = new Procs();
+  const env = describeEnvironment(procs.root);
+  const startedAt = new Date();
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    say(`\nbench: ${signal}: stopping every process it started`);
+    void procs.stopAll().finally(() => {
+      if (!process.env.BENCH_KEEP_TMP) procs.removeTmp();
+      process.exit(130);
+    });
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  say(`bench: scale ${scale}, ${rounds} round(s), workloads: ${selected.map((w) => w.name).join(", ")}`);
+  say(`bench: ${counts.throughput} jobs per throughput run, ${counts.latency} per latency run, ${counts.cpuJobs} cpu jobs; temp dir ${procs.tmp}`);
+
+  const values = new Map<string, number[]>();
+  const errors: string[] = [];
+  const once: [string, string][] = [];
+  let ctx: Ctx | undefined;
+  try {
+    const nats = await procs.startNats();
+    const redisServer = await procs.startRedis();
+    const gateway = await procs.startGateway(nats.url);
+    say(`bench: nats-server ${nats.url}, redis-server :${redisServer.port}, gateway :${gateway.port}`);
+    ctx = {
+      procs,
+      natsUrl: nats.url,
+      nc: await connect({ servers: nats.url, name: "bosun-bench", noAsyncTraces: true }),
+      gatewayPort: gateway.port,
+      http: new http.Agent({ keepAlive: true, maxSockets: counts.inflight }),
+      redisPort: redisServer.port,
+      redis: new Redis({ host: "127.0.0.1", port: redisServer.port, maxRetriesPerRequest: null }),
+      counts,
+    };
+
+    for (let round = 1; round <= rounds; round++) {
+      for (const workload of selected) {
+        for (const def of rotate(workload.runs, round - 1)) {
+          if (stopping) return 130;
+          const label = `round ${round}/${rounds} ${workload.name}: ${def.name}`;
+          const t0 = Date.now();
+          try {
+            const figures = await def.run(ctx);
+            for (const [key, value] of Object.entries(figures)) values.set(key, [...(values.get(key) ?? []), value]);
+            const shown = Object.entries(figures)
+              .filter(([k]) => !k.endsWith(".accept") && !k.endsWith(".mean"))
+              .map(([k, v]) => `${k}=${short(v)}`);
+            say(`${label} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${shown.join("  ")}`);
+          } catch (err) {
+            const message = `${label}: ${(err as Error).stack ?? String(err)}`;
+            errors.push(message);
+            say(`FAILED ${message}`);
+          }
+        }
+      }
+    }
+    for (const [label, proc] of [
+      ["nats-server", nats.proc],
+      ["redis-server", redisServer.proc],
+      ["gateway", gateway.proc],
+    ] as const) {
+      const mb = peakRssMb(proc.pid);
+      if (mb !== undefined) once.push([`${label} peak RSS over the whole run`, `${mb.toFixed(1)} MiB`]);
+    }
+  } finally {
+    ctx?.http.destroy();
+    ctx?.redis.disconnect();
+    await ctx?.nc.close().catch(() => undefined);
+    await procs.stopAll();
+    if (process.env.BENCH_KEEP_TMP) say(`bench: kept ${procs.tmp}`);
+    else procs.removeTmp();
+  }
+
+  const report = renderReport({
+    counts,
+    scale,
+    rounds,
+    smoke,
+    env,
+    values,
+    once,
+    loadAtEnd: os.loadavg(),
+    errors,
+    startedAt,
+    durationS: (Date.now() - startedAt.getTime()) / 1000,
+  });
+  const out = process.env.BENCH_OUT ?? path.join(procs.root, "bench", "RESULTS.md");
+  writeFileSync(out, report);
+
+  say("");
+  say(smoke ? "Summary (SMOKE RUN: scaled-down counts, not a benchmark):" : "Summary:");
+  for (const o of evaluate(values)) {
+    const target = o.op === "info" ? "" : ` (target ${o.op === ">=" ? "≥" : "≤"} ${o.target}×) ${o.verdict}`;
+    say(`  ${o.label}: ${Number.isFinite(o.ratio) ? o.ratio.toFixed(2) : "n/a"}×${target}`);
+  }
+  say(`bench: wrote ${path.relative(process.cwd(), out) || out}${errors.length > 0 ? `; ${errors.length} run(s) failed` : ""}`);
+  return errors.length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,290 @@
+/**
+ * Bosun's side of workloads 1, 2, 4 and 5. Each run starts its own
+ * supervisors on a fresh queue, warms them up, measures, stops them, and
+ * empties Bosun's streams so that every run starts from the same state.
+ */
+import http from "node:http";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { api, buckets, queueConsumer, resultSubject, RESULTS_WILDCARD, SERVICE_NAME, streams } from "../../src/contract/index.js";
+import { finishTimeoutMs, freshName, payloadOf, type Ctx, type Figures } from "../context.js";
+import { MemorySampler, waitUntil, type Proc } from "../procs.js";
+import { nowMs, pump, summarizeLatencies } from "../stats.js";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const RESULT_PREFIX = resultSubject("");
+const REQUEST_TIMEOUT_MS = 30_000;
+const LATENCY_WAIT_MS = 10_000;
+
+type Via = "nats" | "http";
+
+interface SubmitReply {
+  job_id: string;
+  state: string;
+}
+
+async function submitNats(nc: NatsConnection, body: object): Promise<SubmitReply> {
+  const msg = await nc.request(api.jobsSubmit, encoder.encode(JSON.stringify(body)), { timeout: REQUEST_TIMEOUT_MS });
+  const reply = JSON.parse(decoder.decode(msg.data)) as SubmitReply & { error?: { code: string; message: string } };
+  if (reply.error || msg.headers?.get("Nats-Service-Error-Code")) throw new Error(`submit refused: ${JSON.stringify(reply.error ?? reply)}`);
+  return reply;
+}
+
+function submitHttp(ctx: Ctx, body: object, waitMs?: number): Promise<SubmitReply> {
+  const data = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port: ctx.gatewayPort,
+        path: waitMs === undefined ? "/api/jobs" : `/api/jobs?wait_ms=${waitMs}`,
+        method: "POST",
+        agent: ctx.http,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) },
+        timeout: REQUEST_TIMEOUT_MS + (waitMs ?? 0),
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => (text += chunk));
+        res.on("end", () => {
+          if (res.statusCode !== 200 && res.statusCode !== 202) reject(new Error(`POST /api/jobs answered ${res.statusCode}: ${text.slice(0, 300)}`));
+          else resolve(JSON.parse(text) as SubmitReply);
+        });
+        res.on("error", reject);
+      },
+    );
+    req.once("timeout", () => req.destroy(new Error("POST /api/jobs timed out")));
+    req.once("error", reject);
+    req.end(data);
+  });
+}
+
+const submit = (ctx: Ctx, via: Via, body: object): Promise<SubmitReply> => (via === "nats" ? submitNats(ctx.nc, body) : submitHttp(ctx, body));
+
+/**
+ * Counts results on `bosun.results.>` (a core subscription sees each one as
+ * it is stored) for the job ids this run submitted; a result may arrive
+ * before its submit reply, so early ones are kept until their id is known.
+ */
+class ResultTracker {
+  readonly #sub: Subscription;
+  readonly #pending = new Set<string>();
+  readonly #early = new Map<string, boolean>();
+  #finished = 0;
+  #failed = 0;
+  #target = Number.POSITIVE_INFINITY;
+  #reached: (() => void) | undefined;
+
+  constructor(nc: NatsConnection) {
+    this.#sub = nc.subscribe(RESULTS_WILDCARD, { callback: (_err, msg) => this.#onResult(msg) });
+  }
+
+  get failed(): number {
+    return this.#failed;
+  }
+
+  #onResult(msg: Msg): void {
+    const id = msg.subject.slice(RESULT_PREFIX.length);
+    const ok = (JSON.parse(decoder.decode(msg.data)) as { state?: string }).state === "succeeded";
+    if (this.#pending.delete(id)) this.#count(ok);
+    else this.#early.set(id, ok);
+  }
+
+  expect(jobId: string): void {
+    const ok = this.#early.get(jobId);
+    if (ok === undefined) this.#pending.add(jobId);
+    else {
+      this.#early.delete(jobId);
+      this.#count(ok);
+    }
+  }
+
+  #count(ok: boolean): void {
+    this.#finished++;
+    if (!ok) this.#failed++;
+    if (this.#finished >= this.#target) this.#reached?.();
+  }
+
+  async waitFor(target: number, timeoutMs: number): Promise<void> {
+    if (this.#finished >= target) return;
+    this.#target = target;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${this.#finished} of ${target} results within ${timeoutMs} ms`)), timeoutMs);
+      this.#reached = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  close(): void {
+    this.#sub.unsubscribe();
+  }
+}
+
+interface BatchTiming {
+  /** From the first submit to the last submit reply. */
+  acceptedMs: number;
+  /** From the first submit to the last result. */
+  finishedMs: number;
+}
+
+/** Submits `n` jobs with `inflight` submits outstanding, until every result has arrived. */
+async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: { type: string; payload?: (i: number) => unknown }): Promise<BatchTiming> {
+  const tracker = new ResultTracker(ctx.nc);
+  try {
+    await ctx.nc.flush(); // the subscription is on the server before the first job can finish
+    const t0 = nowMs();
+    await pump(n, ctx.counts.inflight, async (i) => {
+      const reply = await submit(ctx, via, { type: job.type, queue, payload: job.payload ? job.payload(i) : payloadOf(i) });
+      tracker.expect(reply.job_id);
+    });
+    const accepted = nowMs();
+    await tracker.waitFor(n, finishTimeoutMs(n, job.type === "cpu" ? 100 : 5));
+    const finished = nowMs();
+    if (tracker.failed > 0) throw new Error(`${tracker.failed} of ${n} jobs did not succeed`);
+    return { acceptedMs: accepted - t0, finishedMs: finished - t0 };
+  } finally {
+    tracker.close();
+  }
+}
+
+interface Cluster {
+  queue: string;
+  supervisors: Proc[];
+}
+
+/** Starts supervisors serving a fresh queue and waits until each one answers as a `bosun` service. */
+async function startCluster(ctx: Ctx, label: string, supervisors: number, pool: number): Promise<Cluster> {
+  const queue = freshName(label);
+  const ids = Array.from({ length: supervisors }, (_, i) => `${queue}-s${i + 1}`);
+  const procs = ids.map((workerId) => ctx.procs.startSupervisor(ctx.natsUrl, { workerId, queue, pool }));
+  const cluster = { queue, supervisors: procs };
+  try {
+    const died = Promise.race(procs.map((p) => p.exited.then(() => p)));
+    const ready = waitUntil(`supervisors ${ids.join(", ")}`, async () => {
+      const seen = await pingWorkerIds(ctx.nc);
+      return ids.every((id) => seen.has(id));
+    }, 30_000);
+    const winner = await Promise.race([ready.then(() => undefined), died]);
+    if (winner) throw new Error(`supervisor ${winner.name} exited during start-up:\n${ctx.procs.logTail(winner)}`);
+  } catch (err) {
+    await stopCluster(ctx, cluster);
+    throw err;
+  }
+  return cluster;
+}
+
+async function pingWorkerIds(nc: NatsConnection): Promise<Set<string>> {
+  const seen = new Set<string>();
+  const replies = await nc.requestMany(`$SRV.PING.${SERVICE_NAME}`, undefined, { strategy: "timer", maxWait: 300 });
+  for await (const msg of replies) {
+    const id = (JSON.parse(decoder.decode(msg.data)) as { metadata?: { worker_id?: string } }).metadata?.worker_id;
+    if (id) seen.add(id);
+  }
+  return seen;
+}
+
+/** Stops the supervisors (graceful drain), then removes what the run left in JetStream. */
+async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
+  await Promise.all(cluster.supervisors.map((p) => ctx.procs.stop(p)));
+  const jsm = await jetstreamManager(ctx.nc);
+  await jsm.consumers.delete(streams.jobs, queueConsumer(cluster.queue)).catch(() => undefined);
+  for (const stream of [streams.jobs, streams.results, `KV_${buckets.jobs}`]) await jsm.streams.purge(stream).catch(() => undefined);
+}
+
+/** Fails fast if a supervisor dies mid-run instead of waiting for the run's timeout. */
+async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>): Promise<T> {
+  const died = Promise.race(cluster.supervisors.map((p) => p.exited.then(() => p)));
+  const result = await Promise.race([work.then((value) => ({ value })), died]);
+  if ("value" in result) return result.value;
+  throw new Error(`supervisor ${result.name} exited mid-run:\n${ctx.procs.logTail(result)}`);
+}
+
+const perSecond = (jobs: number, ms: number): number => (jobs * 1000) / ms;
+
+/** Workload 1 (and 5 when over NATS): noop throughput, plus peak RSS of the supervisor and its execution processes. */
+export async function bosunThroughput(ctx: Ctx, via: Via): Promise<Figures> {
+  const { throughput: n, warmup, pool } = ctx.counts;
+  const cluster = await startCluster(ctx, `tp_${via}`, 1, pool);
+  try {
+    await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, warmup, { type: "noop" }));
+    const sampler = new MemorySampler(cluster.supervisors[0]!.pid);
+    let mem;
+    let timing;
+    try {
+      timing = await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, n, { type: "noop" }));
+    } finally {
+      mem = sampler.stop();
+    }
+    const figures: Figures = {
+      [`tp.bosun_${via}`]: perSecond(n, timing.finishedMs),
+      [`tp.bosun_${via}.accept`]: perSecond(n, timing.acceptedMs),
+    };
+    if (via === "nats") {
+      figures["mem.supervisor"] = mem.root;
+      if (mem.children.length > 0) figures["mem.execution"] = Math.max(...mem.children);
+    }
+    return figures;
+  } finally {
+    await stopCluster(ctx, cluster);
+  }
+}
+
+/** Workload 2: sequential submit → result in hand (wait_ms), p50 and p99. */
+export async function bosunLatency(ctx: Ctx, via: Via): Promise<Figures> {
+  const { latency: n, latencyWarmup, pool } = ctx.counts;
+  const cluster = await startCluster(ctx, `lat_${via}`, 1, pool);
+  try {
+    const one = async (i: number): Promise<number> => {
+      const body = { type: "noop", queue: cluster.queue, payload: payloadOf(i) };
+      const t0 = nowMs();
+      const reply = via === "nats" ? await submitNats(ctx.nc, { ...body, wait_ms: LATENCY_WAIT_MS }) : await submitHttp(ctx, body, LATENCY_WAIT_MS);
+      const elapsed = nowMs() - t0;
+      if (reply.state !== "succeeded") throw new Error(`job ${reply.job_id} came back ${reply.state}, not succeeded`);
+      return elapsed;
+    };
+    const samples = await guarded(
+      ctx,
+      cluster,
+      (async () => {
+        for (let i = 0; i < latencyWarmup; i++) await one(i);
+        const out: number[] = [];
+        for (let i = 0; i < n; i++) out.push(await one(i));
+        return out;
+      })(),
+    );
+    const s = summarizeLatencies(samples);
+    return { [`lat.bosun_${via}.p50`]: s.p50, [`lat.bosun_${via}.p99`]: s.p99, [`lat.bosun_${via}.mean`]: s.mean };
+  } finally {
+    await stopCluster(ctx, cluster);
+  }
+}
+
+/** Workload 4a: noop throughput over NATS with 1 or 2 supervisors (each with the full pool). */
+export async function bosunScaleOut(ctx: Ctx, supervisors: number): Promise<Figures> {
+  const { throughput: n, warmup, pool } = ctx.counts;
+  const cluster = await startCluster(ctx, `scale${supervisors}`, supervisors, pool);
+  try {
+    await guarded(ctx, cluster, runBatch(ctx, "nats", cluster.queue, warmup, { type: "noop" }));
+    const timing = await guarded(ctx, cluster, runBatch(ctx, "nats", cluster.queue, n, { type: "noop" }));
+    return { [`scale.supervisors_${supervisors}`]: perSecond(n, timing.finishedMs) };
+  } finally {
+    await stopCluster(ctx, cluster);
+  }
+}
+
+/** Workload 4b: `cpu` jobs (busy loop of cpuMs) with a pool of `pool` processes. */
+export async function bosunCpu(ctx: Ctx, pool: number): Promise<Figures> {
+  const { cpuJobs: n, cpuMs, warmup } = ctx.counts;
+  const cluster = await startCluster(ctx, `cpu${pool}`, 1, pool);
+  try {
+    await guarded(ctx, cluster, runBatch(ctx, "nats", cluster.queue, Math.min(warmup, 64), { type: "noop" }));
+    const timing = await guarded(ctx, cluster, runBatch(ctx, "nats", cluster.queue, n, { type: "cpu", payload: () => ({ ms: cpuMs }) }));
+    return { [`cpu.pool_${pool}`]: perSecond(n, timing.finishedMs) };
+  } finally {
+    await stopCluster(ctx, cluster);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Moves parked jobs (delayed submits, retries waiting out their backoff)
+ * into their queue when due. Every supervisor runs one on the same shared
+ * consumer, so any of them does it and none needs to stay up. A message that
+ * is not due yet is handed back with a delay of its remaining time.
+ */
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import { headerNames, JobEnvelope, parseWith, SCHEDULER_CONSUMER, streams } from "../contract/index.js";
+import type { CancelRegistry } from "./cancels.js";
+import { JobMessage, Puller } from "./puller.js";
+import { recordOf } from "./records.js";
+import type { JobStore } from "./store.js";
+
+/** Parked messages this supervisor holds at once; each is handled in microseconds. */
+const WINDOW = 256;
+/** Longest single park: far-future jobs come back to be re-parked, so nothing depends on one long timer. */
+const MAX_PARK_MS = 3_600_000;
+
+const decoder = new TextDecoder();
+
+export class Scheduler {
+  readonly #puller: Puller;
+  #stopped = false;
+
+  constructor(
+    nc: NatsConnection,
+    private readonly store: JobStore,
+    private readonly cancels: CancelRegistry,
+    private readonly log: Logger,
+  ) {
+    this.#puller = new Puller(nc, {
+      stream: streams.scheduled,
+      consumer: SCHEDULER_CONSUMER,
+      expiresMs: 10_000,
+      log,
+      onJob: (msg) => void this.#onParked(msg).finally(() => this.#refill()),
+    });
+  }
+
+  start(): void {
+    this.#refill();
+  }
+
+  reconnected(): void {
+    this.#puller.reset();
+    this.#refill();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#puller.close();
+  }
+
+  #refill(): void {
+    const missing = WINDOW - this.#puller.outstanding;
+    if (!this.#stopped && missing >= WINDOW / 2) this.#puller.pull(missing);
+  }
+
+  async #onParked(msg: JobMessage): Promise<void> {
+    if (this.#stopped) {
+      msg.nak();
+      return;
+    }
+    const wait = Number(msg.header(headerNames.dueAt) ?? 0) - Date.now();
+    if (wait > 0) {
+      msg.nak(Math.min(wait, MAX_PARK_MS));
+      return;
+    }
+    let job: JobEnvelope;
+    try {
+      job = parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
+    } catch (err) {
+      this.log.error({ err, seq: msg.streamSeq }, "dropping a malformed scheduled message");
+      msg.term();
+      return;
+    }
+    // A cancelled job's record and result were written by the cancel itself.
+    if (!this.cancels.has(job.job_id)) {
+      const attempts = Number(msg.header(headerNames.attemptOffset) ?? 0);
+      try {
+        // Record first: on one connection it lands before the runner can mark the job running.
+        this.store.putInterim(recordOf(job, "queued", attempts));
+        await this.store.enqueue(job, attempts);
+      } catch (err) {
+        this.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "could not queue a due job; retrying");
+        msg.nak(1000);
+        return;
+      }
+      this.log.info({ job_id: job.job_id, correlation_id: job.correlation_id, attempt: attempts + 1 }, "due job queued");
+    }
+    msg.ack();
+  }
+}
