@@ -180,6 +180,14 @@ export const ProcessInfo = z.object({
 });
 export type ProcessInfo = z.infer<typeof ProcessInfo>;
 
+/** Restart intensity of a supervisor's pool (OTP-style decisions, plain strings). */
+export const Supervision = z.object({
+  decision: z.enum(["restart", "backoff"]),
+  crashes_in_window: z.number().int(),
+  spawn_paused_ms: z.number().int(),
+});
+export type Supervision = z.infer<typeof Supervision>;
+
 export const WorkerInfo = z.object({
   worker_id: z.string(),
   started_at: isoTime,
@@ -193,5 +201,6 @@ export const WorkerInfo = z.object({
   /** Beyond the contract's fields: what this supervisor serves, for routing checks. */
   queues: z.array(z.string()),
   job_types: z.array(z.string()),
+  supervision: Supervision,
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;

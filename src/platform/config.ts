@@ -37,6 +37,8 @@ export const SupervisorConfig = z
     default_max_backoff_ms: int(0).default(60_000),
     grace_ms: int(0).default(30_000),
     kill_grace_ms: int(0).default(500),
+    max_restarts: int(0).default(10),
+    restart_window_ms: int(100).default(10_000),
     heartbeat_ms: int(100).default(5000),
     results_ttl_ms: int(1000).default(7 * 24 * 3600 * 1000),
     idempotency_window_ms: int(1000).default(24 * 3600 * 1000),

@@ -9,11 +9,13 @@ import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import type { JobError, ProcessInfo } from "../contract/index.js";
+import type { JobError, ProcessInfo, Supervision } from "../contract/index.js";
 import type { ChildMessage, DoneMessage, RunCommand } from "../actors/protocol.js";
 
 const PROCESS_ENTRY = fileURLToPath(new URL("../actors/process.js", import.meta.url));
 const SPAWN_TIMEOUT_MS = 15_000;
+const MIN_SPAWN_BACKOFF_MS = 1000;
+const MAX_SPAWN_BACKOFF_MS = 30_000;
 
 export interface PoolOptions {
   min: number;
@@ -25,6 +27,9 @@ export interface PoolOptions {
   killGraceMs: number;
   handlersPath?: string;
   builtins: boolean;
+  /** More crashes than this within restartWindowMs make spawning back off. */
+  maxRestarts: number;
+  restartWindowMs: number;
   log: Logger;
   /** Called on every change a heartbeat should report. */
   onChange(): void;
@@ -80,6 +85,11 @@ export interface ExecutionHandle {
 export class Pool {
   readonly #processes = new Set<ExecutionProcess>();
   readonly #waiting: { resolve(p: ExecutionProcess): void; reject(err: unknown): void }[] = [];
+  #crashes: number[] = [];
+  #backoffMs = 0;
+  #spawnNotBefore = 0;
+  #decision: Supervision["decision"] = "restart";
+  #topUpTimer: NodeJS.Timeout | undefined;
   #draining = false;
   #reaper: NodeJS.Timeout | undefined;
 
@@ -152,6 +162,7 @@ export class Pool {
   async drain(graceMs: number): Promise<void> {
     this.#draining = true;
     clearInterval(this.#reaper);
+    clearTimeout(this.#topUpTimer);
     const running = [...this.#processes].filter((p) => p.current).map((p) => p.current!);
     const deadline = setTimeout(() => {
       for (const p of this.#processes) if (p.current) this.#kill(p, p.current, "shutdown");
@@ -177,6 +188,8 @@ export class Pool {
   }
 
   async #spawnBusy(): Promise<ExecutionProcess> {
+    const wait = this.#spawnNotBefore - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const proc = this.#spawn();
     proc.state = "busy";
     await this.#ready(proc);
@@ -213,6 +226,14 @@ export class Pool {
   }
 
   #topUp(): void {
+    const wait = this.#spawnNotBefore - Date.now();
+    if (wait > 0) {
+      this.#topUpTimer ??= setTimeout(() => {
+        this.#topUpTimer = undefined;
+        if (!this.#draining) this.#topUp();
+      }, wait);
+      return;
+    }
     while (this.#live() < this.opts.min) {
       const proc = this.#spawn();
       this.#ready(proc).then(
@@ -324,8 +345,39 @@ export class Pool {
     if (!wasRetiring || execution) {
       this.opts.log.warn({ child_pid: proc.pid, code, signal, job_id: execution?.jobId }, "execution process exited");
     }
+    if (!wasRetiring && !execution?.killReason) this.#onCrash();
     this.#replenish();
     this.opts.onChange();
+  }
+
+  /**
+   * Restart intensity, as in OTP: up to max_restarts crashes per window are
+   * restarted one for one; past that, spawning backs off (1 s, doubling to
+   * 30 s) instead of spinning on a handler that kills every process.
+   */
+  #onCrash(): void {
+    const now = Date.now();
+    this.#crashes = this.#crashes.filter((t) => now - t < this.opts.restartWindowMs);
+    this.#crashes.push(now);
+    if (this.#crashes.length <= this.opts.maxRestarts) {
+      this.#backoffMs = 0;
+      this.#decision = "restart";
+      return;
+    }
+    this.#backoffMs = Math.min(MAX_SPAWN_BACKOFF_MS, Math.max(MIN_SPAWN_BACKOFF_MS, this.#backoffMs * 2));
+    this.#spawnNotBefore = now + this.#backoffMs;
+    this.#decision = "backoff";
+    this.opts.log.error(
+      { decision: "backoff", crashes_in_window: this.#crashes.length, window_ms: this.opts.restartWindowMs, backoff_ms: this.#backoffMs },
+      "execution processes keep crashing; spawning backs off",
+    );
+  }
+
+  supervision(): Supervision {
+    const now = Date.now();
+    const crashes = this.#crashes.filter((t) => now - t < this.opts.restartWindowMs).length;
+    const pausedMs = Math.max(0, this.#spawnNotBefore - now);
+    return { decision: pausedMs > 0 ? "backoff" : this.#decision, crashes_in_window: crashes, spawn_paused_ms: pausedMs };
   }
 
   #retire(proc: ExecutionProcess, why: string): Promise<void> {

@@ -60,6 +60,8 @@ export interface PullerOptions {
   expiresMs: number;
   log: Logger;
   onJob(job: JobMessage): void;
+  /** A pull request ended unfilled (expired, or the server dropped it): its credits are free again. */
+  onCreditsReturned(): void;
 }
 
 export class Puller {
@@ -88,7 +90,7 @@ export class Puller {
     if (batch <= 0 || this.#sub.isClosed()) return;
     const reply = `${this.#inbox}.${++this.#seq}`;
     // Reclaim the credits ourselves if the server's 408 never comes (e.g. it restarted).
-    const timer = setTimeout(() => this.#requests.delete(reply), this.opts.expiresMs + 5000);
+    const timer = setTimeout(() => this.#end(reply), this.opts.expiresMs + 5000);
     this.#requests.set(reply, { remaining: batch, timer });
     this.nc.publish(this.#nextSubject, JSON.stringify({ batch, expires: this.opts.expiresMs * 1_000_000 }), { reply });
   }
@@ -104,16 +106,20 @@ export class Puller {
     await this.#sub.drain().catch(() => undefined);
   }
 
+  #end(reply: string): void {
+    const request = this.#requests.get(reply);
+    if (!request) return;
+    clearTimeout(request.timer);
+    this.#requests.delete(reply);
+    this.opts.onCreditsReturned();
+  }
+
   #onMsg(msg: Msg): void {
     const code = msg.headers?.code ?? 0;
     if (code >= 100 && msg.data.length === 0 && !msg.reply) {
       // Status for one pull request: 408 expired, 409 ended (max waiting, consumer deleted, ...).
-      const request = this.#requests.get(msg.subject);
-      if (request) {
-        clearTimeout(request.timer);
-        this.#requests.delete(msg.subject);
-      }
       if (code === 409) this.opts.log.warn({ consumer: this.opts.consumer, status: msg.headers?.description }, "pull request ended");
+      this.#end(msg.subject);
       return;
     }
     // The server fills pull requests first come first served.

@@ -68,6 +68,7 @@ export class Runner {
           expiresMs,
           log: opts.log,
           onJob: (msg) => void this.#onJob(msg),
+          onCreditsReturned: () => this.refill(),
         }),
     );
   }
@@ -175,16 +176,24 @@ export class Runner {
     this.#leased.add(msg);
     try {
       let lastProgressWrite = 0;
-      const handle = await this.pool.execute(
-        { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id },
-        job.timeout_ms,
-        (progress) => {
-          record.progress = progress;
-          if (Date.now() - lastProgressWrite < PROGRESS_WRITE_GAP_MS) return;
-          lastProgressWrite = Date.now();
-          this.store.putInterim(record);
-        },
-      );
+      let handle: ExecutionHandle;
+      try {
+        handle = await this.pool.execute(
+          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id },
+          job.timeout_ms,
+          (progress) => {
+            record.progress = progress;
+            if (Date.now() - lastProgressWrite < PROGRESS_WRITE_GAP_MS) return;
+            lastProgressWrite = Date.now();
+            this.store.putInterim(record);
+          },
+        );
+      } catch (err) {
+        // No process could be started: not the job's fault, so hand it back soon.
+        log.error({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "no execution process for job; handed back");
+        msg.nak(1000);
+        return;
+      }
       this.#running.set(job.job_id, handle);
       record.owner = { worker_id: workerId, pid: handle.pid };
       this.store.putInterim(record);

@@ -35,6 +35,7 @@ export class Scheduler {
       expiresMs: 10_000,
       log,
       onJob: (msg) => void this.#onParked(msg).finally(() => this.#refill()),
+      onCreditsReturned: () => this.#refill(),
     });
   }
 

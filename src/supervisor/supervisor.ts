@@ -75,6 +75,8 @@ export class Supervisor {
       killGraceMs: config.kill_grace_ms,
       handlersPath: config.handlers,
       builtins: config.builtins,
+      maxRestarts: config.max_restarts,
+      restartWindowMs: config.restart_window_ms,
       log,
       onChange: () => heartbeats.changed(),
     }));
@@ -147,6 +149,7 @@ export class Supervisor {
       processes,
       queues: [...this.config.queues],
       job_types: this.#jobTypes,
+      supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
     };
   }
 
