@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { mkdirSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
+import { pino } from "pino";
 import { createLogger } from "./platform/logger.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -36,9 +37,8 @@ const exited = (child: ChildProcess) =>
   child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once("exit", () => r()));
 
 export async function runDev(argv: string[]): Promise<number> {
-  const log = createLogger("bosun.dev");
   const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
-  const children: ChildProcess[] = [];
+  // On a terminal every process's JSON lines go through one pino-pretty; piped, they stay JSON.
   const pretty = process.stdout.isTTY;
   const stdio = pretty ? (["ignore", "pipe", "inherit"] as const) : (["ignore", "inherit", "inherit"] as const);
   let prettyStream: NodeJS.WritableStream | undefined;
@@ -46,11 +46,18 @@ export async function runDev(argv: string[]): Promise<number> {
     const { default: pinoPretty } = await import("pino-pretty");
     prettyStream = pinoPretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l" });
   }
+  const log = prettyStream ? pino({ name: "bosun.dev" }, prettyStream) : createLogger("bosun.dev");
+  // Each child gets its own process group, so a terminal's Ctrl-C reaches them once, through
+  // this process, in order: gateway and supervisor drain first, nats-server stops last.
   const start = (name: string, command: string, args: string[], cwd?: string) => {
-    const child = spawn(command, args, { stdio: [...stdio], cwd, env: { ...process.env, NATS_URL: natsUrl } });
+    const child = spawn(command, args, {
+      stdio: [...stdio],
+      cwd,
+      detached: true,
+      env: { ...process.env, NATS_URL: natsUrl, BOSUN_DEV_PARENT_PID: String(process.pid) },
+    });
     if (prettyStream && child.stdout) child.stdout.pipe(prettyStream, { end: false });
     child.once("exit", (code, signal) => log.info({ child: name, code, signal }, "process exited"));
-    children.push(child);
     return child;
   };
 
@@ -63,6 +70,8 @@ export async function runDev(argv: string[]): Promise<number> {
     mkdirSync(path.join(ROOT, ".bosun"), { recursive: true });
     log.info({ url: natsUrl }, "starting nats-server with nats.conf");
     nats = start("nats-server", "nats-server", ["-c", path.join(ROOT, "nats.conf")], ROOT);
+    const natsChild = nats;
+    process.once("exit", () => natsChild.kill("SIGTERM"));
     if (!(await waitFor(() => natsAnswers(natsUrl), 10_000))) {
       nats.kill("SIGKILL");
       process.stderr.write("bosun dev: nats-server did not come up; is port 4222 taken?\n");

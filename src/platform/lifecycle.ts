@@ -23,6 +23,7 @@ export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void 
   };
   process.on("SIGTERM", handler);
   process.on("SIGINT", handler);
+  stopWithParent(() => handler("SIGTERM"));
 }
 
 /** Prints a start-up failure as one line and exits 1. */
@@ -31,4 +32,16 @@ export function failStartup(err: unknown, log?: Logger): never {
   if (log) log.fatal({ err }, message);
   else process.stderr.write(`bosun: ${message}\n`);
   process.exit(1);
+}
+
+/**
+ * For processes `bosun dev` starts in their own process group (so one Ctrl-C
+ * reaches each once, through dev): stop gracefully if dev itself disappears.
+ */
+export function stopWithParent(stop: () => void): void {
+  const parent = Number(process.env.BOSUN_DEV_PARENT_PID);
+  if (!parent) return;
+  setInterval(() => {
+    if (process.ppid !== parent) stop();
+  }, 1000).unref();
 }
