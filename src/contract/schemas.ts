@@ -110,6 +110,7 @@ export const JobResult = z.object({
   error: JobError.nullable(),
   attempts: z.number().int(),
   duration_ms: z.number().int().nullable(),
+  correlation_id: z.string(),
 });
 export type JobResult = z.infer<typeof JobResult>;
 

@@ -77,7 +77,7 @@ export class Intake {
       if (indexKey) await idempotency.release(indexKey).catch(() => undefined);
       throw err;
     }
-    log.info({ job_id: job.job_id, correlation_id: job.correlation_id, type: job.type, queue: job.queue, state: record.state }, "job submitted");
+    log.debug({ job_id: job.job_id, correlation_id: job.correlation_id, type: job.type, queue: job.queue, state: record.state }, "job submitted");
     const reply: SubmitReply = { job_id: job.job_id, state: record.state };
     return (await waiter?.result) ?? reply;
   }
@@ -109,7 +109,15 @@ export class Intake {
       if (err instanceof BosunError && err.code === "conflict") return { job_id: jobId, state: "running", cancel_requested: true };
       throw err;
     }
-    await store.publishResult({ job_id: jobId, state: "cancelled", result: null, error: cancelledError, attempts: record.attempts, duration_ms: null });
+    await store.publishResult({
+      job_id: jobId,
+      state: "cancelled",
+      result: null,
+      error: cancelledError,
+      attempts: record.attempts,
+      duration_ms: null,
+      correlation_id: record.correlation_id,
+    });
     return { job_id: jobId, state: "cancelled" };
   }
 

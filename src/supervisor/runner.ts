@@ -219,7 +219,7 @@ export class Runner {
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
     if (outcome.ok) {
       await this.#finish(job, { ...record, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms });
-      log.info({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
+      log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
     } else if (outcome.error.code === "shutdown") {
       // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
       msg.nak();
@@ -273,6 +273,7 @@ export class Runner {
       error: end.error,
       attempts: record.attempts,
       duration_ms: end.durationMs,
+      correlation_id: job.correlation_id,
     };
     // The result is the durable outcome; the record follows it on the same connection
     // without an ack of its own (status reads fall back on the result, see JobStore.status).

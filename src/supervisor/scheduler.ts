@@ -88,7 +88,7 @@ export class Scheduler {
         msg.nak(1000);
         return;
       }
-      this.log.info({ job_id: job.job_id, correlation_id: job.correlation_id, attempt: attempts + 1 }, "due job queued");
+      this.log.debug({ job_id: job.job_id, correlation_id: job.correlation_id, attempt: attempts + 1 }, "due job queued");
     }
     msg.ack();
   }
