@@ -2,7 +2,7 @@
 import type http from "node:http";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Redis } from "ioredis";
-import type { Procs } from "./procs.js";
+import type { Proc, Procs } from "./procs.js";
 
 export interface Counts {
   /** Workload 1 and the noop part of 4: jobs per run. */
@@ -26,6 +26,7 @@ export interface Ctx {
   natsUrl: string;
   /** The harness's own NATS client (noAsyncTraces on, like Bosun's processes). */
   nc: NatsConnection;
+  gateway: Proc;
   gatewayPort: number;
   /** Keep-alive agent for the gateway, one socket per outstanding request. */
   http: http.Agent;

@@ -88,12 +88,16 @@ export interface Proc {
   readonly child: ChildProcess;
   readonly logFile: string;
   readonly exited: Promise<void>;
+  /** How it ended ("exit code 1", "signal SIGKILL"), once it has. */
+  readonly howEnded: () => string;
 }
 
 export class Procs {
   readonly root = repoRoot();
   readonly tmp = mkdtempSync(path.join(os.tmpdir(), "bosun-bench-"));
   readonly #live = new Set<Proc>();
+  /** Every process group ever started, for the final check that none is left. */
+  readonly #groups: number[] = [];
   #seq = 0;
 
   constructor() {
@@ -120,8 +124,10 @@ export class Procs {
     closeSync(fd);
     if (child.pid === undefined) throw new Error(`could not start ${name} (${command})`);
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    const proc: Proc = { name, pid: child.pid, child, logFile, exited };
+    const howEnded = () => (child.signalCode ? `signal ${child.signalCode}` : child.exitCode !== null ? `exit code ${child.exitCode}` : "still running");
+    const proc: Proc = { name, pid: child.pid, child, logFile, exited, howEnded };
     this.#live.add(proc);
+    this.#groups.push(proc.pid);
     void exited.then(() => this.#live.delete(proc));
     child.once("error", () => this.#live.delete(proc));
     return proc;
@@ -151,13 +157,27 @@ export class Procs {
     await Promise.all(servers.map((p) => this.stop(p, 5000)));
   }
 
-  /** The last lines of a process's log, for error reports. */
+  /** Process groups this harness started that still have a live member (should be none after stopAll). */
+  leftovers(): number[] {
+    return this.#groups.filter((pgid) => {
+      try {
+        process.kill(-pgid, 0);
+        return true;
+      } catch (err) {
+        return (err as NodeJS.ErrnoException).code === "EPERM";
+      }
+    });
+  }
+
+  /** How a process ended and the last lines of its log, for error reports. */
   logTail(proc: Proc, lines = 20): string {
+    let tail = "";
     try {
-      return readFileSync(proc.logFile, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+      tail = readFileSync(proc.logFile, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
     } catch {
-      return "";
+      // no log
     }
+    return `(pid ${proc.pid}, ${proc.howEnded()}; ${tail ? `last lines of its log:\n${tail}` : "its log is empty"})`;
   }
 
   removeTmp(): void {

@@ -168,8 +168,8 @@ export function describeEnvironment(root: string): Environment {
     versions: [
       ["Bosun", `${bosun} (git ${commit}${dirty})`],
       ["Node.js", process.version],
-      ["nats-server", firstLine("nats-server", ["--version"])],
-      ["redis-server", firstLine("redis-server", ["--version"])],
+      ["nats-server", firstLine("nats-server", ["--version"]).replace(/^nats-server:\s*/, "")],
+      ["redis-server", firstLine("redis-server", ["--version"]).replace(/^Redis server v=(\S+).*$/, "$1")],
       ["nats.js (@nats-io/transport-node / nats-core / jetstream)", ["transport-node", "nats-core", "jetstream"].map((p) => packageVersion(root, `@nats-io/${p}`)).join(" / ")],
       ["bullmq", packageVersion(root, "bullmq")],
       ["ioredis", packageVersion(root, "ioredis")],
@@ -184,13 +184,14 @@ const fmt = (v: number, digits: number): string =>
 
 export interface ReportInput {
   counts: Counts;
-  scale: number;
   rounds: number;
-  smoke: boolean;
+  /** Set when the run was not the full benchmark (scaled down, fewer rounds or some workloads only). */
+  partial?: { scale: number; rounds: number; only?: string[] };
   env: Environment;
   values: Map<string, number[]>;
   /** Figures taken once for the whole run (server peaks). */
   once: [string, string][];
+  loadAtStart: number[];
   loadAtEnd: number[];
   errors: string[];
   startedAt: Date;
@@ -201,9 +202,12 @@ export function renderReport(r: ReportInput): string {
   const out: string[] = [];
   const outcomes = evaluate(r.values);
   out.push("# Bosun benchmark results", "");
-  if (r.smoke) {
+  if (r.partial) {
+    const { scale, rounds, only } = r.partial;
+    const what = [scale !== 1 ? `BENCH_SCALE=${scale}` : "", rounds !== 3 ? `BENCH_ROUNDS=${rounds}` : "", only ? `BENCH_ONLY=${only.join(",")}` : ""].filter(Boolean).join(", ");
+    const kind = scale !== 1 ? "SMOKE RUN — not a benchmark" : "PARTIAL RUN";
     out.push(
-      `> **SMOKE RUN — not a benchmark.** BENCH_SCALE=${r.scale}, ${r.rounds} round(s): counts are scaled down to check the harness, so the figures below mean nothing. Run \`npm run bench\` on a quiet machine for real figures.`,
+      `> **${kind}** (${what}).${scale !== 1 ? " Counts are scaled down to check the harness, so the figures below mean nothing." : ""} Run \`npm run bench\` without these variables, on a quiet machine, for the real figures.`,
       "",
     );
   }
@@ -215,6 +219,10 @@ export function renderReport(r: ReportInput): string {
   out.push("## Machine", "", "| | |", "| --- | --- |");
   for (const [k, v] of r.env.machine) out.push(`| ${k} | ${v} |`);
   out.push(`| load average at end | ${r.loadAtEnd.map((l) => l.toFixed(2)).join(" / ")} |`, "");
+  const cores = os.cpus().length;
+  if (r.loadAtStart[0]! > cores * 0.75) {
+    out.push(`> **The machine was busy**: 1-minute load average ${r.loadAtStart[0]!.toFixed(1)} on ${cores} cores before the run started. Other work competed with this run, so its figures are not to be trusted.`, "");
+  }
   out.push("## Versions", "", "| | |", "| --- | --- |");
   for (const [k, v] of r.env.versions) out.push(`| ${k} | ${v} |`);
   out.push("");

@@ -93,9 +93,10 @@ async function main(): Promise<number> {
     warmup: 256,
     latencyWarmup: 50,
   };
-  const smoke = scale !== 1 || rounds !== 3 || selected.length !== workloads.length;
+  const partial = scale !== 1 || rounds !== 3 || selected.length !== workloads.length;
 
   const procs = new Procs();
+  const loadAtStart = os.loadavg();
   const env = describeEnvironment(procs.root);
   const startedAt = new Date();
   let stopping = false;
@@ -112,6 +113,7 @@ async function main(): Promise<number> {
   process.on("SIGTERM", onSignal);
 
   say(`bench: scale ${scale}, ${rounds} round(s), workloads: ${selected.map((w) => w.name).join(", ")}`);
+  if (loadAtStart[0]! > os.cpus().length * 0.75) say(`bench: WARNING: the machine is busy (load average ${loadAtStart[0]!.toFixed(1)} on ${os.cpus().length} cores); figures will not be trustworthy`);
   say(`bench: ${counts.throughput} jobs per throughput run, ${counts.latency} per latency run, ${counts.cpuJobs} cpu jobs; temp dir ${procs.tmp}`);
 
   const values = new Map<string, number[]>();
@@ -127,6 +129,7 @@ async function main(): Promise<number> {
       procs,
       natsUrl: nats.url,
       nc: await connect({ servers: nats.url, name: "bosun-bench", noAsyncTraces: true }),
+      gateway: gateway.proc,
       gatewayPort: gateway.port,
       http: new http.Agent({ keepAlive: true, maxSockets: counts.inflight }),
       redisPort: redisServer.port,
@@ -168,18 +171,26 @@ async function main(): Promise<number> {
     ctx?.redis.disconnect();
     await ctx?.nc.close().catch(() => undefined);
     await procs.stopAll();
+    // Members of a killed group may take a moment to be gone.
+    let left = procs.leftovers();
+    for (let i = 0; i < 30 && left.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      left = procs.leftovers();
+    }
+    if (left.length > 0) say(`bench: WARNING: process groups ${left.join(", ")} still have live members`);
+    else say("bench: every process it started has exited");
     if (process.env.BENCH_KEEP_TMP) say(`bench: kept ${procs.tmp}`);
     else procs.removeTmp();
   }
 
   const report = renderReport({
     counts,
-    scale,
     rounds,
-    smoke,
+    partial: partial ? { scale, rounds, only: selected.length !== workloads.length ? selected.map((w) => w.name) : undefined } : undefined,
     env,
     values,
     once,
+    loadAtStart,
     loadAtEnd: os.loadavg(),
     errors,
     startedAt,
@@ -189,7 +200,7 @@ async function main(): Promise<number> {
   writeFileSync(out, report);
 
   say("");
-  say(smoke ? "Summary (SMOKE RUN: scaled-down counts, not a benchmark):" : "Summary:");
+  say(partial ? "Summary (NOT A FULL RUN: see the banner in the report):" : "Summary:");
   for (const o of evaluate(values)) {
     const target = o.op === "info" ? "" : ` (target ${o.op === ">=" ? "≥" : "≤"} ${o.target}×) ${o.verdict}`;
     say(`  ${o.label}: ${Number.isFinite(o.ratio) ? o.ratio.toFixed(2) : "n/a"}×${target}`);

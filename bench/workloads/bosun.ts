@@ -169,7 +169,7 @@ async function startCluster(ctx: Ctx, label: string, supervisors: number, pool: 
       return ids.every((id) => seen.has(id));
     }, 30_000);
     const winner = await Promise.race([ready.then(() => undefined), died]);
-    if (winner) throw new Error(`supervisor ${winner.name} exited during start-up:\n${ctx.procs.logTail(winner)}`);
+    if (winner) throw new Error(`supervisor ${winner.name} exited during start-up ${ctx.procs.logTail(winner)}`);
   } catch (err) {
     await stopCluster(ctx, cluster);
     throw err;
@@ -195,12 +195,13 @@ async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
   for (const stream of [streams.jobs, streams.results, `KV_${buckets.jobs}`]) await jsm.streams.purge(stream).catch(() => undefined);
 }
 
-/** Fails fast if a supervisor dies mid-run instead of waiting for the run's timeout. */
-async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>): Promise<T> {
-  const died = Promise.race(cluster.supervisors.map((p) => p.exited.then(() => p)));
+/** Fails fast if a supervisor (or, over HTTP, the gateway) dies mid-run instead of waiting for the run's timeout. */
+async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, via: Via = "nats"): Promise<T> {
+  const watched = via === "http" ? [...cluster.supervisors, ctx.gateway] : cluster.supervisors;
+  const died = Promise.race(watched.map((p) => p.exited.then(() => p)));
   const result = await Promise.race([work.then((value) => ({ value })), died]);
   if ("value" in result) return result.value;
-  throw new Error(`supervisor ${result.name} exited mid-run:\n${ctx.procs.logTail(result)}`);
+  throw new Error(`${result.name} exited mid-run ${ctx.procs.logTail(result)}`);
 }
 
 const perSecond = (jobs: number, ms: number): number => (jobs * 1000) / ms;
@@ -210,12 +211,12 @@ export async function bosunThroughput(ctx: Ctx, via: Via): Promise<Figures> {
   const { throughput: n, warmup, pool } = ctx.counts;
   const cluster = await startCluster(ctx, `tp_${via}`, 1, pool);
   try {
-    await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, warmup, { type: "noop" }));
+    await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, warmup, { type: "noop" }), via);
     const sampler = new MemorySampler(cluster.supervisors[0]!.pid);
     let mem;
     let timing;
     try {
-      timing = await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, n, { type: "noop" }));
+      timing = await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, n, { type: "noop" }), via);
     } finally {
       mem = sampler.stop();
     }
@@ -255,6 +256,7 @@ export async function bosunLatency(ctx: Ctx, via: Via): Promise<Figures> {
         for (let i = 0; i < n; i++) out.push(await one(i));
         return out;
       })(),
+      via,
     );
     const s = summarizeLatencies(samples);
     return { [`lat.bosun_${via}.p50`]: s.p50, [`lat.bosun_${via}.p99`]: s.p99, [`lat.bosun_${via}.mean`]: s.mean };

@@ -50,7 +50,7 @@ async function startWorkerHost(ctx: Ctx, queue: string, mode: BullMode): Promise
     }
   });
   const died = proc.exited.then(() => {
-    throw new Error(`BullMQ worker host exited:\n${ctx.procs.logTail(proc)}`);
+    throw new Error(`BullMQ worker host exited ${ctx.procs.logTail(proc)}`);
   });
   died.catch(() => undefined);
   try {
