@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { HandlerDefinition } from "./handlers.js";
+import { maintenanceHandlers } from "./maintenance.js";
 
 const positiveMs = z.number().int().nonnegative().max(24 * 3600 * 1000);
 
@@ -36,4 +37,5 @@ export const builtinHandlers: Record<string, HandlerDefinition<never, unknown>> 
       return { spins };
     },
   },
+  ...maintenanceHandlers,
 };

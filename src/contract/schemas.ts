@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { NAME_PATTERN } from "./subjects.js";
+import { errorCodes, type ErrorCode } from "./errors.js";
 
 const name = (what: string) =>
   z.string().regex(NAME_PATTERN, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
@@ -65,6 +66,9 @@ export const SubmitRequest = z
     path: ["run_at"],
   });
 export type SubmitRequest = z.infer<typeof SubmitRequest>;
+
+/** For endpoints that take no input: an empty body, or {}. */
+export const EmptyRequest = z.object({}).strict();
 
 export const JobIdRequest = z.object({ job_id: z.string().min(1).max(64) }).strict();
 export type JobIdRequest = z.infer<typeof JobIdRequest>;
@@ -205,3 +209,79 @@ export const WorkerInfo = z.object({
   supervision: Supervision,
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
+
+export const WorkersReply = z.object({ workers: z.array(WorkerInfo) });
+export type WorkersReply = z.infer<typeof WorkersReply>;
+
+export const RecycleRequest = z
+  .object({ worker_id: name("worker_id"), pid: z.coerce.number().int().positive().optional() })
+  .strict();
+export type RecycleRequest = z.infer<typeof RecycleRequest>;
+
+export const RecycleReply = z.object({
+  status: z.literal("recycle_requested"),
+  worker_id: z.string(),
+  pid: z.number().int(),
+});
+export type RecycleReply = z.infer<typeof RecycleReply>;
+
+export const QueueStatus = z.object({
+  queue: z.string(),
+  /** Waiting in the queue, runnable now. */
+  pending: z.number().int(),
+  /** Parked until a due time (delayed, or a retry in backoff). */
+  scheduled: z.number().int(),
+  /** Delivered to a supervisor and not yet acked. */
+  running: z.number().int(),
+  dead: z.number().int(),
+  consumers: z.object({
+    durable: z.string(),
+    /** Pull requests the supervisors have open on the server: free processes waiting for work. */
+    waiting_pulls: z.number().int(),
+    workers: z.array(z.string()),
+  }),
+});
+export type QueueStatus = z.infer<typeof QueueStatus>;
+
+export const QueueStatusReply = z.object({ queues: z.array(QueueStatus) });
+export type QueueStatusReply = z.infer<typeof QueueStatusReply>;
+
+/** The ops (cutover) flags, as read. */
+export const OpsFlags = z.object({
+  submissions_paused: z.boolean(),
+  queues: z.record(z.string(), z.object({ submissions_paused: z.boolean() })),
+});
+export type OpsFlags = z.infer<typeof OpsFlags>;
+
+/** A change to the ops flags: only known flags, with the right types. */
+export const OpsPatch = z
+  .object({
+    submissions_paused: z.boolean().optional(),
+    queues: z.record(name("queue"), z.object({ submissions_paused: z.boolean() }).strict()).optional(),
+  })
+  .strict();
+export type OpsPatch = z.infer<typeof OpsPatch>;
+
+export const JobEvent = z.object({
+  type: z.enum(["state", "progress"]),
+  data: JobStatus,
+});
+export type JobEvent = z.infer<typeof JobEvent>;
+
+export const MaintenanceReply = z.object({ status: z.literal("queued"), task_id: z.string() });
+
+const maxAgeHours = z.number().positive().max(24 * 365 * 10);
+/** Payloads of the built-in maintenance tasks; omitted fields take the supervisor's defaults. */
+export const CleanupRunsPayload = z.object({ max_age_hours: maxAgeHours.optional() }).strict();
+export type CleanupRunsPayload = z.infer<typeof CleanupRunsPayload>;
+export const CleanupTempFilesPayload = z.object({ dir: z.string().min(1).optional(), max_age_hours: maxAgeHours.optional() }).strict();
+export type CleanupTempFilesPayload = z.infer<typeof CleanupTempFilesPayload>;
+
+/** Every error reply, HTTP or NATS. */
+export const ErrorReply = z.object({
+  error: z.object({
+    code: z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]),
+    message: z.string(),
+    details: z.unknown().optional(),
+  }),
+});

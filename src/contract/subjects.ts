@@ -14,7 +14,15 @@ export const api = {
   jobsCancel: `${API_PREFIX}.jobs.cancel`,
   jobsRetry: `${API_PREFIX}.jobs.retry`,
   jobsList: `${API_PREFIX}.jobs.list`,
+  workersList: `${API_PREFIX}.workers.list`,
+  workersRecycle: `${API_PREFIX}.workers.recycle`,
+  queueStatus: `${API_PREFIX}.queue.status`,
+  opsGet: `${API_PREFIX}.ops.get`,
+  opsSet: `${API_PREFIX}.ops.set`,
 } as const;
+
+/** A command addressed to one supervisor (not load-balanced like the API). */
+export const controlSubject = (workerId: string, command: "recycle"): string => `bosun.control.${workerId}.${command}`;
 export type ApiEndpoint = keyof typeof api;
 
 export const streams = {
@@ -60,6 +68,12 @@ export const RESULTS_WILDCARD = "bosun.results.>";
 
 export const heartbeatSubject = (workerId: string): string => `bosun.heartbeats.${workerId}`;
 export const HEARTBEATS_WILDCARD = "bosun.heartbeats.>";
+
+/** Keys of the ops bucket. */
+export const opsKeys = {
+  submissionsPaused: "submissions_paused",
+  queueSubmissionsPaused: (queue: string) => `queues.${queue}.submissions_paused`,
+} as const;
 
 /** One durable pull consumer per queue, shared by every supervisor serving it. */
 export const queueConsumer = (queue: string): string => `bosun_q_${queue}`;

@@ -1,21 +1,21 @@
 /**
  * The gateway's Fastify app, built without listening (tests use inject()).
- * Every route is one NATS request to the `bosun` service; the gateway holds
- * no job state of its own.
+ * Every request/reply route is one NATS request to the `bosun` service; the
+ * two event streams are NATS subscriptions. The gateway holds no job state.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { fastifySSE } from "@fastify/sse";
+import fastifySwagger from "@fastify/swagger";
+import fastifySwaggerUi from "@fastify/swagger-ui";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
-import { z } from "zod";
 import {
   api,
   BosunError,
   CORRELATION_HEADER,
   FINAL_STATES,
-  ListJobsRequest,
-  MAX_WAIT_MS,
   parseWith,
   RETRY_AFTER_SECONDS,
   streams,
@@ -23,10 +23,12 @@ import {
   type JobState,
 } from "../contract/index.js";
 import type { GatewayConfig } from "../platform/config.js";
+import { GatewayMetrics } from "../platform/metrics.js";
+import type { OpsFlagsView } from "../platform/ops.js";
+import { jobEvents, workerHeartbeats } from "./events.js";
 import { natsCall } from "./nats-call.js";
-
-const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
-const JobParams = z.object({ job_id: z.string().min(1).max(64) });
+import { buildOpenApi } from "./openapi.js";
+import { apiRoutes, JobParams, specialRoutes, type ApiRoute } from "./routes.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -34,8 +36,17 @@ declare module "fastify" {
   }
 }
 
-export function buildGateway(nc: NatsConnection, config: GatewayConfig, log: Logger): FastifyInstance {
+export interface GatewayDeps {
+  nc: NatsConnection;
+  config: GatewayConfig;
+  log: Logger;
+  ops: OpsFlagsView;
+}
+
+export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: config.body_limit_bytes });
+  const metrics = new GatewayMetrics();
+  const openApi = buildOpenApi();
 
   // Accept JSON whatever the content type says (curl -d sends form encoding), as one parser.
   app.removeAllContentTypeParsers();
@@ -55,67 +66,88 @@ export function buildGateway(nc: NatsConnection, config: GatewayConfig, log: Log
     req.correlationId = (typeof given === "string" && given.length > 0 && given.length <= 128 ? given : undefined) ?? nuid.next();
     reply.header(CORRELATION_HEADER, req.correlationId);
   });
+  app.addHook("onResponse", async (req, reply) => {
+    metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) });
+  });
 
   app.setErrorHandler((err: FastifyError | BosunError, req, reply) => sendError(reply, fromFastify(err), req.log));
   app.setNotFoundHandler((req, reply) => sendError(reply, new BosunError("not_found", `no route ${req.method} ${req.url}`), req.log));
 
-  const call = (subject: string, body: unknown, correlationId: string, extraMs = 0) =>
-    natsCall(nc, subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId });
+  await app.register(fastifySSE, { heartbeatInterval: 15_000 });
+  await app.register(fastifySwagger, { mode: "static", specification: { document: openApi as never } });
+  await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
 
-  app.post("/api/jobs", async (req, reply) => {
-    const { wait_ms } = parseWith(WaitQuery, req.query);
+  const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
+    natsCall(nc, subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
+
+  const submit = specialRoutes.submit;
+  app.post(submit.url, async (req, reply) => {
+    const { wait_ms } = parseWith(submit.query, req.query);
     const body = req.body === undefined ? {} : req.body;
+    const queue = isPlainObject(body) && typeof body.queue === "string" ? body.queue : "default";
+    // Paused here as well as in the supervisors: a paused queue costs no NATS round trip.
+    if (ops.submissionsPaused(queue)) throw new BosunError("unavailable", `submissions to queue "${queue}" are paused by an operator`, { queue });
     const forwarded = wait_ms !== undefined && isPlainObject(body) ? { ...body, wait_ms } : body;
-    const res = await call(api.jobsSubmit, forwarded, req.correlationId, wait_ms ?? 0);
+    const res = await call(submit.subject, forwarded, req, wait_ms ?? 0);
     const state = (res.body as { state?: JobState } | null)?.state;
-    const status = res.status === 200 ? (state && FINAL_STATES.has(state) ? 200 : 202) : res.status;
+    const status = res.status === 200 ? (state && FINAL_STATES.has(state) ? 200 : submit.status) : res.status;
     return send(reply, status, res.body);
   });
 
-  app.get("/api/jobs/:job_id", async (req, reply) => {
+  for (const route of apiRoutes) registerRoute(app, route, call);
+
+  app.get("/api/jobs/:job_id/events", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
     const { job_id } = parseWith(JobParams, req.params);
-    const res = await call(api.jobsGet, { job_id }, req.correlationId);
-    return send(reply, res.status, res.body);
+    const first = await call(api.jobsGet, { job_id }, req);
+    if (first.status !== 200) return send(reply, first.status, first.body);
+    await reply.sse.send(jobEvents(nc, job_id, closedSignal(req)));
   });
 
-  app.get("/api/jobs/:job_id/result", async (req, reply) => {
-    const { job_id } = parseWith(JobParams, req.params);
-    const res = await call(api.jobsResult, { job_id }, req.correlationId);
-    return send(reply, res.status, res.body);
+  app.get("/api/platform/workers/stream", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
+    await reply.sse.send(workerHeartbeats(nc, closedSignal(req)));
   });
 
-  app.get("/api/jobs", async (req, reply) => {
-    const filter = parseWith(ListJobsRequest, req.query);
-    const res = await call(api.jobsList, filter, req.correlationId);
-    return send(reply, res.status, res.body);
-  });
-
-  app.post("/api/jobs/:job_id/cancel", async (req, reply) => {
-    const { job_id } = parseWith(JobParams, req.params);
-    const res = await call(api.jobsCancel, { job_id }, req.correlationId);
-    return send(reply, res.status === 200 ? 202 : res.status, res.body);
-  });
-
-  app.post("/api/jobs/:job_id/retry", async (req, reply) => {
-    const { job_id } = parseWith(JobParams, req.params);
-    const res = await call(api.jobsRetry, { job_id }, req.correlationId);
-    return send(reply, res.status === 200 ? 202 : res.status, res.body);
-  });
-
+  app.get("/openapi.json", async () => openApi);
+  app.get("/metrics", async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   app.get("/healthz", async () => ({ status: "ok" }));
-
-  app.get("/readyz", async (_req, reply) => {
+  app.get("/readyz", async (req, reply) => {
     try {
-      if (nc.isClosed() || nc.status === undefined) throw new Error("closed");
       const jsm = await jetstreamManager(nc, { timeout: config.request_timeout_ms });
       await jsm.streams.info(streams.jobs);
       return { status: "ready" };
     } catch (err) {
-      return sendError(reply, new BosunError("unavailable", "NATS or the jobs stream is not reachable", undefined, { cause: err }), _req.log);
+      return sendError(reply, new BosunError("unavailable", "NATS or the jobs stream is not reachable", undefined, { cause: err }), req.log);
     }
   });
 
   return app;
+}
+
+type Call = (subject: string, body: unknown, req: FastifyRequest, extraMs?: number) => ReturnType<typeof natsCall>;
+
+function registerRoute(app: FastifyInstance, route: ApiRoute, call: Call): void {
+  app.route({
+    method: route.method,
+    url: route.url,
+    handler: async (req, reply) => {
+      const input = {
+        params: route.params ? parseWith(route.params, req.params) : {},
+        query: route.query ? parseWith(route.query, req.query) : {},
+        body: route.body ? parseWith(route.body, req.body ?? {}) : undefined,
+      };
+      const request = route.toRequest ? route.toRequest(input) : { ...input.params, ...input.query, ...(isPlainObject(input.body) ? input.body : {}) };
+      const res = await call(route.subject, request, req);
+      if (res.status !== 200) return send(reply, res.status, res.body);
+      return send(reply, route.status ?? 200, route.fromReply ? route.fromReply(res.body) : res.body);
+    },
+  });
+}
+
+/** Aborts when the client goes away, so a stream's NATS subscription ends with it. */
+function closedSignal(req: FastifyRequest): AbortSignal {
+  const abort = new AbortController();
+  req.raw.once("close", () => abort.abort());
+  return abort.signal;
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -144,3 +176,4 @@ function fromFastify(err: FastifyError | BosunError): BosunError {
   if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return new BosunError("validation_error", err.message);
   return toBosunError(err);
 }
+

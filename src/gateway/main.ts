@@ -3,6 +3,7 @@ import { GatewayConfig, gatewayKeys, loadConfig } from "../platform/config.js";
 import { failStartup, onShutdownSignals } from "../platform/lifecycle.js";
 import { createLogger } from "../platform/logger.js";
 import { buildGateway } from "./app.js";
+import { OpsFlagsView } from "../platform/ops.js";
 
 export async function runGateway(argv: string[]): Promise<void> {
   let config: GatewayConfig;
@@ -21,8 +22,11 @@ export async function runGateway(argv: string[]): Promise<void> {
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
   });
-  const app = buildGateway(nc, config, log);
+  const ops = new OpsFlagsView(log);
+  ops.watchWhenReady(nc);
+  const app = await buildGateway({ nc, config, log, ops });
   onShutdownSignals(async () => {
+    ops.stop();
     // close() stops accepting and lets open requests finish, for at most grace_ms.
     await Promise.race([app.close(), new Promise((resolve) => setTimeout(resolve, config.grace_ms).unref())]);
     await nc.drain().catch(() => undefined);

@@ -6,6 +6,7 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core"
 import { errors } from "@nats-io/nats-core";
 import { BosunError, CORRELATION_HEADER, encodeJson, errorCodes, isErrorCode } from "../contract/index.js";
 import { isMaxPayloadError, tooLargeForNats } from "../platform/nats.js";
+import type { GatewayMetrics } from "../platform/metrics.js";
 
 export interface NatsReply {
   status: number;
@@ -18,14 +19,17 @@ export async function natsCall(
   nc: NatsConnection,
   subject: string,
   body: unknown,
-  opts: { timeoutMs: number; correlationId: string },
+  opts: { timeoutMs: number; correlationId: string; metrics: GatewayMetrics },
 ): Promise<NatsReply> {
   const headers = natsHeaders();
   headers.set(CORRELATION_HEADER, opts.correlationId);
+  const timer = opts.metrics.natsRequest.startTimer({ subject });
   let reply;
   try {
     reply = await nc.request(subject, encodeJson(body), { timeout: opts.timeoutMs, headers });
+    timer({ outcome: reply.headers?.get("Nats-Service-Error-Code") ? "error_reply" : "ok" });
   } catch (err) {
+    timer({ outcome: "no_reply" });
     if (isMaxPayloadError(err)) throw tooLargeForNats(err);
     if (err instanceof errors.RequestError && err.isNoResponders()) {
       throw new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });

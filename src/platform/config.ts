@@ -42,6 +42,10 @@ export const SupervisorConfig = z
     heartbeat_ms: int(100).default(5000),
     results_ttl_ms: int(1000).default(7 * 24 * 3600 * 1000),
     idempotency_window_ms: int(1000).default(24 * 3600 * 1000),
+    metrics_port: int(0, 65535).optional(),
+    cleanup_max_age_hours: z.coerce.number().positive().default(168),
+    temp_dir: z.string().min(1).optional(),
+    metrics_host: z.string().min(1).default("127.0.0.1"),
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type SupervisorConfig = z.infer<typeof SupervisorConfig>;

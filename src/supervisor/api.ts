@@ -11,9 +11,12 @@ import {
   api,
   CORRELATION_HEADER,
   decodeWith,
+  EmptyRequest,
   encodeJson,
   JobIdRequest,
   ListJobsRequest,
+  OpsPatch,
+  RecycleRequest,
   SERVICE_NAME,
   SubmitRequest,
   toBosunError,
@@ -21,11 +24,13 @@ import {
 import { VERSION } from "../platform/version.js";
 import { isMaxPayloadError, tooLargeForNats } from "../platform/nats.js";
 import type { Intake } from "./intake.js";
+import type { Operations } from "./operations.js";
 import type { JobStore } from "./store.js";
 
 export interface ApiDeps {
   workerId: string;
   intake: Intake;
+  operations: Operations;
   store: JobStore;
   log: Logger;
 }
@@ -39,7 +44,7 @@ type Endpoint<S extends z.ZodType> = {
 const endpoint = <S extends z.ZodType>(e: Endpoint<S>): Endpoint<z.ZodType> => e as unknown as Endpoint<z.ZodType>;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, store, log, workerId } = deps;
+  const { intake, store, log, workerId, operations } = deps;
   const endpoints: Record<string, Endpoint<z.ZodType>> = {
     jobs_submit: endpoint({
       subject: api.jobsSubmit,
@@ -51,6 +56,11 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     jobs_cancel: endpoint({ subject: api.jobsCancel, schema: JobIdRequest, handle: (req) => intake.cancel(req.job_id) }),
     jobs_retry: endpoint({ subject: api.jobsRetry, schema: JobIdRequest, handle: (req) => intake.retry(req.job_id) }),
     jobs_list: endpoint({ subject: api.jobsList, schema: ListJobsRequest, handle: async (req) => ({ jobs: await intake.list(req) }) }),
+    workers_list: endpoint({ subject: api.workersList, schema: EmptyRequest, handle: async () => ({ workers: operations.workers() }) }),
+    workers_recycle: endpoint({ subject: api.workersRecycle, schema: RecycleRequest, handle: (req) => operations.recycle(req) }),
+    queue_status: endpoint({ subject: api.queueStatus, schema: EmptyRequest, handle: async () => ({ queues: await operations.queues() }) }),
+    ops_get: endpoint({ subject: api.opsGet, schema: EmptyRequest, handle: async () => operations.opsFlags() }),
+    ops_set: endpoint({ subject: api.opsSet, schema: OpsPatch, handle: (patch) => operations.setOps(patch) }),
   };
   const service = await new Svcm(nc).add({
     name: SERVICE_NAME,

@@ -24,6 +24,7 @@ import type { CancelRegistry } from "./cancels.js";
 import { IdempotencyIndex } from "./idempotency.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
+import type { SupervisorMetrics } from "../platform/metrics.js";
 
 export interface JobDefaults {
   timeout_ms: number;
@@ -40,7 +41,10 @@ export interface IntakeDeps {
   queues: readonly string[];
   /** Whether a live supervisor (maybe another one) serves this type on this queue. */
   servedElsewhere(type: string, queue: string): boolean;
+  /** The ops flag: submits to this queue are refused for now. */
+  submissionsPaused(queue: string): boolean;
   defaults: JobDefaults;
+  metrics: SupervisorMetrics;
   log: Logger;
 }
 
@@ -51,6 +55,9 @@ export class Intake {
 
   async submit(req: SubmitRequest, headerCorrelationId?: string): Promise<SubmitReply | JobResult> {
     const { store, log, idempotency } = this.deps;
+    if (this.deps.submissionsPaused(req.queue)) {
+      throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
+    }
     const handler = this.#handlerFor(req.type, req.queue);
     if (handler?.payload) {
       const checked = handler.payload.safeParse(req.payload);
@@ -78,6 +85,7 @@ export class Intake {
       throw err;
     }
     log.debug({ job_id: job.job_id, correlation_id: job.correlation_id, type: job.type, queue: job.queue, state: record.state }, "job submitted");
+    this.deps.metrics.submitted.inc({ queue: job.queue, type: job.type });
     const reply: SubmitReply = { job_id: job.job_id, state: record.state };
     return (await waiter?.result) ?? reply;
   }
@@ -118,6 +126,7 @@ export class Intake {
       duration_ms: null,
       correlation_id: record.correlation_id,
     });
+    this.deps.metrics.cancelled.inc({ queue: record.queue, type: record.type });
     return { job_id: jobId, state: "cancelled" };
   }
 

@@ -11,6 +11,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { JobError, ProcessInfo, Supervision } from "../contract/index.js";
 import type { ChildMessage, DoneMessage, RunCommand } from "../actors/protocol.js";
+import type { SupervisorMetrics } from "../platform/metrics.js";
 
 const PROCESS_ENTRY = fileURLToPath(new URL("../actors/process.js", import.meta.url));
 const SPAWN_TIMEOUT_MS = 15_000;
@@ -27,12 +28,15 @@ export interface PoolOptions {
   killGraceMs: number;
   handlersPath?: string;
   builtins: boolean;
+  /** Extra environment for execution processes (NATS URL and maintenance defaults). */
+  env: Record<string, string>;
   /** More crashes than this within restartWindowMs make spawning back off. */
   maxRestarts: number;
   restartWindowMs: number;
   log: Logger;
   /** Called on every change a heartbeat should report. */
   onChange(): void;
+  metrics?: Pick<SupervisorMetrics, "restarts" | "recycles">;
 }
 
 export type ExecutionOutcome =
@@ -248,7 +252,7 @@ export class Pool {
 
   #spawn(): ExecutionProcess {
     const child = fork(PROCESS_ENTRY, [], {
-      env: { ...process.env, BOSUN_HANDLERS: this.opts.handlersPath ?? "", BOSUN_BUILTINS: String(this.opts.builtins) },
+      env: { ...process.env, ...this.opts.env, BOSUN_HANDLERS: this.opts.handlersPath ?? "", BOSUN_BUILTINS: String(this.opts.builtins) },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "json",
     });
@@ -303,7 +307,10 @@ export class Pool {
     if (execution.killReason) execution.finish({ ok: false, error: killError(execution.killReason), duration_ms });
     else execution.finish(msg.outcome.ok ? { ok: true, value: msg.outcome.value, duration_ms } : { ok: false, error: msg.outcome.error, duration_ms });
     const retireWhy = this.#retireReason(proc, execution);
-    if (retireWhy) void this.#retire(proc, retireWhy);
+    if (retireWhy) {
+      this.opts.metrics?.recycles.inc({ reason: retireWhy });
+      void this.#retire(proc, retireWhy);
+    }
     else this.#release(proc);
     this.opts.onChange();
   }
@@ -359,6 +366,7 @@ export class Pool {
     const now = Date.now();
     this.#crashes = this.#crashes.filter((t) => now - t < this.opts.restartWindowMs);
     this.#crashes.push(now);
+    this.opts.metrics?.restarts.inc();
     if (this.#crashes.length <= this.opts.maxRestarts) {
       this.#backoffMs = 0;
       this.#decision = "restart";

@@ -22,6 +22,7 @@ import type { ExecutionHandle, ExecutionOutcome, Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
+import type { SupervisorMetrics } from "../platform/metrics.js";
 
 const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
@@ -29,6 +30,7 @@ const PROGRESS_WRITE_GAP_MS = 250;
 
 export interface RunnerOptions {
   workerId: string;
+  metrics: SupervisorMetrics;
   cancels: CancelRegistry;
   queues: readonly string[];
   leaseMs: number;
@@ -195,6 +197,7 @@ export class Runner {
         return;
       }
       this.#running.set(job.job_id, handle);
+      this.opts.metrics.queueWait.observe({ queue: job.queue, type: job.type }, Math.max(0, Date.now() - Date.parse(job.created_at)) / 1000);
       record.owner = { worker_id: workerId, pid: handle.pid };
       this.store.putInterim(record);
       // A cancel that landed while the process was being acquired.
@@ -215,8 +218,13 @@ export class Runner {
 
   /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
   async #settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome): Promise<void> {
-    const { log } = this.opts;
+    const { log, metrics } = this.opts;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
+    const labels = { queue: job.queue, type: job.type };
+    metrics.duration.observe(labels, outcome.duration_ms / 1000);
+    if (outcome.ok) metrics.succeeded.inc(labels);
+    else if (outcome.error.code === "cancelled") metrics.cancelled.inc(labels);
+    else if (outcome.error.code !== "shutdown") metrics.failed.inc(labels);
     if (outcome.ok) {
       await this.#finish(job, { ...record, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms });
       log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
@@ -230,9 +238,11 @@ export class Runner {
       log.info(logCtx, "job cancelled while running");
     } else if (record.attempts < job.max_attempts) {
       await this.#retryLater(job, record, [...history, outcome.error]);
+      metrics.retried.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job attempt failed");
     } else {
       await this.#bury(job, record, history, outcome.error, outcome.duration_ms);
+      metrics.dead.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
     }
     msg.ack();

@@ -22,6 +22,11 @@ import { JobStore } from "./store.js";
 import { CancelRegistry } from "./cancels.js";
 import { IdempotencyIndex } from "./idempotency.js";
 import { Scheduler } from "./scheduler.js";
+import { Operations } from "./operations.js";
+import { OpsFlagsView } from "../platform/ops.js";
+import { serveMetrics, SupervisorMetrics } from "../platform/metrics.js";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { StreamWriter } from "../platform/stream-writer.js";
 
 export type SupervisorState = "starting" | "running" | "draining" | "stopped";
@@ -38,6 +43,9 @@ export class Supervisor {
   #writer: StreamWriter | undefined;
   #scheduler: Scheduler | undefined;
   #cancels: CancelRegistry | undefined;
+  #ops: OpsFlagsView | undefined;
+  #operations: Operations | undefined;
+  #metricsServer: Server | undefined;
   #jobTypes: string[] = [];
 
   constructor(
@@ -65,6 +73,7 @@ export class Supervisor {
     const writer = (this.#writer = new StreamWriter(nc));
     const store = new JobStore(writer, topology.jsm, topology.jobsKv);
 
+    const metrics = new SupervisorMetrics(() => this.#pool?.snapshot() ?? []);
     const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
     const pool = (this.#pool = new Pool({
       min: config.min,
@@ -75,13 +84,21 @@ export class Supervisor {
       killGraceMs: config.kill_grace_ms,
       handlersPath: config.handlers,
       builtins: config.builtins,
+      env: {
+        NATS_URL: config.nats_url,
+        BOSUN_CLEANUP_MAX_AGE_HOURS: String(config.cleanup_max_age_hours),
+        ...(config.temp_dir && { BOSUN_TEMP_DIR: config.temp_dir }),
+      },
       maxRestarts: config.max_restarts,
       restartWindowMs: config.restart_window_ms,
       log,
+      metrics,
       onChange: () => heartbeats.changed(),
     }));
     const cancels = (this.#cancels = new CancelRegistry(topology.cancelsKv, log));
-    const runner = (this.#runner = new Runner(nc, store, pool, { workerId, cancels, queues: config.queues, leaseMs: config.lease_ms, log }));
+    const ops = (this.#ops = new OpsFlagsView(log));
+    const operations = (this.#operations = new Operations({ nc, jsm: topology.jsm, opsKv: topology.opsKv, ops, heartbeats, pool, workerId, log }));
+    const runner = (this.#runner = new Runner(nc, store, pool, { workerId, cancels, metrics, queues: config.queues, leaseMs: config.lease_ms, log }));
     const scheduler = (this.#scheduler = new Scheduler(nc, store, cancels, log));
     const intake = new Intake({
       nc,
@@ -91,20 +108,28 @@ export class Supervisor {
       handlers,
       queues: config.queues,
       servedElsewhere: (type, queue) => heartbeats.serves(type, queue),
+      submissionsPaused: (queue) => ops.submissionsPaused(queue),
       defaults: {
         timeout_ms: config.default_timeout_ms,
         max_attempts: config.default_max_attempts,
         backoff: { type: "exponential", delay_ms: config.default_backoff_ms, max_delay_ms: config.default_max_backoff_ms },
       },
+      metrics,
       log,
     });
 
     pool.start();
     await cancels.start();
+    await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
-    this.#service = await startApi(nc, { workerId, intake, store, log });
+    operations.start();
+    this.#service = await startApi(nc, { workerId, intake, operations, store, log });
     runner.start();
     scheduler.start();
+    if (config.metrics_port !== undefined) {
+      this.#metricsServer = await serveMetrics(metrics.registry, config.metrics_host, config.metrics_port);
+      log.info({ url: `http://${config.metrics_host}:${(this.#metricsServer.address() as AddressInfo).port}/metrics` }, "metrics listening");
+    }
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type !== "reconnect") continue;
@@ -124,6 +149,8 @@ export class Supervisor {
     if (this.#state === "draining" || this.#state === "stopped") return;
     this.#transition("draining");
     await this.#service?.stop().catch(() => undefined);
+    this.#operations?.stop();
+    this.#ops?.stop();
     await this.#scheduler?.stop();
     await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
     await this.#runner?.stop();
@@ -131,6 +158,7 @@ export class Supervisor {
     await this.#heartbeats?.stop();
     this.#writer?.close();
     await this.#nc?.drain().catch(() => undefined);
+    this.#metricsServer?.close();
     this.#transition("stopped");
   }
 

@@ -1,0 +1,96 @@
+/**
+ * Built-in maintenance tasks. They run in an execution process like any job
+ * (so they get retries, timeouts and a record), and open their own NATS
+ * connection on first use. Defaults come from the supervisor's config,
+ * passed down in the environment.
+ */
+import { readdir, rm, stat } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { NatsConnection } from "@nats-io/nats-core";
+import {
+  buckets,
+  CleanupRunsPayload,
+  CleanupTempFilesPayload,
+  FINAL_STATES,
+  JobStatus,
+  resultSubject,
+  streams,
+} from "../contract/index.js";
+import type { HandlerDefinition } from "./handlers.js";
+
+const HOUR_MS = 3_600_000;
+const defaultMaxAgeHours = () => Number(process.env.BOSUN_CLEANUP_MAX_AGE_HOURS) || 168;
+const defaultTempDir = () => process.env.BOSUN_TEMP_DIR || path.join(os.tmpdir(), "bosun");
+
+let connection: Promise<NatsConnection> | undefined;
+async function nats(): Promise<NatsConnection> {
+  connection ??= import("@nats-io/transport-node").then(({ connect }) =>
+    connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222", noAsyncTraces: true, name: "bosun-maintenance" }),
+  );
+  return connection;
+}
+
+export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknown>> = {
+  "maintenance.cleanup_runs": {
+    payload: CleanupRunsPayload,
+    async run(payload: CleanupRunsPayload, ctx) {
+      const started = performance.now();
+      const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();
+      const cutoff = Date.now() - maxAge * HOUR_MS;
+      const nc = await nats();
+      const { Kvm, KvWatchInclude } = await import("@nats-io/kv");
+      const { jetstreamManager } = await import("@nats-io/jetstream");
+      const kv = await new Kvm(nc).open(buckets.jobs);
+      const jsm = await jetstreamManager(nc);
+      const old: string[] = [];
+      if ((await kv.status()).values > 0) {
+        const watch = await kv.watch({ include: KvWatchInclude.LastValue });
+        for await (const entry of watch) {
+          if (entry.operation === "PUT") {
+            const record = JobStatus.safeParse(entry.json());
+            if (record.success && FINAL_STATES.has(record.data.state) && Date.parse(record.data.finished_at ?? "") < cutoff) old.push(entry.key);
+          }
+          if (!entry.delta) break;
+        }
+        watch.stop();
+      }
+      let results = 0;
+      for (const jobId of old) {
+        await kv.purge(jobId);
+        const msg = await jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) });
+        if (msg && (await jsm.streams.deleteMessage(streams.results, msg.seq, false))) results++;
+      }
+      const report = { records_removed: old.length, results_removed: results, max_age_hours: maxAge, duration_ms: Math.round(performance.now() - started) };
+      ctx.log.info(report, "cleanup_runs done");
+      return report;
+    },
+  },
+  "maintenance.cleanup_temp_files": {
+    payload: CleanupTempFilesPayload,
+    async run(payload: CleanupTempFilesPayload, ctx) {
+      const started = performance.now();
+      const dir = path.resolve(payload.dir ?? defaultTempDir());
+      const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();
+      const cutoff = Date.now() - maxAge * HOUR_MS;
+      let files = 0;
+      let bytes = 0;
+      const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT") return [];
+        throw err;
+      });
+      for (const entry of entries) {
+        if (!entry.isFile()) continue;
+        const file = path.join(entry.parentPath, entry.name);
+        const info = await stat(file);
+        if (info.mtimeMs >= cutoff) continue;
+        await rm(file);
+        files++;
+        bytes += info.size;
+      }
+      const report = { dir, files_removed: files, bytes_freed: bytes, max_age_hours: maxAge, duration_ms: Math.round(performance.now() - started) };
+      ctx.log.info(report, "cleanup_temp_files done");
+      return report;
+    },
+  },
+};

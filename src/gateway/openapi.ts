@@ -1,0 +1,78 @@
+/**
+ * /openapi.json, generated from the route table and the contract's zod
+ * schemas (z.toJSONSchema): there is no hand-written copy of any shape.
+ */
+import { z } from "zod";
+import { ErrorReply, JobEvent, WorkerInfo } from "../contract/index.js";
+import { VERSION } from "../platform/version.js";
+import { apiRoutes, specialRoutes, JobParams, type ApiRoute } from "./routes.js";
+
+type JsonSchema = Record<string, unknown>;
+
+const schemaOf = (schema: z.ZodType, io: "input" | "output"): JsonSchema => {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as JsonSchema;
+  return rest;
+};
+
+const openApiPath = (url: string) => url.replace(/:([a-z_]+)/g, "{$1}");
+
+function parameters(route: Pick<ApiRoute, "params" | "query">): JsonSchema[] {
+  const list: JsonSchema[] = [];
+  for (const [where, shape] of [["path", route.params], ["query", route.query]] as const) {
+    if (!shape) continue;
+    const json = schemaOf(shape, "input") as { properties?: Record<string, JsonSchema>; required?: string[] };
+    for (const [name, schema] of Object.entries(json.properties ?? {})) {
+      list.push({ name, in: where, required: where === "path" || (json.required ?? []).includes(name), schema });
+    }
+  }
+  return list;
+}
+
+const errorResponse = { description: "error", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
+
+function operation(route: ApiRoute): JsonSchema {
+  const op: JsonSchema = {
+    summary: route.summary,
+    description: `NATS: request \`${route.subject}\` with the same JSON.`,
+    parameters: parameters(route),
+    responses: {
+      [String(route.status ?? 200)]: { description: "success", content: { "application/json": { schema: schemaOf(route.response, "output") } } },
+      "4XX": errorResponse,
+      "503": { ...errorResponse, description: "NATS unreachable or no supervisor answering (Retry-After set)" },
+    },
+  };
+  if (route.body) op.requestBody = { required: true, content: { "application/json": { schema: schemaOf(route.body, "input") } } };
+  return op;
+}
+
+const sse = (summary: string, event: z.ZodType, params?: z.ZodObject): JsonSchema => ({
+  summary,
+  parameters: params ? parameters({ params }) : [],
+  responses: { "200": { description: "server-sent events; each `data:` line is JSON", content: { "text/event-stream": { schema: schemaOf(event, "output") } } } },
+});
+
+const plain = (summary: string, type = "application/json"): JsonSchema => ({ summary, responses: { "200": { description: "ok", content: { [type]: {} } } } });
+
+export function buildOpenApi(): JsonSchema {
+  const paths: Record<string, Record<string, JsonSchema>> = {};
+  const add = (method: string, url: string, op: JsonSchema) => {
+    (paths[openApiPath(url)] ??= {})[method.toLowerCase()] = op;
+  };
+  for (const route of [specialRoutes.submit, ...apiRoutes]) add(route.method, route.url, operation(route));
+  add("GET", "/api/jobs/:job_id/events", sse("Every state change and progress report of one job, until it ends", JobEvent, JobParams));
+  add("GET", "/api/platform/workers/stream", sse("Heartbeats as they arrive", z.object({ type: z.literal("worker_heartbeat"), data: WorkerInfo })));
+  add("GET", "/healthz", plain("Liveness"));
+  add("GET", "/readyz", plain("Readiness: NATS connected and the jobs stream present"));
+  add("GET", "/metrics", plain("Prometheus metrics", "text/plain"));
+  add("GET", "/openapi.json", plain("This document"));
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Bosun",
+      version: VERSION,
+      description: "Every route is one NATS request to the `bosun` service; the same JSON works from any NATS client.",
+    },
+    paths,
+    components: { schemas: { Error: schemaOf(ErrorReply, "output") } },
+  };
+}

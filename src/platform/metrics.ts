@@ -1,0 +1,101 @@
+/**
+ * Prometheus metrics (prom-client), one registry per process, served as
+ * text on /metrics: the gateway's on its HTTP port, a supervisor's on
+ * --metrics-port.
+ */
+import http from "node:http";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { ProcessInfo } from "../contract/index.js";
+
+const jobLabels = ["queue", "type"] as const;
+const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300];
+
+export class SupervisorMetrics {
+  readonly registry = new Registry();
+  readonly submitted = this.#counter("bosun_jobs_submitted_total", "Jobs accepted by this supervisor's API");
+  readonly succeeded = this.#counter("bosun_jobs_succeeded_total", "Jobs that succeeded here");
+  readonly failed = this.#counter("bosun_job_attempts_failed_total", "Attempts that failed here (each retry or death starts with one)");
+  readonly retried = this.#counter("bosun_jobs_retried_total", "Failed attempts queued again for another attempt");
+  readonly dead = this.#counter("bosun_jobs_dead_total", "Jobs that used up their attempts");
+  readonly cancelled = this.#counter("bosun_jobs_cancelled_total", "Jobs cancelled (queued ones by the API, running ones here)");
+  readonly duration = new Histogram({
+    name: "bosun_job_duration_seconds",
+    help: "Handler run time of an attempt",
+    labelNames: jobLabels,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly queueWait = new Histogram({
+    name: "bosun_job_queue_wait_seconds",
+    help: "From creation (or due time) to the start of an attempt",
+    labelNames: jobLabels,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly restarts = new Counter({ name: "bosun_process_restarts_total", help: "Execution processes that crashed and were replaced", registers: [this.registry] });
+  readonly recycles = new Counter({
+    name: "bosun_process_recycles_total",
+    help: "Execution processes retired on purpose (max executions, memory, recycle command, kill)",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
+
+  constructor(poolSnapshot: () => ProcessInfo[]) {
+    collectDefaultMetrics({ register: this.registry, prefix: "bosun_supervisor_" });
+    const gauge = (name: string, help: string, state?: ProcessInfo["state"]) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(poolSnapshot().filter((p) => !state || p.state === state).length);
+        },
+      });
+    gauge("bosun_pool_size", "Execution processes");
+    gauge("bosun_pool_busy", "Execution processes running a job", "busy");
+    gauge("bosun_pool_idle", "Execution processes waiting for a job", "idle");
+  }
+
+  #counter(name: string, help: string): Counter<(typeof jobLabels)[number]> {
+    return new Counter({ name, help, labelNames: jobLabels, registers: [this.registry] });
+  }
+}
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly natsRequest = new Histogram({
+    name: "bosun_gateway_nats_request_seconds",
+    help: "NATS request latency from the gateway, by subject and outcome",
+    labelNames: ["subject", "outcome"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: "bosun_gateway_http_requests_total",
+    help: "HTTP requests by route and status",
+    labelNames: ["method", "route", "status"],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "bosun_gateway_" });
+  }
+}
+
+/** A bare HTTP server with /metrics, for supervisors (which have no HTTP port of their own). */
+export function serveMetrics(registry: Registry, host: string, port: number): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    if (req.url !== "/metrics") {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
