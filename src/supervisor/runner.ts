@@ -285,11 +285,11 @@ export class Runner {
       duration_ms: end.durationMs,
       correlation_id: job.correlation_id,
     };
-    // The result is the durable outcome; the record follows it on the same connection
-    // without an ack of its own (status reads fall back on the result, see JobStore.status).
-    const stored = this.store.publishResult(result);
+    // The result is the durable outcome. The record goes just before it on the same
+    // connection, so whoever hears of the result finds the record final already; it has
+    // no ack of its own (status reads fall back on the result, see JobStore.status).
     this.store.putInterim(final);
-    await stored;
+    await this.store.publishResult(result);
   }
 }
 
