@@ -18,20 +18,8 @@ export class SupervisorMetrics {
   readonly retried = this.#counter("bosun_jobs_retried_total", "Failed attempts queued again for another attempt");
   readonly dead = this.#counter("bosun_jobs_dead_total", "Jobs that used up their attempts");
   readonly cancelled = this.#counter("bosun_jobs_cancelled_total", "Jobs cancelled (queued ones by the API, running ones here)");
-  readonly duration = new Histogram({
-    name: "bosun_job_duration_seconds",
-    help: "Handler run time of an attempt",
-    labelNames: jobLabels,
-    buckets: DURATION_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly queueWait = new Histogram({
-    name: "bosun_job_queue_wait_seconds",
-    help: "From creation (or due time) to the start of an attempt",
-    labelNames: jobLabels,
-    buckets: DURATION_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly duration = this.#histogram("bosun_job_duration_seconds", "Handler run time of an attempt");
+  readonly queueWait = this.#histogram("bosun_job_queue_wait_seconds", "From the job's creation to the start of an attempt");
   readonly restarts = new Counter({ name: "bosun_process_restarts_total", help: "Execution processes that crashed and were replaced", registers: [this.registry] });
   readonly recycles = new Counter({
     name: "bosun_process_recycles_total",
@@ -58,6 +46,10 @@ export class SupervisorMetrics {
 
   #counter(name: string, help: string): Counter<(typeof jobLabels)[number]> {
     return new Counter({ name, help, labelNames: jobLabels, registers: [this.registry] });
+  }
+
+  #histogram(name: string, help: string): Histogram<(typeof jobLabels)[number]> {
+    return new Histogram({ name, help, labelNames: jobLabels, buckets: DURATION_BUCKETS, registers: [this.registry] });
   }
 }
 
