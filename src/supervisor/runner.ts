@@ -27,6 +27,7 @@ import type { SupervisorMetrics } from "../platform/metrics.js";
 const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
 const PROGRESS_WRITE_GAP_MS = 250;
+const SETTLE_RETRY_MS = 500;
 
 export interface RunnerOptions {
   workerId: string;
@@ -205,9 +206,27 @@ export class Runner {
       const outcome = await handle.outcome;
       this.#running.delete(job.job_id);
       releaseSlot();
-      await this.#settle(msg, job, record, history, outcome);
+      await this.#settleRetrying(msg, job, record, history, outcome);
     } finally {
       this.#leased.delete(msg);
+    }
+  }
+
+  /**
+   * The run happened; storing its outcome should not be lost to a NATS
+   * blip (a reconnect, a server restart). Retries while the lease is kept
+   * alive; past it, the job runs again elsewhere, which is the guarantee.
+   */
+  async #settleRetrying(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome): Promise<void> {
+    const deadline = Date.now() + this.opts.leaseMs;
+    for (;;) {
+      try {
+        return await this.#settle(msg, job, record, history, outcome);
+      } catch (err) {
+        if (Date.now() >= deadline || this.#state === "stopped") throw err;
+        this.opts.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "storing a job outcome failed; retrying");
+        await new Promise((resolve) => setTimeout(resolve, SETTLE_RETRY_MS));
+      }
     }
   }
 
