@@ -4,7 +4,7 @@
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { ManagedProcess, type LogLine } from "./processes.js";
+import { ManagedProcess, withoutNodeOptions, type LogLine } from "./processes.js";
 import { freePort } from "./ports.js";
 import { reportOnFailure, type TeardownHost } from "./teardown.js";
 
@@ -64,7 +64,7 @@ const isSupervisorRunning = (l: LogLine): boolean => l.json?.msg === "supervisor
 export async function startSupervisor(t: TeardownHost, natsUrl: string, opts: SupervisorOptions): Promise<BosunSupervisor> {
   const args = ["supervisor", "--queues", opts.queues.join(","), "--grace-ms", "1000", ...(opts.args ?? [])];
   if (opts.workerId) args.push("--worker-id", opts.workerId);
-  const proc = new ManagedProcess(process.execPath, [CLI, ...args], {
+  const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [CLI, ...args]), {
     name: `supervisor[${opts.workerId ?? opts.queues.join(",")}]`,
     env: cleanEnv({ NATS_URL: natsUrl, ...opts.env }),
     group: true,
@@ -102,7 +102,7 @@ export async function startGateway(t: TeardownHost, natsUrl: string, opts: Gatew
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const proc = new ManagedProcess(process.execPath, [CLI, "gateway", "--port", String(port), "--grace-ms", "500", ...(opts.args ?? [])], {
+    const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [CLI, "gateway", "--port", String(port), "--grace-ms", "500", ...(opts.args ?? [])]), {
       name: `gateway:${port}`,
       env: cleanEnv({ NATS_URL: natsUrl, ...opts.env }),
       group: true,
@@ -133,7 +133,7 @@ export interface CliResult {
 /** Runs `node dist/cli.js ...args` to completion (killed after timeoutMs). */
 export function runCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(opts.env), stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(...withoutNodeOptions(process.execPath, [CLI, ...args]), { env: cleanEnv(opts.env), stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));

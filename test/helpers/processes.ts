@@ -32,6 +32,18 @@ export interface StartOptions extends Pick<SpawnOptions, "env" | "cwd"> {
   name: string;
 }
 
+/**
+ * tap's process tracking hooks every spawn and puts its loader into the
+ * child's NODE_OPTIONS. Bosun processes must run as users run them (no test
+ * loader, no extra signal handlers, no start-up cost), so node children are
+ * started through `env -u NODE_OPTIONS`, which drops it before exec'ing node
+ * (same pid, same process group).
+ */
+export function withoutNodeOptions(command: string, args: readonly string[]): [string, string[]] {
+  const drop = ["NODE_OPTIONS", "_TAPJS_PROCESSINFO_CWD_", "_TAPJS_PROCESSINFO_EXCLUDE_", "_TAPJS_PROCESSINFO_EXTERNAL_ID_"];
+  return ["/usr/bin/env", [...drop.flatMap((v) => ["-u", v]), command, ...args]];
+}
+
 export interface ExitInfo {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -45,6 +57,8 @@ export class ManagedProcess {
   readonly stderrLines: string[] = [];
   readonly exited: Promise<ExitInfo>;
   exitInfo: ExitInfo | undefined;
+  /** Signals this helper sent, for telling our kills from someone else's in failure reports. */
+  readonly signalsSent: string[] = [];
   readonly #group: boolean;
 
   constructor(command: string, args: readonly string[], opts: StartOptions) {
@@ -111,7 +125,10 @@ export class ManagedProcess {
   tail(n = 15): string {
     const out = this.stdoutLines.slice(-n).map((l) => `  out| ${l.raw}`);
     const err = this.stderrLines.slice(-n).map((l) => `  err| ${l}`);
-    const state = this.exitInfo ? `exited ${JSON.stringify(this.exitInfo)}` : "running";
+    const state = [
+      this.exitInfo ? `exited ${JSON.stringify(this.exitInfo)}` : "running",
+      `signals sent by the test: ${this.signalsSent.length > 0 ? this.signalsSent.join(",") : "none"}`,
+    ].join("; ");
     return [`--- ${this.name} (pid ${this.pid}, ${state}) ---`, ...out, ...err].join("\n");
   }
 
@@ -152,6 +169,7 @@ export class ManagedProcess {
 
   #signal(signal: NodeJS.Signals, wholeGroup: boolean): void {
     if (!this.running) return;
+    this.signalsSent.push(`${signal}@${new Date().toISOString().slice(11, 23)}`);
     try {
       if (wholeGroup && this.#group) process.kill(-this.pid, signal);
       else this.child.kill(signal);
