@@ -26,6 +26,7 @@ export interface Ctx {
   natsUrl: string;
   /** The harness's own NATS client (noAsyncTraces on, like Bosun's processes). */
   nc: NatsConnection;
+  /** The gateway in use; replaced (and the incident noted) if it is found dead before an HTTP run. */
   gateway: Proc;
   gatewayPort: number;
   /** Keep-alive agent for the gateway, one socket per outstanding request. */
@@ -34,6 +35,8 @@ export interface Ctx {
   /** Admin client: FLUSHALL between BullMQ runs. */
   redis: Redis;
   counts: Counts;
+  /** Incidents worth a line in the report (not failures of a run). */
+  notes: string[];
 }
 
 /** Figures of one run, by metric key (see report.ts for what each key is). */

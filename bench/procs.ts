@@ -67,19 +67,31 @@ export async function withTimeout<T>(work: Promise<T>, ms: number, what: string)
   }
 }
 
-/** Installs a Debian package if its binary is missing (the harness runs as root here). */
-export function ensureDebianPackage(binary: string, pkg: string): void {
-  if (!spawnSync(binary, ["--version"]).error) return;
+/** A binary's full path: PATH first, then the sbin folders Debian installs servers to (often not in a user's PATH). */
+export function findBinary(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(path.delimiter), "/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin", "/usr/local/bin"];
+  for (const dir of dirs) {
+    if (dir && existsSync(path.join(dir, name))) return path.join(dir, name);
+  }
+  return undefined;
+}
+
+/** A server binary's path, installing its Debian package first if it is missing (the harness runs as root here). */
+export function ensureDebianPackage(binary: string, pkg: string): string {
+  const found = findBinary(binary);
+  if (found) return found;
   process.stdout.write(`bench: ${binary} not found; installing the Debian package: apt-get install -y ${pkg}\n`);
   if (process.getuid?.() !== 0) throw new Error(`${binary} is missing and this is not root: run "sudo apt-get install -y ${pkg}" first`);
-  let res = spawnSync("apt-get", ["install", "-y", pkg], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
-  if (res.status !== 0) {
+  const install = () => spawnSync("apt-get", ["install", "-y", pkg], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  if (install().status !== 0) {
     process.stdout.write("bench: apt-get install failed; running apt-get update and trying once more\n");
     spawnSync("apt-get", ["update"], { stdio: "inherit" });
-    res = spawnSync("apt-get", ["install", "-y", pkg], { stdio: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    install();
   }
-  if (res.status !== 0 || spawnSync(binary, ["--version"]).error) throw new Error(`could not install ${pkg}`);
-  process.stdout.write(`bench: installed ${pkg}. (Debian may also have registered a system service for it; the benchmark never uses it.)\n`);
+  const installed = findBinary(binary);
+  if (!installed) throw new Error(`could not install ${pkg}`);
+  process.stdout.write(`bench: installed ${pkg} (${installed}). Debian may also have registered a system service for it; the benchmark never uses it.\n`);
+  return installed;
 }
 
 export interface Proc {
@@ -185,9 +197,9 @@ export class Procs {
   }
 
   async startNats(): Promise<{ url: string; proc: Proc }> {
-    ensureDebianPackage("nats-server", "nats-server");
+    const binary = ensureDebianPackage("nats-server", "nats-server");
     const port = await freePort();
-    const proc = this.spawn("nats-server", "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(this.tmp, "jetstream"), "-n", "bosun-bench"]);
+    const proc = this.spawn("nats-server", binary, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(this.tmp, "jetstream"), "-n", "bosun-bench"]);
     const url = `nats://127.0.0.1:${port}`;
     await waitUntil("nats-server", async () => {
       const nc = await connect({ servers: url, timeout: 500, reconnect: false });
@@ -198,10 +210,10 @@ export class Procs {
   }
 
   async startRedis(): Promise<{ port: number; proc: Proc }> {
-    ensureDebianPackage("redis-server", "redis-server");
+    const binary = ensureDebianPackage("redis-server", "redis-server");
     const port = await freePort();
     const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.tmp, "--daemonize", "no"];
-    const proc = this.spawn("redis-server", "redis-server", args);
+    const proc = this.spawn("redis-server", binary, args);
     await waitUntil("redis-server", () => redisPing(port));
     return { port, proc };
   }

@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Counts } from "./context.js";
+import { findBinary } from "./procs.js";
 import { median } from "./stats.js";
 
 export interface MetricDef {
@@ -136,7 +137,7 @@ export function evaluate(values: Map<string, number[]>): TargetOutcome[] {
 // ---- environment ----------------------------------------------------------------------------
 
 const firstLine = (cmd: string, args: string[]): string => {
-  const res = spawnSync(cmd, args, { encoding: "utf8" });
+  const res = spawnSync(findBinary(cmd) ?? cmd, args, { encoding: "utf8" });
   return (res.stdout || res.stderr || "").split("\n")[0]?.trim() || "unknown";
 };
 
@@ -153,7 +154,7 @@ export interface Environment {
   versions: [string, string][];
 }
 
-export function describeEnvironment(root: string): Environment {
+export function describeEnvironment(root: string, loadAtStart: number[]): Environment {
   const cpus = os.cpus();
   const commit = firstLine("git", ["-C", root, "rev-parse", "--short", "HEAD"]);
   const dirty = spawnSync("git", ["-C", root, "status", "--porcelain", "--", "src"], { encoding: "utf8" }).stdout?.trim() ? " + uncommitted changes in src/" : "";
@@ -163,7 +164,7 @@ export function describeEnvironment(root: string): Environment {
       ["CPU", `${cpus.length} × ${cpus[0]?.model.trim() ?? "unknown"}`],
       ["memory", `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`],
       ["kernel", `${os.type()} ${os.release()} (${os.arch()})`],
-      ["load average at start (1/5/15 min)", os.loadavg().map((l) => l.toFixed(2)).join(" / ")],
+      ["load average at start (1/5/15 min)", loadAtStart.map((l) => l.toFixed(2)).join(" / ")],
     ],
     versions: [
       ["Bosun", `${bosun} (git ${commit}${dirty})`],
@@ -194,6 +195,7 @@ export interface ReportInput {
   loadAtStart: number[];
   loadAtEnd: number[];
   errors: string[];
+  notes: string[];
   startedAt: Date;
   durationS: number;
 }
@@ -268,6 +270,9 @@ export function renderReport(r: ReportInput): string {
     "",
   );
 
+  if (r.notes.length > 0) {
+    out.push("## Incidents", "", ...r.notes.map((n) => `- ${n.replaceAll("\n", " ")}`), "");
+  }
   if (r.errors.length > 0) {
     out.push("## Errors", "", "Runs that failed (their figures are missing above):", "");
     for (const e of r.errors) out.push("```", e, "```");

@@ -18,7 +18,7 @@ import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import type { Counts, Ctx, Figures } from "./context.js";
 import { peakRssMb, Procs } from "./procs.js";
-import { describeEnvironment, evaluate, renderReport } from "./report.js";
+import { describeEnvironment, evaluate, renderReport, type Environment } from "./report.js";
 import { bosunCpu, bosunLatency, bosunScaleOut, bosunThroughput } from "./workloads/bosun.js";
 import { bullLatency, bullThroughput } from "./workloads/bullmq.js";
 import { rawJetStream } from "./workloads/jetstream.js";
@@ -97,7 +97,7 @@ async function main(): Promise<number> {
 
   const procs = new Procs();
   const loadAtStart = os.loadavg();
-  const env = describeEnvironment(procs.root);
+  let env: Environment | undefined;
   const startedAt = new Date();
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -118,12 +118,14 @@ async function main(): Promise<number> {
 
   const values = new Map<string, number[]>();
   const errors: string[] = [];
+  const notes: string[] = [];
   const once: [string, string][] = [];
   let ctx: Ctx | undefined;
   try {
     const nats = await procs.startNats();
     const redisServer = await procs.startRedis();
     const gateway = await procs.startGateway(nats.url);
+    env = describeEnvironment(procs.root, loadAtStart); // after the servers, which may have just been installed
     say(`bench: nats-server ${nats.url}, redis-server :${redisServer.port}, gateway :${gateway.port}`);
     ctx = {
       procs,
@@ -135,6 +137,7 @@ async function main(): Promise<number> {
       redisPort: redisServer.port,
       redis: new Redis({ host: "127.0.0.1", port: redisServer.port, maxRetriesPerRequest: null }),
       counts,
+      notes,
     };
 
     for (let round = 1; round <= rounds; round++) {
@@ -161,7 +164,7 @@ async function main(): Promise<number> {
     for (const [label, proc] of [
       ["nats-server", nats.proc],
       ["redis-server", redisServer.proc],
-      ["gateway", gateway.proc],
+      ["gateway", ctx.gateway],
     ] as const) {
       const mb = peakRssMb(proc.pid);
       if (mb !== undefined) once.push([`${label} peak RSS over the whole run`, `${mb.toFixed(1)} MiB`]);
@@ -183,6 +186,7 @@ async function main(): Promise<number> {
     else procs.removeTmp();
   }
 
+  if (!env) throw new Error("the servers did not start");
   const report = renderReport({
     counts,
     rounds,
@@ -193,6 +197,7 @@ async function main(): Promise<number> {
     loadAtStart,
     loadAtEnd: os.loadavg(),
     errors,
+    notes,
     startedAt,
     durationS: (Date.now() - startedAt.getTime()) / 1000,
   });

@@ -204,11 +204,25 @@ async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, via: Via
   throw new Error(`${result.name} exited mid-run ${ctx.procs.logTail(result)}`);
 }
 
+/** Before an HTTP run: a gateway that has died (something else stopped it) is replaced, and that is noted. */
+async function ensureGateway(ctx: Ctx): Promise<void> {
+  const old = ctx.gateway;
+  if (old.child.exitCode === null && old.child.signalCode === null) return;
+  const note = `the gateway had exited before an HTTP run ${ctx.procs.logTail(old, 5)}; a new one was started`;
+  ctx.notes.push(note);
+  process.stdout.write(`bench: ${note}\n`);
+  const fresh = await ctx.procs.startGateway(ctx.natsUrl);
+  ctx.http.destroy();
+  ctx.gateway = fresh.proc;
+  ctx.gatewayPort = fresh.port;
+}
+
 const perSecond = (jobs: number, ms: number): number => (jobs * 1000) / ms;
 
 /** Workload 1 (and 5 when over NATS): noop throughput, plus peak RSS of the supervisor and its execution processes. */
 export async function bosunThroughput(ctx: Ctx, via: Via): Promise<Figures> {
   const { throughput: n, warmup, pool } = ctx.counts;
+  if (via === "http") await ensureGateway(ctx);
   const cluster = await startCluster(ctx, `tp_${via}`, 1, pool);
   try {
     await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, warmup, { type: "noop" }), via);
@@ -237,6 +251,7 @@ export async function bosunThroughput(ctx: Ctx, via: Via): Promise<Figures> {
 /** Workload 2: sequential submit → result in hand (wait_ms), p50 and p99. */
 export async function bosunLatency(ctx: Ctx, via: Via): Promise<Figures> {
   const { latency: n, latencyWarmup, pool } = ctx.counts;
+  if (via === "http") await ensureGateway(ctx);
   const cluster = await startCluster(ctx, `lat_${via}`, 1, pool);
   try {
     const one = async (i: number): Promise<number> => {
