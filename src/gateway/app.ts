@@ -44,7 +44,12 @@ export interface GatewayDeps {
 }
 
 export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promise<FastifyInstance> {
-  const app: FastifyInstance = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: config.body_limit_bytes });
+  // Fastify's own 503 while closing has another body shape; the onRequest hook answers instead.
+  const app: FastifyInstance = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: config.body_limit_bytes, return503OnClosing: false });
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
   const metrics = new GatewayMetrics();
   const openApi = buildOpenApi();
 
@@ -65,6 +70,7 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
     const given = req.headers[CORRELATION_HEADER];
     req.correlationId = (typeof given === "string" && given.length > 0 && given.length <= 128 ? given : undefined) ?? nuid.next();
     reply.header(CORRELATION_HEADER, req.correlationId);
+    if (closing) throw new BosunError("unavailable", "this gateway is shutting down; retry on another");
   });
   app.addHook("onResponse", async (req, reply) => {
     metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) });
