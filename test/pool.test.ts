@@ -118,3 +118,23 @@ t.test("two supervisors on one queue both execute part of a batch", async (t) =>
   t.same([...perWorker.keys()].sort(), [...ids].sort(), "both supervisors ran jobs, and only they did");
   t.ok(submitted.every((s) => watch.owners.get(s.job_id)?.length === 1), "no job changed owner (each ran once)");
 });
+
+t.test("a supervisor idle past its pull request's expiry still picks up new jobs", async (t) => {
+  const queue = uniqueName();
+  // Watch the pull requests' end: JetStream answers an expired pull with a 408 status on its reply inbox.
+  const expired: string[] = [];
+  const inbox = nc.subscribe("_INBOX.>", {
+    callback: (_err, msg) => {
+      if (msg.headers?.code === 408) expired.push(msg.subject);
+    },
+  });
+  t.teardown(() => inbox.unsubscribe());
+  await nc.flush();
+  await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "1", "--max", "1"] });
+
+  // One queue: the supervisor's pull waits 10 s on the server, then expires unfilled.
+  await waitFor(() => expired.length > 0, { timeoutMs: 25_000, intervalMs: 100, what: "an idle pull request to expire (408)" });
+  t.pass("the idle pull request expired");
+  const r = await runJob(nc, { type: "echo", queue, payload: { after: "idle" } }, 10_000);
+  t.match(r, { state: "succeeded", result: { after: "idle" } }, "a job submitted after the expiry runs");
+});
