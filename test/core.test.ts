@@ -171,6 +171,8 @@ t.test("bad input gets the contract's status and code", async (t) => {
   assertError(t, await post({ type: "sleep", queue, payload: { ms: "long" } }), 400, "validation_error", "payload fails the handler's schema");
   assertError(t, await post([1, 2, 3]), 400, "validation_error", "body is an array");
   assertError(t, await post({ type: "echo", queue }, "/api/jobs?wait_ms=soon"), 400, "validation_error", "wait_ms not a number");
+  assertError(t, await post({ type: "echo", queue }, `/api/jobs?wait_ms=${10 * 60 * 1000}`), 400, "validation_error", "wait_ms over the maximum");
+  assertError(t, await http(gw, "POST", "/api/jobs"), 400, "validation_error", "no body at all");
   assertError(t, await post("{not json"), 400, "invalid_json", "body not JSON");
   assertError(t, await post('{"type": "echo",'), 400, "invalid_json", "truncated JSON");
 
@@ -206,3 +208,21 @@ t.test("bodies over the limit get 413 payload_too_large", async (t) => {
   const huge = { type: "echo", queue, payload: { blob: "x".repeat(1536 * 1024) } };
   assertError(t, await http(roomy.baseUrl, "POST", "/api/jobs", { body: huge }), 413, "payload_too_large", "body over NATS max_payload");
 });
+
+t.test(
+  "a job id that cannot exist (not a valid key) is a client error, never a 500",
+  { todo: "src bug: ids with *, >, spaces, '..', a leading '.' or non-ASCII reach kv.get, which throws; the reply is 500 internal_error" },
+  async (t) => {
+    const queue = uniqueName();
+    await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "1", "--max", "1"] });
+    for (const id of ["%2A", "%3E", "a%20b", "a..b", ".a", "%C3%A9"]) {
+      for (const path of [`/api/jobs/${id}`, `/api/jobs/${id}/result`]) {
+        const res = await http<ErrorReply>(gw, "GET", path);
+        t.ok(res.status === 404 || res.status === 400, `GET ${path}: 404 or 400 (got ${res.status})`, { body: res.text });
+        t.match(res.body?.error?.code, /^(not_found|validation_error)$/, `GET ${path}: not_found or validation_error`);
+      }
+    }
+    const nats = await requestJson<ErrorReply>(nc, "bosun.api.jobs.get", { job_id: "*" });
+    t.match(nats.errorCode, /^(404|400)$/, "NATS jobs.get with job_id * is 404 or 400", { body: nats.body });
+  },
+);

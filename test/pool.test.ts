@@ -38,8 +38,8 @@ t.test("a job past its timeout_ms is killed, goes dead with code timeout, and th
 
   // The pool (max 1) has a fresh process and still runs jobs. A sleep long enough for its
   // running record (which names the owner) to be seen.
-  const after = await runJob(nc, { type: "sleep", queue, payload: { ms: 150 } });
-  t.match(after, { state: "succeeded", result: { slept_ms: 150 } });
+  const after = await runJob(nc, { type: "sleep", queue, payload: { ms: 250 } });
+  t.match(after, { state: "succeeded", result: { slept_ms: 250 } });
   const nextPid = (await watch.ownerOf(after.job_id)).pid;
   t.not(nextPid, killedPid, `the next job runs on a new process (pid ${nextPid})`);
   t.ok(supervisor.childPids().includes(nextPid), "the new process is one the supervisor started");
@@ -85,7 +85,7 @@ t.test("a process is recycled after --max-executions jobs", async (t) => {
   const pids: number[] = [];
   for (let i = 0; i < 7; i++) {
     // Long enough for the running record, which names the owner, to be seen.
-    const r = await runJob(nc, { type: "sleep", queue, payload: { ms: 100 } });
+    const r = await runJob(nc, { type: "sleep", queue, payload: { ms: 250 } });
     t.equal(r.state, "succeeded", `job ${i} succeeded`);
     pids.push((await watch.ownerOf(r.job_id)).pid);
   }
