@@ -209,20 +209,25 @@ t.test("bodies over the limit get 413 payload_too_large", async (t) => {
   assertError(t, await http(roomy.baseUrl, "POST", "/api/jobs", { body: huge }), 413, "payload_too_large", "body over NATS max_payload");
 });
 
-t.test(
-  "a job id that cannot exist (not a valid key) is a client error, never a 500",
-  { todo: "src bug: ids with *, >, spaces, '..', a leading '.' or non-ASCII reach kv.get, which throws; the reply is 500 internal_error" },
-  async (t) => {
-    const queue = uniqueName();
-    await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "1", "--max", "1"] });
-    for (const id of ["%2A", "%3E", "a%20b", "a..b", ".a", "%C3%A9"]) {
-      for (const path of [`/api/jobs/${id}`, `/api/jobs/${id}/result`]) {
-        const res = await http<ErrorReply>(gw, "GET", path);
-        t.ok(res.status === 404 || res.status === 400, `GET ${path}: 404 or 400 (got ${res.status})`, { body: res.text });
-        t.match(res.body?.error?.code, /^(not_found|validation_error)$/, `GET ${path}: not_found or validation_error`);
-      }
+/**
+ * Known src bug, kept as a running test whose failing assertions are marked
+ * todo (a todo subtest would not run at all): ids with *, >, spaces, "..", a
+ * leading "." or non-ASCII reach kv.get, which throws, and the reply is
+ * 500 internal_error. Drop the todo once src validates ids.
+ */
+const BAD_ID_BUG = "src bug: a job id that is not a valid KV key gets 500 internal_error";
+
+t.test("a job id that cannot exist (not a valid key) is a client error, never a 500", async (t) => {
+  const queue = uniqueName();
+  await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "1", "--max", "1"] });
+  for (const id of ["%2A", "%3E", "a%20b", "a..b", ".a", "%C3%A9"]) {
+    for (const path of [`/api/jobs/${id}`, `/api/jobs/${id}/result`]) {
+      const res = await http<ErrorReply>(gw, "GET", path);
+      t.ok(res.status === 404 || res.status === 400, `GET ${path}: 404 or 400 (got ${res.status})`, { todo: BAD_ID_BUG, body: res.text });
+      t.match(res.body?.error?.code, /^(not_found|validation_error)$/, `GET ${path}: not_found or validation_error`, { todo: BAD_ID_BUG });
+      t.notMatch(res.text, /\n\s+at /, `GET ${path}: no stack trace`);
     }
-    const nats = await requestJson<ErrorReply>(nc, "bosun.api.jobs.get", { job_id: "*" });
-    t.match(nats.errorCode, /^(404|400)$/, "NATS jobs.get with job_id * is 404 or 400", { body: nats.body });
-  },
-);
+  }
+  const nats = await requestJson<ErrorReply>(nc, "bosun.api.jobs.get", { job_id: "*" });
+  t.match(nats.errorCode, /^(404|400)$/, "NATS jobs.get with job_id * is 404 or 400", { todo: BAD_ID_BUG, body: nats.body });
+});

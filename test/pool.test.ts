@@ -9,7 +9,7 @@ import type { JobResult, SubmitReply } from "./helpers/http.js";
 import { OwnerWatch, resultOf, runJob, submitNats } from "./helpers/jobs.js";
 import { connectClient } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
-import { isAlive, uniqueName, waitFor } from "./helpers/wait.js";
+import { isAlive, uniqueName, waitFor, within } from "./helpers/wait.js";
 
 const server = await NatsServer.start(t);
 const nc = await connectClient(t, server.url);
@@ -137,4 +137,24 @@ t.test("a supervisor idle past its pull request's expiry still picks up new jobs
   t.pass("the idle pull request expired");
   const r = await runJob(nc, { type: "echo", queue, payload: { after: "idle" } }, 10_000);
   t.match(r, { state: "succeeded", result: { after: "idle" } }, "a job submitted after the expiry runs");
+});
+
+/**
+ * Known src bug, kept as a running test whose failing assertions are marked
+ * todo: an execution process still loading when its supervisor stops calls
+ * process.send("ready") on a closed IPC channel and dies of an unhandled
+ * ERR_IPC_CHANNEL_CLOSED, stack trace on stderr. Drop the todo once fixed.
+ */
+const IPC_BUG = "src bug: an execution process still starting when its supervisor stops crashes with ERR_IPC_CHANNEL_CLOSED";
+
+t.test("a supervisor stopped right after it started exits 0, and nothing it started prints a stack trace", async (t) => {
+  const queue = uniqueName();
+  const supervisor = await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "2", "--max", "2"] });
+  // "running" is logged while the pool's first processes are still loading.
+  const exit = await supervisor.stop();
+  t.same(exit, { code: 0, signal: null }, "the supervisor exits 0 on SIGTERM");
+  await within(supervisor.proc.closed, 10_000, "the supervisor's children to exit");
+  const stderr = supervisor.proc.stderrLines.join("\n");
+  t.notMatch(stderr, /ERR_IPC_CHANNEL_CLOSED/, "no IPC channel error", { todo: IPC_BUG, stderr });
+  t.notMatch(stderr, /\n\s+at /, "no stack trace on stderr", { todo: IPC_BUG, stderr });
 });

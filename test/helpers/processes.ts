@@ -56,6 +56,8 @@ export class ManagedProcess {
   readonly stdoutLines: LogLine[] = [];
   readonly stderrLines: string[] = [];
   readonly exited: Promise<ExitInfo>;
+  /** Resolves once stdout and stderr have closed: the process and every child that shared them are gone. */
+  readonly closed: Promise<void>;
   exitInfo: ExitInfo | undefined;
   /** Signals this helper sent, for telling our kills from someone else's in failure reports. */
   readonly signalsSent: string[] = [];
@@ -81,6 +83,7 @@ export class ManagedProcess {
         resolve(this.exitInfo);
       });
     });
+    this.closed = new Promise((resolve) => this.child.once("close", () => resolve()));
     this.#lines(this.child.stdout!, (line) => {
       let json: Record<string, unknown> | undefined;
       if (line.startsWith("{")) {
