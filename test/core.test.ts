@@ -124,12 +124,20 @@ t.test("NATS API: submit (with wait_ms), get, result, and $SRV discovery", async
   t.match(info?.type ?? "", /info_response/);
   const subjects = (info?.endpoints ?? []).map((e) => e.subject);
   for (const s of ["bosun.api.jobs.submit", "bosun.api.jobs.get", "bosun.api.jobs.result"]) t.ok(subjects.includes(s), `INFO lists ${s}`);
+
+  const stats = (await collect(nc, "$SRV.STATS.bosun"))
+    .map((m) => JSON.parse(new TextDecoder().decode(m.data)) as { name: string; type: string; metadata?: Record<string, string>; endpoints: { subject: string; num_requests: number }[] })
+    .find((s) => s.metadata?.worker_id === supervisor.workerId);
+  t.ok(stats, "our supervisor answers $SRV.STATS.bosun");
+  t.match(stats?.type ?? "", /stats_response/);
+  const submits = stats?.endpoints.find((e) => e.subject === "bosun.api.jobs.submit");
+  t.ok((submits?.num_requests ?? 0) >= 1, `STATS counts our submits (${submits?.num_requests})`);
 });
 
 /** Every reply to a request within a short window. */
 async function collect(conn: typeof nc, subject: string) {
   const replies = [];
-  for await (const m of await conn.requestMany(subject, "", { maxWait: 1000 })) replies.push(m);
+  for await (const m of await conn.requestMany(subject, "", { maxWait: 750 })) replies.push(m);
   return replies;
 }
 
