@@ -18,8 +18,9 @@ function rssMb(): number {
   return rss.mb;
 }
 
+/** The supervisor may be gone (it stopped while this process was loading): then there is no one to tell. */
 function send(message: ChildMessage): void {
-  process.send?.(message);
+  if (process.connected) process.send?.(message, undefined, {}, () => undefined);
 }
 
 function errorOf(err: unknown): { code: string; message: string } {

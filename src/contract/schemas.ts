@@ -70,7 +70,10 @@ export type SubmitRequest = z.infer<typeof SubmitRequest>;
 /** For endpoints that take no input: an empty body, or {}. */
 export const EmptyRequest = z.object({}).strict();
 
-export const JobIdRequest = z.object({ job_id: z.string().min(1).max(64) }).strict();
+/** Job ids are nuids; anything else cannot name a job (and is no valid KV key). */
+export const JobId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a job id is 1-64 of A-Z a-z 0-9 _ -");
+
+export const JobIdRequest = z.object({ job_id: JobId }).strict();
 export type JobIdRequest = z.infer<typeof JobIdRequest>;
 
 export const ListJobsRequest = z

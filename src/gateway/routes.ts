@@ -9,6 +9,7 @@ import {
   CancelReply,
   CleanupRunsPayload,
   CleanupTempFilesPayload,
+  JobId,
   JobResult,
   JobStatus,
   ListJobsReply,
@@ -24,7 +25,7 @@ import {
   WorkersReply,
 } from "../contract/index.js";
 
-export const JobParams = z.object({ job_id: z.string().min(1).max(64) });
+export const JobParams = z.object({ job_id: JobId });
 export const WorkerParams = z.object({ worker_id: z.string().min(1).max(64) });
 export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
 const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional() }).strict();
