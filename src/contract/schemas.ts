@@ -288,3 +288,4 @@ export const ErrorReply = z.object({
     details: z.unknown().optional(),
   }),
 });
+export type ErrorReply = z.infer<typeof ErrorReply>;

@@ -22,7 +22,7 @@ export const api = {
 } as const;
 
 /** A command addressed to one supervisor (not load-balanced like the API). */
-export const controlSubject = (workerId: string, command: "recycle"): string => `bosun.control.${workerId}.${command}`;
+export const controlSubject = (workerId: string, command: "recycle" | "submit"): string => `bosun.control.${workerId}.${command}`;
 export type ApiEndpoint = keyof typeof api;
 
 export const streams = {

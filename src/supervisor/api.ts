@@ -4,11 +4,12 @@
  * `{"error": …}` replies with the Nats-Service-Error headers, in one place.
  */
 import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import {
   api,
+  controlSubject,
   CORRELATION_HEADER,
   decodeWith,
   EmptyRequest,
@@ -83,12 +84,28 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   return service;
 }
 
-async function answer(msg: ServiceMsg, work: () => Promise<unknown>, log: Logger, endpointName: string): Promise<void> {
+/**
+ * Replies with the work's JSON, or with `{"error": …}` and the service error
+ * headers: the one place a failure becomes a reply, for the service's
+ * endpoints and for the supervisor's own control subjects alike.
+ */
+export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger, endpointName: string): Promise<void> {
   try {
     msg.respond(encodeJson(await work()));
   } catch (err) {
     const error = isMaxPayloadError(err) ? tooLargeForNats(err) : toBosunError(err);
     if (error.code === "internal_error") log.error({ err, endpoint: endpointName }, "request failed");
-    msg.respondError(error.status, error.message, encodeJson(error.toBody()));
+    const headers = natsHeaders();
+    headers.set("Nats-Service-Error-Code", String(error.status));
+    headers.set("Nats-Service-Error", error.message);
+    msg.respond(encodeJson(error.toBody()), { headers });
   }
+}
+
+/** Submits another supervisor forwarded here because this one has the handler. */
+export function serveForwardedSubmits(nc: NatsConnection, workerId: string, intake: Intake, log: Logger): Subscription {
+  return nc.subscribe(controlSubject(workerId, "submit"), {
+    callback: (_err, msg) =>
+      void answer(msg, () => intake.submit(decodeWith(SubmitRequest, msg.data), msg.headers?.get(CORRELATION_HEADER) || undefined, true), log, "forwarded_submit"),
+  });
 }

@@ -72,8 +72,11 @@ export class Heartbeats {
     return [...this.#peers.values()].filter((s) => now - s.seenAt <= this.timeoutMs).map((s) => s.info);
   }
 
-  serves(type: string, queue: string): boolean {
-    return this.live().some((w) => w.job_types.includes(type) && w.queues.includes(queue));
+  /** Live supervisors that serve this type on this queue. */
+  serversOf(type: string, queue: string): string[] {
+    return this.live()
+      .filter((w) => w.job_types.includes(type) && w.queues.includes(queue))
+      .map((w) => w.worker_id);
   }
 
   async stop(): Promise<void> {

@@ -4,11 +4,16 @@
  * for its result. Also status, result, cancel, retry and list.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { nuid } from "@nats-io/nats-core";
+import { headers as natsHeaders, nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
   BosunError,
+  controlSubject,
+  CORRELATION_HEADER,
+  encodeJson,
   FINAL_STATES,
+  isErrorCode,
+  type ErrorReply,
   JobResult,
   parseWith,
   resultSubject,
@@ -39,8 +44,9 @@ export interface IntakeDeps {
   idempotency: IdempotencyIndex;
   handlers: ReadonlyMap<string, HandlerDefinition>;
   queues: readonly string[];
-  /** Whether a live supervisor (maybe another one) serves this type on this queue. */
-  servedElsewhere(type: string, queue: string): boolean;
+  workerId: string;
+  /** Live supervisors serving this type on this queue (this one included). */
+  serversOf(type: string, queue: string): string[];
   /** The ops flag: submits to this queue are refused for now. */
   submissionsPaused(queue: string): boolean;
   defaults: JobDefaults;
@@ -49,17 +55,30 @@ export interface IntakeDeps {
 }
 
 const decoder = new TextDecoder();
+const FORWARD_TIMEOUT_MS = 5000;
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
 
-  async submit(req: SubmitRequest, headerCorrelationId?: string): Promise<SubmitReply | JobResult> {
+  /**
+   * Accepts a job. A supervisor without the handler forwards the submit to
+   * one that has it (once: `forwarded` stops a second hop), so payload
+   * schemas and per-type defaults always apply.
+   */
+  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false): Promise<SubmitReply | JobResult> {
     const { store, log, idempotency } = this.deps;
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
     }
-    const handler = this.#handlerFor(req.type, req.queue);
-    if (handler?.payload) {
+    const handler = this.deps.queues.includes(req.queue) ? this.deps.handlers.get(req.type) : undefined;
+    if (!handler) {
+      const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue).filter((w) => w !== this.deps.workerId);
+      if (others.length === 0) {
+        throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
+      }
+      return this.#forward(others[Math.floor(Math.random() * others.length)]!, req, headerCorrelationId);
+    }
+    if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
       if (!checked.success) throw new BosunError("validation_error", `payload does not match the schema of "${req.type}"`, checked.error.issues);
     }
@@ -140,10 +159,12 @@ export class Intake {
     const letter = await store.deadLetter(record.queue, jobId);
     if (!letter) throw new BosunError("conflict", `job ${jobId} has no dead letter to retry from`);
     const job: JobEnvelope = { ...letter.job, generation: letter.job.generation + 1, errors: [] };
+    // The record claims the retry (compare-and-set); the old result goes before the new
+    // run can write one; the dead letter goes last, once nothing can be lost with it.
     await store.update(recordOf(job, "queued", 0), revision);
-    // The old result would otherwise still answer for the job.
     await store.dropResult(jobId);
     await store.enqueue(job, 0);
+    await store.dropDeadLetter(record.queue, jobId);
     log.info({ job_id: jobId, correlation_id: job.correlation_id, generation: job.generation }, "dead job requeued");
     return { job_id: jobId, state: "queued" };
   }
@@ -152,7 +173,7 @@ export class Intake {
     return this.deps.store.list(filter);
   }
 
-  #envelope(req: SubmitRequest, handler: HandlerDefinition | undefined, headerCorrelationId: string | undefined): JobEnvelope {
+  #envelope(req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined): JobEnvelope {
     const { defaults } = this.deps;
     return {
       job_id: nuid.next(),
@@ -160,9 +181,9 @@ export class Intake {
       queue: req.queue,
       tenant: req.tenant ?? null,
       payload: req.payload,
-      timeout_ms: req.timeout_ms ?? handler?.timeout_ms ?? defaults.timeout_ms,
-      max_attempts: req.max_attempts ?? handler?.max_attempts ?? defaults.max_attempts,
-      backoff: req.backoff ?? handler?.backoff ?? defaults.backoff,
+      timeout_ms: req.timeout_ms ?? handler.timeout_ms ?? defaults.timeout_ms,
+      max_attempts: req.max_attempts ?? handler.max_attempts ?? defaults.max_attempts,
+      backoff: req.backoff ?? handler.backoff ?? defaults.backoff,
       priority: req.priority ?? 0,
       correlation_id: req.correlation_id ?? headerCorrelationId ?? nuid.next(),
       created_at: new Date().toISOString(),
@@ -194,10 +215,18 @@ export class Intake {
     return (await waiter?.result) ?? { job_id: jobId, state, duplicate: true };
   }
 
-  #handlerFor(type: string, queue: string): HandlerDefinition | undefined {
-    const local = this.deps.queues.includes(queue) ? this.deps.handlers.get(type) : undefined;
-    if (local || this.deps.servedElsewhere(type, queue)) return local;
-    throw new BosunError("unknown_type", `no live supervisor serves job type "${type}" on queue "${queue}"`, { type, queue });
+  async #forward(workerId: string, req: SubmitRequest, correlationId: string | undefined): Promise<SubmitReply | JobResult> {
+    const headers = natsHeaders();
+    if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
+    let reply;
+    try {
+      reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });
+    } catch (err) {
+      throw new BosunError("unavailable", `supervisor ${workerId}, which serves "${req.type}", did not answer`, undefined, { cause: err });
+    }
+    const body = JSON.parse(decoder.decode(reply.data)) as (SubmitReply | JobResult) & Partial<ErrorReply>;
+    if (body.error) throw new BosunError(isErrorCode(body.error.code) ? body.error.code : "internal_error", body.error.message, body.error.details);
+    return body;
   }
 
   #waitForResult(jobId: string, waitMs: number): { result: Promise<JobResult | undefined>; cancel(): void } {

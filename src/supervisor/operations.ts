@@ -18,7 +18,7 @@ import {
   RecycleRequest,
   SCHEDULED_WILDCARD,
   streams,
-  toBosunError,
+  type ErrorReply,
   type OpsFlags,
   type OpsPatch,
   type QueueStatus,
@@ -27,6 +27,7 @@ import {
 import { writeOpsPatch, type OpsFlagsView } from "../platform/ops.js";
 import type { Heartbeats } from "./heartbeat.js";
 import type { Pool } from "./pool.js";
+import { answer } from "./api.js";
 
 const CONSUMER_PREFIX = "bosun_q_";
 const CONTROL_TIMEOUT_MS = 3000;
@@ -52,21 +53,23 @@ export class Operations {
   start(): void {
     const { nc, workerId, pool, log } = this.deps;
     this.#control = nc.subscribe(controlSubject(workerId, "recycle"), {
-      callback: (_err, msg) => {
-        try {
-          const req = decodeWith(RecycleRequest, msg.data);
-          const pid = pool.recycle(req.pid);
-          if (pid === undefined) {
-            throw req.pid === undefined
-              ? new BosunError("conflict", `worker ${workerId} has no idle process to recycle`)
-              : new BosunError("not_found", `worker ${workerId} has no process ${req.pid}`);
-          }
-          log.info({ worker_id: workerId, child_pid: pid }, "recycle requested");
-          msg.respond(encodeJson({ status: "recycle_requested", worker_id: workerId, pid } satisfies RecycleReply));
-        } catch (err) {
-          msg.respond(encodeJson(toBosunError(err).toBody()));
-        }
-      },
+      callback: (_err, msg) =>
+        void answer(
+          msg,
+          async () => {
+            const req = decodeWith(RecycleRequest, msg.data);
+            const pid = pool.recycle(req.pid);
+            if (pid === undefined) {
+              throw req.pid === undefined
+                ? new BosunError("conflict", `worker ${workerId} has no idle process to recycle`)
+                : new BosunError("not_found", `worker ${workerId} has no process ${req.pid}`);
+            }
+            log.info({ worker_id: workerId, child_pid: pid }, "recycle requested");
+            return { status: "recycle_requested", worker_id: workerId, pid } satisfies RecycleReply;
+          },
+          log,
+          "recycle",
+        ),
     });
   }
 
@@ -87,8 +90,8 @@ export class Operations {
       if (err instanceof errors.RequestError && err.isNoResponders()) throw new BosunError("not_found", `no live worker ${req.worker_id}`);
       throw err;
     }
-    const body = JSON.parse(decoder.decode(reply.data)) as { error?: { code: string; message: string } };
-    if (body.error) throw new BosunError(body.error.code === "not_found" ? "not_found" : "conflict", body.error.message);
+    const body = JSON.parse(decoder.decode(reply.data)) as Partial<ErrorReply>;
+    if (body.error) throw new BosunError(body.error.code, body.error.message);
     return parseWith(RecycleReply, body);
   }
 

@@ -79,6 +79,14 @@ const killMessages: Record<KillReason, string> = {
 };
 const killError = (reason: KillReason): JobError => ({ code: reason, message: killMessages[reason] });
 
+/** The pool stopped handing out processes: the job was not started and should run elsewhere. */
+export class PoolDrainingError extends Error {
+  override readonly name = "PoolDrainingError";
+  constructor() {
+    super("the pool is draining");
+  }
+}
+
 export interface ExecutionHandle {
   pid: number;
   executionId: string;
@@ -93,7 +101,7 @@ export class Pool {
   #backoffMs = 0;
   #spawnNotBefore = 0;
   #decision: Supervision["decision"] = "restart";
-  #topUpTimer: NodeJS.Timeout | undefined;
+  #replenishTimer: NodeJS.Timeout | undefined;
   #draining = false;
   #reaper: NodeJS.Timeout | undefined;
 
@@ -119,6 +127,8 @@ export class Pool {
     onProgress?: (fraction: number) => void,
   ): Promise<ExecutionHandle> {
     const proc = await this.#acquire();
+    // Acquired while a drain began (a process that was still starting): the drain retires it.
+    if (this.#draining) throw new PoolDrainingError();
     const execution_id = randomUUID();
     let finish!: (outcome: ExecutionOutcome) => void;
     const outcome = new Promise<ExecutionOutcome>((resolve) => (finish = resolve));
@@ -166,7 +176,8 @@ export class Pool {
   async drain(graceMs: number): Promise<void> {
     this.#draining = true;
     clearInterval(this.#reaper);
-    clearTimeout(this.#topUpTimer);
+    clearTimeout(this.#replenishTimer);
+    for (const waiter of this.#waiting.splice(0)) waiter.reject(new PoolDrainingError());
     const running = [...this.#processes].filter((p) => p.current).map((p) => p.current!);
     const deadline = setTimeout(() => {
       for (const p of this.#processes) if (p.current) this.#kill(p, p.current, "shutdown");
@@ -181,19 +192,24 @@ export class Pool {
 
   /** An idle process, a new one while fewer than max live, or the next to come free. */
   #acquire(): Promise<ExecutionProcess> {
+    if (this.#draining) return Promise.reject(new PoolDrainingError());
     for (const p of this.#processes) {
       if (p.state === "idle") {
         p.state = "busy";
         return Promise.resolve(p);
       }
     }
-    if (this.#live() < this.opts.max) return this.#spawnBusy();
-    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+    if (this.#live() < this.opts.max && !this.#backingOff()) return this.#spawnBusy();
+    const waiting = new Promise<ExecutionProcess>((resolve, reject) => this.#waiting.push({ resolve, reject }));
+    this.#replenish();
+    return waiting;
+  }
+
+  #backingOff(): boolean {
+    return this.#spawnNotBefore > Date.now();
   }
 
   async #spawnBusy(): Promise<ExecutionProcess> {
-    const wait = this.#spawnNotBefore - Date.now();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const proc = this.#spawn();
     proc.state = "busy";
     await this.#ready(proc);
@@ -219,9 +235,19 @@ export class Pool {
     }
   }
 
-  /** After a process is gone: spawn for jobs that wait, then back up to min. */
+  /**
+   * Spawns for jobs that wait, then back up to min; while spawning backs
+   * off, once the pause is over (max is never exceeded, the pause never skipped).
+   */
   #replenish(): void {
     if (this.#draining) return;
+    if (this.#backingOff()) {
+      this.#replenishTimer ??= setTimeout(() => {
+        this.#replenishTimer = undefined;
+        this.#replenish();
+      }, this.#spawnNotBefore - Date.now());
+      return;
+    }
     while (this.#waiting.length > 0 && this.#live() < this.opts.max) {
       const waiter = this.#waiting.shift()!;
       this.#spawnBusy().then(waiter.resolve, waiter.reject);
@@ -230,14 +256,6 @@ export class Pool {
   }
 
   #topUp(): void {
-    const wait = this.#spawnNotBefore - Date.now();
-    if (wait > 0) {
-      this.#topUpTimer ??= setTimeout(() => {
-        this.#topUpTimer = undefined;
-        if (!this.#draining) this.#topUp();
-      }, wait);
-      return;
-    }
     while (this.#live() < this.opts.min) {
       const proc = this.#spawn();
       this.#ready(proc).then(

@@ -18,7 +18,7 @@ import {
 import { backoffDelay } from "./backoff.js";
 import type { CancelRegistry } from "./cancels.js";
 import { cancelledError } from "./intake.js";
-import type { ExecutionHandle, ExecutionOutcome, Pool } from "./pool.js";
+import { PoolDrainingError, type ExecutionHandle, type ExecutionOutcome, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
@@ -109,8 +109,10 @@ export class Runner {
   }
 
   /** Stops pulling and waits until every job in flight has been settled. */
+  /** Stops pulling (messages already on their way are handed back) and waits until every job in hand is settled. */
   async drain(): Promise<void> {
     this.#state = "draining";
+    await Promise.all(this.#pullers.map((p) => p.close()));
     if (this.#unsettled > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
@@ -121,13 +123,14 @@ export class Runner {
   }
 
   async #onJob(msg: JobMessage): Promise<void> {
+    this.#unsettled++;
     if (this.#state !== "running") {
-      // Arrived after intake stopped: hand it straight back for another supervisor.
-      msg.nak();
+      // Arrived after intake stopped: straight back for another supervisor.
+      await this.#handBack(msg);
+      this.#settled();
       return;
     }
     this.#executing++;
-    this.#unsettled++;
     // The slot is free as soon as the job has ended, before its outcome is stored,
     // so pulling the next job overlaps with that write.
     let released = false;
@@ -144,8 +147,28 @@ export class Runner {
       this.opts.log.error({ err }, "job handling failed; it will be redelivered");
     } finally {
       releaseSlot();
-      this.#unsettled--;
-      if (this.#idle && this.#unsettled === 0) this.#idle();
+      this.#settled();
+    }
+  }
+
+  #settled(): void {
+    this.#unsettled--;
+    if (this.#idle && this.#unsettled === 0) this.#idle();
+  }
+
+  /**
+   * Gives back a job that never started, as a new message carrying the same
+   * attempt number: JetStream would count a nak as a delivery, and the job
+   * would lose an attempt it never used.
+   */
+  async #handBack(msg: JobMessage, parsed?: JobEnvelope): Promise<void> {
+    try {
+      const job = parsed ?? parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
+      const offset = Number(msg.header(headerNames.attemptOffset) ?? 0) + msg.deliveryCount - 1;
+      await this.store.enqueue(job, offset, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
+      msg.ack();
+    } catch (err) {
+      this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back; it returns after its lease");
     }
   }
 
@@ -192,7 +215,11 @@ export class Runner {
           },
         );
       } catch (err) {
-        // No process could be started: not the job's fault, so hand it back soon.
+        if (err instanceof PoolDrainingError) {
+          await this.#handBack(msg, job);
+          return;
+        }
+        // No process could be started: the attempt counts, so a broken handler module cannot loop forever.
         log.error({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "no execution process for job; handed back");
         msg.nak(1000);
         return;

@@ -98,11 +98,12 @@ export class JobStore {
 
   /**
    * Publishes one attempt of a job to its queue. The message id makes a
-   * re-publish of the same attempt (a retried submit, a replayed retry) a no-op.
+   * re-publish of the same attempt (a retried submit, a replayed retry) a no-op;
+   * `tag` sets apart a deliberate second message for the same attempt (a hand-back).
    */
-  async enqueue(envelope: JobEnvelope, attemptOffset: number): Promise<void> {
+  async enqueue(envelope: JobEnvelope, attemptOffset: number, tag = ""): Promise<void> {
     await this.writer.publish(jobSubject(envelope.queue), encodeJson(envelope), {
-      msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}`,
+      msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}${tag && `.${tag}`}`,
       headers: { [headerNames.attemptOffset]: String(attemptOffset) },
     });
   }
@@ -126,10 +127,19 @@ export class JobStore {
     return msg ? parseWith(DeadLetter, JSON.parse(decoder.decode(msg.data))) : null;
   }
 
-  /** Forgets a job's result (a retried dead job must not answer with its old one). */
-  async dropResult(jobId: string): Promise<void> {
-    const msg = await this.jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) });
-    if (msg) await this.jsm.streams.deleteMessage(streams.results, msg.seq, false);
+  /** A retried dead job must not answer with its old result. */
+  dropResult(jobId: string): Promise<void> {
+    return this.#dropLast(streams.results, resultSubject(jobId));
+  }
+
+  /** A retried dead job is not dead any more. */
+  dropDeadLetter(queue: string, jobId: string): Promise<void> {
+    return this.#dropLast(streams.dead, deadSubject(queue, jobId));
+  }
+
+  async #dropLast(stream: string, subject: string): Promise<void> {
+    const msg = await this.jsm.direct.getMessage(stream, { last_by_subj: subject });
+    if (msg) await this.jsm.streams.deleteMessage(stream, msg.seq, false);
   }
 
   /**

@@ -5,7 +5,7 @@
  * every transition is logged.
  */
 import os from "node:os";
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
 import type { Service } from "@nats-io/services";
 import type { Logger } from "pino";
@@ -13,7 +13,7 @@ import type { WorkerInfo } from "../contract/index.js";
 import { loadHandlers } from "../actors/handlers.js";
 import type { SupervisorConfig } from "../platform/config.js";
 import { connectNats, provisionTopology } from "../platform/nats.js";
-import { startApi } from "./api.js";
+import { serveForwardedSubmits, startApi } from "./api.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
 import { Pool } from "./pool.js";
@@ -46,6 +46,7 @@ export class Supervisor {
   #ops: OpsFlagsView | undefined;
   #operations: Operations | undefined;
   #metricsServer: Server | undefined;
+  #forwarded: Subscription | undefined;
   #jobTypes: string[] = [];
 
   constructor(
@@ -107,7 +108,8 @@ export class Supervisor {
       idempotency: new IdempotencyIndex(topology.idempotencyKv),
       handlers,
       queues: config.queues,
-      servedElsewhere: (type, queue) => heartbeats.serves(type, queue),
+      workerId,
+      serversOf: (type, queue) => heartbeats.serversOf(type, queue),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       defaults: {
         timeout_ms: config.default_timeout_ms,
@@ -124,6 +126,7 @@ export class Supervisor {
     await heartbeats.start(topology.jsm);
     operations.start();
     this.#service = await startApi(nc, { workerId, intake, operations, store, log });
+    this.#forwarded = serveForwardedSubmits(nc, workerId, intake, log);
     runner.start();
     scheduler.start();
     if (config.metrics_port !== undefined) {
@@ -149,6 +152,7 @@ export class Supervisor {
     if (this.#state === "draining" || this.#state === "stopped") return;
     this.#transition("draining");
     await this.#service?.stop().catch(() => undefined);
+    this.#forwarded?.unsubscribe();
     this.#operations?.stop();
     this.#ops?.stop();
     await this.#scheduler?.stop();
