@@ -218,24 +218,32 @@ t.test("bodies over the limit get 413 payload_too_large", async (t) => {
 });
 
 /**
- * Known src bug, kept as a running test whose failing assertions are marked
- * todo (a todo subtest would not run at all): ids with *, >, spaces, "..", a
- * leading "." or non-ASCII reach kv.get, which throws, and the reply is
- * 500 internal_error. Drop the todo once src validates ids.
+ * Regression (fixed in e917116): ids with *, >, spaces, "..", a leading "."
+ * or non-ASCII reached kv.get (500 internal_error), and a wildcard id in the
+ * result lookup returned the latest result of any job.
  */
-const BAD_ID_BUG = "src bug: a job id that is not a valid KV key gets 500 internal_error";
-
-t.test("a job id that cannot exist (not a valid key) is a client error, never a 500", async (t) => {
+t.test("a job id that cannot exist (not a valid key) is a client error, never a 500 nor another job's result", async (t) => {
   const queue = uniqueName();
   await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "1", "--max", "1"] });
+  // Someone else's finished job, whose result must not come back for a wildcard id.
+  const secret = uniqueName("secret");
+  const other = await http<JobResult>(gw, "POST", "/api/jobs?wait_ms=10000", { body: { type: "echo", queue, payload: { secret } } });
+  t.equal(other.status, 200);
+  for (const id of ["%2A", "%3E"]) {
+    const res = await http(gw, "GET", `/api/jobs/${id}/result`);
+    t.not(res.status, 200, `GET /api/jobs/${id}/result is not a 200`, { body: res.text });
+    t.notMatch(res.text, secret, `GET /api/jobs/${id}/result does not return another job's result`, { body: res.text });
+  }
+  const viaNats = await requestJson(nc, "bosun.api.jobs.result", { job_id: "*" });
+  t.notMatch(JSON.stringify(viaNats.body), secret, "NATS jobs.result with job_id * does not return another job's result");
   for (const id of ["%2A", "%3E", "a%20b", "a..b", ".a", "%C3%A9"]) {
     for (const path of [`/api/jobs/${id}`, `/api/jobs/${id}/result`]) {
       const res = await http<ErrorReply>(gw, "GET", path);
-      t.ok(res.status === 404 || res.status === 400, `GET ${path}: 404 or 400 (got ${res.status})`, { todo: BAD_ID_BUG, body: res.text });
-      t.match(res.body?.error?.code, /^(not_found|validation_error)$/, `GET ${path}: not_found or validation_error`, { todo: BAD_ID_BUG });
+      t.ok(res.status === 404 || res.status === 400, `GET ${path}: 404 or 400 (got ${res.status})`, { body: res.text });
+      t.match(res.body?.error?.code, /^(not_found|validation_error)$/, `GET ${path}: not_found or validation_error`);
       t.notMatch(res.text, /\n\s+at /, `GET ${path}: no stack trace`);
     }
   }
   const nats = await requestJson<ErrorReply>(nc, "bosun.api.jobs.get", { job_id: "*" });
-  t.match(nats.errorCode, /^(404|400)$/, "NATS jobs.get with job_id * is 404 or 400", { todo: BAD_ID_BUG, body: nats.body });
+  t.match(nats.errorCode, /^(404|400)$/, "NATS jobs.get with job_id * is 404 or 400", { body: nats.body });
 });

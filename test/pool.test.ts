@@ -140,13 +140,10 @@ t.test("a supervisor idle past its pull request's expiry still picks up new jobs
 });
 
 /**
- * Known src bug, kept as a running test whose failing assertions are marked
- * todo: an execution process still loading when its supervisor stops calls
- * process.send("ready") on a closed IPC channel and dies of an unhandled
- * ERR_IPC_CHANNEL_CLOSED, stack trace on stderr. Drop the todo once fixed.
+ * Regression (fixed in e917116): an execution process still loading when its
+ * supervisor stopped died of an unhandled ERR_IPC_CHANNEL_CLOSED, stack trace
+ * on stderr.
  */
-const IPC_BUG = "src bug: an execution process still starting when its supervisor stops crashes with ERR_IPC_CHANNEL_CLOSED";
-
 t.test("a supervisor stopped right after it started exits 0, and nothing it started prints a stack trace", async (t) => {
   const queue = uniqueName();
   const supervisor = await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "2", "--max", "2"] });
@@ -155,6 +152,6 @@ t.test("a supervisor stopped right after it started exits 0, and nothing it star
   t.same(exit, { code: 0, signal: null }, "the supervisor exits 0 on SIGTERM");
   await within(supervisor.proc.closed, 10_000, "the supervisor's children to exit");
   const stderr = supervisor.proc.stderrLines.join("\n");
-  t.notMatch(stderr, /ERR_IPC_CHANNEL_CLOSED/, "no IPC channel error", { todo: IPC_BUG, stderr });
-  t.notMatch(stderr, /\n\s+at /, "no stack trace on stderr", { todo: IPC_BUG, stderr });
+  t.notMatch(stderr, /ERR_IPC_CHANNEL_CLOSED/, "no IPC channel error", { stderr });
+  t.notMatch(stderr, /\n\s+at /, "no stack trace on stderr", { stderr });
 });
