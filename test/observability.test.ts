@@ -432,7 +432,11 @@ t.test("maintenance: cleanup-runs purges exactly the old finished records and re
   // Own server: every finished record in it is one this test made.
   const srv = await NatsServer.start(t);
   const nc2 = await connectClient(t, srv.url);
-  const [, g] = await Promise.all([startSupervisor(t, srv.url, { queues: ["default"], args: small(1, 2) }), startGateway(t, srv.url)]);
+  // The temp files below live under os.tmpdir(); cleanup-temp-files only works below --temp-dir.
+  const [, g] = await Promise.all([
+    startSupervisor(t, srv.url, { queues: ["default"], args: [...small(1, 2), "--temp-dir", os.tmpdir()] }),
+    startGateway(t, srv.url),
+  ]);
   const base = g.baseUrl;
   const maxAgeHours = 0.0015; // 5.4 s
   const maxAgeMs = maxAgeHours * 3_600_000;
@@ -512,6 +516,8 @@ t.test("maintenance: cleanup-runs purges exactly the old finished records and re
 
   const nowhere = await http<{ task_id: string }>(base, "POST", "/api/system/maintenance/cleanup-temp-files", { body: { dir: path.join(dir, "missing"), max_age_hours: 1 } });
   t.match(await httpResult(base, nowhere.body.task_id), { state: "succeeded", result: { files_removed: 0, bytes_freed: 0 } }, "a missing directory: nothing to remove");
+  const outside = await http<{ task_id: string }>(base, "POST", "/api/system/maintenance/cleanup-temp-files", { body: { dir: "/", max_age_hours: 1 } });
+  t.match(await httpResult(base, outside.body.task_id), { state: "dead", error: { message: /inside the temp dir/ } }, "a dir outside --temp-dir is refused");
 
   for (const [route, body] of [
     ["cleanup-runs", { max_age_hours: -1 }],

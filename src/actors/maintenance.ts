@@ -12,6 +12,7 @@ import {
   buckets,
   CleanupRunsPayload,
   CleanupTempFilesPayload,
+  deadSubject,
   FINAL_STATES,
   JobStatus,
   resultSubject,
@@ -43,25 +44,38 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
       const { jetstreamManager } = await import("@nats-io/jetstream");
       const kv = await new Kvm(nc).open(buckets.jobs);
       const jsm = await jetstreamManager(nc);
-      const old: string[] = [];
+      const old: { jobId: string; queue: string }[] = [];
       if ((await kv.status()).values > 0) {
         const watch = await kv.watch({ include: KvWatchInclude.LastValue });
         for await (const entry of watch) {
           if (entry.operation === "PUT") {
             const record = JobStatus.safeParse(entry.json());
-            if (record.success && FINAL_STATES.has(record.data.state) && Date.parse(record.data.finished_at ?? "") < cutoff) old.push(entry.key);
+            if (record.success && FINAL_STATES.has(record.data.state) && Date.parse(record.data.finished_at ?? "") < cutoff) {
+              old.push({ jobId: entry.key, queue: record.data.queue });
+            }
           }
           if (!entry.delta) break;
         }
         watch.stop();
       }
+      const dropLast = async (stream: string, subject: string) => {
+        const msg = await jsm.direct.getMessage(stream, { last_by_subj: subject });
+        return msg ? jsm.streams.deleteMessage(stream, msg.seq, false) : false;
+      };
       let results = 0;
-      for (const jobId of old) {
+      let deadLetters = 0;
+      for (const { jobId, queue } of old) {
         await kv.purge(jobId);
-        const msg = await jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) });
-        if (msg && (await jsm.streams.deleteMessage(streams.results, msg.seq, false))) results++;
+        if (await dropLast(streams.results, resultSubject(jobId))) results++;
+        if (await dropLast(streams.dead, deadSubject(queue, jobId))) deadLetters++;
       }
-      const report = { records_removed: old.length, results_removed: results, max_age_hours: maxAge, duration_ms: Math.round(performance.now() - started) };
+      const report = {
+        records_removed: old.length,
+        results_removed: results,
+        dead_letters_removed: deadLetters,
+        max_age_hours: maxAge,
+        duration_ms: Math.round(performance.now() - started),
+      };
       ctx.log.info(report, "cleanup_runs done");
       return report;
     },
@@ -70,7 +84,10 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
     payload: CleanupTempFilesPayload,
     async run(payload: CleanupTempFilesPayload, ctx) {
       const started = performance.now();
-      const dir = path.resolve(payload.dir ?? defaultTempDir());
+      // Only below the configured temp dir: the route is reachable over HTTP.
+      const root = path.resolve(defaultTempDir());
+      const dir = path.resolve(root, payload.dir ?? ".");
+      if (dir !== root && !dir.startsWith(root + path.sep)) throw new Error(`dir must be inside the temp dir ${root} (--temp-dir)`);
       const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();
       const cutoff = Date.now() - maxAge * HOUR_MS;
       let files = 0;

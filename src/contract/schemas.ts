@@ -210,6 +210,8 @@ export const WorkerInfo = z.object({
   queues: z.array(z.string()),
   job_types: z.array(z.string()),
   supervision: Supervision,
+  /** This supervisor's heartbeat period: it counts as gone after three of them without one. */
+  heartbeat_ms: z.number().int().positive(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

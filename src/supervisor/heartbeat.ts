@@ -18,6 +18,7 @@ import {
 const decoder = new TextDecoder();
 /** Pool changes come in bursts under load; one heartbeat per this many ms is enough. */
 const MIN_GAP_MS = 250;
+const MISSED_BEATS = 3;
 
 interface Seen {
   info: WorkerInfo;
@@ -35,11 +36,6 @@ export class Heartbeats {
     private readonly nc: NatsConnection,
     private readonly opts: { workerId: string; intervalMs: number; log: Logger; snapshot(): WorkerInfo },
   ) {}
-
-  /** A supervisor counts as alive for three missed intervals. */
-  get timeoutMs(): number {
-    return this.opts.intervalMs * 3;
-  }
 
   async start(jsm: JetStreamManager): Promise<void> {
     this.#sub = this.nc.subscribe(HEARTBEATS_WILDCARD, {
@@ -67,9 +63,9 @@ export class Heartbeats {
     this.nc.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()));
   }
 
-  /** Latest WorkerInfo of every supervisor heard from within the timeout. */
+  /** Latest WorkerInfo of every supervisor heard from within three of its own heartbeat periods. */
   live(now = Date.now()): WorkerInfo[] {
-    return [...this.#peers.values()].filter((s) => now - s.seenAt <= this.timeoutMs).map((s) => s.info);
+    return [...this.#peers.values()].filter((s) => now - s.seenAt <= MISSED_BEATS * s.info.heartbeat_ms).map((s) => s.info);
   }
 
   /** Live supervisors that serve this type on this queue. */

@@ -48,6 +48,7 @@ export type KillReason = "timeout" | "cancelled" | "shutdown";
 interface Execution {
   id: string;
   jobId: string;
+  correlationId: string;
   startedAt: Date;
   killReason?: KillReason;
   timer?: NodeJS.Timeout;
@@ -132,7 +133,7 @@ export class Pool {
     const execution_id = randomUUID();
     let finish!: (outcome: ExecutionOutcome) => void;
     const outcome = new Promise<ExecutionOutcome>((resolve) => (finish = resolve));
-    const execution: Execution = { id: execution_id, jobId: cmd.job_id, startedAt: new Date(), finish, onProgress };
+    const execution: Execution = { id: execution_id, jobId: cmd.job_id, correlationId: cmd.correlation_id, startedAt: new Date(), finish, onProgress };
     proc.current = execution;
     execution.timer = setTimeout(() => this.#kill(proc, execution, "timeout"), timeoutMs);
     proc.child.send({ t: "run", execution_id, ...cmd } satisfies RunCommand);
@@ -146,8 +147,12 @@ export class Pool {
       pid === undefined ? p.state === "idle" : p.pid === pid && p.state !== "killed",
     );
     if (!target) return undefined;
-    if (target.state === "busy") target.retireAfterJob = true;
-    else this.#retire(target, "recycle requested");
+    if (target.state === "busy") {
+      target.retireAfterJob = true;
+    } else {
+      this.opts.metrics?.recycles.inc({ reason: "recycle requested" });
+      void this.#retire(target, "recycle requested");
+    }
     return target.pid;
   }
 
@@ -351,7 +356,7 @@ export class Pool {
     setTimeout(() => {
       if (proc.current === execution) proc.child.kill("SIGKILL");
     }, this.opts.killGraceMs).unref();
-    this.opts.log.warn({ child_pid: proc.pid, job_id: execution.jobId, reason }, "killing execution process");
+    this.opts.log.warn({ child_pid: proc.pid, job_id: execution.jobId, correlation_id: execution.correlationId, reason }, "killing execution process");
   }
 
   #onExit(proc: ExecutionProcess, code: number | null, signal: NodeJS.Signals | null): void {
@@ -368,7 +373,10 @@ export class Pool {
       execution.finish({ ok: false, error, duration_ms: Date.now() - execution.startedAt.getTime() });
     }
     if (!wasRetiring || execution) {
-      this.opts.log.warn({ child_pid: proc.pid, code, signal, job_id: execution?.jobId }, "execution process exited");
+      this.opts.log.warn(
+        { child_pid: proc.pid, code, signal, job_id: execution?.jobId, correlation_id: execution?.correlationId },
+        "execution process exited",
+      );
     }
     if (!wasRetiring && !execution?.killReason) this.#onCrash();
     this.#replenish();

@@ -201,18 +201,13 @@ export class Runner {
 
     this.#leased.add(msg);
     try {
-      let lastProgressWrite = 0;
+      const progress = this.#progressWriter(record);
       let handle: ExecutionHandle;
       try {
         handle = await this.pool.execute(
           { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id },
           job.timeout_ms,
-          (progress) => {
-            record.progress = progress;
-            if (Date.now() - lastProgressWrite < PROGRESS_WRITE_GAP_MS) return;
-            lastProgressWrite = Date.now();
-            this.store.putInterim(record);
-          },
+          progress.report,
         );
       } catch (err) {
         if (err instanceof PoolDrainingError) {
@@ -231,6 +226,7 @@ export class Runner {
       // A cancel that landed while the process was being acquired.
       if (cancels.has(job.job_id)) handle.kill("cancelled");
       const outcome = await handle.outcome;
+      progress.stop();
       this.#running.delete(job.job_id);
       releaseSlot();
       await this.#settleRetrying(msg, job, record, history, outcome);
@@ -255,6 +251,29 @@ export class Runner {
         await new Promise((resolve) => setTimeout(resolve, SETTLE_RETRY_MS));
       }
     }
+  }
+
+  /**
+   * Progress goes to the job's record at most every PROGRESS_WRITE_GAP_MS; a
+   * report inside the gap is written when it closes, so the last one shows.
+   */
+  #progressWriter(record: JobStatus): { report(fraction: number): void; stop(): void } {
+    let lastWrite = 0;
+    let pending: NodeJS.Timeout | undefined;
+    const write = () => {
+      pending = undefined;
+      lastWrite = Date.now();
+      this.store.putInterim(record);
+    };
+    return {
+      report: (fraction) => {
+        record.progress = fraction;
+        const wait = lastWrite + PROGRESS_WRITE_GAP_MS - Date.now();
+        if (wait <= 0) write();
+        else pending ??= setTimeout(write, wait);
+      },
+      stop: () => clearTimeout(pending),
+    };
   }
 
   /** Kills the local execution of a job whose cancel was requested anywhere. */

@@ -182,6 +182,7 @@ export class Supervisor {
       queues: [...this.config.queues],
       job_types: this.#jobTypes,
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
+      heartbeat_ms: this.config.heartbeat_ms,
     };
   }
 
