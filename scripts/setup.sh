@@ -3,7 +3,7 @@
 # nats-server package and the npm dependencies. Quick no-op when both are there.
 set -e
 cd "$(dirname "$0")/.."
-if ! command -v nats-server >/dev/null 2>&1; then
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
   echo "setup: installing nats-server (Debian package)"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -14,6 +14,12 @@ import { createLogger } from "./platform/logger.js";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CLI = fileURLToPath(new URL("./cli.js", import.meta.url));
 
+/** $NATS_SERVER, else on PATH, else where Debian's package puts it (/usr/sbin is not on every PATH). */
+function findNatsServer(): string | undefined {
+  const candidates = [process.env.NATS_SERVER, "nats-server", "/usr/sbin/nats-server"].filter((c): c is string => !!c);
+  return candidates.find((c) => !spawnSync(c, ["--version"]).error);
+}
+
 async function natsAnswers(url: string): Promise<boolean> {
   try {
     const nc = await connect({ servers: url, timeout: 1000, reconnect: false });
@@ -63,13 +69,14 @@ export async function runDev(argv: string[]): Promise<number> {
 
   let nats: ChildProcess | undefined;
   if (!(await natsAnswers(natsUrl))) {
-    if (spawnSync("nats-server", ["--version"]).error) {
+    const natsServer = findNatsServer();
+    if (!natsServer) {
       process.stderr.write("bosun dev: nothing answers at " + natsUrl + " and nats-server is not installed (apt-get install nats-server)\n");
       return 1;
     }
     mkdirSync(path.join(ROOT, ".bosun"), { recursive: true });
     log.info({ url: natsUrl }, "starting nats-server with nats.conf");
-    nats = start("nats-server", "nats-server", ["-c", path.join(ROOT, "nats.conf")], ROOT);
+    nats = start("nats-server", natsServer, ["-c", path.join(ROOT, "nats.conf")], ROOT);
     const natsChild = nats;
     process.once("exit", () => natsChild.kill("SIGTERM"));
     if (!(await waitFor(() => natsAnswers(natsUrl), 10_000))) {

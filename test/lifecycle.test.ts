@@ -137,7 +137,6 @@ t.test("per-type defaults apply whichever supervisor takes the submit", async (t
   const withHandlerDefault = statuses.filter((s) => s.max_attempts === 2).length;
   t.comment(`jobs: ${n}; with the handler's max_attempts (2): ${withHandlerDefault}; with another supervisor's default: ${n - withHandlerDefault}`);
   t.equal(withHandlerDefault, n, "every job got count.typed's own max_attempts", {
-    todo: "a supervisor without the handler module fills in its own global defaults",
   });
 });
 
@@ -193,7 +192,6 @@ t.test("dead letters: listed by state and queue over HTTP and NATS, retried with
   t.equal(figures.runs, 3 * 2 + 2 + 2 + 2, "exactly 12 runs: 2 per failing job, 1 per retry, 1 per passing job");
   const stillDead = await http<{ jobs: JobStatus[] }>(gw, "GET", `/api/jobs?state=dead&queue=${queue}`);
   t.same(stillDead.body.jobs.map((j) => j.job_id), [deadIds[2]], "after the retries only the one left dead is listed as dead", {
-    todo: "the dead list reads the dead-letter stream, which keeps a letter after its job was retried",
     listed: stillDead.body.jobs.map((j) => ({ job_id: j.job_id, state: j.state })),
   });
 
@@ -542,10 +540,9 @@ t.test("SIGTERM while a pulled job waits for its process to spawn: the job is no
   t.equal(startedBeforeTerm, 0, "the job had not started when SIGTERM came");
   t.equal(exit.code, 0, "the supervisor exited 0");
   t.equal(result.state, "succeeded", "the job succeeded (finished within the grace, or handed back)", {
-    todo: "a job handed back unrun still uses an attempt (attempt = delivery count), or is started after the drain snapshot and killed as a crash",
     result,
   });
-  t.equal(cutShort, 0, "no run of it was cut short by the drain", { todo: "same bug, when the process comes up during the drain" });
+  t.equal(cutShort, 0, "no run of it was cut short by the drain");
 });
 
 t.test("SIGTERM drain past the grace: the rest are killed, handed back, and run again elsewhere", async (t) => {
@@ -669,10 +666,8 @@ t.test("supervision: crashes past --max-restarts in the window make spawning bac
   t.same(forkedDuringPause, [0, 0], "no process was forked during either pause (no spinning)");
   t.ok(started() >= 6, "every crashed process was replaced");
   t.equal(started(), 6, "exactly 6 processes: the first and one per crash", {
-    todo: "a job waiting out a spawn pause and the top-up to --min both spawn when it ends",
   });
   t.ok(maxPool <= 1, `the pool never exceeded --max 1 (largest seen: ${maxPool})`, {
-    todo: "Pool.#spawnBusy does not re-check the pool size after waiting out the pause",
   });
 });
 

@@ -284,10 +284,6 @@ interface OpenApiOperation {
   responses?: Record<string, { content?: Record<string, { schema?: JsonSchema }> }>;
 }
 
-/** Known bugs: these assertions are todo (they still run, and show when fixed). */
-const FINAL_EVENT_BUG =
-  "gateway/events.ts: the result usually arrives before the final record, and the final event is built from the last running record (finished_at null, stale progress)";
-const PROGRESS_BURST_BUG = "supervisor/runner.ts drops a progress report made within 250 ms of the previous one (no trailing write)";
 
 t.test("job events: SSE shows every state change and progress report in order, and ends with the job", async (t) => {
   const queue = uniqueName("qe");
@@ -328,7 +324,7 @@ t.test("job events: SSE shows every state change and progress report in order, a
   t.equal(stream.events.at(-1)?.event, "state", "the last event is a state change");
   const final = await http<JobStatus>(gw, "GET", `/api/jobs/${jobId}`);
   t.match(final.body, { state: "succeeded", finished_at: String }, "the job's status at the end");
-  t.same(events.at(-1)?.data, final.body, "the final event's data is the job's final status", { todo: FINAL_EVENT_BUG });
+  t.same(events.at(-1)?.data, final.body, "the final event's data is the job's final status");
 
   // A finished job: one event (its final state), then the end.
   const again = await SseStream.open(t, `${gw}/api/jobs/${jobId}/events`);
@@ -352,14 +348,14 @@ t.test("job events: SSE shows every state change and progress report in order, a
     },
     { timeoutMs: 2000, intervalMs: 50, what: "progress 0.75" },
   ).catch(() => http<JobStatus & { progress: number | null }>(gw, "GET", `/api/jobs/${burst.body.job_id}`).then((r) => r.body));
-  t.match(latest, { state: "running", progress: 0.75 }, "the status shows the last report while the job still runs", { todo: PROGRESS_BURST_BUG });
+  t.match(latest, { state: "running", progress: 0.75 }, "the status shows the last report while the job still runs");
   await gates.open("burst");
   await within(burstStream.ended, 20_000, "the burst job's stream ending");
   const burstEvents = burstStream.events.map((e) => (e.data as JobEventData).data);
   t.ok(
     burstEvents.some((d) => d.state === "running" && d.progress === 0.75),
     "the stream shows the last report before the end",
-    { todo: PROGRESS_BURST_BUG, burstEvents: burstEvents.map((d) => [d.state, d.progress]) },
+    { burstEvents: burstEvents.map((d) => [d.state, d.progress]) },
   );
   t.equal(burstEvents.at(-1)?.state, "succeeded");
 
@@ -411,7 +407,6 @@ t.test("correlation id: from x-correlation-id into the record, the result, the s
     aboutSleeper.filter((l) => l.correlation_id !== cid2).map((l) => l.msg),
     [],
     "every supervisor line about the cancelled job carries it",
-    { todo: "pool.ts logs \"killing execution process\" (and \"execution process exited\") with job_id but without correlation_id" },
   );
   const notJson = sup.proc.stdoutLines.filter((l) => !l.json);
   t.same(notJson.map((l) => l.raw), [], "every log line is one JSON object");
@@ -480,7 +475,6 @@ t.test("maintenance: cleanup-runs purges exactly the old finished records and re
   t.notOk(
     deadListed.body.jobs.some((j) => j.job_id === oldDead.job_id),
     "the purged dead job is not listed among the dead any more",
-    { todo: "cleanup_runs leaves the job's dead letter, and GET /api/jobs?state=dead lists from the dead-letter stream: it still lists a job whose GET is 404" },
   );
   const listed = await http<{ jobs: JobStatus[] }>(base, "GET", "/api/jobs?limit=1000");
   const ids = new Set(listed.body.jobs.map((j) => j.job_id));

@@ -138,8 +138,6 @@ t.test("workers: every live supervisor is listed, a SIGKILLed one drops out afte
   t.ok(b.proc.running, "the survivor is still running");
 });
 
-/** Known bug, so these assertions are todo (they still run, and show when it is fixed). */
-const MIXED_PERIODS_BUG = "Heartbeats.live() times every peer out after 3 of the OBSERVER's --heartbeat-ms, not the peer's (WorkerInfo carries no period)";
 
 t.test(
   "workers: supervisors with different --heartbeat-ms each count as gone after 3 of their own periods",
@@ -177,10 +175,9 @@ t.test(
     ]);
     t.equal(steady.bad, undefined, `a live supervisor beating every 2 s stays listed (${steady.reads} reads over 3 s)`, {
       listed: steady.bad?.map((w) => w.worker_id),
-      todo: MIXED_PERIODS_BUG,
     });
     const refused = codes.filter((c) => c !== "ok");
-    t.same(refused, [], `submits to the queue only it serves are accepted (${codes.length} over 3 s)`, { todo: MIXED_PERIODS_BUG });
+    t.same(refused, [], `submits to the queue only it serves are accepted (${codes.length} over 3 s)`);
 
     const killedAt = Date.now();
     await fastSup.kill();
@@ -193,7 +190,6 @@ t.test(
       () => undefined,
     );
     t.ok(gone !== undefined, `a dead supervisor beating every 300 ms drops out within 3 s, not after the observer's 3 periods of 2 s (took ${gone ?? "> 3000"} ms)`, {
-      todo: MIXED_PERIODS_BUG,
     });
   },
 );
@@ -236,7 +232,6 @@ t.test("recycle: by pid (idle and busy), without pid (any idle one), over NATS; 
   t.pass(`process ${target} exited and was replaced (${afterPid.join(", ")})`);
   t.ok(afterPid.every((p) => sup.childPids().includes(p)), "the replacements are the supervisor's own processes");
   t.equal(await recycles(), recyclesBefore + 1, "bosun_process_recycles_total counts a recycle of an idle process", {
-    todo: "Pool.recycle() retires an idle process without incrementing the recycles counter (only #onDone does)",
   });
 
   // Without pid: any idle process.
