@@ -198,6 +198,8 @@ export interface ReportInput {
   notes: string[];
   startedAt: Date;
   durationS: number;
+  /** The hand-written analysis from profiles (bench/ANALYSIS.md), if any. */
+  analysis?: string;
 }
 
 export function renderReport(r: ReportInput): string {
@@ -263,12 +265,7 @@ export function renderReport(r: ReportInput): string {
   out.push("## How each system is set up", "");
   out.push(...setup(r.counts), "");
 
-  out.push(
-    "## Where the time goes",
-    "",
-    "_To be filled in from profiles (e.g. `node --cpu-prof` on a supervisor, the gateway and the harness during workload 1)._",
-    "",
-  );
+  out.push("## Where the time goes", "", r.analysis ?? "_No bench/ANALYSIS.md yet: profile a supervisor (`node --cpu-prof`) during workload 1._", "");
 
   if (r.notes.length > 0) {
     out.push("## Incidents", "", ...r.notes.map((n) => `- ${n.replaceAll("\n", " ")}`), "");

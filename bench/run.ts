@@ -13,7 +13,7 @@
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import type { Counts, Ctx, Figures } from "./context.js";
@@ -187,7 +187,10 @@ async function main(): Promise<number> {
   }
 
   if (!env) throw new Error("the servers did not start");
+  // Written by hand from profiles, kept across runs.
+  const analysisFile = path.join(procs.root, "bench", "ANALYSIS.md");
   const report = renderReport({
+    analysis: existsSync(analysisFile) ? readFileSync(analysisFile, "utf8").trim() : undefined,
     counts,
     rounds,
     partial: partial ? { scale, rounds, only: selected.length !== workloads.length ? selected.map((w) => w.name) : undefined } : undefined,
