@@ -8,6 +8,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import {
   api,
+  BosunError,
   MAX_WAIT_MS,
   type JobStatus,
   type OpsFlags,
@@ -16,8 +17,8 @@ import {
   type WorkerInfo,
 } from "./contract/index.js";
 import { jobEvents } from "./gateway/events.js";
+import { readReply } from "./platform/nats.js";
 
-const decoder = new TextDecoder();
 
 class CommandError extends Error {
   override readonly name = "CommandError";
@@ -35,12 +36,14 @@ async function withNats<T>(url: string | undefined, work: (nc: NatsConnection) =
   }
 }
 
-/** One API request; an error reply becomes a CommandError carrying its message. */
+/** One API request; an error reply becomes a CommandError carrying its code and message. */
 async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs = 5000): Promise<T> {
   const reply = await nc.request(subject, JSON.stringify(body), { timeout: timeoutMs });
-  const parsed = JSON.parse(decoder.decode(reply.data)) as T & { error?: { code: string; message: string } };
-  if (parsed.error) throw new CommandError(`${parsed.error.code}: ${parsed.error.message}`);
-  return parsed;
+  try {
+    return readReply<T>(reply);
+  } catch (err) {
+    throw err instanceof BosunError ? new CommandError(`${err.code}: ${err.message}`) : err;
+  }
 }
 
 function table(rows: Record<string, unknown>[]): string {

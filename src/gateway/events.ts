@@ -17,6 +17,7 @@ import {
 } from "../contract/index.js";
 
 const decoder = new TextDecoder();
+const RESULT_GRACE_MS = 500;
 
 interface SseMessage {
   event?: string;
@@ -55,8 +56,13 @@ export async function* jobEvents(nc: NatsConnection, jobId: string, closed: Abor
   const kv = await new Kvm(nc).open(buckets.jobs);
   const channel = new Channel<{ record?: JobStatus; result?: JobResult }>();
   const watch = await kv.watch({ key: jobId });
+  // The record is written just before the result, but the watch delivers it from the stream
+  // while the result comes straight from its publisher: give the record a moment to arrive.
   const results = nc.subscribe(resultSubject(jobId), {
-    callback: (_err, msg) => channel.push({ result: parseWith(JobResult, JSON.parse(decoder.decode(msg.data))) }),
+    callback: (_err, msg) => {
+      const result = parseWith(JobResult, JSON.parse(decoder.decode(msg.data)));
+      setTimeout(() => channel.push({ result }), RESULT_GRACE_MS).unref();
+    },
   });
   void (async () => {
     for await (const entry of watch) if (entry.operation === "PUT") channel.push({ record: parseWith(JobStatus, entry.json()) });

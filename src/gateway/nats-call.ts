@@ -5,7 +5,7 @@
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { errors } from "@nats-io/nats-core";
 import { BosunError, CORRELATION_HEADER, encodeJson, errorCodes, isErrorCode } from "../contract/index.js";
-import { isMaxPayloadError, tooLargeForNats } from "../platform/nats.js";
+import { isMaxPayloadError, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
 import type { GatewayMetrics } from "../platform/metrics.js";
 
 export interface NatsReply {
@@ -27,7 +27,7 @@ export async function natsCall(
   let reply;
   try {
     reply = await nc.request(subject, encodeJson(body), { timeout: opts.timeoutMs, headers });
-    timer({ outcome: reply.headers?.get("Nats-Service-Error-Code") ? "error_reply" : "ok" });
+    timer({ outcome: reply.headers?.get(SERVICE_ERROR_HEADER) ? "error_reply" : "ok" });
   } catch (err) {
     timer({ outcome: "no_reply" });
     if (isMaxPayloadError(err)) throw tooLargeForNats(err);
@@ -40,7 +40,7 @@ export async function natsCall(
     throw new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
   }
   const parsed: unknown = reply.data.length > 0 ? JSON.parse(decoder.decode(reply.data)) : null;
-  const serviceError = reply.headers?.get("Nats-Service-Error-Code");
+  const serviceError = reply.headers?.get(SERVICE_ERROR_HEADER);
   if (!serviceError) return { status: 200, body: parsed };
   const code = (parsed as { error?: { code?: unknown } } | null)?.error?.code;
   return { status: isErrorCode(code) ? errorCodes[code] : Number(serviceError) || 502, body: parsed };

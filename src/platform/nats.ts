@@ -4,7 +4,7 @@
  * together. Only features nats-server 2.9 has are used.
  */
 import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import {
   AckPolicy,
   DiscardPolicy,
@@ -20,6 +20,8 @@ import { errors, nanos } from "@nats-io/nats-core";
 import {
   BosunError,
   buckets,
+  isErrorCode,
+  type ErrorReply,
   DEAD_WILDCARD,
   HEARTBEATS_WILDCARD,
   SCHEDULED_WILDCARD,
@@ -31,6 +33,20 @@ import {
   streams,
 } from "../contract/index.js";
 import type { Logger } from "pino";
+
+export const SERVICE_ERROR_HEADER = "Nats-Service-Error-Code";
+
+/**
+ * A reply of the `bosun` service: its JSON, or a BosunError when the
+ * service error header says it failed (a body's own `error` field, as in a
+ * dead job's result, is data, not a failure).
+ */
+export function readReply<T>(msg: Msg): T {
+  const body: unknown = msg.data.length > 0 ? JSON.parse(new TextDecoder().decode(msg.data)) : null;
+  if (!msg.headers?.get(SERVICE_ERROR_HEADER)) return body as T;
+  const error = (body as Partial<ErrorReply> | null)?.error;
+  throw new BosunError(isErrorCode(error?.code) ? error.code : "internal_error", error?.message ?? "request failed", error?.details);
+}
 
 /** nats.js refuses, before sending, a message over the server's max_payload. */
 export const isMaxPayloadError = (err: unknown): boolean =>

@@ -23,7 +23,7 @@ import {
   toBosunError,
 } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
-import { isMaxPayloadError, tooLargeForNats } from "../platform/nats.js";
+import { isMaxPayloadError, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
 import type { JobStore } from "./store.js";
@@ -96,7 +96,7 @@ export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger
     const error = isMaxPayloadError(err) ? tooLargeForNats(err) : toBosunError(err);
     if (error.code === "internal_error") log.error({ err, endpoint: endpointName }, "request failed");
     const headers = natsHeaders();
-    headers.set("Nats-Service-Error-Code", String(error.status));
+    headers.set(SERVICE_ERROR_HEADER, String(error.status));
     headers.set("Nats-Service-Error", error.message);
     msg.respond(encodeJson(error.toBody()), { headers });
   }

@@ -12,8 +12,6 @@ import {
   CORRELATION_HEADER,
   encodeJson,
   FINAL_STATES,
-  isErrorCode,
-  type ErrorReply,
   JobResult,
   parseWith,
   resultSubject,
@@ -29,6 +27,7 @@ import type { CancelRegistry } from "./cancels.js";
 import { IdempotencyIndex } from "./idempotency.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
+import { readReply } from "../platform/nats.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
 export interface JobDefaults {
@@ -224,9 +223,7 @@ export class Intake {
     } catch (err) {
       throw new BosunError("unavailable", `supervisor ${workerId}, which serves "${req.type}", did not answer`, undefined, { cause: err });
     }
-    const body = JSON.parse(decoder.decode(reply.data)) as (SubmitReply | JobResult) & Partial<ErrorReply>;
-    if (body.error) throw new BosunError(isErrorCode(body.error.code) ? body.error.code : "internal_error", body.error.message, body.error.details);
-    return body;
+    return readReply<SubmitReply | JobResult>(reply);
   }
 
   #waitForResult(jobId: string, waitMs: number): { result: Promise<JobResult | undefined>; cancel(): void } {

@@ -18,20 +18,19 @@ import {
   RecycleRequest,
   SCHEDULED_WILDCARD,
   streams,
-  type ErrorReply,
   type OpsFlags,
   type OpsPatch,
   type QueueStatus,
   type WorkerInfo,
 } from "../contract/index.js";
 import { writeOpsPatch, type OpsFlagsView } from "../platform/ops.js";
+import { readReply } from "../platform/nats.js";
 import type { Heartbeats } from "./heartbeat.js";
 import type { Pool } from "./pool.js";
 import { answer } from "./api.js";
 
 const CONSUMER_PREFIX = "bosun_q_";
 const CONTROL_TIMEOUT_MS = 3000;
-const decoder = new TextDecoder();
 
 export interface OperationsDeps {
   nc: NatsConnection;
@@ -90,9 +89,7 @@ export class Operations {
       if (err instanceof errors.RequestError && err.isNoResponders()) throw new BosunError("not_found", `no live worker ${req.worker_id}`);
       throw err;
     }
-    const body = JSON.parse(decoder.decode(reply.data)) as Partial<ErrorReply>;
-    if (body.error) throw new BosunError(body.error.code, body.error.message);
-    return parseWith(RecycleReply, body);
+    return parseWith(RecycleReply, readReply(reply));
   }
 
   async queues(): Promise<QueueStatus[]> {

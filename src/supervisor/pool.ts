@@ -127,7 +127,13 @@ export class Pool {
     timeoutMs: number,
     onProgress?: (fraction: number) => void,
   ): Promise<ExecutionHandle> {
-    const proc = await this.#acquire();
+    let proc: ExecutionProcess;
+    try {
+      proc = await this.#acquire();
+    } catch (err) {
+      // A drain retired the process this job was waiting for: not started, not failed.
+      throw this.#draining ? new PoolDrainingError() : err;
+    }
     // Acquired while a drain began (a process that was still starting): the drain retires it.
     if (this.#draining) throw new PoolDrainingError();
     const execution_id = randomUUID();
