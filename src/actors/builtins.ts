@@ -31,10 +31,15 @@ export const builtinHandlers: Record<string, HandlerDefinition<never, unknown>> 
   cpu: {
     payload: z.object({ ms: positiveMs }),
     run(payload: { ms: number }) {
-      const until = performance.now() + payload.ms;
+      // Burns CPU time, not wall time: on a busy machine the job takes longer, as real work would.
+      const start = process.cpuUsage();
+      const budgetUs = payload.ms * 1000;
       let spins = 0;
-      while (performance.now() < until) spins++;
-      return { spins };
+      for (;;) {
+        for (let i = 0; i < 1000; i++) spins++;
+        const used = process.cpuUsage(start);
+        if (used.user + used.system >= budgetUs) return { spins };
+      }
     },
   },
   ...maintenanceHandlers,
