@@ -40,34 +40,25 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
       const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();
       const cutoff = Date.now() - maxAge * HOUR_MS;
       const nc = await nats();
-      const { Kvm, KvWatchInclude } = await import("@nats-io/kv");
+      const { Kvm } = await import("@nats-io/kv");
       const { jetstreamManager } = await import("@nats-io/jetstream");
+      const { dropLastMessage, scanLatest } = await import("../platform/stream-reads.js");
       const kv = await new Kvm(nc).open(buckets.jobs);
       const jsm = await jetstreamManager(nc);
       const old: { jobId: string; queue: string }[] = [];
-      if ((await kv.status()).values > 0) {
-        const watch = await kv.watch({ include: KvWatchInclude.LastValue });
-        for await (const entry of watch) {
-          if (entry.operation === "PUT") {
-            const record = JobStatus.safeParse(entry.json());
-            if (record.success && FINAL_STATES.has(record.data.state) && Date.parse(record.data.finished_at ?? "") < cutoff) {
-              old.push({ jobId: entry.key, queue: record.data.queue });
-            }
-          }
-          if (!entry.delta) break;
+      await scanLatest(kv, (entry) => {
+        if (entry.operation !== "PUT") return;
+        const record = JobStatus.safeParse(entry.json());
+        if (record.success && FINAL_STATES.has(record.data.state) && Date.parse(record.data.finished_at ?? "") < cutoff) {
+          old.push({ jobId: entry.key, queue: record.data.queue });
         }
-        watch.stop();
-      }
-      const dropLast = async (stream: string, subject: string) => {
-        const msg = await jsm.direct.getMessage(stream, { last_by_subj: subject });
-        return msg ? jsm.streams.deleteMessage(stream, msg.seq, false) : false;
-      };
+      });
       let results = 0;
       let deadLetters = 0;
       for (const { jobId, queue } of old) {
         await kv.purge(jobId);
-        if (await dropLast(streams.results, resultSubject(jobId))) results++;
-        if (await dropLast(streams.dead, deadSubject(queue, jobId))) deadLetters++;
+        if (await dropLastMessage(jsm, streams.results, resultSubject(jobId))) results++;
+        if (await dropLastMessage(jsm, streams.dead, deadSubject(queue, jobId))) deadLetters++;
       }
       const report = {
         records_removed: old.length,

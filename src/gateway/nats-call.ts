@@ -2,18 +2,15 @@
  * One HTTP call = one NATS request. This turns the reply (or the lack of
  * one) into an HTTP status and body using the contract's error table.
  */
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { errors } from "@nats-io/nats-core";
-import { BosunError, CORRELATION_HEADER, encodeJson, errorCodes, isErrorCode } from "../contract/index.js";
-import { isMaxPayloadError, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
+import { errors, headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { BosunError, CORRELATION_HEADER, encodeJson } from "../contract/index.js";
+import { isMaxPayloadError, readReply, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
 import type { GatewayMetrics } from "../platform/metrics.js";
 
 export interface NatsReply {
   status: number;
   body: unknown;
 }
-
-const decoder = new TextDecoder();
 
 export async function natsCall(
   nc: NatsConnection,
@@ -39,9 +36,10 @@ export async function natsCall(
     }
     throw new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
   }
-  const parsed: unknown = reply.data.length > 0 ? JSON.parse(decoder.decode(reply.data)) : null;
-  const serviceError = reply.headers?.get(SERVICE_ERROR_HEADER);
-  if (!serviceError) return { status: 200, body: parsed };
-  const code = (parsed as { error?: { code?: unknown } } | null)?.error?.code;
-  return { status: isErrorCode(code) ? errorCodes[code] : Number(serviceError) || 502, body: parsed };
+  try {
+    return { status: 200, body: readReply(reply) };
+  } catch (err) {
+    if (err instanceof BosunError) return { status: err.status, body: err.toBody() };
+    throw err;
+  }
 }

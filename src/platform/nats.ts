@@ -35,6 +35,7 @@ import {
 import type { Logger } from "pino";
 
 export const SERVICE_ERROR_HEADER = "Nats-Service-Error-Code";
+const decoder = new TextDecoder();
 
 /**
  * A reply of the `bosun` service: its JSON, or a BosunError when the
@@ -42,7 +43,7 @@ export const SERVICE_ERROR_HEADER = "Nats-Service-Error-Code";
  * dead job's result, is data, not a failure).
  */
 export function readReply<T>(msg: Msg): T {
-  const body: unknown = msg.data.length > 0 ? JSON.parse(new TextDecoder().decode(msg.data)) : null;
+  const body: unknown = msg.data.length > 0 ? JSON.parse(decoder.decode(msg.data)) : null;
   if (!msg.headers?.get(SERVICE_ERROR_HEADER)) return body as T;
   const error = (body as Partial<ErrorReply> | null)?.error;
   throw new BosunError(isErrorCode(error?.code) ? error.code : "internal_error", error?.message ?? "request failed", error?.details);

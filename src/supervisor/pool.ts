@@ -156,7 +156,6 @@ export class Pool {
     if (target.state === "busy") {
       target.retireAfterJob = true;
     } else {
-      this.opts.metrics?.recycles.inc({ reason: "recycle requested" });
       void this.#retire(target, "recycle requested");
     }
     return target.pid;
@@ -336,10 +335,7 @@ export class Pool {
     if (execution.killReason) execution.finish({ ok: false, error: killError(execution.killReason), duration_ms });
     else execution.finish(msg.outcome.ok ? { ok: true, value: msg.outcome.value, duration_ms } : { ok: false, error: msg.outcome.error, duration_ms });
     const retireWhy = this.#retireReason(proc, execution);
-    if (retireWhy) {
-      this.opts.metrics?.recycles.inc({ reason: retireWhy });
-      void this.#retire(proc, retireWhy);
-    }
+    if (retireWhy) void this.#retire(proc, retireWhy);
     else this.#release(proc);
     this.opts.onChange();
   }
@@ -423,6 +419,8 @@ export class Pool {
   #retire(proc: ExecutionProcess, why: string): Promise<void> {
     if (proc.state === "killed" && proc.child.exitCode !== null) return Promise.resolve();
     proc.state = "killed";
+    // Every retirement on purpose counts as a recycle; shutting down and trimming idle ones do not.
+    if (why !== "shutdown" && why !== "idle timeout") this.opts.metrics?.recycles.inc({ reason: why });
     this.opts.log.info({ child_pid: proc.pid, why, executions: proc.executions }, "retiring execution process");
     const exited = new Promise<void>((resolve) => {
       if (proc.child.exitCode !== null || proc.child.signalCode !== null) resolve();

@@ -4,7 +4,8 @@
  * each acked write resolves only once JetStream has stored it.
  */
 import { DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
-import { KvWatchInclude, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import { dropLastMessage, scanLatest } from "../platform/stream-reads.js";
 import {
   BosunError,
   buckets,
@@ -128,18 +129,13 @@ export class JobStore {
   }
 
   /** A retried dead job must not answer with its old result. */
-  dropResult(jobId: string): Promise<void> {
-    return this.#dropLast(streams.results, resultSubject(jobId));
+  async dropResult(jobId: string): Promise<void> {
+    await dropLastMessage(this.jsm, streams.results, resultSubject(jobId));
   }
 
   /** A retried dead job is not dead any more. */
-  dropDeadLetter(queue: string, jobId: string): Promise<void> {
-    return this.#dropLast(streams.dead, deadSubject(queue, jobId));
-  }
-
-  async #dropLast(stream: string, subject: string): Promise<void> {
-    const msg = await this.jsm.direct.getMessage(stream, { last_by_subj: subject });
-    if (msg) await this.jsm.streams.deleteMessage(stream, msg.seq, false);
+  async dropDeadLetter(queue: string, jobId: string): Promise<void> {
+    await dropLastMessage(this.jsm, streams.dead, deadSubject(queue, jobId));
   }
 
   /**
@@ -179,24 +175,15 @@ export class JobStore {
 
   async #scanRecords(filter: ListJobsRequest): Promise<JobStatus[]> {
     const matches: JobStatus[] = [];
-    if ((await this.kv.status()).values === 0) return matches;
-    const watch = await this.kv.watch({ include: KvWatchInclude.LastValue });
-    try {
-      for await (const entry of watch) {
-        if (entry.operation === "PUT") {
-          const record = parseWith(JobStatus, entry.json());
-          const wanted =
-            (!filter.state || record.state === filter.state) &&
-            (!filter.queue || record.queue === filter.queue) &&
-            (!filter.tenant || record.tenant === filter.tenant);
-          if (wanted) matches.push(record);
-        }
-        // delta counts the values still to come in the initial scan.
-        if (!entry.delta) break;
-      }
-    } finally {
-      watch.stop();
-    }
+    await scanLatest(this.kv, (entry) => {
+      if (entry.operation !== "PUT") return;
+      const record = parseWith(JobStatus, entry.json());
+      const wanted =
+        (!filter.state || record.state === filter.state) &&
+        (!filter.queue || record.queue === filter.queue) &&
+        (!filter.tenant || record.tenant === filter.tenant);
+      if (wanted) matches.push(record);
+    });
     return matches;
   }
 
