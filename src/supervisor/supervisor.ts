@@ -140,6 +140,8 @@ export class Supervisor {
         scheduler.reconnected();
       }
     })();
+    // "running" promises that requests find us: the server must have our subscriptions first.
+    await nc.flush();
     this.#transition("running");
   }
 
