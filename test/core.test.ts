@@ -247,3 +247,55 @@ t.test("a job id that cannot exist (not a valid key) is a client error, never a 
   const nats = await requestJson<ErrorReply>(nc, "bosun.api.jobs.get", { job_id: "*" });
   t.match(nats.errorCode, /^(404|400)$/, "NATS jobs.get with job_id * is 404 or 400", { body: nats.body });
 });
+
+t.test("a fast job's status and listing come from its result; a cancel racing its end leaves one outcome", async (t) => {
+  const queue = uniqueName();
+  await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "2", "--max", "2"] });
+
+  // Fast jobs never get a "running" or final record write: every read must still say succeeded.
+  const fast = await Promise.all(Array.from({ length: 20 }, (_, i) => http<JobResult>(gw, "POST", "/api/jobs?wait_ms=10000", { body: { type: "echo", queue, payload: { i } } })));
+  const fastIds = fast.map((r) => r.body.job_id);
+  t.ok(fast.every((r) => r.status === 200 && r.body.state === "succeeded"), "20 echo jobs succeeded");
+  for (const id of fastIds.slice(0, 5)) {
+    const status = await http<JobStatus & { started_at: string; finished_at: string }>(gw, "GET", `/api/jobs/${id}`);
+    t.match(status.body, { state: "succeeded", attempts: 1, owner: null, progress: 1, finished_at: String, started_at: String }, `GET ${id} says succeeded`);
+    t.ok(Date.parse(status.body.started_at) <= Date.parse(status.body.finished_at), "started before it finished");
+  }
+  const succeeded = await http<{ jobs: JobStatus[] }>(gw, "GET", `/api/jobs?state=succeeded&queue=${queue}`);
+  t.same(new Set(succeeded.body.jobs.map((j) => j.job_id)), new Set(fastIds), "listing succeeded jobs finds all 20");
+  const queued = await http<{ jobs: JobStatus[] }>(gw, "GET", `/api/jobs?state=queued&queue=${queue}`);
+  t.equal(queued.body.jobs.length, 0, "and none is listed as queued");
+
+  // Cancels sent right behind submits race the jobs' ends: either outcome may win, but only one.
+  const raced = await Promise.all(
+    Array.from({ length: 40 }, async (_, i) => {
+      const submitted = await requestJson<SubmitReply>(nc, "bosun.api.jobs.submit", { type: "echo", queue, payload: { race: i } });
+      const cancel = await requestJson<{ state: string }>(nc, "bosun.api.jobs.cancel", { job_id: submitted.body.job_id });
+      return { id: submitted.body.job_id, cancel };
+    }),
+  );
+  const results = new Map<string, JobResult>();
+  await waitFor(
+    async () => {
+      for (const { id } of raced) {
+        if (results.has(id)) continue;
+        const res = await http<JobResult>(gw, "GET", `/api/jobs/${id}/result`);
+        if (res.status === 200) results.set(id, res.body);
+      }
+      return results.size === raced.length;
+    },
+    { timeoutMs: 20_000, intervalMs: 50, what: "every raced job to end" },
+  );
+  for (const { id, cancel } of raced) {
+    const result = results.get(id)!;
+    if (cancel.errorCode) {
+      t.equal(cancel.errorCode, "409", `${id}: a refused cancel is a conflict`);
+      t.equal(result.state, "succeeded", `${id}: refused because it had succeeded`);
+    } else {
+      t.equal(result.state, "cancelled", `${id}: an accepted cancel is the outcome`, { cancel: cancel.body });
+    }
+    const status = await http<JobStatus>(gw, "GET", `/api/jobs/${id}`);
+    t.equal(status.body.state, result.state, `${id}: status and result agree`);
+  }
+  t.comment(`raced cancels: ${raced.filter((r) => !r.cancel.errorCode).length} won, ${raced.filter((r) => r.cancel.errorCode).length} came too late`);
+});

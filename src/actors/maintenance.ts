@@ -45,14 +45,19 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
       const { dropLastMessage, scanLatest } = await import("../platform/stream-reads.js");
       const kv = await new Kvm(nc).open(buckets.jobs);
       const jsm = await jetstreamManager(nc);
-      const old: { jobId: string; queue: string }[] = [];
+      const { storedResults, withResult } = await import("../supervisor/records.js");
+      const records: JobStatus[] = [];
       await scanLatest(kv, (entry) => {
         if (entry.operation !== "PUT") return;
         const record = JobStatus.safeParse(entry.json());
-        if (record.success && FINAL_STATES.has(record.data.state) && Date.parse(record.data.finished_at ?? "") < cutoff) {
-          old.push({ jobId: entry.key, queue: record.data.queue });
-        }
+        if (record.success) records.push(record.data);
       });
+      // Fast jobs' records never leave "queued": their results say how and when they ended.
+      const stored = records.some((r) => !FINAL_STATES.has(r.state)) ? await storedResults(jsm) : new Map();
+      const old = records
+        .map((record) => withResult(record, stored.get(record.job_id)))
+        .filter((record) => FINAL_STATES.has(record.state) && Date.parse(record.finished_at ?? "") < cutoff)
+        .map((record) => ({ jobId: record.job_id, queue: record.queue }));
       let results = 0;
       let deadLetters = 0;
       for (const { jobId, queue } of old) {

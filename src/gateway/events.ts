@@ -49,19 +49,23 @@ class Channel<T> {
 
 /**
  * Every change of one job's record (state changes and progress reports, in
- * order) until it ends. The result stream backs the KV watch up, since the
- * final record write is not acknowledged.
+ * order) until it ends. The result stream backs the KV watch up: a fast job's
+ * record is never written past "queued", and a final record write is not
+ * acknowledged.
  */
 export async function* jobEvents(nc: NatsConnection, jobId: string, closed: AbortSignal): AsyncGenerator<SseMessage> {
   const kv = await new Kvm(nc).open(buckets.jobs);
   const channel = new Channel<{ record?: JobStatus; result?: JobResult }>();
   const watch = await kv.watch({ key: jobId });
-  // The record is written just before the result, but the watch delivers it from the stream
-  // while the result comes straight from its publisher: give the record a moment to arrive.
+  let last: JobStatus | undefined;
+  // A job that showed as running gets a final record right after its result: give it a
+  // moment to arrive. A fast job that succeeded gets none; its result is the last word.
   const results = nc.subscribe(resultSubject(jobId), {
     callback: (_err, msg) => {
       const result = parseWith(JobResult, JSON.parse(decoder.decode(msg.data)));
-      setTimeout(() => channel.push({ result }), RESULT_GRACE_MS).unref();
+      const finalRecordFollows = last?.state === "running" || result.state !== "succeeded";
+      if (finalRecordFollows) setTimeout(() => channel.push({ result }), RESULT_GRACE_MS).unref();
+      else channel.push({ result });
     },
   });
   void (async () => {
@@ -69,7 +73,6 @@ export async function* jobEvents(nc: NatsConnection, jobId: string, closed: Abor
   })();
   const stop = () => channel.close();
   closed.addEventListener("abort", stop);
-  let last: JobStatus | undefined;
   try {
     for await (const { record, result } of channel) {
       const next = record ?? (last && result ? { ...last, state: result.state, error: result.error, attempts: result.attempts, owner: null } : undefined);

@@ -66,12 +66,40 @@ export async function connectNats(url: string, name: string, log: Logger): Promi
     reconnectTimeWait: 250,
     timeout: 3000,
   });
+  coalesceWrites(nc, log);
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") log.warn({ nats: s.type }, "nats connection status");
     }
   })();
   return nc;
+}
+
+/**
+ * nats.js writes its outbound buffer to the socket at the end of every task
+ * that published anything, so a busy process makes one write() syscall per
+ * incoming message or IPC event: a quarter of a supervisor's CPU went there.
+ * Deferring the write to the end of the event-loop turn (setImmediate) sends
+ * everything a turn produced in one syscall, for at most a turn's delay.
+ * The hook is the connection's internal flushPending; when a nats.js release
+ * renames it, this does nothing and says so.
+ */
+function coalesceWrites(nc: NatsConnection, log: Logger): void {
+  const protocol = (nc as unknown as { protocol?: { flushPending?: () => void } }).protocol;
+  const flushNow = protocol?.flushPending?.bind(protocol);
+  if (!protocol || !flushNow) {
+    log.warn("nats.js internals changed: socket writes are not coalesced");
+    return;
+  }
+  let scheduled = false;
+  protocol.flushPending = () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      flushNow();
+    });
+  };
 }
 
 export interface TopologyOptions {

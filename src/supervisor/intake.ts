@@ -122,20 +122,13 @@ export class Intake {
    */
   async cancel(jobId: string): Promise<CancelReply> {
     const { store, cancels, log } = this.deps;
-    const { record, revision } = await store.require(jobId);
+    const { record, revision } = await store.current(jobId);
     if (record.state === "cancelled") return { job_id: jobId, state: "cancelled" };
     if (FINAL_STATES.has(record.state)) throw new BosunError("conflict", `job ${jobId} is ${record.state} already`, { state: record.state });
     await cancels.request(jobId);
     log.info({ job_id: jobId, correlation_id: record.correlation_id, state: record.state }, "job cancel requested");
     if (record.state === "running") return { job_id: jobId, state: "running", cancel_requested: true };
-    try {
-      await store.update({ ...record, state: "cancelled", owner: null, finished_at: new Date().toISOString() }, revision);
-    } catch (err) {
-      // It started meanwhile: the supervisor running it sees the request and kills it.
-      if (err instanceof BosunError && err.code === "conflict") return { job_id: jobId, state: "running", cancel_requested: true };
-      throw err;
-    }
-    await store.publishResult({
+    const claimed = await store.claimResult({
       job_id: jobId,
       state: "cancelled",
       result: null,
@@ -144,6 +137,18 @@ export class Intake {
       duration_ms: null,
       correlation_id: record.correlation_id,
     });
+    if (!claimed) {
+      // It ran and finished meanwhile (fast jobs never show as running).
+      const now = await store.status(jobId);
+      if (now.state === "cancelled") return { job_id: jobId, state: "cancelled" };
+      throw new BosunError("conflict", `job ${jobId} is ${now.state} already`, { state: now.state });
+    }
+    try {
+      await store.update({ ...record, state: "cancelled", owner: null, finished_at: new Date().toISOString() }, revision);
+    } catch (err) {
+      // It started meanwhile: the supervisor running it sees the request, kills it and finishes the record.
+      if (!(err instanceof BosunError && err.code === "conflict")) throw err;
+    }
     this.deps.metrics.cancelled.inc({ queue: record.queue, type: record.type });
     return { job_id: jobId, state: "cancelled" };
   }
@@ -151,7 +156,7 @@ export class Intake {
   /** Requeues a dead job with fresh attempts (its dead letter keeps the old errors). */
   async retry(jobId: string): Promise<SubmitReply> {
     const { store, log } = this.deps;
-    const { record, revision } = await store.require(jobId);
+    const { record, revision } = await store.current(jobId);
     if (record.state !== "dead") {
       throw new BosunError("conflict", `only dead jobs can be retried; job ${jobId} is ${record.state}`, { state: record.state });
     }

@@ -12,7 +12,6 @@ import {
   queueConsumer,
   streams,
   type JobError,
-  type JobResult,
   type JobStatus,
 } from "../contract/index.js";
 import { backoffDelay } from "./backoff.js";
@@ -27,6 +26,12 @@ import type { SupervisorMetrics } from "../platform/metrics.js";
 const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
 const PROGRESS_WRITE_GAP_MS = 250;
+/**
+ * A job shows as running once it has run this long. Most jobs finish sooner,
+ * and for them the result alone is the durable outcome: two record writes
+ * fewer per job (status reads put record and result together).
+ */
+const RUNNING_RECORD_DELAY_MS = 20;
 const SETTLE_RETRY_MS = 500;
 
 export interface RunnerOptions {
@@ -47,6 +52,7 @@ export class Runner {
   /** Jobs received whose outcome is not yet stored and acked. */
   #unsettled = 0;
   #next = 0;
+  #refillPending = false;
   #state: RunnerState = "running";
   #idle: (() => void) | undefined;
   /** Messages whose jobs are running: their ack deadline is pushed back together, on one timer. */
@@ -71,7 +77,7 @@ export class Runner {
           expiresMs,
           log: opts.log,
           onJob: (msg) => void this.#onJob(msg),
-          onCreditsReturned: () => this.refill(),
+          onCreditsReturned: () => this.#refillSoon(),
         }),
     );
   }
@@ -100,6 +106,16 @@ export class Runner {
       credits -= share;
     }
     this.#next = (this.#next + 1) % this.#pullers.length;
+  }
+
+  /** Slots freed in one turn of the event loop go out as one pull request, not one each. */
+  #refillSoon(): void {
+    if (this.#refillPending) return;
+    this.#refillPending = true;
+    setImmediate(() => {
+      this.#refillPending = false;
+      this.refill();
+    });
   }
 
   /** After a reconnect the server may have forgotten our pull requests. */
@@ -138,7 +154,7 @@ export class Runner {
       if (released) return;
       released = true;
       this.#executing--;
-      this.refill();
+      this.#refillSoon();
     };
     try {
       await this.#run(msg, releaseSlot);
@@ -200,14 +216,14 @@ export class Runner {
     }
 
     this.#leased.add(msg);
+    const visibility = this.#runningVisibility(record);
     try {
-      const progress = this.#progressWriter(record);
       let handle: ExecutionHandle;
       try {
         handle = await this.pool.execute(
           { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id },
           job.timeout_ms,
-          progress.report,
+          visibility.progress,
         );
       } catch (err) {
         if (err instanceof PoolDrainingError) {
@@ -222,15 +238,16 @@ export class Runner {
       this.#running.set(job.job_id, handle);
       this.opts.metrics.queueWait.observe({ queue: job.queue, type: job.type }, Math.max(0, Date.now() - Date.parse(job.created_at)) / 1000);
       record.owner = { worker_id: workerId, pid: handle.pid };
-      this.store.putInterim(record);
+      visibility.started();
       // A cancel that landed while the process was being acquired.
       if (cancels.has(job.job_id)) handle.kill("cancelled");
       const outcome = await handle.outcome;
-      progress.stop();
+      visibility.stop();
       this.#running.delete(job.job_id);
       releaseSlot();
-      await this.#settleRetrying(msg, job, record, history, outcome);
+      await this.#settleRetrying(msg, job, record, history, outcome, visibility.written);
     } finally {
+      visibility.stop();
       this.#leased.delete(msg);
     }
   }
@@ -240,11 +257,11 @@ export class Runner {
    * blip (a reconnect, a server restart). Retries while the lease is kept
    * alive; past it, the job runs again elsewhere, which is the guarantee.
    */
-  async #settleRetrying(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome): Promise<void> {
+  async #settleRetrying(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome, recordShown: boolean): Promise<void> {
     const deadline = Date.now() + this.opts.leaseMs;
     for (;;) {
       try {
-        return await this.#settle(msg, job, record, history, outcome);
+        return await this.#settle(msg, job, record, history, outcome, recordShown);
       } catch (err) {
         if (Date.now() >= deadline || this.#state === "stopped") throw err;
         this.opts.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "storing a job outcome failed; retrying");
@@ -254,25 +271,40 @@ export class Runner {
   }
 
   /**
-   * Progress goes to the job's record at most every PROGRESS_WRITE_GAP_MS; a
-   * report inside the gap is written when it closes, so the last one shows.
+   * When the job's record says "running": RUNNING_RECORD_DELAY_MS after it
+   * started, or at its first progress report. Progress goes to the record at
+   * most every PROGRESS_WRITE_GAP_MS; a report inside the gap is written when
+   * it closes, so the last one shows.
    */
-  #progressWriter(record: JobStatus): { report(fraction: number): void; stop(): void } {
+  #runningVisibility(record: JobStatus): { started(): void; progress(fraction: number): void; stop(): void; readonly written: boolean } {
     let lastWrite = 0;
-    let pending: NodeJS.Timeout | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
     const write = () => {
-      pending = undefined;
+      timer = undefined;
+      if (stopped) return;
       lastWrite = Date.now();
       this.store.putInterim(record);
     };
     return {
-      report: (fraction) => {
+      started: () => {
+        if (lastWrite === 0) timer ??= setTimeout(write, RUNNING_RECORD_DELAY_MS);
+      },
+      progress: (fraction) => {
         record.progress = fraction;
         const wait = lastWrite + PROGRESS_WRITE_GAP_MS - Date.now();
-        if (wait <= 0) write();
-        else pending ??= setTimeout(write, wait);
+        if (wait <= 0) {
+          clearTimeout(timer);
+          write();
+        } else timer ??= setTimeout(write, wait);
       },
-      stop: () => clearTimeout(pending),
+      stop: () => {
+        stopped = true;
+        clearTimeout(timer);
+      },
+      get written() {
+        return lastWrite > 0;
+      },
     };
   }
 
@@ -282,7 +314,7 @@ export class Runner {
   }
 
   /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
-  async #settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome): Promise<void> {
+  async #settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome, recordShown: boolean): Promise<void> {
     const { log, metrics } = this.opts;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
     const labels = { queue: job.queue, type: job.type };
@@ -291,7 +323,7 @@ export class Runner {
     else if (outcome.error.code === "cancelled") metrics.cancelled.inc(labels);
     else if (outcome.error.code !== "shutdown") metrics.failed.inc(labels);
     if (outcome.ok) {
-      await this.#finish(job, { ...record, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms });
+      await this.#finish(job, { ...record, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms }, recordShown);
       log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
     } else if (outcome.error.code === "shutdown") {
       // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
@@ -335,13 +367,19 @@ export class Runner {
     await this.#finish(job, dead, { state: "dead", error: lastError, durationMs });
   }
 
+  /**
+   * The result is the durable outcome (a cancel may have claimed it first:
+   * then the cancel stands). The record is brought to the final state only
+   * where a reader could find it stale on its own: it showed "running", or
+   * the job did not succeed (retry and cleanup go by dead/cancelled records).
+   */
   async #finish(
     job: JobEnvelope,
     record: JobStatus,
     end: { state: "succeeded" | "cancelled" | "dead"; value?: unknown; error: JobError | null; durationMs: number | null },
+    recordShown = true,
   ): Promise<void> {
-    const final: JobStatus = { ...record, state: end.state, owner: null, error: end.error, finished_at: record.finished_at ?? new Date().toISOString() };
-    const result: JobResult = {
+    const standing = await this.store.settleResult({
       job_id: job.job_id,
       state: end.state,
       result: end.value ?? null,
@@ -349,12 +387,10 @@ export class Runner {
       attempts: record.attempts,
       duration_ms: end.durationMs,
       correlation_id: job.correlation_id,
-    };
-    // The result is the durable outcome. The record goes just before it on the same
-    // connection, so whoever hears of the result finds the record final already; it has
-    // no ack of its own (status reads fall back on the result, see JobStore.status).
-    this.store.putInterim(final);
-    await this.store.publishResult(result);
+    });
+    if (!recordShown && standing.state === "succeeded") return;
+    // Not acked: the result is stored already, and status reads fall back on it.
+    this.store.putInterim({ ...record, state: standing.state, owner: null, error: standing.error, finished_at: record.finished_at ?? new Date().toISOString() });
   }
 }
 

@@ -3,9 +3,10 @@
  * and results in the results stream. Writes go through one StreamWriter;
  * each acked write resolves only once JetStream has stored it.
  */
-import { DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { dropLastMessage, scanLatest } from "../platform/stream-reads.js";
+import { dropLastMessage, scanLastPerSubject, scanLatest } from "../platform/stream-reads.js";
+import { storedResults, withResult, type StoredResult } from "./records.js";
 import {
   BosunError,
   buckets,
@@ -84,17 +85,16 @@ export class JobStore {
     return found;
   }
 
-  /**
-   * The job's status. The final record write is not acked (the result is the
-   * durable outcome), so a record still showing a live state defers to a result.
-   */
+  /** The job's status: its record, brought up to date by its result (see withResult). */
   async status(jobId: string): Promise<JobStatus> {
-    const { record } = await this.require(jobId);
-    if (FINAL_STATES.has(record.state)) return record;
-    const stored = await this.#resultMessage(jobId);
-    if (!stored) return record;
-    const { result, time } = stored;
-    return { ...record, state: result.state, attempts: result.attempts, error: result.error, owner: null, finished_at: time.toISOString() };
+    return (await this.current(jobId)).record;
+  }
+
+  /** The up-to-date record, with the revision a compare-and-set update needs. */
+  async current(jobId: string): Promise<{ record: JobStatus; revision: number }> {
+    const { record, revision } = await this.require(jobId);
+    if (FINAL_STATES.has(record.state)) return { record, revision };
+    return { record: withResult(record, (await this.#resultMessage(jobId)) ?? undefined), revision };
   }
 
   /**
@@ -152,50 +152,63 @@ export class JobStore {
   async #deadRecords(filter: ListJobsRequest): Promise<JobStatus[]> {
     const subject = filter.queue ? deadSubject(filter.queue, "*") : DEAD_WILDCARD;
     const info = await this.jsm.streams.info(streams.dead, { subjects_filter: subject });
-    let remaining = Object.keys(info.state.subjects ?? {}).length;
     const records: JobStatus[] = [];
-    if (remaining === 0) return records;
-    const consumer = await this.jsm.jetstream().consumers.get(streams.dead, {
-      filter_subjects: subject,
-      deliver_policy: DeliverPolicy.LastPerSubject,
+    await scanLastPerSubject(this.jsm, streams.dead, subject, Object.keys(info.state.subjects ?? {}).length, (msg) => {
+      const { record } = parseWith(DeadLetter, msg.json());
+      if (!filter.tenant || record.tenant === filter.tenant) records.push(record);
     });
-    while (remaining > 0) {
-      const batch = await consumer.fetch({ max_messages: Math.min(remaining, 1000), expires: 2000 });
-      let got = 0;
-      for await (const msg of batch) {
-        got++;
-        remaining = msg.info.pending;
-        const { record } = parseWith(DeadLetter, msg.json());
-        if (!filter.tenant || record.tenant === filter.tenant) records.push(record);
-      }
-      if (got === 0) break;
-    }
     return records;
   }
 
   async #scanRecords(filter: ListJobsRequest): Promise<JobStatus[]> {
-    const matches: JobStatus[] = [];
+    const records: JobStatus[] = [];
     await scanLatest(this.kv, (entry) => {
-      if (entry.operation !== "PUT") return;
-      const record = parseWith(JobStatus, entry.json());
-      const wanted =
-        (!filter.state || record.state === filter.state) &&
-        (!filter.queue || record.queue === filter.queue) &&
-        (!filter.tenant || record.tenant === filter.tenant);
-      if (wanted) matches.push(record);
+      if (entry.operation === "PUT") records.push(parseWith(JobStatus, entry.json()));
     });
-    return matches;
+    const results = records.some((r) => !FINAL_STATES.has(r.state)) ? await storedResults(this.jsm) : new Map<string, StoredResult>();
+    return records
+      .map((record) => withResult(record, results.get(record.job_id)))
+      .filter(
+        (record) =>
+          (!filter.state || record.state === filter.state) &&
+          (!filter.queue || record.queue === filter.queue) &&
+          (!filter.tenant || record.tenant === filter.tenant),
+      );
   }
 
-  async publishResult(result: JobResult): Promise<void> {
+  /**
+   * Stores a result only if the job has none yet; false if it has one. A
+   * cancel and a finishing run race through this, so exactly one of them
+   * decides how the job ended.
+   */
+  async claimResult(result: JobResult): Promise<boolean> {
+    try {
+      await this.writer.publish(resultSubject(result.job_id), encodeJson(result), { expectLastSubjectSeq: 0 });
+      return true;
+    } catch (err) {
+      if (err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Stores a finished run's result and returns the one that stands: a cancel
+   * that got there first wins; an earlier run's result (its supervisor died
+   * before acking) is replaced, so `attempts` counts every run.
+   */
+  async settleResult(result: JobResult): Promise<JobResult> {
+    if (await this.claimResult(result)) return result;
+    const existing = await this.getResult(result.job_id);
+    if (existing?.state === "cancelled") return existing;
     await this.writer.publish(resultSubject(result.job_id), encodeJson(result), { msgId: `${result.job_id}.${result.attempts}` });
+    return result;
   }
 
   async getResult(jobId: string): Promise<JobResult | null> {
     return (await this.#resultMessage(jobId))?.result ?? null;
   }
 
-  async #resultMessage(jobId: string): Promise<{ result: JobResult; time: Date } | null> {
+  async #resultMessage(jobId: string): Promise<StoredResult | null> {
     const msg = await this.jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) });
     return msg ? { result: parseWith(JobResult, JSON.parse(decoder.decode(msg.data))), time: msg.time } : null;
   }
