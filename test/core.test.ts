@@ -299,3 +299,21 @@ t.test("a fast job's status and listing come from its result; a cancel racing it
   }
   t.comment(`raced cancels: ${raced.filter((r) => !r.cancel.errorCode).length} won, ${raced.filter((r) => r.cancel.errorCode).length} came too late`);
 });
+
+t.test("a job pulled ahead behind a run that goes long is handed back and runs on a supervisor with room", async (t) => {
+  const queue = uniqueName();
+  const first = uniqueName("ahead");
+  await startSupervisor(t, server.url, { queues: [queue], workerId: first, args: ["--min", "1", "--max", "1"] });
+  // Short jobs teach the supervisor to pull ahead of its one process.
+  for (let i = 0; i < 5; i++) await http(gw, "POST", "/api/jobs?wait_ms=10000", { body: { type: "echo", queue, payload: { i } } });
+  const sleeper = await requestJson<SubmitReply>(nc, "bosun.api.jobs.submit", { type: "sleep", queue, payload: { ms: 8000 }, max_attempts: 1 });
+  await waitFor(async () => (await http<JobStatus>(gw, "GET", `/api/jobs/${sleeper.body.job_id}`)).body.state === "running", { timeoutMs: 10_000, intervalMs: 20, what: "the long job running" });
+  const second = uniqueName("room");
+  await startSupervisor(t, server.url, { queues: [queue], workerId: second, args: ["--min", "1", "--max", "1"] });
+
+  const behind = await http<JobResult>(gw, "POST", "/api/jobs?wait_ms=6000", { body: { type: "echo", queue, payload: { behind: true } } });
+  t.equal(behind.status, 200, "the job behind the long run finished while it still ran", { body: behind.text });
+  t.match(behind.body, { state: "succeeded", attempts: 1 }, "with its first attempt: being handed back used none");
+  const sleeping = await http<JobStatus>(gw, "GET", `/api/jobs/${sleeper.body.job_id}`);
+  t.match(sleeping.body, { state: "running", owner: { worker_id: first } }, "the long job is still running on the first supervisor");
+});

@@ -88,16 +88,31 @@ export class PoolDrainingError extends Error {
   }
 }
 
+/** No process came free within the caller's wait limit: the job was not started. */
+export class PoolBusyError extends Error {
+  override readonly name = "PoolBusyError";
+  constructor(waitedMs: number) {
+    super(`no execution process came free within ${waitedMs} ms`);
+  }
+}
+
 export interface ExecutionHandle {
   pid: number;
+  /** Epoch ms. */
+  startedAt: number;
   executionId: string;
   outcome: Promise<ExecutionOutcome>;
   kill(reason: KillReason): void;
 }
 
+interface Waiter {
+  resolve(proc: ExecutionProcess): void;
+  reject(err: unknown): void;
+}
+
 export class Pool {
   readonly #processes = new Set<ExecutionProcess>();
-  readonly #waiting: { resolve(p: ExecutionProcess): void; reject(err: unknown): void }[] = [];
+  readonly #waiting: Waiter[] = [];
   #crashes: number[] = [];
   #backoffMs = 0;
   #spawnNotBefore = 0;
@@ -119,17 +134,18 @@ export class Pool {
   }
 
   /**
-   * Runs a job on an idle process, spawning one if none is idle. The caller
-   * must keep the jobs it runs within capacity.
+   * Runs a job on an idle process, spawning one if none is idle and fewer
+   * than max live, else on the next process to come free (in order).
    */
   async execute(
     cmd: Omit<RunCommand, "t" | "execution_id">,
     timeoutMs: number,
-    onProgress?: (fraction: number) => void,
+    opts: { onProgress?: (fraction: number) => void; maxWaitMs?: number } = {},
   ): Promise<ExecutionHandle> {
+    const { onProgress, maxWaitMs } = opts;
     let proc: ExecutionProcess;
     try {
-      proc = await this.#acquire();
+      proc = await this.#acquire(maxWaitMs);
     } catch (err) {
       // A drain retired the process this job was waiting for: not started, not failed.
       throw this.#draining ? new PoolDrainingError() : err;
@@ -144,7 +160,7 @@ export class Pool {
     execution.timer = setTimeout(() => this.#kill(proc, execution, "timeout"), timeoutMs);
     proc.child.send({ t: "run", execution_id, ...cmd } satisfies RunCommand);
     this.opts.onChange();
-    return { pid: proc.pid, executionId: execution_id, outcome, kill: (reason) => this.#kill(proc, execution, reason) };
+    return { pid: proc.pid, startedAt: execution.startedAt.getTime(), executionId: execution_id, outcome, kill: (reason) => this.#kill(proc, execution, reason) };
   }
 
   /** Marks a process to be replaced after its current job, or an idle one now. */
@@ -201,7 +217,7 @@ export class Pool {
   }
 
   /** An idle process, a new one while fewer than max live, or the next to come free. */
-  #acquire(): Promise<ExecutionProcess> {
+  #acquire(maxWaitMs?: number): Promise<ExecutionProcess> {
     if (this.#draining) return Promise.reject(new PoolDrainingError());
     for (const p of this.#processes) {
       if (p.state === "idle") {
@@ -210,9 +226,35 @@ export class Pool {
       }
     }
     if (this.#live() < this.opts.max && !this.#backingOff()) return this.#spawnBusy();
-    const waiting = new Promise<ExecutionProcess>((resolve, reject) => this.#waiting.push({ resolve, reject }));
+    const waiting = this.#wait(maxWaitMs);
     this.#replenish();
     return waiting;
+  }
+
+  /** A place in line for the next free process; given up after maxWaitMs if still in line then. */
+  #wait(maxWaitMs: number | undefined): Promise<ExecutionProcess> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: Waiter = {
+        resolve: (proc) => {
+          clearTimeout(timer);
+          resolve(proc);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      if (maxWaitMs !== undefined) {
+        timer = setTimeout(() => {
+          const place = this.#waiting.indexOf(waiter);
+          if (place < 0) return;
+          this.#waiting.splice(place, 1);
+          reject(new PoolBusyError(maxWaitMs));
+        }, maxWaitMs);
+      }
+      this.#waiting.push(waiter);
+    });
   }
 
   #backingOff(): boolean {

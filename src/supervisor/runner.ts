@@ -17,7 +17,7 @@ import {
 import { backoffDelay } from "./backoff.js";
 import type { CancelRegistry } from "./cancels.js";
 import { cancelledError } from "./intake.js";
-import { PoolDrainingError, type ExecutionHandle, type ExecutionOutcome, type Pool } from "./pool.js";
+import { PoolBusyError, PoolDrainingError, type ExecutionHandle, type ExecutionOutcome, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
@@ -32,6 +32,18 @@ const PROGRESS_WRITE_GAP_MS = 250;
  * fewer per job (status reads put record and result together).
  */
 const RUNNING_RECORD_DELAY_MS = 20;
+/**
+ * While this supervisor's jobs run shorter than this (a moving average), it
+ * holds up to a pool's worth of jobs beyond its free processes: a job held
+ * back waits about one run, and no process idles through a pull round trip.
+ * Longer jobs, or a run going long now, stop it: jobs are then pulled only
+ * for free processes. A job pulled ahead that finds no free process within
+ * PULLED_AHEAD_MAX_WAIT_MS is handed back (no attempt used) for a supervisor
+ * with room, so none waits behind a long run.
+ */
+const PULL_AHEAD_MAX_RUN_MS = 50;
+const PULLED_AHEAD_MAX_WAIT_MS = 2 * PULL_AHEAD_MAX_RUN_MS;
+const RUN_MS_WEIGHT = 0.2;
 const SETTLE_RETRY_MS = 500;
 
 export interface RunnerOptions {
@@ -53,6 +65,8 @@ export class Runner {
   #unsettled = 0;
   #next = 0;
   #refillPending = false;
+  /** Moving average of run times; unknown (no pull-ahead) until a job has run. */
+  #typicalRunMs = Number.POSITIVE_INFINITY;
   #state: RunnerState = "running";
   #idle: (() => void) | undefined;
   /** Messages whose jobs are running: their ack deadline is pushed back together, on one timer. */
@@ -94,11 +108,14 @@ export class Runner {
     this.refill();
   }
 
-  /** Asks the server for as many jobs as there are free processes not already asked for. */
+  /** Asks the server for as many jobs as there are free processes not already asked for (see PULL_AHEAD_MAX_RUN_MS). */
   refill(): void {
     if (this.#state !== "running") return;
     const outstanding = this.#pullers.reduce((n, p) => n + p.outstanding, 0);
-    let credits = this.pool.capacity - this.#executing - outstanding;
+    // Short jobs: ask for a pool's worth more than the free processes, so a process that
+    // comes free finds its next job here instead of waiting a pull round trip for it.
+    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.capacity : 0;
+    let credits = this.pool.capacity + ahead - this.#executing - outstanding;
     // Spread credits over the queues, starting at a rotating one so none starves.
     for (let i = 0; credits > 0 && i < this.#pullers.length; i++) {
       const share = Math.ceil(credits / (this.#pullers.length - i));
@@ -106,6 +123,12 @@ export class Runner {
       credits -= share;
     }
     this.#next = (this.#next + 1) % this.#pullers.length;
+  }
+
+  #longRunNow(): boolean {
+    const now = Date.now();
+    for (const handle of this.#running.values()) if (now - handle.startedAt > PULL_AHEAD_MAX_RUN_MS) return true;
+    return false;
   }
 
   /** Slots freed in one turn of the event loop go out as one pull request, not one each. */
@@ -223,10 +246,10 @@ export class Runner {
         handle = await this.pool.execute(
           { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id },
           job.timeout_ms,
-          visibility.progress,
+          { onProgress: visibility.progress, maxWaitMs: PULLED_AHEAD_MAX_WAIT_MS },
         );
       } catch (err) {
-        if (err instanceof PoolDrainingError) {
+        if (err instanceof PoolDrainingError || err instanceof PoolBusyError) {
           await this.#handBack(msg, job);
           return;
         }
@@ -242,6 +265,9 @@ export class Runner {
       // A cancel that landed while the process was being acquired.
       if (cancels.has(job.job_id)) handle.kill("cancelled");
       const outcome = await handle.outcome;
+      this.#typicalRunMs = Number.isFinite(this.#typicalRunMs)
+        ? this.#typicalRunMs + RUN_MS_WEIGHT * (outcome.duration_ms - this.#typicalRunMs)
+        : outcome.duration_ms;
       visibility.stop();
       this.#running.delete(job.job_id);
       releaseSlot();
