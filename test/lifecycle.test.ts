@@ -200,6 +200,30 @@ t.test("dead letters: listed by state and queue over HTTP and NATS, retried with
   }
 });
 
+t.test("a dead job retried again and again dies again each time, and each death can be retried", async (t) => {
+  const queue = uniqueName("redead");
+  await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "1", "--max", "1"] });
+  // It fails at once, so its new run often dies while the retry is still tidying up the old death.
+  const first = await requestJson<{ job_id: string }>(nc, "bosun.api.jobs.submit", { type: "fail", queue, payload: { message: "always" }, max_attempts: 1 });
+  const jobId = first.body.job_id;
+  const deadAgain = async (what: string) => {
+    const letter = await waitFor(async () => {
+      const s = await requestJson<JobStatus>(nc, "bosun.api.jobs.get", { job_id: jobId });
+      return s.body.state === "dead" ? deadLetterOf(queue, jobId) : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 10, what });
+    return letter;
+  };
+  let letter = await deadAgain("the first death");
+  for (let round = 1; round <= 8; round++) {
+    const retried = await requestJson<{ state: string }>(nc, "bosun.api.jobs.retry", { job_id: jobId });
+    t.equal(retried.errorCode, undefined, `retry ${round} accepted`, { body: retried.body });
+    letter = await deadAgain(`death ${round + 1}`);
+    t.ok(letter, `death ${round + 1} has its dead letter, so it can be retried`);
+  }
+  t.equal((letter?.job as { generation?: number } | undefined)?.generation, 8, "the last dead letter is from the 8th retry");
+});
+
+
 t.test("delayed jobs: scheduled, queued within a second of the due time, and the delay uses no attempt", async (t) => {
   const runs = await RunLog.create(t);
   const queue = uniqueName("delay");

@@ -20,6 +20,13 @@ export async function scanLatest(kv: KV, visit: (entry: KvEntry) => void): Promi
   }
 }
 
+/** Deletes one stored message; one already gone (replaced, purged) is no error. */
+export async function dropMessage(jsm: JetStreamManager, stream: string, seq: number): Promise<void> {
+  await jsm.streams.deleteMessage(stream, seq, false).catch((err: unknown) => {
+    if (!(err instanceof Error && /no message found/i.test(err.message))) throw err;
+  });
+}
+
 /** Deletes the last message on a subject; false when there was none. */
 export async function dropLastMessage(jsm: JetStreamManager, stream: string, subject: string): Promise<boolean> {
   const msg = await jsm.direct.getMessage(stream, { last_by_subj: subject });

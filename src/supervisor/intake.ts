@@ -160,15 +160,23 @@ export class Intake {
     if (record.state !== "dead") {
       throw new BosunError("conflict", `only dead jobs can be retried; job ${jobId} is ${record.state}`, { state: record.state });
     }
-    const letter = await store.deadLetter(record.queue, jobId);
-    if (!letter) throw new BosunError("conflict", `job ${jobId} has no dead letter to retry from`);
-    const job: JobEnvelope = { ...letter.job, generation: letter.job.generation + 1, errors: [] };
-    // The record claims the retry (compare-and-set); the old result goes before the new
-    // run can write one; the dead letter goes last, once nothing can be lost with it.
-    await store.update(recordOf(job, "queued", 0), revision);
-    await store.dropResult(jobId);
+    const dead = await store.deadLetter(record.queue, jobId);
+    if (!dead) throw new BosunError("conflict", `job ${jobId} has no dead letter to retry from`);
+    const job: JobEnvelope = { ...dead.letter.job, generation: dead.letter.job.generation + 1, errors: [] };
+    const deadResult = await store.resultSequence(jobId);
+    // Queued first, so no crash after this point can lose the job: the message id (job,
+    // generation, attempt) makes a concurrent retry of the same dead job the same message.
+    // The record then claims the retry; the old result and dead letter go last, by sequence,
+    // so a new run's result or dead letter written meanwhile stays.
     await store.enqueue(job, 0);
-    await store.dropDeadLetter(record.queue, jobId);
+    try {
+      await store.update(recordOf(job, "queued", 0), revision);
+    } catch (err) {
+      // Changed meanwhile: by the new run already, or by a concurrent retry of the same job.
+      if (!(err instanceof BosunError && err.code === "conflict") || (await store.current(jobId)).record.state === "dead") throw err;
+    }
+    if (deadResult !== undefined) await store.dropResult(deadResult);
+    await store.dropDeadLetter(dead.seq);
     log.info({ job_id: jobId, correlation_id: job.correlation_id, generation: job.generation }, "dead job requeued");
     return { job_id: jobId, state: "queued" };
   }

@@ -5,7 +5,7 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { dropLastMessage, scanLastPerSubject, scanLatest } from "../platform/stream-reads.js";
+import { dropMessage, scanLastPerSubject, scanLatest } from "../platform/stream-reads.js";
 import { storedResults, withResult, type StoredResult } from "./records.js";
 import {
   BosunError,
@@ -123,19 +123,25 @@ export class JobStore {
     });
   }
 
-  async deadLetter(queue: string, jobId: string): Promise<DeadLetter | null> {
+  /** The job's dead letter and where it is stored (to drop exactly that one later). */
+  async deadLetter(queue: string, jobId: string): Promise<{ letter: DeadLetter; seq: number } | null> {
     const msg = await this.jsm.direct.getMessage(streams.dead, { last_by_subj: deadSubject(queue, jobId) });
-    return msg ? parseWith(DeadLetter, JSON.parse(decoder.decode(msg.data))) : null;
+    return msg ? { letter: parseWith(DeadLetter, JSON.parse(decoder.decode(msg.data))), seq: msg.seq } : null;
   }
 
-  /** A retried dead job must not answer with its old result. */
-  async dropResult(jobId: string): Promise<void> {
-    await dropLastMessage(this.jsm, streams.results, resultSubject(jobId));
+  /** Where the job's stored result is, to drop exactly that one later (see dropResult). */
+  async resultSequence(jobId: string): Promise<number | undefined> {
+    return (await this.jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) }))?.seq;
   }
 
-  /** A retried dead job is not dead any more. */
-  async dropDeadLetter(queue: string, jobId: string): Promise<void> {
-    await dropLastMessage(this.jsm, streams.dead, deadSubject(queue, jobId));
+  /** A retried dead job must not answer with its old result; a newer one has replaced it already if gone. */
+  async dropResult(seq: number): Promise<void> {
+    await dropMessage(this.jsm, streams.results, seq);
+  }
+
+  /** A retried dead job is not dead any more; if it died again meanwhile, its new dead letter stays. */
+  async dropDeadLetter(seq: number): Promise<void> {
+    await dropMessage(this.jsm, streams.dead, seq);
   }
 
   /**
