@@ -522,5 +522,17 @@ t.test("maintenance: cleanup-runs purges exactly the old finished records and re
     const res = await http<ErrorReply>(base, "POST", `/api/system/maintenance/${route}`, { body });
     t.equal(res.status, 400, `${route} ${JSON.stringify(body)}: 400`, { body: res.text });
   }
+  const badQueue = await http<ErrorReply>(base, "POST", "/api/system/maintenance/cleanup-runs?queue=no%20spaces", { body: {} });
+  t.equal(badQueue.status, 400, "an invalid ?queue= is 400", { body: badQueue.text });
   t.match(await httpQueue(base, "default"), { pending: 0 }, "the refused ones queued nothing");
+
+  // ?queue= picks the queue: one no supervisor serves is refused, another one runs the task.
+  const unserved = await http<ErrorReply>(base, "POST", `/api/system/maintenance/cleanup-runs?queue=${uniqueName("nobody")}`, { body: {} });
+  t.equal(unserved.status, 422, "a queue no supervisor serves: 422", { body: unserved.text });
+  const opsQueue = uniqueName("ops");
+  await startSupervisor(t, srv.url, { queues: [opsQueue], args: small(1, 1) });
+  const onOps = await http<{ task_id: string }>(base, "POST", `/api/system/maintenance/cleanup-temp-files?queue=${opsQueue}`, { body: { max_age_hours: 1 } });
+  t.equal(onOps.status, 202, "a task on another queue is accepted", { body: onOps.text });
+  t.match(await httpResult(base, onOps.body.task_id), { state: "succeeded" }, "and runs there");
+  t.match((await http<JobStatus>(base, "GET", `/api/jobs/${onOps.body.task_id}`)).body, { queue: opsQueue }, "its record names that queue");
 });

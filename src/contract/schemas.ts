@@ -274,6 +274,8 @@ export const JobEvent = z.object({
 export type JobEvent = z.infer<typeof JobEvent>;
 
 export const MaintenanceReply = z.object({ status: z.literal("queued"), task_id: z.string() });
+/** Which queue a maintenance task runs on (a supervisor serving it must be live). */
+export const MaintenanceQuery = z.object({ queue: name("queue").optional() }).strict();
 
 const maxAgeHours = z.number().positive().max(24 * 365 * 10);
 /** Payloads of the built-in maintenance tasks; omitted fields take the supervisor's defaults. */

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import {
+  MaintenanceQuery,
   api,
   CancelReply,
   CleanupRunsPayload,
@@ -54,10 +55,11 @@ const maintenance = (type: string, payload: z.ZodType, summary: string): ApiRout
   url: `/api/system/maintenance/${type.replace("maintenance.", "").replaceAll("_", "-")}`,
   summary,
   subject: api.jobsSubmit,
+  query: MaintenanceQuery,
   body: payload,
   response: MaintenanceReply,
   status: 202,
-  toRequest: ({ body }) => ({ type, queue: "default", payload: body ?? {}, max_attempts: 1 }),
+  toRequest: ({ query, body }) => ({ type, queue: query.queue ?? "default", payload: body ?? {}, max_attempts: 1 }),
   fromReply: (reply) => ({ status: "queued", task_id: (reply as { job_id: string }).job_id }),
 });
 
