@@ -23,7 +23,8 @@ export async function scanLatest(kv: KV, visit: (entry: KvEntry) => void): Promi
 /** Deletes one stored message; one already gone (replaced, purged) is no error. */
 export async function dropMessage(jsm: JetStreamManager, stream: string, seq: number): Promise<void> {
   await jsm.streams.deleteMessage(stream, seq, false).catch((err: unknown) => {
-    if (!(err instanceof Error && /no message found/i.test(err.message))) throw err;
+    // nats-server says "no message found" or "sequence N not found", depending on why it is gone.
+    if (!(err instanceof Error && /no message found|sequence \d+ not found/i.test(err.message))) throw err;
   });
 }
 
