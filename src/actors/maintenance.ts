@@ -14,7 +14,6 @@ import {
   CleanupTempFilesPayload,
   deadSubject,
   FINAL_STATES,
-  JobStatus,
   resultSubject,
   streams,
 } from "../contract/index.js";
@@ -43,20 +42,11 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
       const nc = await nats();
       const { Kvm } = await import("@nats-io/kv");
       const { jetstreamManager } = await import("@nats-io/jetstream");
-      const { dropLastMessage, scanLatest } = await import("../platform/stream-reads.js");
+      const { dropLastMessage } = await import("../platform/stream-reads.js");
       const kv = await new Kvm(nc).open(buckets.jobs);
       const jsm = await jetstreamManager(nc);
-      const { storedResults, withResult } = await import("../supervisor/records.js");
-      const records: JobStatus[] = [];
-      await scanLatest(kv, (entry) => {
-        if (entry.operation !== "PUT") return;
-        const record = JobStatus.safeParse(entry.json());
-        if (record.success) records.push(record.data);
-      });
-      // Fast jobs' records never leave "queued": their results say how and when they ended.
-      const stored = records.some((r) => !FINAL_STATES.has(r.state)) ? await storedResults(jsm) : new Map();
-      const old = records
-        .map((record) => withResult(record, stored.get(record.job_id)))
+      const { currentRecords } = await import("../supervisor/records.js");
+      const old = (await currentRecords(kv, jsm))
         .filter((record) => FINAL_STATES.has(record.state) && Date.parse(record.finished_at ?? "") < cutoff)
         .map((record) => ({ jobId: record.job_id, queue: record.queue }));
       let results = 0;

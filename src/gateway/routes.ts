@@ -5,7 +5,6 @@
  */
 import { z } from "zod";
 import {
-  MaintenanceQuery,
   api,
   CancelReply,
   CleanupRunsPayload,
@@ -16,6 +15,7 @@ import {
   ListJobsReply,
   ListJobsRequest,
   MAX_WAIT_MS,
+  MaintenanceQuery,
   MaintenanceReply,
   OpsFlags,
   OpsPatch,

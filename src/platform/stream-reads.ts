@@ -31,7 +31,9 @@ export async function dropMessage(jsm: JetStreamManager, stream: string, seq: nu
 /** Deletes the last message on a subject; false when there was none. */
 export async function dropLastMessage(jsm: JetStreamManager, stream: string, subject: string): Promise<boolean> {
   const msg = await jsm.direct.getMessage(stream, { last_by_subj: subject });
-  return msg ? jsm.streams.deleteMessage(stream, msg.seq, false) : false;
+  if (!msg) return false;
+  await dropMessage(jsm, stream, msg.seq);
+  return true;
 }
 
 /**

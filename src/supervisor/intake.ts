@@ -163,7 +163,7 @@ export class Intake {
     const dead = await store.deadLetter(record.queue, jobId);
     if (!dead) throw new BosunError("conflict", `job ${jobId} has no dead letter to retry from`);
     const job: JobEnvelope = { ...dead.letter.job, generation: dead.letter.job.generation + 1, errors: [] };
-    const deadResult = await store.resultSequence(jobId);
+    const deadResult = (await store.storedResult(jobId))?.seq;
     // Queued first, so no crash after this point can lose the job: the message id (job,
     // generation, attempt) makes a concurrent retry of the same dead job the same message.
     // The record then claims the retry; the old result and dead letter go last, by sequence,

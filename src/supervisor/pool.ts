@@ -80,21 +80,14 @@ const killMessages: Record<KillReason, string> = {
 };
 const killError = (reason: KillReason): JobError => ({ code: reason, message: killMessages[reason] });
 
-/** The pool stopped handing out processes: the job was not started and should run elsewhere. */
-export class PoolDrainingError extends Error {
-  override readonly name = "PoolDrainingError";
-  constructor() {
-    super("the pool is draining");
-  }
+/**
+ * The job was never started: the pool is draining, or no process came free
+ * within the caller's wait limit. It should run elsewhere, its attempt unused.
+ */
+export class NotStartedError extends Error {
+  override readonly name = "NotStartedError";
 }
-
-/** No process came free within the caller's wait limit: the job was not started. */
-export class PoolBusyError extends Error {
-  override readonly name = "PoolBusyError";
-  constructor(waitedMs: number) {
-    super(`no execution process came free within ${waitedMs} ms`);
-  }
-}
+const drainingError = () => new NotStartedError("the pool is draining");
 
 export interface ExecutionHandle {
   pid: number;
@@ -148,10 +141,10 @@ export class Pool {
       proc = await this.#acquire(maxWaitMs);
     } catch (err) {
       // A drain retired the process this job was waiting for: not started, not failed.
-      throw this.#draining ? new PoolDrainingError() : err;
+      throw this.#draining ? drainingError() : err;
     }
     // Acquired while a drain began (a process that was still starting): the drain retires it.
-    if (this.#draining) throw new PoolDrainingError();
+    if (this.#draining) throw drainingError();
     const execution_id = randomUUID();
     let finish!: (outcome: ExecutionOutcome) => void;
     const outcome = new Promise<ExecutionOutcome>((resolve) => (finish = resolve));
@@ -203,7 +196,7 @@ export class Pool {
     this.#draining = true;
     clearInterval(this.#reaper);
     clearTimeout(this.#replenishTimer);
-    for (const waiter of this.#waiting.splice(0)) waiter.reject(new PoolDrainingError());
+    for (const waiter of this.#waiting.splice(0)) waiter.reject(drainingError());
     const running = [...this.#processes].filter((p) => p.current).map((p) => p.current!);
     const deadline = setTimeout(() => {
       for (const p of this.#processes) if (p.current) this.#kill(p, p.current, "shutdown");
@@ -218,7 +211,7 @@ export class Pool {
 
   /** An idle process, a new one while fewer than max live, or the next to come free. */
   #acquire(maxWaitMs?: number): Promise<ExecutionProcess> {
-    if (this.#draining) return Promise.reject(new PoolDrainingError());
+    if (this.#draining) return Promise.reject(drainingError());
     for (const p of this.#processes) {
       if (p.state === "idle") {
         p.state = "busy";
@@ -250,7 +243,7 @@ export class Pool {
           const place = this.#waiting.indexOf(waiter);
           if (place < 0) return;
           this.#waiting.splice(place, 1);
-          reject(new PoolBusyError(maxWaitMs));
+          reject(new NotStartedError(`no execution process came free within ${maxWaitMs} ms`));
         }, maxWaitMs);
       }
       this.#waiting.push(waiter);

@@ -1,10 +1,13 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { FINAL_STATES, JobResult, parseWith, RESULTS_WILDCARD, streams, type JobEnvelope, type JobState, type JobStatus } from "../contract/index.js";
-import { scanLastPerSubject } from "../platform/stream-reads.js";
+import type { KV } from "@nats-io/kv";
+import { FINAL_STATES, JobResult, JobStatus, parseWith, RESULTS_WILDCARD, streams, type JobEnvelope, type JobState } from "../contract/index.js";
+import { scanLastPerSubject, scanLatest } from "../platform/stream-reads.js";
 
 export interface StoredResult {
   result: JobResult;
+  /** When JetStream stored it. */
   time: Date;
+  seq: number;
 }
 
 /** A job record as its envelope and attempt count imply; callers override the rest. */
@@ -49,13 +52,29 @@ export function withResult(record: JobStatus, stored: StoredResult | undefined):
   };
 }
 
+/**
+ * Every job record as it stands now (see withResult), read once: the list
+ * endpoint and the cleanup task. Linear in the records and results kept.
+ */
+export async function currentRecords(kv: KV, jsm: JetStreamManager): Promise<JobStatus[]> {
+  const records: JobStatus[] = [];
+  await scanLatest(kv, (entry) => {
+    if (entry.operation !== "PUT") return;
+    const record = JobStatus.safeParse(entry.json());
+    if (record.success) records.push(record.data);
+  });
+  if (records.every((r) => FINAL_STATES.has(r.state))) return records;
+  const results = await storedResults(jsm);
+  return records.map((record) => withResult(record, results.get(record.job_id)));
+}
+
 /** Every stored result by job id (the results stream keeps one per job). */
-export async function storedResults(jsm: JetStreamManager): Promise<Map<string, StoredResult>> {
+async function storedResults(jsm: JetStreamManager): Promise<Map<string, StoredResult>> {
   const results = new Map<string, StoredResult>();
   const info = await jsm.streams.info(streams.results);
   await scanLastPerSubject(jsm, streams.results, RESULTS_WILDCARD, info.state.messages, (msg) => {
     const result = parseWith(JobResult, msg.json());
-    results.set(result.job_id, { result, time: msg.time });
+    results.set(result.job_id, { result, time: msg.time, seq: msg.seq });
   });
   return results;
 }

@@ -17,7 +17,7 @@ import {
 import { backoffDelay } from "./backoff.js";
 import type { CancelRegistry } from "./cancels.js";
 import { cancelledError } from "./intake.js";
-import { PoolBusyError, PoolDrainingError, type ExecutionHandle, type ExecutionOutcome, type Pool } from "./pool.js";
+import { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
@@ -249,7 +249,7 @@ export class Runner {
           { onProgress: visibility.progress, maxWaitMs: PULLED_AHEAD_MAX_WAIT_MS },
         );
       } catch (err) {
-        if (err instanceof PoolDrainingError || err instanceof PoolBusyError) {
+        if (err instanceof NotStartedError) {
           await this.#handBack(msg, job);
           return;
         }

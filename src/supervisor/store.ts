@@ -5,8 +5,8 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { dropMessage, scanLastPerSubject, scanLatest } from "../platform/stream-reads.js";
-import { storedResults, withResult, type StoredResult } from "./records.js";
+import { dropMessage, scanLastPerSubject } from "../platform/stream-reads.js";
+import { currentRecords, withResult, type StoredResult } from "./records.js";
 import {
   BosunError,
   buckets,
@@ -94,7 +94,7 @@ export class JobStore {
   async current(jobId: string): Promise<{ record: JobStatus; revision: number }> {
     const { record, revision } = await this.require(jobId);
     if (FINAL_STATES.has(record.state)) return { record, revision };
-    return { record: withResult(record, (await this.#resultMessage(jobId)) ?? undefined), revision };
+    return { record: withResult(record, (await this.storedResult(jobId)) ?? undefined), revision };
   }
 
   /**
@@ -127,11 +127,6 @@ export class JobStore {
   async deadLetter(queue: string, jobId: string): Promise<{ letter: DeadLetter; seq: number } | null> {
     const msg = await this.jsm.direct.getMessage(streams.dead, { last_by_subj: deadSubject(queue, jobId) });
     return msg ? { letter: parseWith(DeadLetter, JSON.parse(decoder.decode(msg.data))), seq: msg.seq } : null;
-  }
-
-  /** Where the job's stored result is, to drop exactly that one later (see dropResult). */
-  async resultSequence(jobId: string): Promise<number | undefined> {
-    return (await this.jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) }))?.seq;
   }
 
   /** A retried dead job must not answer with its old result; a newer one has replaced it already if gone. */
@@ -167,19 +162,12 @@ export class JobStore {
   }
 
   async #scanRecords(filter: ListJobsRequest): Promise<JobStatus[]> {
-    const records: JobStatus[] = [];
-    await scanLatest(this.kv, (entry) => {
-      if (entry.operation === "PUT") records.push(parseWith(JobStatus, entry.json()));
-    });
-    const results = records.some((r) => !FINAL_STATES.has(r.state)) ? await storedResults(this.jsm) : new Map<string, StoredResult>();
-    return records
-      .map((record) => withResult(record, results.get(record.job_id)))
-      .filter(
-        (record) =>
-          (!filter.state || record.state === filter.state) &&
-          (!filter.queue || record.queue === filter.queue) &&
-          (!filter.tenant || record.tenant === filter.tenant),
-      );
+    return (await currentRecords(this.kv, this.jsm)).filter(
+      (record) =>
+        (!filter.state || record.state === filter.state) &&
+        (!filter.queue || record.queue === filter.queue) &&
+        (!filter.tenant || record.tenant === filter.tenant),
+    );
   }
 
   /**
@@ -211,11 +199,12 @@ export class JobStore {
   }
 
   async getResult(jobId: string): Promise<JobResult | null> {
-    return (await this.#resultMessage(jobId))?.result ?? null;
+    return (await this.storedResult(jobId))?.result ?? null;
   }
 
-  async #resultMessage(jobId: string): Promise<StoredResult | null> {
+  /** The job's result with where and when it was stored. */
+  async storedResult(jobId: string): Promise<StoredResult | null> {
     const msg = await this.jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) });
-    return msg ? { result: parseWith(JobResult, JSON.parse(decoder.decode(msg.data))), time: msg.time } : null;
+    return msg ? { result: parseWith(JobResult, JSON.parse(decoder.decode(msg.data))), time: msg.time, seq: msg.seq } : null;
   }
 }
