@@ -6,6 +6,7 @@
  * every result the job's own, and how many jobs ran twice.
  */
 import t from "tap";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { JobResult } from "./helpers/http.js";
 import { connectClient } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
@@ -56,6 +57,15 @@ function checkResults(ids: readonly string[], expected: ReadonlyMap<string, Expe
   return { lost, notSucceeded, wrong, succeeded: ids.length - lost - notSucceeded - wrong };
 }
 
+/** Once every job has a result: waits for the queue to go quiet, then reads the final results and the runs behind them. */
+async function settle(nc: NatsConnection, queue: string, runs: RunLog, ids: readonly string[], expected: ReadonlyMap<string, Expected>, started: number) {
+  await waitQuiet(nc, queue, 60_000);
+  const elapsed = Date.now() - started;
+  const results = await finalResults(nc, ids);
+  await runs.refresh();
+  return { elapsed, results, check: checkResults(ids, expected, results), figures: describeRuns(runs, ids) };
+}
+
 t.test("2,000 jobs on two supervisors, one SIGKILLed mid-run: every job succeeds with its own result", async (t) => {
   const server = await NatsServer.start(t);
   const nc = await connectClient(t, server.url);
@@ -93,13 +103,7 @@ t.test("2,000 jobs on two supervisors, one SIGKILLed mid-run: every job succeeds
   t.ok(startedBeforeKill < n, `killed mid-run: ${startedBeforeKill} of ${n} runs had started, ${victimInFlight} on the victim`);
 
   await waitForResults(nc, ids, { timeoutMs: 150_000, what: "every job's result after the kill" });
-  await waitQuiet(nc, queue, 60_000);
-  const elapsed = Date.now() - started;
-  const results = await finalResults(nc, ids);
-  await runs.refresh();
-
-  const check = checkResults(ids, expected, results);
-  const figures = describeRuns(runs, ids);
+  const { elapsed, results, check, figures } = await settle(nc, queue, runs, ids, expected, started);
   // A job may run twice only because its first run was on the victim and was cut short or unacked.
   let duplicatesNotFromTheKill = 0;
   let attemptsBelowRuns = 0;
@@ -183,13 +187,7 @@ t.test("execution processes SIGKILLed at random while 500 jobs run: all succeed 
     done = true;
     await killer;
   }
-  await waitQuiet(nc, queue, 60_000);
-  const elapsed = Date.now() - started;
-  const results = await finalResults(nc, ids);
-  await runs.refresh();
-
-  const check = checkResults(ids, expected, results);
-  const figures = describeRuns(runs, ids);
+  const { elapsed, results, check, figures } = await settle(nc, queue, runs, ids, expected, started);
   const cutShort = runs.cutShort(ids).length;
   let attemptsBelowRuns = 0;
   let overAttempts = 0;
@@ -317,13 +315,7 @@ t.test("nats-server SIGKILLed and restarted mid-run: every job accepted before o
 
   const ids = accepted.map((s) => s.job_id);
   await waitForResults(nc, ids, { timeoutMs: 150_000, what: "every accepted job's result after the restart" });
-  await waitQuiet(nc, queue, 60_000);
-  const elapsed = Date.now() - started;
-  const results = await finalResults(nc, ids);
-  await runs.refresh();
-
-  const check = checkResults(ids, expected, results);
-  const figures = describeRuns(runs, ids);
+  const { elapsed, results, check, figures } = await settle(nc, queue, runs, ids, expected, started);
   const undercounted = ids.filter((id) => (results.get(id)?.attempts ?? 0) < runs.starts(id).length);
   const undercountDetail = undercounted.slice(0, 5).map((id) => ({
     job: id,
