@@ -2,3 +2,4 @@ export * from "./subjects.js";
 export * from "./schemas.js";
 export * from "./errors.js";
 export * from "./codec.js";
+export * from "./operations.js";

@@ -28,7 +28,7 @@ import type { OpsFlagsView } from "../platform/ops.js";
 import { jobEvents, workerHeartbeats } from "./events.js";
 import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
-import { apiRoutes, JobParams, specialRoutes, type ApiRoute } from "./routes.js";
+import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -86,21 +86,10 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
     natsCall(nc, subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
 
-  const submit = specialRoutes.submit;
-  app.post(submit.url, async (req, reply) => {
-    const { wait_ms } = parseWith(submit.query, req.query);
-    const body = req.body === undefined ? {} : req.body;
-    const queue = isPlainObject(body) && typeof body.queue === "string" ? body.queue : "default";
-    // Paused here as well as in the supervisors: a paused queue costs no NATS round trip.
-    if (ops.submissionsPaused(queue)) throw new BosunError("unavailable", `submissions to queue "${queue}" are paused by an operator`, { queue });
-    const forwarded = wait_ms !== undefined && isPlainObject(body) ? { ...body, wait_ms } : body;
-    const res = await call(submit.subject, forwarded, req, wait_ms ?? 0);
-    const state = (res.body as { state?: JobState } | null)?.state;
-    const status = res.status === 200 ? (state && FINAL_STATES.has(state) ? 200 : submit.status) : res.status;
-    return send(reply, status, res.body);
-  });
-
-  for (const route of apiRoutes) registerRoute(app, route, call);
+  for (const route of httpRoutes) {
+    if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops);
+    else registerRoute(app, route, call);
+  }
 
   app.get("/api/jobs/:job_id/events", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
     const { job_id } = parseWith(JobParams, req.params);
@@ -131,7 +120,27 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
 
 type Call = (subject: string, body: unknown, req: FastifyRequest, extraMs?: number) => ReturnType<typeof natsCall>;
 
-function registerRoute(app: FastifyInstance, route: ApiRoute, call: Call): void {
+/** A submit: `?wait_ms` extends the NATS timeout, and a job that finished within it answers 200. */
+function registerSubmit(app: FastifyInstance, route: HttpRoute, call: Call, ops: OpsFlagsView): void {
+  app.route({
+    method: route.method,
+    url: route.url,
+    handler: async (req, reply) => {
+      const { wait_ms } = parseWith(WaitQuery, req.query);
+      const body = req.body === undefined ? {} : req.body;
+      const queue = isPlainObject(body) && typeof body.queue === "string" ? body.queue : "default";
+      // Paused here as well as in the supervisors: a paused queue costs no NATS round trip.
+      if (ops.submissionsPaused(queue)) throw new BosunError("unavailable", `submissions to queue "${queue}" are paused by an operator`, { queue });
+      const forwarded = wait_ms !== undefined && isPlainObject(body) ? { ...body, wait_ms } : body;
+      const res = await call(operations[route.operation].subject, forwarded, req, wait_ms ?? 0);
+      const state = (res.body as { state?: JobState } | null)?.state;
+      const status = res.status === 200 ? (state && FINAL_STATES.has(state) ? 200 : (route.status ?? 200)) : res.status;
+      return send(reply, status, res.body);
+    },
+  });
+}
+
+function registerRoute(app: FastifyInstance, route: HttpRoute, call: Call): void {
   app.route({
     method: route.method,
     url: route.url,
@@ -142,7 +151,7 @@ function registerRoute(app: FastifyInstance, route: ApiRoute, call: Call): void 
         body: route.body ? parseWith(route.body, req.body ?? {}) : undefined,
       };
       const request = route.toRequest ? route.toRequest(input) : { ...input.params, ...input.query, ...(isPlainObject(input.body) ? input.body : {}) };
-      const res = await call(route.subject, request, req);
+      const res = await call(operations[route.operation].subject, request, req);
       if (res.status !== 200) return send(reply, res.status, res.body);
       return send(reply, route.status ?? 200, route.fromReply ? route.fromReply(res.body) : res.body);
     },

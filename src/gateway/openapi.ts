@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { ErrorReply, JobEvent, WorkerInfo } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
-import { apiRoutes, specialRoutes, JobParams, type ApiRoute } from "./routes.js";
+import { httpRoutes, JobParams, operations, type HttpRoute } from "../contract/index.js";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -16,7 +16,7 @@ const schemaOf = (schema: z.ZodType, io: "input" | "output"): JsonSchema => {
 
 const openApiPath = (url: string) => url.replace(/:([a-z_]+)/g, "{$1}");
 
-function parameters(route: Pick<ApiRoute, "params" | "query">): JsonSchema[] {
+function parameters(route: Pick<HttpRoute, "params" | "query">): JsonSchema[] {
   const list: JsonSchema[] = [];
   for (const [where, shape] of [["path", route.params], ["query", route.query]] as const) {
     if (!shape) continue;
@@ -30,13 +30,16 @@ function parameters(route: Pick<ApiRoute, "params" | "query">): JsonSchema[] {
 
 const errorResponse = { description: "error", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
 
-function operation(route: ApiRoute): JsonSchema {
+function operation(route: HttpRoute): JsonSchema {
+  const nats = operations[route.operation];
   const op: JsonSchema = {
-    summary: route.summary,
-    description: `NATS: request \`${route.subject}\` with the same JSON.`,
+    operationId: route.operationId,
+    tags: [nats.tag],
+    summary: route.summary ?? nats.summary,
+    description: `NATS: request \`${nats.subject}\` with the same JSON.`,
     parameters: parameters(route),
     responses: {
-      [String(route.status ?? 200)]: { description: "success", content: { "application/json": { schema: schemaOf(route.response, "output") } } },
+      [String(route.status ?? 200)]: { description: "success", content: { "application/json": { schema: schemaOf(route.response ?? nats.response, "output") } } },
       "4XX": errorResponse,
       "503": { ...errorResponse, description: "NATS unreachable or no supervisor answering (Retry-After set)" },
     },
@@ -58,7 +61,7 @@ export function buildOpenApi(): JsonSchema {
   const add = (method: string, url: string, op: JsonSchema) => {
     (paths[openApiPath(url)] ??= {})[method.toLowerCase()] = op;
   };
-  for (const route of [specialRoutes.submit, ...apiRoutes]) add(route.method, route.url, operation(route));
+  for (const route of httpRoutes) add(route.method, route.url, operation(route));
   add("GET", "/api/jobs/:job_id/events", sse("Every state change and progress report of one job, until it ends", JobEvent, JobParams));
   add("GET", "/api/platform/workers/stream", sse("Heartbeats as they arrive", z.object({ type: z.literal("worker_heartbeat"), data: WorkerInfo })));
   add("GET", "/healthz", plain("Liveness"));

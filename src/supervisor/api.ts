@@ -8,20 +8,15 @@ import { headers as natsHeaders, type Msg, type NatsConnection, type Subscriptio
 import type { Logger } from "pino";
 import type { z } from "zod";
 import {
-  api,
   controlSubject,
   CORRELATION_HEADER,
   decodeWith,
-  EmptyRequest,
   encodeJson,
-  JobIdRequest,
-  ListJobsRequest,
-  OpsPatch,
-  RecycleRequest,
   SERVICE_NAME,
   SubmitRequest,
   toBosunError,
 } from "../contract/index.js";
+import { operations, type OperationName } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
 import type { Intake } from "./intake.js";
@@ -36,32 +31,23 @@ export interface ApiDeps {
   log: Logger;
 }
 
-type Endpoint<S extends z.ZodType> = {
-  subject: string;
-  schema: S;
-  handle(input: z.output<S>, msg: ServiceMsg): Promise<unknown>;
-};
-
-const endpoint = <S extends z.ZodType>(e: Endpoint<S>): Endpoint<z.ZodType> => e as unknown as Endpoint<z.ZodType>;
+/** One handler per operation of the contract's table: a missing one is a type error. */
+type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N]["request"]>, msg: ServiceMsg) => Promise<unknown> };
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, store, log, workerId, operations } = deps;
-  const endpoints: Record<string, Endpoint<z.ZodType>> = {
-    jobs_submit: endpoint({
-      subject: api.jobsSubmit,
-      schema: SubmitRequest,
-      handle: (req, msg) => intake.submit(req, msg.headers?.get(CORRELATION_HEADER) || undefined),
-    }),
-    jobs_get: endpoint({ subject: api.jobsGet, schema: JobIdRequest, handle: (req) => store.status(req.job_id) }),
-    jobs_result: endpoint({ subject: api.jobsResult, schema: JobIdRequest, handle: (req) => intake.result(req.job_id) }),
-    jobs_cancel: endpoint({ subject: api.jobsCancel, schema: JobIdRequest, handle: (req) => intake.cancel(req.job_id) }),
-    jobs_retry: endpoint({ subject: api.jobsRetry, schema: JobIdRequest, handle: (req) => intake.retry(req.job_id) }),
-    jobs_list: endpoint({ subject: api.jobsList, schema: ListJobsRequest, handle: async (req) => ({ jobs: await intake.list(req) }) }),
-    workers_list: endpoint({ subject: api.workersList, schema: EmptyRequest, handle: async () => ({ workers: operations.workers() }) }),
-    workers_recycle: endpoint({ subject: api.workersRecycle, schema: RecycleRequest, handle: (req) => operations.recycle(req) }),
-    queue_status: endpoint({ subject: api.queueStatus, schema: EmptyRequest, handle: async () => ({ queues: await operations.queues() }) }),
-    ops_get: endpoint({ subject: api.opsGet, schema: EmptyRequest, handle: async () => operations.opsFlags() }),
-    ops_set: endpoint({ subject: api.opsSet, schema: OpsPatch, handle: (patch) => operations.setOps(patch) }),
+  const { intake, store, log, workerId, operations: ops } = deps;
+  const handlers: Handlers = {
+    jobs_submit: (req, msg) => intake.submit(req, msg.headers?.get(CORRELATION_HEADER) || undefined),
+    jobs_get: (req) => store.status(req.job_id),
+    jobs_result: (req) => intake.result(req.job_id),
+    jobs_cancel: (req) => intake.cancel(req.job_id),
+    jobs_retry: (req) => intake.retry(req.job_id),
+    jobs_list: async (req) => ({ jobs: await intake.list(req) }),
+    workers_list: async () => ({ workers: ops.workers() }),
+    workers_recycle: (req) => ops.recycle(req),
+    queue_status: async () => ({ queues: await ops.queues() }),
+    ops_get: async () => ops.opsFlags(),
+    ops_set: (patch) => ops.setOps(patch),
   };
   const service = await new Svcm(nc).add({
     name: SERVICE_NAME,
@@ -69,15 +55,17 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     description: "Bosun job runtime API",
     metadata: { worker_id: workerId },
   });
-  for (const [name, e] of Object.entries(endpoints)) {
+  for (const name of Object.keys(operations) as OperationName[]) {
+    const { subject, request } = operations[name];
+    const handle = handlers[name] as (input: unknown, msg: ServiceMsg) => Promise<unknown>;
     service.addEndpoint(name, {
-      subject: e.subject,
+      subject,
       handler: (err, msg) => {
         if (err) {
           log.error({ err, endpoint: name }, "service endpoint failed");
           return;
         }
-        void answer(msg, () => e.handle(decodeWith(e.schema, msg.data), msg), log, name);
+        void answer(msg, () => handle(decodeWith(request, msg.data), msg), log, name);
       },
     });
   }

@@ -1,0 +1,173 @@
+/**
+ * Every operation of the API, once: its NATS subject, its request and reply
+ * schemas, who may call it, and the HTTP route(s) that reach it. The
+ * supervisors' NATS service, the gateway's routes, /openapi.json, the auth
+ * checks and the typed client are all built from these two tables, so a new
+ * operation cannot skip validation, auth or documentation.
+ */
+import { z } from "zod";
+import {
+  CancelReply,
+  CleanupRunsPayload,
+  CleanupTempFilesPayload,
+  EmptyRequest,
+  JobId,
+  JobIdRequest,
+  JobResult,
+  JobStatus,
+  ListJobsReply,
+  ListJobsRequest,
+  MaintenanceQuery,
+  MaintenanceReply,
+  MAX_WAIT_MS,
+  OpsFlags,
+  OpsPatch,
+  QueueStatusReply,
+  RecycleReply,
+  RecycleRequest,
+  SubmitReply,
+  SubmitRequest,
+  WorkersReply,
+} from "./schemas.js";
+import { api } from "./subjects.js";
+
+/**
+ * Who may call an operation when auth is on: `tenant` any valid key (a
+ * tenant key sees only its tenant's jobs), `admin` an admin key only.
+ */
+export type Access = "tenant" | "admin";
+
+/** Groups in the OpenAPI document. */
+export type Tag = "jobs" | "platform" | "admin" | "system";
+
+export interface Operation<Req extends z.ZodType = z.ZodType, Res extends z.ZodType = z.ZodType> {
+  subject: string;
+  request: Req;
+  response: Res;
+  access: Access;
+  summary: string;
+  tag: Tag;
+}
+
+/** Keeps each operation's own schema types (the table's values stay precise). */
+const op = <Req extends z.ZodType, Res extends z.ZodType>(o: Operation<Req, Res>): Operation<Req, Res> => o;
+
+/** The NATS API: one request/reply subject per operation, served by the supervisors. */
+export const operations = {
+  jobs_submit: op({
+    subject: api.jobsSubmit,
+    request: SubmitRequest,
+    response: z.union([SubmitReply, JobResult]),
+    access: "tenant",
+    summary: "Submit a job; with wait_ms, wait for its result",
+    tag: "jobs",
+  }),
+  jobs_get: op({ subject: api.jobsGet, request: JobIdRequest, response: JobStatus, access: "tenant", summary: "A job's status", tag: "jobs" }),
+  jobs_result: op({ subject: api.jobsResult, request: JobIdRequest, response: JobResult, access: "tenant", summary: "A finished job's result", tag: "jobs" }),
+  jobs_cancel: op({
+    subject: api.jobsCancel,
+    request: JobIdRequest,
+    response: CancelReply,
+    access: "tenant",
+    summary: "Cancel a job: a queued one never runs, a running one is killed",
+    tag: "jobs",
+  }),
+  jobs_retry: op({ subject: api.jobsRetry, request: JobIdRequest, response: SubmitReply, access: "tenant", summary: "Requeue a dead job with fresh attempts", tag: "jobs" }),
+  jobs_list: op({ subject: api.jobsList, request: ListJobsRequest, response: ListJobsReply, access: "tenant", summary: "List jobs, newest first", tag: "jobs" }),
+  workers_list: op({ subject: api.workersList, request: EmptyRequest, response: WorkersReply, access: "admin", summary: "Live supervisors, from their heartbeats", tag: "platform" }),
+  workers_recycle: op({
+    subject: api.workersRecycle,
+    request: RecycleRequest,
+    response: RecycleReply,
+    access: "admin",
+    summary: "Recycle one execution process (after its job), or any idle one",
+    tag: "platform",
+  }),
+  queue_status: op({
+    subject: api.queueStatus,
+    request: EmptyRequest,
+    response: QueueStatusReply,
+    access: "admin",
+    summary: "Per queue: pending, scheduled, running, dead, consumers",
+    tag: "platform",
+  }),
+  ops_get: op({ subject: api.opsGet, request: EmptyRequest, response: OpsFlags, access: "admin", summary: "The ops flags", tag: "admin" }),
+  ops_set: op({ subject: api.opsSet, request: OpsPatch, response: OpsFlags, access: "admin", summary: "Change ops flags (applied live everywhere)", tag: "admin" }),
+} as const satisfies Record<string, Operation>;
+
+export type OperationName = keyof typeof operations;
+
+export const JobParams = z.object({ job_id: JobId }).strict();
+export const WorkerParams = z.object({ worker_id: z.string().min(1).max(64) }).strict();
+export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
+const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional() }).strict();
+const NoQuery = z.object({}).strict();
+
+export interface HttpRoute {
+  method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
+  /** Fastify syntax (`:param`). */
+  url: string;
+  /** A unique camelCase name: generated clients use it as the method name. */
+  operationId: string;
+  /** The NATS operation this route is one request to. */
+  operation: OperationName;
+  summary?: string;
+  params?: z.ZodObject;
+  query?: z.ZodObject;
+  body?: z.ZodType;
+  /** What the route answers on success, when it differs from the operation's reply. */
+  response?: z.ZodType;
+  /** Status of a successful reply (default 200). */
+  status?: number;
+  /** Overrides the operation's access (maintenance routes submit jobs, but only admins may). */
+  access?: Access;
+  /** The NATS request body; by default params, query and body merged. */
+  toRequest?(input: { params: Record<string, unknown>; query: Record<string, unknown>; body: unknown }): unknown;
+  /** The HTTP body from a successful NATS reply; by default the reply itself. */
+  fromReply?(reply: unknown): unknown;
+}
+
+const maintenance = (type: string, operationId: string, payload: z.ZodType, summary: string): HttpRoute => ({
+  method: "POST",
+  url: `/api/system/maintenance/${type.replace("maintenance.", "").replaceAll("_", "-")}`,
+  operationId,
+  operation: "jobs_submit",
+  summary,
+  query: MaintenanceQuery,
+  body: payload,
+  response: MaintenanceReply,
+  status: 202,
+  access: "admin",
+  toRequest: ({ query, body }) => ({ type, queue: query.queue ?? "default", payload: body ?? {}, max_attempts: 1 }),
+  fromReply: (reply) => ({ status: "queued", task_id: (reply as { job_id: string }).job_id }),
+});
+
+/**
+ * Every request/reply HTTP route. The submit route is in the table too; its
+ * `?wait_ms` and 200-when-finished handling are the gateway's.
+ */
+export const httpRoutes: readonly HttpRoute[] = [
+  { method: "POST", url: "/api/jobs", operationId: "submitJob", operation: "jobs_submit", query: WaitQuery, body: SubmitRequest, status: 202 },
+  { method: "GET", url: "/api/jobs", operationId: "listJobs", operation: "jobs_list", query: ListJobsRequest },
+  { method: "GET", url: "/api/jobs/:job_id", operationId: "getJob", operation: "jobs_get", params: JobParams, query: NoQuery },
+  { method: "GET", url: "/api/jobs/:job_id/result", operationId: "getJobResult", operation: "jobs_result", params: JobParams, query: NoQuery },
+  { method: "POST", url: "/api/jobs/:job_id/cancel", operationId: "cancelJob", operation: "jobs_cancel", params: JobParams, query: NoQuery, status: 202 },
+  { method: "POST", url: "/api/jobs/:job_id/retry", operationId: "retryJob", operation: "jobs_retry", params: JobParams, query: NoQuery, status: 202 },
+  { method: "GET", url: "/api/platform/workers", operationId: "listWorkers", operation: "workers_list", query: NoQuery },
+  {
+    method: "POST",
+    url: "/api/platform/workers/:worker_id/recycle",
+    operationId: "recycleWorker",
+    operation: "workers_recycle",
+    params: WorkerParams,
+    query: RecycleQuery,
+  },
+  { method: "GET", url: "/api/platform/queue", operationId: "getQueueStatus", operation: "queue_status", query: NoQuery },
+  { method: "GET", url: "/api/admin/ops", operationId: "getOpsFlags", operation: "ops_get", query: NoQuery },
+  { method: "PATCH", url: "/api/admin/ops", operationId: "setOpsFlags", operation: "ops_set", query: NoQuery, body: OpsPatch, toRequest: ({ body }) => body },
+  maintenance("maintenance.cleanup_runs", "cleanupRuns", CleanupRunsPayload, "Enqueue removal of old finished job records and results"),
+  maintenance("maintenance.cleanup_temp_files", "cleanupTempFiles", CleanupTempFilesPayload, "Enqueue removal of old temporary files"),
+];
+
+/** The route's effective access: its own override, else its operation's. */
+export const accessOf = (route: HttpRoute): Access => route.access ?? operations[route.operation].access;
