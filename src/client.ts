@@ -184,10 +184,14 @@ async function watch(argv: string[]): Promise<void> {
   if (positionals.length !== 1) throw new CommandError("usage: bosun watch JOB_ID [--json]", 2);
   const jobId = positionals[0]!;
   await withNats(values.nats, async (nc) => {
-    await request<JobStatus>(nc, api.jobsGet, { job_id: jobId });
     const stop = new AbortController();
     process.once("SIGINT", () => stop.abort());
-    for await (const { data } of jobEvents(nc, jobId, stop.signal)) {
+    const events = await jobEvents(nc, jobId, stop.signal);
+    const first = await request<JobStatus>(nc, api.jobsGet, { job_id: jobId }).catch((err: unknown) => {
+      events.close();
+      throw err;
+    });
+    for await (const { data } of events.stream(first)) {
       const event = data as { type: string; data: JobStatus };
       print(!!values.json, event, () => `${new Date().toISOString()}  ${event.type.padEnd(8)}  ${statusLine(event.data)}`);
     }

@@ -6,14 +6,13 @@
 import http from "node:http";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { api, buckets, queueConsumer, resultSubject, RESULTS_WILDCARD, SERVICE_NAME, streams } from "../../src/contract/index.js";
+import { api, buckets, jobIdOfSubject, LANE_CONSUMER_PREFIX, RESULTS_WILDCARD, SERVICE_NAME, streams } from "../../src/contract/index.js";
 import { finishTimeoutMs, freshName, payloadOf, type Ctx, type Figures } from "../context.js";
 import { MemorySampler, waitUntil, type Proc } from "../procs.js";
 import { nowMs, pump, summarizeLatencies } from "../stats.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const RESULT_PREFIX = resultSubject("");
 const REQUEST_TIMEOUT_MS = 30_000;
 const LATENCY_WAIT_MS = 10_000;
 
@@ -86,7 +85,7 @@ class ResultTracker {
   }
 
   #onResult(msg: Msg): void {
-    const id = msg.subject.slice(RESULT_PREFIX.length);
+    const id = jobIdOfSubject(msg.subject);
     const ok = (JSON.parse(decoder.decode(msg.data)) as { state?: string }).state === "succeeded";
     if (this.#pending.delete(id)) this.#count(ok);
     else this.#early.set(id, ok);
@@ -191,8 +190,10 @@ async function pingWorkerIds(nc: NatsConnection): Promise<Set<string>> {
 async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
   await Promise.all(cluster.supervisors.map((p) => ctx.procs.stop(p)));
   const jsm = await jetstreamManager(ctx.nc);
-  await jsm.consumers.delete(streams.jobs, queueConsumer(cluster.queue)).catch(() => undefined);
-  for (const stream of [streams.jobs, streams.results, `KV_${buckets.jobs}`]) await jsm.streams.purge(stream).catch(() => undefined);
+  for await (const c of jsm.consumers.list(streams.jobs)) {
+    if (c.name.startsWith(LANE_CONSUMER_PREFIX)) await jsm.consumers.delete(streams.jobs, c.name).catch(() => undefined);
+  }
+  for (const stream of [streams.jobs, streams.results, `KV_${buckets.jobs}`, `KV_${buckets.lanes}`]) await jsm.streams.purge(stream).catch(() => undefined);
 }
 
 /** Fails fast if a supervisor (or, over HTTP, the gateway) dies mid-run instead of waiting for the run's timeout. */

@@ -8,20 +8,14 @@ import { readdir, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/nats-core";
-import {
-  buckets,
-  CleanupRunsPayload,
-  CleanupTempFilesPayload,
-  deadSubject,
-  FINAL_STATES,
-  resultSubject,
-  streams,
-} from "../contract/index.js";
+import { CleanupRunsPayload, CleanupTempFilesPayload } from "../contract/index.js";
 import type { HandlerDefinition } from "./handlers.js";
 
 const HOUR_MS = 3_600_000;
-const CLEANUP_CONCURRENCY = 16;
-const defaultMaxAgeHours = () => Number(process.env.BOSUN_CLEANUP_MAX_AGE_HOURS) || 168;
+const defaultMaxAgeHours = () => {
+  const hours = Number(process.env.BOSUN_CLEANUP_MAX_AGE_HOURS);
+  return Number.isFinite(hours) && hours >= 0 && process.env.BOSUN_CLEANUP_MAX_AGE_HOURS !== "" ? hours : 168;
+};
 const defaultTempDir = () => process.env.BOSUN_TEMP_DIR || path.join(os.tmpdir(), "bosun");
 
 let connection: Promise<NatsConnection> | undefined;
@@ -40,35 +34,10 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
       const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();
       const cutoff = Date.now() - maxAge * HOUR_MS;
       const nc = await nats();
-      const { Kvm } = await import("@nats-io/kv");
       const { jetstreamManager } = await import("@nats-io/jetstream");
-      const { dropLastMessage } = await import("../platform/stream-reads.js");
-      const kv = await new Kvm(nc).open(buckets.jobs);
-      const jsm = await jetstreamManager(nc);
-      const { currentRecords } = await import("../supervisor/records.js");
-      const old = (await currentRecords(kv, jsm))
-        .filter((record) => FINAL_STATES.has(record.state) && Date.parse(record.finished_at ?? "") < cutoff)
-        .map((record) => ({ jobId: record.job_id, queue: record.queue }));
-      let results = 0;
-      let deadLetters = 0;
-      // Old jobs are independent: a few at a time rather than one round trip after another.
-      const pending = old.values();
-      await Promise.all(
-        Array.from({ length: CLEANUP_CONCURRENCY }, async () => {
-          for (const { jobId, queue } of pending) {
-            await kv.purge(jobId);
-            if (await dropLastMessage(jsm, streams.results, resultSubject(jobId))) results++;
-            if (await dropLastMessage(jsm, streams.dead, deadSubject(queue, jobId))) deadLetters++;
-          }
-        }),
-      );
-      const report = {
-        records_removed: old.length,
-        results_removed: results,
-        dead_letters_removed: deadLetters,
-        max_age_hours: maxAge,
-        duration_ms: Math.round(performance.now() - started),
-      };
+      const { removeFinishedBefore } = await import("../records/index.js");
+      const removed = await removeFinishedBefore(await jetstreamManager(nc), cutoff);
+      const report = { ...removed, max_age_hours: maxAge, duration_ms: Math.round(performance.now() - started) };
       ctx.log.info(report, "cleanup_runs done");
       return report;
     },

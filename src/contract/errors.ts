@@ -10,6 +10,8 @@ export const errorCodes = {
   not_found: 404,
   not_finished: 409,
   conflict: 409,
+  /** An idempotency key reused with another type or payload; details.job_id names the first job. */
+  idempotency_conflict: 409,
   payload_too_large: 413,
   unknown_type: 422,
   internal_error: 500,

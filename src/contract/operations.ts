@@ -7,6 +7,8 @@
  */
 import { z } from "zod";
 import {
+  BatchSubmitReply,
+  BatchSubmitRequest,
   CancelReply,
   CleanupRunsPayload,
   CleanupTempFilesPayload,
@@ -27,6 +29,7 @@ import {
   RecycleRequest,
   SubmitReply,
   SubmitRequest,
+  WorkerInfo,
   WorkersReply,
 } from "./schemas.js";
 import { api } from "./subjects.js";
@@ -62,6 +65,14 @@ export const operations = {
     summary: "Submit a job; with wait_ms, wait for its result",
     tag: "jobs",
   }),
+  jobs_submit_batch: op({
+    subject: api.jobsSubmitBatch,
+    request: BatchSubmitRequest,
+    response: BatchSubmitReply,
+    access: "tenant",
+    summary: "Submit 1 to 1,000 jobs; each entry is validated and accepted on its own, answers in the same order",
+    tag: "jobs",
+  }),
   jobs_get: op({ subject: api.jobsGet, request: JobIdRequest, response: JobStatus, access: "tenant", summary: "A job's status", tag: "jobs" }),
   jobs_result: op({ subject: api.jobsResult, request: JobIdRequest, response: JobResult, access: "tenant", summary: "A finished job's result", tag: "jobs" }),
   jobs_cancel: op({
@@ -73,7 +84,7 @@ export const operations = {
     tag: "jobs",
   }),
   jobs_retry: op({ subject: api.jobsRetry, request: JobIdRequest, response: SubmitReply, access: "tenant", summary: "Requeue a dead job with fresh attempts", tag: "jobs" }),
-  jobs_list: op({ subject: api.jobsList, request: ListJobsRequest, response: ListJobsReply, access: "tenant", summary: "List jobs, newest first", tag: "jobs" }),
+  jobs_list: op({ subject: api.jobsList, request: ListJobsRequest, response: ListJobsReply, access: "tenant", summary: "List jobs, newest first, a page at a time (pass next_cursor back as cursor)", tag: "jobs" }),
   workers_list: op({ subject: api.workersList, request: EmptyRequest, response: WorkersReply, access: "admin", summary: "Live supervisors, from their heartbeats", tag: "platform" }),
   workers_recycle: op({
     subject: api.workersRecycle,
@@ -138,7 +149,8 @@ const maintenance = (type: string, operationId: string, payload: z.ZodType, summ
   response: MaintenanceReply,
   status: 202,
   access: "admin",
-  toRequest: ({ query, body }) => ({ type, queue: query.queue ?? "default", payload: body ?? {}, max_attempts: 1 }),
+  // Attempts and backoff are the defaults (a payload cannot carry them: it is the task's input).
+  toRequest: ({ query, body }) => ({ type, queue: query.queue ?? "default", payload: body ?? {} }),
   fromReply: (reply) => ({ status: "queued", task_id: (reply as { job_id: string }).job_id }),
 });
 
@@ -148,12 +160,21 @@ const maintenance = (type: string, operationId: string, payload: z.ZodType, summ
  */
 export const httpRoutes: readonly HttpRoute[] = [
   { method: "POST", url: "/api/jobs", operationId: "submitJob", operation: "jobs_submit", query: WaitQuery, body: SubmitRequest, status: 202 },
+  { method: "POST", url: "/api/jobs/batch", operationId: "submitJobs", operation: "jobs_submit_batch", query: NoQuery, body: BatchSubmitRequest, status: 202 },
   { method: "GET", url: "/api/jobs", operationId: "listJobs", operation: "jobs_list", query: ListJobsRequest },
   { method: "GET", url: "/api/jobs/:job_id", operationId: "getJob", operation: "jobs_get", params: JobParams, query: NoQuery },
   { method: "GET", url: "/api/jobs/:job_id/result", operationId: "getJobResult", operation: "jobs_result", params: JobParams, query: NoQuery },
   { method: "POST", url: "/api/jobs/:job_id/cancel", operationId: "cancelJob", operation: "jobs_cancel", params: JobParams, query: NoQuery, status: 202 },
   { method: "POST", url: "/api/jobs/:job_id/retry", operationId: "retryJob", operation: "jobs_retry", params: JobParams, query: NoQuery, status: 202 },
-  { method: "GET", url: "/api/platform/workers", operationId: "listWorkers", operation: "workers_list", query: NoQuery },
+  {
+    method: "GET",
+    url: "/api/platform/workers",
+    operationId: "listWorkers",
+    operation: "workers_list",
+    query: NoQuery,
+    response: z.array(WorkerInfo),
+    fromReply: (reply) => (reply as { workers: unknown[] }).workers,
+  },
   {
     method: "POST",
     url: "/api/platform/workers/:worker_id/recycle",

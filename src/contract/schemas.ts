@@ -76,12 +76,16 @@ export const JobId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a job id is 1-64
 export const JobIdRequest = z.object({ job_id: JobId }).strict();
 export type JobIdRequest = z.infer<typeof JobIdRequest>;
 
+export const MAX_LIST_LIMIT = 1000;
 export const ListJobsRequest = z
   .object({
     state: JobState.optional(),
     queue: name("queue").optional(),
     tenant: name("tenant").optional(),
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    type: z.string().min(1).max(200).optional(),
+    limit: z.coerce.number().int().min(1).max(MAX_LIST_LIMIT).default(20),
+    /** `next_cursor` of the previous page. */
+    cursor: z.string().min(1).max(512).optional(),
   })
   .strict();
 export type ListJobsRequest = z.infer<typeof ListJobsRequest>;
@@ -90,6 +94,7 @@ export const JobError = z.object({ code: z.string(), message: z.string() });
 export type JobError = z.infer<typeof JobError>;
 
 export const Owner = z.object({ worker_id: z.string(), pid: z.number().int() });
+export type Owner = z.infer<typeof Owner>;
 
 /** What GET /api/jobs/{id} and bosun.api.jobs.get answer. */
 export const JobStatus = z.object({
@@ -137,7 +142,7 @@ export const CancelReply = z.object({
 });
 export type CancelReply = z.infer<typeof CancelReply>;
 
-export const ListJobsReply = z.object({ jobs: z.array(JobStatus) });
+export const ListJobsReply = z.object({ jobs: z.array(JobStatus), next_cursor: z.string().nullable() });
 export type ListJobsReply = z.infer<typeof ListJobsReply>;
 
 /**
@@ -160,8 +165,35 @@ export const JobEnvelope = z.object({
   generation: z.number().int().nonnegative().default(0),
   /** Errors of the attempts before this message, oldest first. */
   errors: z.array(JobError).default([]),
+  /** Who ran the latest attempt, and when it started (a job waiting for its next attempt shows them). */
+  owner: Owner.nullable().default(null),
+  started_at: isoTime.nullable().default(null),
 });
 export type JobEnvelope = z.infer<typeof JobEnvelope>;
+
+/**
+ * The message on the results stream: the job's final record and its
+ * result, written once when it ends. It is the job's record from then on.
+ */
+export const FinalRecord = JobStatus.extend({
+  state: z.enum(["succeeded", "cancelled", "dead"]),
+  result: JsonValue,
+  duration_ms: z.number().int().nullable(),
+  generation: z.number().int().nonnegative().default(0),
+});
+export type FinalRecord = z.infer<typeof FinalRecord>;
+
+/** The interim record of a running attempt (KV bucket bosun_jobs), removed when the attempt ends. */
+export const InterimRecord = JobStatus.extend({ generation: z.number().int().nonnegative().default(0) });
+export type InterimRecord = z.infer<typeof InterimRecord>;
+
+export const MAX_BATCH = 1000;
+/** Each entry is checked on its own (against SubmitRequest), so one bad entry refuses only itself. */
+export const BatchSubmitRequest = z.object({ jobs: z.array(z.unknown()).min(1).max(MAX_BATCH) }).strict();
+export type BatchSubmitRequest = z.infer<typeof BatchSubmitRequest>;
+export const BatchEntryError = z.object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }) });
+export const BatchSubmitReply = z.object({ jobs: z.array(z.union([SubmitReply, BatchEntryError])) });
+export type BatchSubmitReply = z.infer<typeof BatchSubmitReply>;
 
 /** What the dead-letter stream keeps per dead job. */
 export const DeadLetter = z.object({
@@ -277,8 +309,8 @@ export const MaintenanceReply = z.object({ status: z.literal("queued"), task_id:
 /** Which queue a maintenance task runs on (a supervisor serving it must be live). */
 export const MaintenanceQuery = z.object({ queue: name("queue").optional() }).strict();
 
-const maxAgeHours = z.number().positive().max(24 * 365 * 10);
-/** Payloads of the built-in maintenance tasks; omitted fields take the supervisor's defaults. */
+const maxAgeHours = z.number().nonnegative().max(24 * 365 * 10);
+/** Payloads of the built-in maintenance tasks; omitted fields take the supervisor's defaults. 0 hours: everything finished. */
 export const CleanupRunsPayload = z.object({ max_age_hours: maxAgeHours.optional() }).strict();
 export type CleanupRunsPayload = z.infer<typeof CleanupRunsPayload>;
 export const CleanupTempFilesPayload = z.object({ dir: z.string().min(1).optional(), max_age_hours: maxAgeHours.optional() }).strict();

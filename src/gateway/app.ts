@@ -17,12 +17,14 @@ import {
   CORRELATION_HEADER,
   FINAL_STATES,
   parseWith,
+  MAX_WAIT_MS,
   RETRY_AFTER_SECONDS,
-  streams,
   toBosunError,
   type JobState,
+  type JobStatus,
 } from "../contract/index.js";
 import type { GatewayConfig } from "../platform/config.js";
+import { TOPOLOGY_STREAMS } from "../platform/nats.js";
 import { GatewayMetrics } from "../platform/metrics.js";
 import type { OpsFlagsView } from "../platform/ops.js";
 import { jobEvents, workerHeartbeats } from "./events.js";
@@ -93,9 +95,14 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
 
   app.get("/api/jobs/:job_id/events", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
     const { job_id } = parseWith(JobParams, req.params);
+    // Subscribed before the first read, so no change between the two is missed.
+    const events = await jobEvents(nc, job_id, closedSignal(req));
     const first = await call(api.jobsGet, { job_id }, req);
-    if (first.status !== 200) return send(reply, first.status, first.body);
-    await reply.sse.send(jobEvents(nc, job_id, closedSignal(req)));
+    if (first.status !== 200) {
+      events.close();
+      return send(reply, first.status, first.body);
+    }
+    await reply.sse.send(events.stream(first.body as JobStatus));
   });
 
   app.get("/api/platform/workers/stream", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
@@ -105,14 +112,18 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   app.get("/openapi.json", async () => openApi);
   app.get("/metrics", async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   app.get("/healthz", async () => ({ status: "ok" }));
+  // Ready when NATS answers and every stream and bucket Bosun uses is there (a bucket is a stream too).
   app.get("/readyz", async (req, reply) => {
+    let jsm;
     try {
-      const jsm = await jetstreamManager(nc, { timeout: config.request_timeout_ms });
-      await jsm.streams.info(streams.jobs);
-      return { status: "ready" };
+      jsm = await jetstreamManager(nc, { timeout: config.request_timeout_ms });
     } catch (err) {
-      return sendError(reply, new BosunError("unavailable", "NATS or the jobs stream is not reachable", undefined, { cause: err }), req.log);
+      return sendError(reply, new BosunError("unavailable", "NATS is not reachable", undefined, { cause: err }), req.log);
     }
+    const missing: string[] = [];
+    await Promise.all(TOPOLOGY_STREAMS.map((name) => jsm.streams.info(name).catch(() => missing.push(name))));
+    if (missing.length > 0) return sendError(reply, new BosunError("unavailable", `not ready: missing ${missing.sort().join(", ")}`, { missing }), req.log);
+    return { status: "ready" };
   });
 
   return app;
@@ -120,14 +131,22 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
 
 type Call = (subject: string, body: unknown, req: FastifyRequest, extraMs?: number) => ReturnType<typeof natsCall>;
 
-/** A submit: `?wait_ms` extends the NATS timeout, and a job that finished within it answers 200. */
+/**
+ * A submit: `?wait_ms` (or `wait_ms` in the body, as over NATS) extends the
+ * NATS timeout, and a job that finished within it answers 200. A body
+ * wait_ms out of range is refused here, before any job is accepted.
+ */
 function registerSubmit(app: FastifyInstance, route: HttpRoute, call: Call, ops: OpsFlagsView): void {
   app.route({
     method: route.method,
     url: route.url,
     handler: async (req, reply) => {
-      const { wait_ms } = parseWith(WaitQuery, req.query);
       const body = req.body === undefined ? {} : req.body;
+      const inBody = isPlainObject(body) ? body.wait_ms : undefined;
+      if (inBody !== undefined && !(Number.isInteger(inBody) && (inBody as number) >= 0 && (inBody as number) <= MAX_WAIT_MS)) {
+        throw new BosunError("validation_error", `wait_ms: must be an integer from 0 to ${MAX_WAIT_MS}`);
+      }
+      const wait_ms = parseWith(WaitQuery, req.query).wait_ms ?? (inBody as number | undefined);
       const queue = isPlainObject(body) && typeof body.queue === "string" ? body.queue : "default";
       // Paused here as well as in the supervisors: a paused queue costs no NATS round trip.
       if (ops.submissionsPaused(queue)) throw new BosunError("unavailable", `submissions to queue "${queue}" are paused by an operator`, { queue });

@@ -2,22 +2,25 @@
  * The two event streams the gateway serves as server-sent events. Each is a
  * NATS subscription held for as long as the client stays connected.
  */
-import type { NatsConnection } from "@nats-io/nats-core";
-import { Kvm } from "@nats-io/kv";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import {
   buckets,
+  FinalRecord,
   FINAL_STATES,
   HEARTBEATS_WILDCARD,
-  JobResult,
-  JobStatus,
-  parseWith,
+  InterimRecord,
+  JobEnvelope,
+  jobSubject,
+  kvKeySubject,
   resultSubject,
+  scheduledSubject,
   WorkerInfo,
   type JobEvent,
+  type JobStatus,
 } from "../contract/index.js";
+import { decodeStored, offsetOf, statusOf, type JobSources, type ParkedJob } from "../records/index.js";
 
 const decoder = new TextDecoder();
-const RESULT_GRACE_MS = 500;
 
 interface SseMessage {
   event?: string;
@@ -48,45 +51,59 @@ class Channel<T> {
 }
 
 /**
- * Every change of one job's record (state changes and progress reports, in
- * order) until it ends. The result stream backs the KV watch up: a fast job's
- * record is never written past "queued", and a final record write is not
- * acknowledged.
+ * Every change of one job (state changes and progress reports, in order)
+ * until it ends. The job's own subjects are followed as core
+ * subscriptions: its queued and scheduled messages, its interim record, its
+ * final record. Each message updates the job's sources and the status is
+ * put together from them as a read would (so it never goes back).
  */
-export async function* jobEvents(nc: NatsConnection, jobId: string, closed: AbortSignal): AsyncGenerator<SseMessage> {
-  const kv = await new Kvm(nc).open(buckets.jobs);
-  const channel = new Channel<{ record?: JobStatus; result?: JobResult }>();
-  const watch = await kv.watch({ key: jobId });
-  let last: JobStatus | undefined;
-  // A job that showed as running gets a final record right after its result: give it a
-  // moment to arrive. A fast job that succeeded gets none; its result is the last word.
-  const results = nc.subscribe(resultSubject(jobId), {
-    callback: (_err, msg) => {
-      const result = parseWith(JobResult, JSON.parse(decoder.decode(msg.data)));
-      const finalRecordFollows = last?.state === "running" || result.state !== "succeeded";
-      if (finalRecordFollows) setTimeout(() => channel.push({ result }), RESULT_GRACE_MS).unref();
-      else channel.push({ result });
-    },
-  });
-  void (async () => {
-    for await (const entry of watch) if (entry.operation === "PUT") channel.push({ record: parseWith(JobStatus, entry.json()) });
-  })();
-  const stop = () => channel.close();
-  closed.addEventListener("abort", stop);
-  try {
-    for await (const { record, result } of channel) {
-      const next = record ?? (last && result ? { ...last, state: result.state, error: result.error, attempts: result.attempts, owner: null } : undefined);
-      if (!next || (last && next.state === last.state && next.progress === last.progress && FINAL_STATES.has(next.state))) continue;
-      const event: JobEvent = { type: last && last.state === next.state ? "progress" : "state", data: next };
-      yield { event: event.type, data: event };
-      last = next;
-      if (FINAL_STATES.has(next.state)) return;
+export async function jobEvents(nc: NatsConnection, jobId: string, closed: AbortSignal): Promise<{ stream(first: JobStatus): AsyncGenerator<SseMessage>; close(): void }> {
+  const channel = new Channel<Partial<JobSources>>();
+  const follow = (subject: string, read: (msg: Msg) => Partial<JobSources> | undefined) =>
+    nc.subscribe(subject, {
+      callback: (_err, msg) => {
+        try {
+          const update = read(msg);
+          if (update) channel.push(update);
+        } catch {
+          // Not a message of this job's shape: nothing to show.
+        }
+      },
+    });
+  const parked = (msg: Msg): ParkedJob => ({ job: decodeStored(JobEnvelope, msg), offset: offsetOf((n) => msg.headers?.get(n) || undefined) });
+  const subs = [
+    follow(jobSubject(jobId), (msg) => ({ queued: parked(msg) })),
+    follow(scheduledSubject(jobId), (msg) => ({ scheduled: parked(msg) })),
+    follow(kvKeySubject(buckets.jobs, jobId), (msg) => (msg.data.length > 0 ? { interim: decodeStored(InterimRecord, msg) } : undefined)),
+    follow(resultSubject(jobId), (msg) => ({ final: decodeStored(FinalRecord, msg) })),
+  ];
+  await nc.flush();
+  const close = () => {
+    channel.close();
+    for (const sub of subs) sub.unsubscribe();
+  };
+  async function* stream(first: JobStatus): AsyncGenerator<SseMessage> {
+    closed.addEventListener("abort", close);
+    const sources: JobSources = {};
+    let last = first;
+    try {
+      yield { event: "state", data: { type: "state", data: first } satisfies JobEvent };
+      if (FINAL_STATES.has(first.state)) return;
+      for await (const update of channel) {
+        Object.assign(sources, update);
+        const next = statusOf(sources);
+        if (!next || (next.state === last.state && next.progress === last.progress && next.attempts === last.attempts)) continue;
+        const event: JobEvent = { type: next.state === last.state ? "progress" : "state", data: next };
+        yield { event: event.type, data: event };
+        last = next;
+        if (FINAL_STATES.has(next.state)) return;
+      }
+    } finally {
+      closed.removeEventListener("abort", close);
+      close();
     }
-  } finally {
-    closed.removeEventListener("abort", stop);
-    watch.stop();
-    results.unsubscribe();
   }
+  return { stream, close };
 }
 
 /** Heartbeats as they arrive: `{"type": "worker_heartbeat", "data": WorkerInfo}`. */

@@ -40,7 +40,10 @@ export const SupervisorConfig = z
     max_restarts: int(0).default(10),
     restart_window_ms: int(100).default(10_000),
     heartbeat_ms: int(100).default(5000),
-    results_ttl_ms: int(1000).default(7 * 24 * 3600 * 1000),
+    /** How long a finished job (record, result, dead letter, files) is kept. */
+    retention_ms: int(1000).optional(),
+    /** Deprecated alias of retention_ms. */
+    results_ttl_ms: int(1000).optional(),
     idempotency_window_ms: int(1000).default(24 * 3600 * 1000),
     metrics_port: int(0, 65535).optional(),
     cleanup_max_age_hours: z.coerce.number().positive().default(168),
@@ -49,6 +52,11 @@ export const SupervisorConfig = z
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type SupervisorConfig = z.infer<typeof SupervisorConfig>;
+
+export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** --retention-ms, else the deprecated --results-ttl-ms, else 7 days. */
+export const retentionOf = (config: Pick<SupervisorConfig, "retention_ms" | "results_ttl_ms">): number =>
+  config.retention_ms ?? config.results_ttl_ms ?? DEFAULT_RETENTION_MS;
 
 export const GatewayConfig = z.object({
   nats_url: natsUrl,

@@ -27,8 +27,8 @@ import {
   SCHEDULED_WILDCARD,
   SCHEDULER_CONSUMER,
   JOBS_WILDCARD,
-  jobSubject,
-  queueConsumer,
+  laneConsumer,
+  laneJobsFilter,
   RESULTS_WILDCARD,
   streams,
 } from "../contract/index.js";
@@ -103,13 +103,20 @@ function coalesceWrites(nc: NatsConnection, log: Logger): void {
 }
 
 export interface TopologyOptions {
-  queues: readonly string[];
-  leaseMs: number;
-  resultsTtlMs: number;
+  /** How long finished jobs are kept (results, dead letters). */
+  retentionMs: number;
   idempotencyWindowMs: number;
 }
 
 const DUPLICATE_WINDOW_MS = 120_000;
+/** JetStream refuses a duplicate window longer than max_age: it follows a short retention. */
+const duplicateWindow = (maxAgeMs?: number): number => nanos(Math.min(DUPLICATE_WINDOW_MS, maxAgeMs ?? DUPLICATE_WINDOW_MS));
+/**
+ * Interim records are removed when their attempt ends; this only bounds
+ * what a supervisor that died mid-attempt leaves (readers ignore such a
+ * record anyway: a running job always has its message in BOSUN_JOBS).
+ */
+const INTERIM_MAX_AGE_MS = 48 * 3600 * 1000;
 const HEARTBEAT_MAX_AGE_MS = 3_600_000;
 
 type NamedStreamConfig = Partial<StreamConfig> & { name: string };
@@ -121,7 +128,9 @@ function streamConfigs(opts: TopologyOptions): NamedStreamConfig[] {
       subjects: [JOBS_WILDCARD],
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      // A queued job's status is read from its message, by its literal subject.
+      allow_direct: true,
+      duplicate_window: duplicateWindow(),
     },
     {
       name: streams.results,
@@ -129,16 +138,17 @@ function streamConfigs(opts: TopologyOptions): NamedStreamConfig[] {
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       max_msgs_per_subject: 1,
-      max_age: nanos(opts.resultsTtlMs),
+      max_age: nanos(opts.retentionMs),
       allow_direct: true,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      duplicate_window: duplicateWindow(opts.retentionMs),
     },
     {
       name: streams.scheduled,
       subjects: [SCHEDULED_WILDCARD],
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      allow_direct: true,
+      duplicate_window: duplicateWindow(),
     },
     {
       name: streams.dead,
@@ -146,8 +156,9 @@ function streamConfigs(opts: TopologyOptions): NamedStreamConfig[] {
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       max_msgs_per_subject: 1,
+      max_age: nanos(opts.retentionMs),
       allow_direct: true,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      duplicate_window: duplicateWindow(opts.retentionMs),
     },
     {
       name: streams.heartbeats,
@@ -162,10 +173,10 @@ function streamConfigs(opts: TopologyOptions): NamedStreamConfig[] {
   ];
 }
 
-export function queueConsumerConfig(queue: string, leaseMs: number): Partial<ConsumerConfig> {
+export function laneConsumerConfig(lane: string, leaseMs: number): Partial<ConsumerConfig> {
   return {
-    durable_name: queueConsumer(queue),
-    filter_subject: jobSubject(queue),
+    durable_name: laneConsumer(lane),
+    filter_subject: laneJobsFilter(lane),
     ack_policy: AckPolicy.Explicit,
     // The ack deadline is the job's lease: a supervisor that dies loses its jobs after it.
     ack_wait: nanos(leaseMs),
@@ -213,7 +224,7 @@ async function ensureStream(jsm: JetStreamManager, config: NamedStreamConfig): P
   });
 }
 
-async function ensureConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig>): Promise<void> {
+export async function ensureConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig>): Promise<void> {
   await settle(`consumer ${config.durable_name}`, async () => {
     try {
       await jsm.consumers.add(stream, config);
@@ -230,20 +241,28 @@ export interface Topology {
   opsKv: KV;
   idempotencyKv: KV;
   cancelsKv: KV;
+  lanesKv: KV;
 }
+
+/** Every stream and the stream of every bucket a supervisor uses: what /readyz checks. */
+export const TOPOLOGY_STREAMS: readonly string[] = [
+  ...Object.values(streams),
+  ...Object.values(buckets).map((b) => `KV_${b}`),
+];
 
 export async function provisionTopology(nc: NatsConnection, opts: TopologyOptions): Promise<Topology> {
   const jsm = await jetstreamManager(nc);
   for (const config of streamConfigs(opts)) await ensureStream(jsm, config);
-  for (const queue of opts.queues) await ensureConsumer(jsm, streams.jobs, queueConsumerConfig(queue, opts.leaseMs));
   await ensureConsumer(jsm, streams.scheduled, schedulerConsumerConfig);
   const kvm = new Kvm(nc);
   const bucket = (name: string, options: Partial<KvOptions>) => settle(`bucket ${name}`, () => kvm.create(name, { storage: StorageType.File, ...options }));
   return {
     jsm,
-    jobsKv: await bucket(buckets.jobs, { history: 1 }),
+    jobsKv: await bucket(buckets.jobs, { history: 1, ttl: INTERIM_MAX_AGE_MS }),
     opsKv: await bucket(buckets.ops, { history: 5 }),
     idempotencyKv: await bucket(buckets.idempotency, { history: 1, ttl: opts.idempotencyWindowMs }),
-    cancelsKv: await bucket(buckets.cancels, { history: 1, ttl: opts.resultsTtlMs }),
+    // No TTL: a cancel request lives until its job ends, however far its run_at.
+    cancelsKv: await bucket(buckets.cancels, { history: 1 }),
+    lanesKv: await bucket(buckets.lanes, { history: 1 }),
   };
 }

@@ -21,13 +21,11 @@ import { VERSION } from "../platform/version.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
-import type { JobStore } from "./store.js";
 
 export interface ApiDeps {
   workerId: string;
   intake: Intake;
   operations: Operations;
-  store: JobStore;
   log: Logger;
 }
 
@@ -35,14 +33,16 @@ export interface ApiDeps {
 type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N]["request"]>, msg: ServiceMsg) => Promise<unknown> };
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, store, log, workerId, operations: ops } = deps;
+  const { intake, log, workerId, operations: ops } = deps;
+  const correlationOf = (msg: ServiceMsg) => msg.headers?.get(CORRELATION_HEADER) || undefined;
   const handlers: Handlers = {
-    jobs_submit: (req, msg) => intake.submit(req, msg.headers?.get(CORRELATION_HEADER) || undefined),
-    jobs_get: (req) => store.status(req.job_id),
+    jobs_submit: (req, msg) => intake.submit(req, correlationOf(msg)),
+    jobs_submit_batch: (req, msg) => intake.submitBatch(req.jobs, correlationOf(msg)),
+    jobs_get: (req) => intake.status(req.job_id),
     jobs_result: (req) => intake.result(req.job_id),
     jobs_cancel: (req) => intake.cancel(req.job_id),
     jobs_retry: (req) => intake.retry(req.job_id),
-    jobs_list: async (req) => ({ jobs: await intake.list(req) }),
+    jobs_list: (req) => intake.list(req),
     workers_list: async () => ({ workers: ops.workers() }),
     workers_recycle: (req) => ops.recycle(req),
     queue_status: async () => ({ queues: await ops.queues() }),

@@ -1,7 +1,8 @@
 /**
- * Job intake and job commands: validates a submit, writes the job's record,
- * publishes it to its queue (or parks it until due), and with wait_ms waits
- * for its result. Also status, result, cancel, retry and list.
+ * Job intake and job commands: validates a submit, writes the job (one
+ * acknowledged write: its message, queued or parked until due), and with
+ * wait_ms waits for its result. Also batch submit, status, result, cancel,
+ * retry and list.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { headers as natsHeaders, nuid } from "@nats-io/nats-core";
@@ -12,21 +13,33 @@ import {
   CORRELATION_HEADER,
   encodeJson,
   FINAL_STATES,
-  JobResult,
-  parseWith,
+  FinalRecord,
   resultSubject,
+  streams,
+  SubmitRequest,
+  toBosunError,
   type Backoff,
+  type BatchSubmitReply,
   type CancelReply,
   type JobEnvelope,
+  type JobResult,
+  type JobStatus,
+  type ListJobsReply,
   type ListJobsRequest,
   type SubmitReply,
-  type SubmitRequest,
 } from "../contract/index.js";
 import type { HandlerDefinition } from "../actors/handlers.js";
-import type { CancelRegistry } from "./cancels.js";
-import { IdempotencyIndex } from "./idempotency.js";
-import { recordOf } from "./records.js";
-import type { JobStore } from "./store.js";
+import {
+  decodeStored,
+  IdempotencyIndex,
+  laneFor,
+  listJobs,
+  requireStatus,
+  resultOf,
+  type CancelRegistry,
+  type JobStore,
+  type LaneRegistry,
+} from "../records/index.js";
 import { readReply } from "../platform/nats.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
@@ -39,6 +52,7 @@ export interface JobDefaults {
 export interface IntakeDeps {
   nc: NatsConnection;
   store: JobStore;
+  lanes: LaneRegistry;
   cancels: CancelRegistry;
   idempotency: IdempotencyIndex;
   handlers: ReadonlyMap<string, HandlerDefinition>;
@@ -53,7 +67,6 @@ export interface IntakeDeps {
   log: Logger;
 }
 
-const decoder = new TextDecoder();
 const FORWARD_TIMEOUT_MS = 5000;
 
 export class Intake {
@@ -81,61 +94,93 @@ export class Intake {
       const checked = handler.payload.safeParse(req.payload);
       if (!checked.success) throw new BosunError("validation_error", `payload does not match the schema of "${req.type}"`, checked.error.issues);
     }
-    const job = this.#envelope(req, handler, headerCorrelationId);
+    const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
+    await this.deps.lanes.ensure(lane);
+    const job = this.#envelope(lane.code, req, handler, headerCorrelationId);
     const indexKey = req.idempotency_key === undefined ? undefined : IdempotencyIndex.keyFor(job.tenant, req.idempotency_key);
     if (indexKey) {
-      const existing = await this.#existingFor(indexKey, job.job_id);
+      const existing = await this.#existingFor(indexKey, job.job_id, IdempotencyIndex.fingerprint(job.type, job.payload));
       if (existing) return this.#replyForExisting(existing, req.wait_ms);
     }
 
     const dueAt = req.run_at ? Date.parse(req.run_at) : req.delay_ms ? Date.now() + req.delay_ms : 0;
     const scheduled = dueAt > Date.now();
-    const record = recordOf(job, scheduled ? "scheduled" : "queued", 0);
     // Subscribe before publishing, so a fast job's result cannot slip past.
     const waiter = req.wait_ms ? this.#waitForResult(job.job_id, req.wait_ms) : undefined;
     try {
-      // Both writes leave in one flush; the server stores them in this order. A fresh
-      // nuid never collides, so the create cannot fail where the publish succeeds.
-      await Promise.all([store.create(record), scheduled ? store.schedule(job, 0, dueAt) : store.enqueue(job, 0)]);
+      // The one acknowledged write of a submit: the message carries every field of the record.
+      await (scheduled ? store.schedule(job, 0, dueAt) : store.enqueue(job, 0));
     } catch (err) {
       waiter?.cancel();
       if (indexKey) await idempotency.release(indexKey).catch(() => undefined);
       throw err;
     }
-    log.debug({ job_id: job.job_id, correlation_id: job.correlation_id, type: job.type, queue: job.queue, state: record.state }, "job submitted");
+    const state = scheduled ? "scheduled" : "queued";
+    log.debug({ job_id: job.job_id, correlation_id: job.correlation_id, type: job.type, queue: job.queue, state }, "job submitted");
     this.deps.metrics.submitted.inc({ queue: job.queue, type: job.type });
-    const reply: SubmitReply = { job_id: job.job_id, state: record.state };
+    const reply: SubmitReply = { job_id: job.job_id, state };
     return (await waiter?.result) ?? reply;
   }
 
+  /**
+   * Up to MAX_BATCH submits in one request: each entry is validated and
+   * accepted on its own (an error where it stands), all written in one
+   * flush, the replies in the same order.
+   */
+  async submitBatch(entries: readonly unknown[], headerCorrelationId?: string): Promise<BatchSubmitReply> {
+    const replies = await Promise.all(
+      entries.map(async (entry) => {
+        try {
+          const req = SubmitRequest.safeParse(entry);
+          if (!req.success) throw new BosunError("validation_error", req.error.issues.map((i) => `${i.path.join(".") || "entry"}: ${i.message}`).slice(0, 3).join("; "), req.error.issues);
+          if (req.data.wait_ms !== undefined) throw new BosunError("validation_error", "wait_ms: not in a batch (submit the job on its own to wait for it)");
+          return (await this.submit(req.data, headerCorrelationId)) as SubmitReply;
+        } catch (err) {
+          return toBosunError(err).toBody();
+        }
+      }),
+    );
+    return { jobs: replies };
+  }
+
+  async status(jobId: string): Promise<JobStatus> {
+    return this.deps.store.status(jobId);
+  }
+
   async result(jobId: string): Promise<JobResult> {
-    const result = await this.deps.store.getResult(jobId);
-    if (result) return result;
-    const { record } = await this.deps.store.require(jobId);
-    throw new BosunError("not_finished", `job ${jobId} is ${record.state}`, { state: record.state });
+    const { store } = this.deps;
+    const sources = await store.sources(jobId);
+    const status = requireStatus(jobId, sources);
+    if (sources.final && FINAL_STATES.has(status.state)) return resultOf(sources.final);
+    throw new BosunError("not_finished", `job ${jobId} is ${status.state}`, { state: status.state });
   }
 
   /**
-   * A queued or scheduled job never runs; a running one has its process
-   * killed by whichever supervisor runs it. Cancelling twice is harmless;
-   * cancelling a finished job is a conflict that changes nothing.
+   * A queued or scheduled job never runs (its message is removed); a running
+   * one has its process killed by whichever supervisor runs it. Cancelling
+   * twice is harmless; cancelling a finished job is a conflict that changes
+   * nothing.
    */
   async cancel(jobId: string): Promise<CancelReply> {
     const { store, cancels, log } = this.deps;
-    const { record, revision } = await store.current(jobId);
+    const sources = await store.sources(jobId);
+    const record = requireStatus(jobId, sources);
     if (record.state === "cancelled") return { job_id: jobId, state: "cancelled" };
     if (FINAL_STATES.has(record.state)) throw new BosunError("conflict", `job ${jobId} is ${record.state} already`, { state: record.state });
     await cancels.request(jobId);
     log.info({ job_id: jobId, correlation_id: record.correlation_id, state: record.state }, "job cancel requested");
     if (record.state === "running") return { job_id: jobId, state: "running", cancel_requested: true };
+    const generation = (sources.queued ?? sources.scheduled)?.job.generation ?? 0;
     const claimed = await store.claimResult({
-      job_id: jobId,
+      ...record,
       state: "cancelled",
-      result: null,
+      owner: record.owner,
       error: cancelledError,
-      attempts: record.attempts,
+      finished_at: new Date().toISOString(),
+      progress: record.progress,
+      result: null,
       duration_ms: null,
-      correlation_id: record.correlation_id,
+      generation,
     });
     if (!claimed) {
       // It ran and finished meanwhile (fast jobs never show as running).
@@ -143,12 +188,11 @@ export class Intake {
       if (now.state === "cancelled") return { job_id: jobId, state: "cancelled" };
       throw new BosunError("conflict", `job ${jobId} is ${now.state} already`, { state: now.state });
     }
-    try {
-      await store.update({ ...record, state: "cancelled", owner: null, finished_at: new Date().toISOString() }, revision);
-    } catch (err) {
-      // It started meanwhile: the supervisor running it sees the request, kills it and finishes the record.
-      if (!(err instanceof BosunError && err.code === "conflict")) throw err;
-    }
+    // Its messages go, so it counts nowhere as waiting; a copy already in a supervisor's
+    // hands finds the request (kept a while after this) and is dropped unrun.
+    if (sources.seqs.queued !== undefined) await store.drop(streams.jobs, sources.seqs.queued);
+    if (sources.seqs.scheduled !== undefined) await store.drop(streams.scheduled, sources.seqs.scheduled);
+    cancels.releaseLater(jobId);
     this.deps.metrics.cancelled.inc({ queue: record.queue, type: record.type });
     return { job_id: jobId, state: "cancelled" };
   }
@@ -156,39 +200,33 @@ export class Intake {
   /** Requeues a dead job with fresh attempts (its dead letter keeps the old errors). */
   async retry(jobId: string): Promise<SubmitReply> {
     const { store, log } = this.deps;
-    const { record, revision } = await store.current(jobId);
+    const sources = await store.sources(jobId);
+    const record = requireStatus(jobId, sources);
     if (record.state !== "dead") {
       throw new BosunError("conflict", `only dead jobs can be retried; job ${jobId} is ${record.state}`, { state: record.state });
     }
-    const dead = await store.deadLetter(record.queue, jobId);
+    const dead = await store.deadLetter(jobId);
     if (!dead) throw new BosunError("conflict", `job ${jobId} has no dead letter to retry from`);
-    const job: JobEnvelope = { ...dead.letter.job, generation: dead.letter.job.generation + 1, errors: [] };
-    const deadResult = (await store.storedResult(jobId))?.seq;
+    const job: JobEnvelope = { ...dead.letter.job, generation: dead.letter.job.generation + 1, errors: [], owner: null, started_at: null };
     // Queued first, so no crash after this point can lose the job: the message id (job,
-    // generation, attempt) makes a concurrent retry of the same dead job the same message.
-    // The record then claims the retry; the old result and dead letter go last, by sequence,
-    // so a new run's result or dead letter written meanwhile stays.
+    // generation, attempt) makes a concurrent retry of the same dead job the same message,
+    // and its newer generation outranks the old final record for every reader. The old
+    // final record and dead letter go last, by sequence, so a new death meanwhile stays.
     await store.enqueue(job, 0);
-    try {
-      await store.update(recordOf(job, "queued", 0), revision);
-    } catch (err) {
-      // Changed meanwhile: by the new run already, or by a concurrent retry of the same job.
-      if (!(err instanceof BosunError && err.code === "conflict") || (await store.current(jobId)).record.state === "dead") throw err;
-    }
-    if (deadResult !== undefined) await store.dropResult(deadResult);
-    await store.dropDeadLetter(dead.seq);
+    if (sources.seqs.final !== undefined) await store.drop(streams.results, sources.seqs.final);
+    await store.drop(streams.dead, dead.seq);
     log.info({ job_id: jobId, correlation_id: job.correlation_id, generation: job.generation }, "dead job requeued");
     return { job_id: jobId, state: "queued" };
   }
 
-  list(filter: ListJobsRequest) {
-    return this.deps.store.list(filter);
+  list(filter: ListJobsRequest): Promise<ListJobsReply> {
+    return listJobs(this.deps.store.jsm, this.deps.lanes, filter);
   }
 
-  #envelope(req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined): JobEnvelope {
+  #envelope(lane: string, req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined): JobEnvelope {
     const { defaults } = this.deps;
     return {
-      job_id: nuid.next(),
+      job_id: lane + nuid.next(),
       type: req.type,
       queue: req.queue,
       tenant: req.tenant ?? null,
@@ -201,30 +239,43 @@ export class Intake {
       created_at: new Date().toISOString(),
       generation: 0,
       errors: [],
+      owner: null,
+      started_at: null,
     };
   }
 
-  /** The job an idempotency key already points at, or undefined once this submit holds the key. */
-  async #existingFor(indexKey: string, jobId: string): Promise<string | undefined> {
+  /**
+   * The job an idempotency key already points at, or undefined once this
+   * submit holds the key. Another type or payload under the key is a
+   * conflict: the caller learns its job was not taken, and which one was.
+   */
+  async #existingFor(indexKey: string, jobId: string, fingerprint: string): Promise<string | undefined> {
     const { idempotency, store } = this.deps;
-    const claim = await idempotency.claim(indexKey, jobId);
+    const claim = await idempotency.claim(indexKey, jobId, fingerprint);
     if (claim.claimed) return undefined;
-    if (await store.get(claim.jobId)) return claim.jobId;
-    // The claimer died before writing its job: take the key over once the claim is stale.
-    if (await idempotency.takeOver(indexKey, jobId, claim)) return undefined;
+    if (claim.fingerprint && claim.fingerprint !== fingerprint) {
+      throw new BosunError("idempotency_conflict", `idempotency key already used by job ${claim.jobId} with another type or payload`, { job_id: claim.jobId });
+    }
+    const found = await store.status(claim.jobId).catch((err: unknown) => {
+      if (err instanceof BosunError && err.code === "not_found") return undefined;
+      throw err;
+    });
+    if (found) return claim.jobId;
+    // The claimer died before writing its job, or the job is past its retention: take the key over once the claim is stale.
+    if (await idempotency.takeOver(indexKey, jobId, fingerprint, claim)) return undefined;
     throw new BosunError("unavailable", "a submit with this idempotency key is still being accepted; retry shortly");
   }
 
   /** What a repeated submit gets: the first job, finished or not (waiting like the first would). */
   async #replyForExisting(jobId: string, waitMs: number | undefined): Promise<SubmitReply | JobResult> {
     const waiter = waitMs ? this.#waitForResult(jobId, waitMs) : undefined;
-    const finished = await this.deps.store.getResult(jobId);
-    if (finished) {
+    const sources = await this.deps.store.sources(jobId);
+    const status = requireStatus(jobId, sources);
+    if (sources.final && FINAL_STATES.has(status.state)) {
       waiter?.cancel();
-      return waitMs ? finished : { job_id: jobId, state: finished.state, duplicate: true };
+      return waitMs ? resultOf(sources.final) : { job_id: jobId, state: status.state, duplicate: true };
     }
-    const state = (await this.deps.store.status(jobId)).state;
-    return (await waiter?.result) ?? { job_id: jobId, state, duplicate: true };
+    return (await waiter?.result) ?? { job_id: jobId, state: status.state, duplicate: true };
   }
 
   async #forward(workerId: string, req: SubmitRequest, correlationId: string | undefined): Promise<SubmitReply | JobResult> {
@@ -243,8 +294,8 @@ export class Intake {
     const sub = this.deps.nc.subscribe(resultSubject(jobId), { max: 1 });
     const timer = setTimeout(() => sub.unsubscribe(), waitMs);
     const result = (async () => {
-      // Results are only ever published for finished jobs.
-      for await (const msg of sub) return parseWith(JobResult, JSON.parse(decoder.decode(msg.data)));
+      // Final records are only ever published for finished jobs.
+      for await (const msg of sub) return resultOf(decodeStored(FinalRecord, msg));
       return undefined;
     })().finally(() => clearTimeout(timer));
     return { result, cancel: () => sub.unsubscribe() };

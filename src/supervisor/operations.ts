@@ -7,16 +7,18 @@ import { errors } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { Logger } from "pino";
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import {
   BosunError,
   controlSubject,
-  DEAD_WILDCARD,
   decodeWith,
   encodeJson,
+  laneConsumer,
+  laneDeadFilter,
+  laneScheduledFilter,
   parseWith,
   RecycleReply,
   RecycleRequest,
-  SCHEDULED_WILDCARD,
   streams,
   type OpsFlags,
   type OpsPatch,
@@ -28,8 +30,8 @@ import { readReply } from "../platform/nats.js";
 import type { Heartbeats } from "./heartbeat.js";
 import type { Pool } from "./pool.js";
 import { answer } from "./api.js";
+import type { Lane, LaneRegistry } from "../records/index.js";
 
-const CONSUMER_PREFIX = "bosun_q_";
 const CONTROL_TIMEOUT_MS = 3000;
 
 export interface OperationsDeps {
@@ -38,6 +40,7 @@ export interface OperationsDeps {
   opsKv: KV;
   ops: OpsFlagsView;
   heartbeats: Heartbeats;
+  lanes: LaneRegistry;
   pool: Pool;
   workerId: string;
   log: Logger;
@@ -92,31 +95,67 @@ export class Operations {
     return parseWith(RecycleReply, readReply(reply));
   }
 
+  /**
+   * Per queue, summed over its lanes: pending and running from each lane's
+   * consumer, scheduled and dead from the lane's messages in those streams
+   * (a cancelled delayed job's message is removed by the cancel, so it no
+   * longer counts). The cost follows the lanes and the waiting jobs, never
+   * the finished jobs kept.
+   */
   async queues(): Promise<QueueStatus[]> {
-    const { jsm } = this.deps;
-    const [scheduled, dead] = await Promise.all([
-      this.#countBy(streams.scheduled, SCHEDULED_WILDCARD, 2),
-      this.#countBy(streams.dead, DEAD_WILDCARD, 2),
-    ]);
+    const byQueue = new Map<string, Lane[]>();
+    for (const lane of this.deps.lanes.all()) byQueue.set(lane.queue, [...(byQueue.get(lane.queue) ?? []), lane]);
     const workers = this.workers();
-    const statuses: QueueStatus[] = [];
-    for await (const consumer of jsm.consumers.list(streams.jobs)) {
-      if (!consumer.name.startsWith(CONSUMER_PREFIX)) continue;
-      const queue = consumer.name.slice(CONSUMER_PREFIX.length);
-      statuses.push({
-        queue,
-        pending: consumer.num_pending,
-        scheduled: scheduled.get(queue) ?? 0,
-        running: consumer.num_ack_pending,
-        dead: dead.get(queue) ?? 0,
-        consumers: {
-          durable: consumer.name,
-          waiting_pulls: consumer.num_waiting,
-          workers: workers.filter((w) => w.queues.includes(queue)).map((w) => w.worker_id),
-        },
-      });
-    }
+    const statuses = await Promise.all(
+      [...byQueue].map(async ([queue, lanes]) => {
+        const counts = await Promise.all(lanes.map((lane) => this.#laneCounts(lane.code)));
+        const sum = (k: keyof (typeof counts)[number]) => counts.reduce((n, c) => n + c[k], 0);
+        const status: QueueStatus = {
+          queue,
+          pending: sum("pending"),
+          scheduled: sum("scheduled"),
+          running: sum("running"),
+          dead: sum("dead"),
+          consumers: {
+            durable: laneConsumer(lanes.find((l) => l.tenant === null && l.band === "n")?.code ?? lanes[0]!.code),
+            waiting_pulls: sum("waiting"),
+            workers: workers.filter((w) => w.queues.includes(queue)).map((w) => w.worker_id),
+          },
+        };
+        return status;
+      }),
+    );
     return statuses.sort((a, b) => a.queue.localeCompare(b.queue));
+  }
+
+  async #laneCounts(lane: string): Promise<{ pending: number; running: number; waiting: number; scheduled: number; dead: number }> {
+    const { jsm } = this.deps;
+    const [consumer, scheduled, dead] = await Promise.all([
+      jsm.consumers.info(streams.jobs, laneConsumer(lane)).catch(() => undefined),
+      jsm.streams.info(streams.scheduled, { subjects_filter: laneScheduledFilter(lane) }),
+      this.#countMatching(streams.dead, laneDeadFilter(lane)),
+    ]);
+    return {
+      pending: consumer?.num_pending ?? 0,
+      running: consumer?.num_ack_pending ?? 0,
+      waiting: consumer?.num_waiting ?? 0,
+      scheduled: Object.values(scheduled.state.subjects ?? {}).reduce((n, c) => n + c, 0),
+      dead,
+    };
+  }
+
+  /** Messages on a filter of a limits stream, counted by the server (a throwaway consumer's pending count). */
+  async #countMatching(stream: string, filter: string): Promise<number> {
+    const { jsm } = this.deps;
+    const info = await jsm.consumers.add(stream, {
+      filter_subject: filter,
+      ack_policy: AckPolicy.None,
+      deliver_policy: DeliverPolicy.All,
+      inactive_threshold: 5_000_000_000,
+      mem_storage: true,
+    });
+    await jsm.consumers.delete(stream, info.name).catch(() => undefined);
+    return info.num_pending;
   }
 
   opsFlags(): OpsFlags {
@@ -130,16 +169,5 @@ export class Operations {
     if (patch.submissions_paused !== undefined) flags.submissions_paused = patch.submissions_paused;
     Object.assign(flags.queues, patch.queues);
     return flags;
-  }
-
-  /** Messages per queue in a stream whose subjects are `bosun.<kind>.<queue>[...]`. */
-  async #countBy(stream: string, filter: string, queueToken: number): Promise<Map<string, number>> {
-    const info = await this.deps.jsm.streams.info(stream, { subjects_filter: filter });
-    const counts = new Map<string, number>();
-    for (const [subject, n] of Object.entries(info.state.subjects ?? {})) {
-      const queue = subject.split(".")[queueToken]!;
-      counts.set(queue, (counts.get(queue) ?? 0) + n);
-    }
-    return counts;
   }
 }

@@ -56,8 +56,8 @@ interface PullRequest {
 export interface PullerOptions {
   stream: string;
   consumer: string;
-  /** How long one pull request waits on the server for messages. */
-  expiresMs: number;
+  /** How long one pull request waits on the server for messages (asked at each pull: it may follow the lane count). */
+  expiresMs: number | (() => number);
   log: Logger;
   onJob(job: JobMessage): void;
   /** A pull request ended unfilled (expired, or the server dropped it): its credits are free again. */
@@ -90,9 +90,10 @@ export class Puller {
     if (batch <= 0 || this.#sub.isClosed()) return;
     const reply = `${this.#inbox}.${++this.#seq}`;
     // Reclaim the credits ourselves if the server's 408 never comes (e.g. it restarted).
-    const timer = setTimeout(() => this.#end(reply), this.opts.expiresMs + 5000);
+    const expiresMs = typeof this.opts.expiresMs === "function" ? this.opts.expiresMs() : this.opts.expiresMs;
+    const timer = setTimeout(() => this.#end(reply), expiresMs + 5000);
     this.#requests.set(reply, { remaining: batch, timer });
-    this.nc.publish(this.#nextSubject, JSON.stringify({ batch, expires: this.opts.expiresMs * 1_000_000 }), { reply });
+    this.nc.publish(this.#nextSubject, JSON.stringify({ batch, expires: expiresMs * 1_000_000 }), { reply });
   }
 
   /** Forgets every open request: after a reconnect the server may have lost them. */

@@ -4,32 +4,24 @@
  * the outcome durably and only then acks the message.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import {
-  headerNames,
-  JobEnvelope,
-  parseWith,
-  queueConsumer,
-  streams,
-  type JobError,
-  type JobStatus,
-} from "../contract/index.js";
-import { backoffDelay } from "./backoff.js";
-import type { CancelRegistry } from "./cancels.js";
-import { cancelledError } from "./intake.js";
-import { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type Pool } from "./pool.js";
+import { headerNames, JobEnvelope, parseWith, streams, type InterimRecord } from "../contract/index.js";
+import { ensureConsumer, laneConsumerConfig } from "../platform/nats.js";
+import { laneFor, recordOf, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
+import type { LaneOrder } from "./lane-order.js";
+import { NotStartedError, type ExecutionHandle, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
-import { recordOf } from "./records.js";
-import type { JobStore } from "./store.js";
+import { cancelledError, lostRun, Settler } from "./settle.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
 const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
 const PROGRESS_WRITE_GAP_MS = 250;
 /**
- * A job shows as running once it has run this long. Most jobs finish sooner,
- * and for them the result alone is the durable outcome: two record writes
- * fewer per job (status reads put record and result together).
+ * A job shows as running (its interim record) once it has run this long.
+ * Most jobs finish sooner, and for them the final record alone is written:
+ * a fast job costs its message and its final record, nothing else.
  */
 const RUNNING_RECORD_DELAY_MS = 20;
 /**
@@ -50,6 +42,8 @@ export interface RunnerOptions {
   workerId: string;
   metrics: SupervisorMetrics;
   cancels: CancelRegistry;
+  lanes: LaneRegistry;
+  laneOrder: LaneOrder;
   queues: readonly string[];
   leaseMs: number;
   log: Logger;
@@ -58,12 +52,13 @@ export interface RunnerOptions {
 export type RunnerState = "running" | "draining" | "stopped";
 
 export class Runner {
-  readonly #pullers: Puller[];
+  /** One puller per lane of this supervisor's queues, added as lanes appear. */
+  readonly #pullers = new Map<string, Puller>();
+  readonly #settler: Settler;
   /** Jobs received and not yet ended (they hold a process or are about to). */
   #executing = 0;
   /** Jobs received whose outcome is not yet stored and acked. */
   #unsettled = 0;
-  #next = 0;
   #refillPending = false;
   /** Moving average of run times; unknown (no pull-ahead) until a job has run. */
   #typicalRunMs = Number.POSITIVE_INFINITY;
@@ -75,54 +70,65 @@ export class Runner {
   readonly #running = new Map<string, ExecutionHandle>();
 
   constructor(
-    nc: NatsConnection,
+    private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
     private readonly store: JobStore,
     private readonly pool: Pool,
     private readonly opts: RunnerOptions,
   ) {
-    // One queue can wait on the server for the whole expiry while holding a credit; with
-    // several queues keep that short so an idle queue does not starve a busy one.
-    const expiresMs = opts.queues.length > 1 ? 1000 : 10_000;
-    this.#pullers = opts.queues.map(
-      (queue) =>
-        new Puller(nc, {
-          stream: streams.jobs,
-          consumer: queueConsumer(queue),
-          expiresMs,
-          log: opts.log,
-          onJob: (msg) => void this.#onJob(msg),
-          onCreditsReturned: () => this.#refillSoon(),
-        }),
-    );
+    this.#settler = new Settler(store, opts.cancels, opts.metrics, opts.log);
   }
 
   get state(): RunnerState {
     return this.#state;
   }
 
-  start(): void {
+  /** Starts pulling: the default lane of each queue first (so its consumer exists), then every lane that appears. */
+  async start(): Promise<void> {
     this.opts.cancels.onCancel((jobId) => this.#onCancel(jobId));
     this.#leaseTimer = setInterval(() => {
       for (const msg of this.#leased) msg.working();
     }, Math.max(250, Math.floor(this.opts.leaseMs / 3)));
+    for (const queue of this.opts.queues) await this.#addLane(laneFor(queue, null, 0));
+    this.opts.lanes.onLane((lane) => {
+      if (this.opts.queues.includes(lane.queue)) this.#addLane(lane).catch((err: unknown) => this.opts.log.error({ err, lane: lane.code }, "could not start pulling a lane"));
+    });
     this.refill();
+  }
+
+  async #addLane(lane: Lane): Promise<void> {
+    if (this.#pullers.has(lane.code) || this.#state !== "running") return;
+    await this.opts.lanes.ensure(lane);
+    await ensureConsumer(this.jsm, streams.jobs, laneConsumerConfig(lane.code, this.opts.leaseMs));
+    if (this.#pullers.has(lane.code)) return;
+    this.#pullers.set(
+      lane.code,
+      new Puller(this.nc, {
+        stream: streams.jobs,
+        consumer: laneConsumerConfig(lane.code, this.opts.leaseMs).durable_name!,
+        // One lane can wait on the server for the whole expiry while holding a credit; with
+        // several keep that short so an idle lane does not starve a busy one.
+        expiresMs: () => (this.#pullers.size > 1 ? 1000 : 10_000),
+        log: this.opts.log,
+        onJob: (msg) => void this.#onJob(msg),
+        onCreditsReturned: () => this.#refillSoon(),
+      }),
+    );
+    this.opts.log.debug({ lane: lane.code, queue: lane.queue, tenant: lane.tenant, band: lane.band }, "pulling a new lane");
+    this.#refillSoon();
   }
 
   /** Asks the server for as many jobs as there are free processes not already asked for (see PULL_AHEAD_MAX_RUN_MS). */
   refill(): void {
     if (this.#state !== "running") return;
-    const outstanding = this.#pullers.reduce((n, p) => n + p.outstanding, 0);
+    let outstanding = 0;
+    for (const p of this.#pullers.values()) outstanding += p.outstanding;
     // Short jobs: ask for a pool's worth more than the free processes, so a process that
     // comes free finds its next job here instead of waiting a pull round trip for it.
     const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.capacity : 0;
-    let credits = this.pool.capacity + ahead - this.#executing - outstanding;
-    // Spread credits over the queues, starting at a rotating one so none starves.
-    for (let i = 0; credits > 0 && i < this.#pullers.length; i++) {
-      const share = Math.ceil(credits / (this.#pullers.length - i));
-      this.#pullers[(this.#next + i) % this.#pullers.length]!.pull(share);
-      credits -= share;
-    }
-    this.#next = (this.#next + 1) % this.#pullers.length;
+    const credits = this.pool.capacity + ahead - this.#executing - outstanding;
+    if (credits <= 0) return;
+    for (const [lane, n] of this.opts.laneOrder.share(credits, [...this.#pullers.keys()])) this.#pullers.get(lane)!.pull(n);
   }
 
   #longRunNow(): boolean {
@@ -143,22 +149,21 @@ export class Runner {
 
   /** After a reconnect the server may have forgotten our pull requests. */
   reconnected(): void {
-    for (const p of this.#pullers) p.reset();
+    for (const p of this.#pullers.values()) p.reset();
     this.refill();
   }
 
-  /** Stops pulling and waits until every job in flight has been settled. */
   /** Stops pulling (messages already on their way are handed back) and waits until every job in hand is settled. */
   async drain(): Promise<void> {
     this.#state = "draining";
-    await Promise.all(this.#pullers.map((p) => p.close()));
+    await Promise.all([...this.#pullers.values()].map((p) => p.close()));
     if (this.#unsettled > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
   async stop(): Promise<void> {
     this.#state = "stopped";
     clearInterval(this.#leaseTimer);
-    await Promise.all(this.#pullers.map((p) => p.close()));
+    await Promise.all([...this.#pullers.values()].map((p) => p.close()));
   }
 
   async #onJob(msg: JobMessage): Promise<void> {
@@ -225,21 +230,22 @@ export class Runner {
     // Earlier deliveries of this message never reported back: their supervisor died.
     const lost = Array.from({ length: msg.deliveryCount - 1 }, (_, i) => lostRun(attempt - msg.deliveryCount + 1 + i));
     const history = [...job.errors, ...lost];
-    const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null });
+    const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null, owner: null });
 
     if (cancels.has(job.job_id)) {
-      await this.#finish(job, record, { state: "cancelled", error: cancelledError, durationMs: null });
+      await this.#settler.finish(job, { ...record, state: "cancelled", finished_at: new Date().toISOString() }, { state: "cancelled", error: cancelledError, durationMs: null });
       msg.ack();
       return;
     }
     if (attempt > job.max_attempts) {
-      await this.#bury(job, record, history, lostRun(attempt - 1), null);
+      await this.#settler.bury(job, record, history, lostRun(attempt - 1), null);
       msg.ack();
       return;
     }
 
     this.#leased.add(msg);
-    const visibility = this.#runningVisibility(record);
+    const interim: InterimRecord = { ...record, generation: job.generation };
+    const visibility = this.#runningVisibility(interim);
     try {
       let handle: ExecutionHandle;
       try {
@@ -260,7 +266,8 @@ export class Runner {
       }
       this.#running.set(job.job_id, handle);
       this.opts.metrics.queueWait.observe({ queue: job.queue, type: job.type }, Math.max(0, Date.now() - Date.parse(job.created_at)) / 1000);
-      record.owner = { worker_id: workerId, pid: handle.pid };
+      record.owner = interim.owner = { worker_id: workerId, pid: handle.pid };
+      record.started_at = interim.started_at = new Date(handle.startedAt).toISOString();
       visibility.started();
       // A cancel that landed while the process was being acquired.
       if (cancels.has(job.job_id)) handle.kill("cancelled");
@@ -271,7 +278,9 @@ export class Runner {
       visibility.stop();
       this.#running.delete(job.job_id);
       releaseSlot();
-      await this.#settleRetrying(msg, job, record, history, outcome, visibility.written);
+      await this.#settleRetrying(() => this.#settler.settle(msg, job, { ...record, progress: interim.progress }, history, outcome), job);
+      // Only after the outcome is stored: until then a reader may still need it.
+      if (visibility.written) this.store.dropInterim(job.job_id).catch((err: unknown) => log.warn({ err, job_id: job.job_id }, "could not remove an interim record"));
     } finally {
       visibility.stop();
       this.#leased.delete(msg);
@@ -283,11 +292,11 @@ export class Runner {
    * blip (a reconnect, a server restart). Retries while the lease is kept
    * alive; past it, the job runs again elsewhere, which is the guarantee.
    */
-  async #settleRetrying(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome, recordShown: boolean): Promise<void> {
+  async #settleRetrying(settle: () => Promise<void>, job: JobEnvelope): Promise<void> {
     const deadline = Date.now() + this.opts.leaseMs;
     for (;;) {
       try {
-        return await this.#settle(msg, job, record, history, outcome, recordShown);
+        return await settle();
       } catch (err) {
         if (Date.now() >= deadline || this.#state === "stopped") throw err;
         this.opts.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "storing a job outcome failed; retrying");
@@ -297,12 +306,12 @@ export class Runner {
   }
 
   /**
-   * When the job's record says "running": RUNNING_RECORD_DELAY_MS after it
-   * started, or at its first progress report. Progress goes to the record at
-   * most every PROGRESS_WRITE_GAP_MS; a report inside the gap is written when
-   * it closes, so the last one shows.
+   * When the job's interim record says "running": RUNNING_RECORD_DELAY_MS
+   * after it started, or at its first progress report. Progress goes to the
+   * record at most every PROGRESS_WRITE_GAP_MS; a report inside the gap is
+   * written when it closes, so the last one shows.
    */
-  #runningVisibility(record: JobStatus): { started(): void; progress(fraction: number): void; stop(): void; readonly written: boolean } {
+  #runningVisibility(record: InterimRecord): { started(): void; progress(fraction: number): void; stop(): void; readonly written: boolean } {
     let lastWrite = 0;
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
@@ -310,7 +319,7 @@ export class Runner {
       timer = undefined;
       if (stopped) return;
       lastWrite = Date.now();
-      this.store.putInterim(record);
+      this.store.putRunning(record);
     };
     return {
       started: () => {
@@ -338,86 +347,4 @@ export class Runner {
   #onCancel(jobId: string): void {
     this.#running.get(jobId)?.kill("cancelled");
   }
-
-  /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
-  async #settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome, recordShown: boolean): Promise<void> {
-    const { log, metrics } = this.opts;
-    const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
-    const labels = { queue: job.queue, type: job.type };
-    metrics.duration.observe(labels, outcome.duration_ms / 1000);
-    if (outcome.ok) metrics.succeeded.inc(labels);
-    else if (outcome.error.code === "cancelled") metrics.cancelled.inc(labels);
-    else if (outcome.error.code !== "shutdown") metrics.failed.inc(labels);
-    if (outcome.ok) {
-      await this.#finish(job, { ...record, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms }, recordShown);
-      log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
-    } else if (outcome.error.code === "shutdown") {
-      // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
-      msg.nak();
-      log.warn(logCtx, "job handed back after the drain grace period");
-      return;
-    } else if (outcome.error.code === "cancelled") {
-      await this.#finish(job, record, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms });
-      log.info(logCtx, "job cancelled while running");
-    } else if (record.attempts < job.max_attempts) {
-      await this.#retryLater(job, record, [...history, outcome.error]);
-      metrics.retried.inc(labels);
-      log.warn({ ...logCtx, error: outcome.error }, "job attempt failed");
-    } else {
-      await this.#bury(job, record, history, outcome.error, outcome.duration_ms);
-      metrics.dead.inc(labels);
-      log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
-    }
-    msg.ack();
-  }
-
-  /** The next attempt after the backoff: parked in the scheduler, or queued at once when there is none. */
-  async #retryLater(job: JobEnvelope, record: JobStatus, errors: JobError[]): Promise<void> {
-    const next: JobEnvelope = { ...job, errors };
-    const delay = backoffDelay(job.backoff, record.attempts);
-    const failed = { ...record, owner: null, error: errors.at(-1) ?? null };
-    if (delay > 0) {
-      await this.store.schedule(next, record.attempts, Date.now() + delay);
-      await this.store.put({ ...failed, state: "failed" });
-    } else {
-      await this.store.enqueue(next, record.attempts);
-      await this.store.put({ ...failed, state: "queued" });
-    }
-  }
-
-  /** Dead: kept in the dead-letter stream with every attempt's error, then finished. */
-  async #bury(job: JobEnvelope, record: JobStatus, history: JobError[], lastError: JobError, durationMs: number | null): Promise<void> {
-    const errors = [...history, lastError];
-    const dead = { ...record, state: "dead" as const, owner: null, error: lastError, finished_at: new Date().toISOString() };
-    await this.store.bury({ job: { ...job, errors }, record: dead });
-    await this.#finish(job, dead, { state: "dead", error: lastError, durationMs });
-  }
-
-  /**
-   * The result is the durable outcome (a cancel may have claimed it first:
-   * then the cancel stands). The record is brought to the final state only
-   * where a reader could find it stale on its own: it showed "running", or
-   * the job did not succeed (retry and cleanup go by dead/cancelled records).
-   */
-  async #finish(
-    job: JobEnvelope,
-    record: JobStatus,
-    end: { state: "succeeded" | "cancelled" | "dead"; value?: unknown; error: JobError | null; durationMs: number | null },
-    recordShown = true,
-  ): Promise<void> {
-    const standing = await this.store.settleResult({
-      job_id: job.job_id,
-      state: end.state,
-      result: end.value ?? null,
-      error: end.error,
-      attempts: record.attempts,
-      duration_ms: end.durationMs,
-      correlation_id: job.correlation_id,
-    });
-    if (!recordShown && standing.state === "succeeded") return;
-    // Not acked: the result is stored already, and status reads fall back on it.
-    this.store.putInterim({ ...record, state: standing.state, owner: null, error: standing.error, finished_at: record.finished_at ?? new Date().toISOString() });
-  }
 }
-
-const lostRun = (attempt: number): JobError => ({ code: "lost", message: `attempt ${attempt} never reported back (its supervisor stopped)` });

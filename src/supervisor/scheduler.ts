@@ -7,10 +7,8 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { headerNames, JobEnvelope, parseWith, SCHEDULER_CONSUMER, streams } from "../contract/index.js";
-import type { CancelRegistry } from "./cancels.js";
+import type { CancelRegistry, JobStore } from "../records/index.js";
 import { JobMessage, Puller } from "./puller.js";
-import { recordOf } from "./records.js";
-import type { JobStore } from "./store.js";
 
 /** Parked messages this supervisor holds at once; each is handled in microseconds. */
 const WINDOW = 256;
@@ -76,12 +74,10 @@ export class Scheduler {
       msg.term();
       return;
     }
-    // A cancelled job's record and result were written by the cancel itself.
+    // A cancelled job's final record was written by the cancel itself.
     if (!this.cancels.has(job.job_id)) {
       const attempts = Number(msg.header(headerNames.attemptOffset) ?? 0);
       try {
-        // Record first: on one connection it lands before the runner can mark the job running.
-        this.store.putInterim(recordOf(job, "queued", attempts));
         await this.store.enqueue(job, attempts);
       } catch (err) {
         this.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "could not queue a due job; retrying");

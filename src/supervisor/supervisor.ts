@@ -11,16 +11,15 @@ import type { Service } from "@nats-io/services";
 import type { Logger } from "pino";
 import type { WorkerInfo } from "../contract/index.js";
 import { loadHandlers } from "../actors/handlers.js";
-import type { SupervisorConfig } from "../platform/config.js";
+import { retentionOf, type SupervisorConfig } from "../platform/config.js";
 import { connectNats, provisionTopology } from "../platform/nats.js";
 import { serveForwardedSubmits, startApi } from "./api.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
 import { Pool } from "./pool.js";
 import { Runner } from "./runner.js";
-import { JobStore } from "./store.js";
-import { CancelRegistry } from "./cancels.js";
-import { IdempotencyIndex } from "./idempotency.js";
+import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
+import { Rotation } from "./lane-order.js";
 import { Scheduler } from "./scheduler.js";
 import { Operations } from "./operations.js";
 import { OpsFlagsView } from "../platform/ops.js";
@@ -28,6 +27,9 @@ import { serveMetrics, SupervisorMetrics } from "../platform/metrics.js";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamWriter } from "../platform/stream-writer.js";
+
+/** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
+const CANCEL_SWEEP_MS = 10 * 60_000;
 
 export type SupervisorState = "starting" | "running" | "draining" | "stopped";
 
@@ -43,6 +45,8 @@ export class Supervisor {
   #writer: StreamWriter | undefined;
   #scheduler: Scheduler | undefined;
   #cancels: CancelRegistry | undefined;
+  #lanes: LaneRegistry | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
   #ops: OpsFlagsView | undefined;
   #operations: Operations | undefined;
   #metricsServer: Server | undefined;
@@ -65,14 +69,11 @@ export class Supervisor {
     const handlers = await loadHandlers(config.handlers, config.builtins);
     this.#jobTypes = [...handlers.keys()];
     const nc = (this.#nc = await connectNats(config.nats_url, `bosun-supervisor-${workerId}`, log));
-    const topology = await provisionTopology(nc, {
-      queues: config.queues,
-      leaseMs: config.lease_ms,
-      resultsTtlMs: config.results_ttl_ms,
-      idempotencyWindowMs: config.idempotency_window_ms,
-    });
+    if (config.retention_ms === undefined && config.results_ttl_ms !== undefined) log.warn("--results-ttl-ms is deprecated: use --retention-ms");
+    const topology = await provisionTopology(nc, { retentionMs: retentionOf(config), idempotencyWindowMs: config.idempotency_window_ms });
     const writer = (this.#writer = new StreamWriter(nc));
-    const store = new JobStore(writer, topology.jsm, topology.jobsKv);
+    const store = new JobStore(writer, topology.jsm);
+    const lanes = (this.#lanes = new LaneRegistry(topology.lanesKv, log));
 
     const metrics = new SupervisorMetrics(() => this.#pool?.snapshot() ?? []);
     const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
@@ -96,14 +97,25 @@ export class Supervisor {
       metrics,
       onChange: () => heartbeats.changed(),
     }));
-    const cancels = (this.#cancels = new CancelRegistry(topology.cancelsKv, log));
+    // A cancel request outlives its job's end by two leases: any copy of the job in flight has met it by then.
+    const cancels = (this.#cancels = new CancelRegistry(topology.cancelsKv, topology.jsm, log, 2 * config.lease_ms));
     const ops = (this.#ops = new OpsFlagsView(log));
-    const operations = (this.#operations = new Operations({ nc, jsm: topology.jsm, opsKv: topology.opsKv, ops, heartbeats, pool, workerId, log }));
-    const runner = (this.#runner = new Runner(nc, store, pool, { workerId, cancels, metrics, queues: config.queues, leaseMs: config.lease_ms, log }));
+    const operations = (this.#operations = new Operations({ nc, jsm: topology.jsm, opsKv: topology.opsKv, ops, heartbeats, lanes, pool, workerId, log }));
+    const runner = (this.#runner = new Runner(nc, topology.jsm, store, pool, {
+      workerId,
+      cancels,
+      lanes,
+      laneOrder: new Rotation(),
+      metrics,
+      queues: config.queues,
+      leaseMs: config.lease_ms,
+      log,
+    }));
     const scheduler = (this.#scheduler = new Scheduler(nc, store, cancels, log));
     const intake = new Intake({
       nc,
       store,
+      lanes,
       cancels,
       idempotency: new IdempotencyIndex(topology.idempotencyKv),
       handlers,
@@ -121,14 +133,21 @@ export class Supervisor {
     });
 
     pool.start();
+    await lanes.start();
     await cancels.start();
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, store, log });
+    this.#service = await startApi(nc, { workerId, intake, operations, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, log);
-    runner.start();
+    await runner.start();
     scheduler.start();
+    const sweep = () =>
+      void cancels
+        .sweep(async (jobId) => (await store.finalRecord(jobId)) !== null)
+        .catch((err: unknown) => log.warn({ err }, "cancel request sweep failed"));
+    sweep();
+    this.#sweeper = setInterval(sweep, CANCEL_SWEEP_MS).unref();
     if (config.metrics_port !== undefined) {
       this.#metricsServer = await serveMetrics(metrics.registry, config.metrics_host, config.metrics_port);
       log.info({ url: `http://${config.metrics_host}:${(this.#metricsServer.address() as AddressInfo).port}/metrics` }, "metrics listening");
@@ -160,7 +179,9 @@ export class Supervisor {
     await this.#scheduler?.stop();
     await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
     await this.#runner?.stop();
+    clearInterval(this.#sweeper);
     this.#cancels?.stop();
+    this.#lanes?.stop();
     await this.#heartbeats?.stop();
     this.#writer?.close();
     await this.#nc?.drain().catch(() => undefined);

@@ -1,0 +1,74 @@
+/**
+ * Idempotency keys: one KV entry per (tenant, key) holding the id of the job
+ * it created and a fingerprint of that job's type and payload, in a bucket
+ * whose TTL is the idempotency window. `create` is a compare-and-set on the
+ * server, so two submits racing on two supervisors cannot both win.
+ */
+import { createHash } from "node:crypto";
+import type { KV } from "@nats-io/kv";
+
+/** A claim whose job never got written (its supervisor died mid-submit) may be taken over after this. */
+const ABANDONED_CLAIM_MS = 30_000;
+
+export type Claim = { claimed: true } | { claimed: false; jobId: string; fingerprint: string; revision: number; ageMs: number };
+
+/** JSON with object keys sorted, so the same payload fingerprints the same whatever its key order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+export class IdempotencyIndex {
+  constructor(private readonly kv: KV) {}
+
+  /** Keys are hashed: user keys may hold characters a KV key may not. */
+  static keyFor(tenant: string | null, key: string): string {
+    return `${tenant ?? "_"}.${createHash("sha256").update(key).digest("hex").slice(0, 40)}`;
+  }
+
+  /** What makes a second submit under a key "the same job": its type and payload. */
+  static fingerprint(type: string, payload: unknown): string {
+    return createHash("sha256").update(type).update("\n").update(canonical(payload)).digest("base64url").slice(0, 22);
+  }
+
+  async claim(indexKey: string, jobId: string, fingerprint: string): Promise<Claim> {
+    try {
+      await this.kv.create(indexKey, JSON.stringify({ job_id: jobId, fingerprint }));
+      return { claimed: true };
+    } catch (err) {
+      const entry = await this.kv.get(indexKey);
+      if (!entry || entry.operation !== "PUT") throw err;
+      const held = parseClaim(entry.string());
+      return { claimed: false, ...held, revision: entry.revision, ageMs: Date.now() - entry.created.getTime() };
+    }
+  }
+
+  /** Takes over an abandoned claim; false if someone else changed it first. */
+  async takeOver(indexKey: string, jobId: string, fingerprint: string, claim: Claim & { claimed: false }): Promise<boolean> {
+    if (claim.ageMs < ABANDONED_CLAIM_MS) return false;
+    try {
+      await this.kv.update(indexKey, JSON.stringify({ job_id: jobId, fingerprint }), claim.revision);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async release(indexKey: string): Promise<void> {
+    await this.kv.delete(indexKey);
+  }
+}
+
+function parseClaim(text: string): { jobId: string; fingerprint: string } {
+  try {
+    const value = JSON.parse(text) as { job_id?: unknown; fingerprint?: unknown };
+    if (typeof value.job_id === "string" && typeof value.fingerprint === "string") return { jobId: value.job_id, fingerprint: value.fingerprint };
+  } catch {
+    // An entry from before fingerprints: the bare job id.
+  }
+  return { jobId: text, fingerprint: "" };
+}

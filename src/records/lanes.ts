@@ -1,0 +1,98 @@
+/**
+ * The lane registry (KV bucket bosun_lanes): lane code -> what the lane is.
+ * A lane is written once, by the first submit that needs it, and every
+ * process caches what it has seen forever (a lane never changes). Runners
+ * watch it to learn the lanes of their queues.
+ */
+import { KvWatchInclude, type KV, type KvWatchEntry } from "@nats-io/kv";
+import type { QueuedIterator } from "@nats-io/nats-core";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { bandOf, DEFAULT_TARGET, laneCode, type Band } from "../contract/index.js";
+
+export const Lane = z.object({
+  code: z.string(),
+  queue: z.string(),
+  target: z.string(),
+  band: z.enum(["h", "n", "l"]),
+  tenant: z.string().nullable(),
+});
+export type Lane = z.infer<typeof Lane>;
+
+/** The lane a new job goes to. The target is the queue's active one (issue 14); today always "default". */
+export function laneFor(queue: string, tenant: string | null, priority: number, target = DEFAULT_TARGET): Lane {
+  const band: Band = bandOf(priority);
+  return { code: laneCode(queue, target, band, tenant), queue, target, band, tenant };
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+
+export class LaneRegistry {
+  readonly #lanes = new Map<string, Lane>();
+  readonly #listeners = new Set<(lane: Lane) => void>();
+  #watch: QueuedIterator<KvWatchEntry> | undefined;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly log: Logger,
+  ) {}
+
+  /** Loads every lane stored, then follows new ones. */
+  async start(): Promise<void> {
+    const empty = (await this.kv.status()).values === 0;
+    const watch = (this.#watch = await this.kv.watch({ include: KvWatchInclude.AllHistory }));
+    let loaded!: () => void;
+    const initialized = new Promise<void>((resolve) => (loaded = resolve));
+    if (empty) loaded();
+    void (async () => {
+      for await (const entry of watch) {
+        if (entry.operation === "PUT") {
+          const lane = Lane.safeParse(entry.json());
+          if (lane.success) this.#learn(lane.data);
+          else this.log.warn({ key: entry.key }, "ignoring a malformed lane entry");
+        }
+        if (!entry.delta) loaded();
+      }
+    })().catch((err: unknown) => this.log.error({ err }, "lane watch ended"));
+    await initialized;
+  }
+
+  stop(): void {
+    this.#watch?.stop();
+  }
+
+  /** Makes sure the lane is registered before a job is written to it (one write per lane, ever). */
+  async ensure(lane: Lane): Promise<void> {
+    if (this.#lanes.has(lane.code)) return;
+    try {
+      await this.kv.create(lane.code, JSON.stringify(lane));
+    } catch (err) {
+      if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== WRONG_LAST_SEQUENCE && !/wrong last sequence/i.test(String((err as Error).message))) throw err;
+    }
+    this.#learn(lane);
+  }
+
+  get(code: string): Lane | undefined {
+    return this.#lanes.get(code);
+  }
+
+  all(): Lane[] {
+    return [...this.#lanes.values()];
+  }
+
+  /** Lanes matching a listing's queue and tenant filters (undefined: any). */
+  matching(queue: string | undefined, tenant: string | undefined): Lane[] {
+    return this.all().filter((l) => (queue === undefined || l.queue === queue) && (tenant === undefined || l.tenant === tenant));
+  }
+
+  onLane(listener: (lane: Lane) => void): void {
+    this.#listeners.add(listener);
+    for (const lane of this.#lanes.values()) listener(lane);
+  }
+
+  #learn(lane: Lane): void {
+    if (this.#lanes.has(lane.code)) return;
+    this.#lanes.set(lane.code, lane);
+    for (const listener of this.#listeners) listener(lane);
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Durable job state, written and read by job id. A job's state lives where
+ * its messages are (see status.ts): a submit is one acknowledged write (the
+ * job message), a job that ends is one more (its final record on the
+ * results stream); running attempts have an unacknowledged interim record.
+ * Writes go through one StreamWriter; reads through the platform's read
+ * helpers, by literal subject.
+ */
+import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
+import type { z } from "zod";
+import { dropMessage, readLast } from "../platform/stream-reads.js";
+import {
+  BosunError,
+  buckets,
+  DeadLetter,
+  deadSubject,
+  encodeJson,
+  FinalRecord,
+  headerNames,
+  InterimRecord,
+  isJobId,
+  JobEnvelope,
+  jobSubject,
+  kvKeySubject,
+  parseWith,
+  resultSubject,
+  scheduledSubject,
+  streams,
+  type JobStatus,
+} from "../contract/index.js";
+import { StreamWriteError, type StreamWriter } from "../platform/stream-writer.js";
+import { offsetOf, statusOf, type JobSources, type ParkedJob } from "./status.js";
+
+const decoder = new TextDecoder();
+const WRONG_LAST_SEQUENCE = 10071;
+export const INTERIM_STREAM = `KV_${buckets.jobs}`;
+
+/** A stored message's JSON checked against its schema. */
+export function decodeStored<S extends z.ZodType>(schema: S, msg: { data: Uint8Array }): z.output<S> {
+  return parseWith(schema, JSON.parse(decoder.decode(msg.data)));
+}
+
+export const parkedOf = (msg: StoredMsg): ParkedJob => ({ job: decodeStored(JobEnvelope, msg), offset: offsetOf((n) => msg.header?.get(n) || undefined) });
+
+/** Where each part of a job is stored, so a cancel or retry can remove exactly those messages. */
+export interface LocatedSources extends JobSources {
+  seqs: { final?: number; queued?: number; scheduled?: number };
+}
+
+export class JobStore {
+  constructor(
+    private readonly writer: StreamWriter,
+    readonly jsm: JetStreamManager,
+  ) {}
+
+  /**
+   * Publishes one attempt of a job to its queue. The message id makes a
+   * re-publish of the same attempt (a retried submit, a replayed retry) a no-op;
+   * `tag` sets apart a deliberate second message for the same attempt (a hand-back).
+   */
+  async enqueue(envelope: JobEnvelope, attemptOffset: number, tag = ""): Promise<void> {
+    await this.writer.publish(jobSubject(envelope.job_id), encodeJson(envelope), {
+      msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}${tag && `.${tag}`}`,
+      headers: { [headerNames.attemptOffset]: String(attemptOffset) },
+    });
+  }
+
+  /** Parks an attempt of a job until `dueAt` (epoch ms); the scheduler enqueues it then. */
+  async schedule(envelope: JobEnvelope, attemptOffset: number, dueAt: number): Promise<void> {
+    await this.writer.publish(scheduledSubject(envelope.job_id), encodeJson(envelope), {
+      msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}.scheduled`,
+      headers: { [headerNames.attemptOffset]: String(attemptOffset), [headerNames.dueAt]: String(dueAt) },
+    });
+  }
+
+  async bury(letter: DeadLetter): Promise<void> {
+    await this.writer.publish(deadSubject(letter.job.job_id), encodeJson(letter), { msgId: `${letter.job.job_id}.${letter.job.generation}.dead` });
+  }
+
+  /** For a running attempt (owner, progress): nobody waits, the final record follows acknowledged. */
+  putRunning(record: InterimRecord): void {
+    this.writer.publishUnacked(kvKeySubject(buckets.jobs, record.job_id), encodeJson(record));
+  }
+
+  /** Removes a job's interim record, marker and all (a KV delete would leave a marker per job). */
+  async dropInterim(jobId: string): Promise<void> {
+    await this.jsm.streams.purge(INTERIM_STREAM, { filter: kvKeySubject(buckets.jobs, jobId) });
+  }
+
+  /**
+   * Stores a final record only if the job has none yet; false if it has one.
+   * A cancel and a finishing run race through this, so exactly one of them
+   * decides how the job ended.
+   */
+  async claimResult(record: FinalRecord): Promise<boolean> {
+    try {
+      await this.writer.publish(resultSubject(record.job_id), encodeJson(record), { expectLastSubjectSeq: 0 });
+      return true;
+    } catch (err) {
+      if (err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Stores a finished run's final record and returns the one that stands: a
+   * cancel that got there first wins; an earlier run's (its supervisor died
+   * before acking) is replaced, so `attempts` counts every run.
+   */
+  async settleResult(record: FinalRecord): Promise<FinalRecord> {
+    if (await this.claimResult(record)) return record;
+    const existing = (await this.finalRecord(record.job_id))?.record;
+    if (existing?.state === "cancelled" && existing.generation === record.generation) return existing;
+    await this.writer.publish(resultSubject(record.job_id), encodeJson(record), { msgId: `${record.job_id}.${record.generation}.${record.attempts}` });
+    return record;
+  }
+
+  async finalRecord(jobId: string): Promise<{ record: FinalRecord; seq: number; time: Date } | null> {
+    if (!isJobId(jobId)) return null;
+    const msg = await readLast(this.jsm, streams.results, resultSubject(jobId));
+    return msg ? { record: decodeStored(FinalRecord, msg), seq: msg.seq, time: msg.time } : null;
+  }
+
+  async deadLetter(jobId: string): Promise<{ letter: DeadLetter; seq: number } | null> {
+    const msg = await readLast(this.jsm, streams.dead, deadSubject(jobId));
+    return msg ? { letter: decodeStored(DeadLetter, msg), seq: msg.seq } : null;
+  }
+
+  /** Everything stored of a job, read at once (four direct gets in one flush). */
+  async sources(jobId: string): Promise<LocatedSources> {
+    if (!isJobId(jobId)) return { seqs: {} };
+    const [final, queued, scheduled, interim] = await Promise.all([
+      readLast(this.jsm, streams.results, resultSubject(jobId)),
+      readLast(this.jsm, streams.jobs, jobSubject(jobId)),
+      readLast(this.jsm, streams.scheduled, scheduledSubject(jobId)),
+      readLast(this.jsm, INTERIM_STREAM, kvKeySubject(buckets.jobs, jobId)),
+    ]);
+    return {
+      final: final && decodeStored(FinalRecord, final),
+      queued: queued && parkedOf(queued),
+      scheduled: scheduled && parkedOf(scheduled),
+      interim: interim && interim.data.length > 0 ? decodeStored(InterimRecord, interim) : null,
+      seqs: { final: final?.seq, queued: queued?.seq, scheduled: scheduled?.seq },
+    };
+  }
+
+  /** The job's status; `not_found` when nothing of it is stored (unknown, or past its retention). */
+  async status(jobId: string): Promise<JobStatus> {
+    return requireStatus(jobId, await this.sources(jobId));
+  }
+
+  /** Removes a stored message by sequence; one already gone is no error. */
+  async drop(stream: string, seq: number): Promise<void> {
+    await dropMessage(this.jsm, stream, seq);
+  }
+}
+
+export function requireStatus(jobId: string, sources: JobSources): JobStatus {
+  const status = statusOf(sources);
+  if (!status) throw new BosunError("not_found", `no job ${jobId}`);
+  return status;
+}
