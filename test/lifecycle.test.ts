@@ -8,6 +8,7 @@
  */
 import { writeFile } from "node:fs/promises";
 import t from "tap";
+import { deadSubject, defaultLaneConsumer } from "./helpers/subjects.js";
 import { createInbox, type Msg } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startGateway, startSupervisor, type BosunSupervisor } from "./helpers/bosun.js";
@@ -44,9 +45,9 @@ interface DeadLetter {
   record: JobStatus;
 }
 
-async function deadLetterOf(queue: string, jobId: string): Promise<DeadLetter | null> {
+async function deadLetterOf(_queue: string, jobId: string): Promise<DeadLetter | null> {
   const jsm = await jetstreamManager(nc);
-  const msg = await jsm.direct.getMessage("BOSUN_DEAD", { last_by_subj: `bosun.dead.${queue}.${jobId}` });
+  const msg = await jsm.direct.getMessage("BOSUN_DEAD", { last_by_subj: deadSubject(jobId) });
   return msg ? (JSON.parse(decoder.decode(msg.data)) as DeadLetter) : null;
 }
 
@@ -550,7 +551,7 @@ t.test("SIGTERM while a pulled job waits for its process to spawn: the job is no
   const jsm = await jetstreamManager(nc);
   const job = await submit(nc, { type: "count.run", queue, payload: { n: 3, tag: "spawnwait", ms: 500 }, max_attempts: 1 });
   // The supervisor holds the message (delivered, not acked) and the job has not started yet.
-  await waitFor(async () => (await jsm.consumers.info("BOSUN_JOBS", `bosun_q_${queue}`)).num_ack_pending === 1, { timeoutMs: 20_000, intervalMs: 5, what: "the job to be pulled" });
+  await waitFor(async () => (await jsm.consumers.info("BOSUN_JOBS", defaultLaneConsumer(queue))).num_ack_pending === 1, { timeoutMs: 20_000, intervalMs: 5, what: "the job to be pulled" });
   await runs.refresh();
   const startedBeforeTerm = runs.startCount;
   const exit = await draining.proc.stop(30_000);

@@ -7,6 +7,7 @@
  */
 import os from "node:os";
 import t from "tap";
+import { defaultLaneConsumer } from "./helpers/subjects.js";
 import { runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http, type ErrorReply, type JobStatus, type SubmitReply } from "./helpers/http.js";
 import { resultOf, runJob, submitNats } from "./helpers/jobs.js";
@@ -311,7 +312,7 @@ t.test("queue status: pending, scheduled, running and dead counts, consumers, an
   const pending = await Promise.all([0, 1, 2].map((i) => submitNats(nc, { type: "echo", queue, payload: { i } })));
   await Promise.all([0, 1].map(() => submitNats(nc, { type: "echo", queue, delay_ms: 600_000 })));
 
-  const expected: QueueStatus = { queue, pending: 3, scheduled: 2, running: 1, dead: 2, consumers: { durable: `bosun_q_${queue}`, waiting_pulls: 0, workers: [id] } };
+  const expected: QueueStatus = { queue, pending: 3, scheduled: 2, running: 1, dead: 2, consumers: { durable: defaultLaneConsumer(queue), waiting_pulls: 0, workers: [id] } };
   const status = await waitFor(
     async () => {
       const s = await httpQueue(gw, queue);
@@ -351,7 +352,7 @@ t.test("queue status: pending, scheduled, running and dead counts, consumers, an
     },
     { timeoutMs: 10_000, what: "the queue listed without workers" },
   );
-  t.match(orphan, { queue, pending: 0, running: 0, scheduled: 2, dead: 2, consumers: { durable: `bosun_q_${queue}`, workers: [] } }, "a queue with no supervisor");
+  t.match(orphan, { queue, pending: 0, running: 0, scheduled: 2, dead: 2, consumers: { durable: defaultLaneConsumer(queue), workers: [] } }, "a queue with no supervisor");
   const refused = await http<ErrorReply>(gw, "POST", "/api/jobs", { body: { type: "echo", queue } });
   t.equal(refused.status, 422, "submitting to it is refused: no live supervisor serves it", { body: refused.text });
 });
@@ -497,7 +498,7 @@ t.test("CLI: workers, queue, ops get|set, status and watch, with --json, against
 
   t.equal(queueJson.code, 0, "queue --json exits 0", { stderr: queueJson.stderr });
   const queues = JSON.parse(queueJson.stdout) as QueueStatus[];
-  t.match(queues.find((q) => q.queue === queue), { queue, pending: 0, running: 0, scheduled: 0, dead: 0, consumers: { durable: `bosun_q_${queue}`, workers: [id] } }, "queue --json lists the queue");
+  t.match(queues.find((q) => q.queue === queue), { queue, pending: 0, running: 0, scheduled: 0, dead: 0, consumers: { durable: defaultLaneConsumer(queue), workers: [id] } }, "queue --json lists the queue");
 
   t.equal(statusJson.code, 0, "status --json exits 0", { stderr: statusJson.stderr });
   t.match(JSON.parse(statusJson.stdout), { job_id: done.job_id, type: "echo", queue, state: "succeeded", attempts: 1 }, "status --json is the job's status");

@@ -13,6 +13,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, KvWatchInclude } from "@nats-io/kv";
+import { defaultLaneConsumer, defaultLaneScheduled, resultSubject } from "./subjects.js";
 import { startSupervisor, type BosunSupervisor, type SupervisorOptions } from "./bosun.js";
 import type { JobResult, JobStatus } from "./http.js";
 import { requestJson } from "./nats-client.js";
@@ -205,7 +206,7 @@ const RESULTS_STREAM = "BOSUN_RESULTS";
 
 /** The stored result of a job (the latest one), straight from the results stream. */
 export async function storedResult(jsm: JetStreamManager, jobId: string): Promise<JobResult | null> {
-  const msg = await jsm.direct.getMessage(RESULTS_STREAM, { last_by_subj: `bosun.results.${jobId}` });
+  const msg = await jsm.direct.getMessage(RESULTS_STREAM, { last_by_subj: resultSubject(jobId) });
   return msg ? (JSON.parse(decoder.decode(msg.data)) as JobResult) : null;
 }
 
@@ -255,8 +256,8 @@ export interface QueueBacklog {
 }
 
 export async function queueBacklog(jsm: JetStreamManager, queue: string): Promise<QueueBacklog> {
-  const consumer = await jsm.consumers.info("BOSUN_JOBS", `bosun_q_${queue}`);
-  const parked = await jsm.streams.info("BOSUN_SCHEDULED", { subjects_filter: `bosun.scheduled.${queue}` });
+  const consumer = await jsm.consumers.info("BOSUN_JOBS", defaultLaneConsumer(queue));
+  const parked = await jsm.streams.info("BOSUN_SCHEDULED", { subjects_filter: defaultLaneScheduled(queue) });
   const scheduled = Object.values(parked.state.subjects ?? {}).reduce((a, b) => a + b, 0);
   return { pending: consumer.num_pending, ackPending: consumer.num_ack_pending, scheduled };
 }
@@ -282,7 +283,11 @@ export interface SeenRecord {
   record: JobStatus & { started_at?: string | null; finished_at?: string | null };
 }
 
-/** Watches the jobs KV bucket and keeps every record write per job, timestamped on arrival. */
+/**
+ * Keeps every state change of every job as the test sees it arrive: the
+ * interim records (running, progress), the job messages (queued) and the
+ * final records (the results stream), each timestamped on arrival.
+ */
 export class RecordWatch {
   readonly writes = new Map<string, SeenRecord[]>();
   #stop: (() => void) | undefined;
@@ -291,16 +296,26 @@ export class RecordWatch {
     const w = new RecordWatch();
     const kv = await new Kvm(nc).open("bosun_jobs");
     const iter = await kv.watch({ key: ">", include: KvWatchInclude.UpdatesOnly, ignoreDeletes: true });
-    w.#stop = () => iter.stop();
+    const seen = (record: SeenRecord["record"]) => {
+      const list = w.writes.get(record.job_id) ?? [];
+      list.push({ at: Date.now(), record });
+      w.writes.set(record.job_id, list);
+    };
+    const parse = (data: Uint8Array) => JSON.parse(decoder.decode(data)) as SeenRecord["record"];
+    const queued = nc.subscribe("bosun.jobs.>", { callback: (_e, m) => seen({ ...parse(m.data), state: "queued" }) });
+    const finals = nc.subscribe("bosun.results.>", { callback: (_e, m) => seen(parse(m.data)) });
+    await nc.flush();
+    w.#stop = () => {
+      iter.stop();
+      queued.unsubscribe();
+      finals.unsubscribe();
+    };
     t.teardown(() => w.#stop?.());
     void (async () => {
       for await (const e of iter) {
         if (e.operation !== "PUT") continue;
         try {
-          const record = JSON.parse(decoder.decode(e.value)) as SeenRecord["record"];
-          const list = w.writes.get(e.key) ?? [];
-          list.push({ at: Date.now(), record });
-          w.writes.set(e.key, list);
+          seen(parse(e.value));
         } catch {
           // not a job record
         }
