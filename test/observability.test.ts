@@ -459,7 +459,7 @@ t.test("maintenance: cleanup-runs purges exactly the old finished records and re
   const taskStatus = await http<JobStatus & { started_at: string }>(base, "GET", `/api/jobs/${queued.body.task_id}`);
   const freshFinished = Math.min(...(await Promise.all(fresh.map((r) => finishedAt(r.job_id)))));
   t.ok(Date.parse(taskStatus.body.started_at) - freshFinished < maxAgeMs, "precondition: the task ran before the fresh jobs aged");
-  t.match(task, { state: "succeeded", result: { records_removed: old.length, results_removed: old.length, max_age_hours: maxAgeHours } }, "the result counts the 5 old jobs", { task });
+  t.match(task, { state: "succeeded", result: { records_removed: old.length, dead_letters_removed: 1, max_age_hours: maxAgeHours } }, "the result counts the 5 old jobs and the 1 dead letter", { task });
   t.type((task.result as { duration_ms?: unknown }).duration_ms, "number", "and the time taken");
 
   for (const id of old) {

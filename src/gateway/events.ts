@@ -18,7 +18,8 @@ import {
   type JobEvent,
   type JobStatus,
 } from "../contract/index.js";
-import { decodeStored, offsetOf, statusOf, type JobSources, type ParkedJob } from "../records/index.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { decodeStored, offsetOf, readSources, statusOf, type JobSources, type ParkedJob } from "../records/index.js";
 
 const decoder = new TextDecoder();
 
@@ -58,6 +59,7 @@ class Channel<T> {
  * put together from them as a read would (so it never goes back).
  */
 export async function jobEvents(nc: NatsConnection, jobId: string, closed: AbortSignal): Promise<{ stream(first: JobStatus): AsyncGenerator<SseMessage>; close(): void }> {
+  const jsm = await jetstreamManager(nc);
   const channel = new Channel<Partial<JobSources>>();
   const follow = (subject: string, read: (msg: Msg) => Partial<JobSources> | undefined) =>
     nc.subscribe(subject, {
@@ -84,7 +86,8 @@ export async function jobEvents(nc: NatsConnection, jobId: string, closed: Abort
   };
   async function* stream(first: JobStatus): AsyncGenerator<SseMessage> {
     closed.addEventListener("abort", close);
-    const sources: JobSources = {};
+    // What is stored now, so later messages are weighed against it (a read never goes back).
+    const sources: JobSources = await readSources(jsm, jobId);
     let last = first;
     try {
       yield { event: "state", data: { type: "state", data: first } satisfies JobEvent };

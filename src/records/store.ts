@@ -126,22 +126,9 @@ export class JobStore {
     return msg ? { letter: decodeStored(DeadLetter, msg), seq: msg.seq } : null;
   }
 
-  /** Everything stored of a job, read at once (four direct gets in one flush). */
-  async sources(jobId: string): Promise<LocatedSources> {
-    if (!isJobId(jobId)) return { seqs: {} };
-    const [final, queued, scheduled, interim] = await Promise.all([
-      readLast(this.jsm, streams.results, resultSubject(jobId)),
-      readLast(this.jsm, streams.jobs, jobSubject(jobId)),
-      readLast(this.jsm, streams.scheduled, scheduledSubject(jobId)),
-      readLast(this.jsm, INTERIM_STREAM, kvKeySubject(buckets.jobs, jobId)),
-    ]);
-    return {
-      final: final && decodeStored(FinalRecord, final),
-      queued: queued && parkedOf(queued),
-      scheduled: scheduled && parkedOf(scheduled),
-      interim: interim && interim.data.length > 0 ? decodeStored(InterimRecord, interim) : null,
-      seqs: { final: final?.seq, queued: queued?.seq, scheduled: scheduled?.seq },
-    };
+  /** Everything stored of a job, read at once. */
+  sources(jobId: string): Promise<LocatedSources> {
+    return readSources(this.jsm, jobId);
   }
 
   /** The job's status; `not_found` when nothing of it is stored (unknown, or past its retention). */
@@ -153,6 +140,24 @@ export class JobStore {
   async drop(stream: string, seq: number): Promise<void> {
     await dropMessage(this.jsm, stream, seq);
   }
+}
+
+/** Everything stored of a job, read at once (four direct gets in one flush). */
+export async function readSources(jsm: JetStreamManager, jobId: string): Promise<LocatedSources> {
+  if (!isJobId(jobId)) return { seqs: {} };
+  const [final, queued, scheduled, interim] = await Promise.all([
+    readLast(jsm, streams.results, resultSubject(jobId)),
+    readLast(jsm, streams.jobs, jobSubject(jobId)),
+    readLast(jsm, streams.scheduled, scheduledSubject(jobId)),
+    readLast(jsm, INTERIM_STREAM, kvKeySubject(buckets.jobs, jobId)),
+  ]);
+  return {
+    final: final && decodeStored(FinalRecord, final),
+    queued: queued && parkedOf(queued),
+    scheduled: scheduled && parkedOf(scheduled),
+    interim: interim && interim.data.length > 0 ? decodeStored(InterimRecord, interim) : null,
+    seqs: { final: final?.seq, queued: queued?.seq, scheduled: scheduled?.seq },
+  };
 }
 
 export function requireStatus(jobId: string, sources: JobSources): JobStatus {

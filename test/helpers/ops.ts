@@ -245,9 +245,9 @@ export interface OpsFlags {
 
 /** GET /api/platform/workers, as a list (throws on a non-200). */
 export async function httpWorkers(gw: string): Promise<WorkerInfo[]> {
-  const res = await http<{ workers: WorkerInfo[] }>(gw, "GET", "/api/platform/workers");
+  const res = await http<WorkerInfo[]>(gw, "GET", "/api/platform/workers");
   if (res.status !== 200) throw new Error(`GET /api/platform/workers: ${res.status} ${res.text}`);
-  return res.body.workers;
+  return res.body;
 }
 
 /** One queue's entry of GET /api/platform/queue (undefined when not listed). */
