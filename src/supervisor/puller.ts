@@ -25,6 +25,10 @@ export class JobMessage {
     this.deliveryCount = Number(tokens[offset + 2]);
     this.streamSeq = Number(tokens[offset + 3]);
   }
+  /** The job's subject: bosun.jobs.<lane>.<job_id>. */
+  get subject(): string {
+    return this.msg.subject;
+  }
   get data(): Uint8Array {
     return this.msg.data;
   }
@@ -56,8 +60,8 @@ interface PullRequest {
 export interface PullerOptions {
   stream: string;
   consumer: string;
-  /** How long one pull request waits on the server for messages (asked at each pull: it may follow the lane count). */
-  expiresMs: number | (() => number);
+  /** How long one pull request waits on the server for messages (a pull may say otherwise). */
+  expiresMs: number;
   log: Logger;
   onJob(job: JobMessage): void;
   /** A pull request ended unfilled (expired, or the server dropped it): its credits are free again. */
@@ -86,11 +90,10 @@ export class Puller {
     return n;
   }
 
-  pull(batch: number): void {
+  pull(batch: number, expiresMs = this.opts.expiresMs): void {
     if (batch <= 0 || this.#sub.isClosed()) return;
     const reply = `${this.#inbox}.${++this.#seq}`;
     // Reclaim the credits ourselves if the server's 408 never comes (e.g. it restarted).
-    const expiresMs = typeof this.opts.expiresMs === "function" ? this.opts.expiresMs() : this.opts.expiresMs;
     const timer = setTimeout(() => this.#end(reply), expiresMs + 5000);
     this.#requests.set(reply, { remaining: batch, timer });
     this.nc.publish(this.#nextSubject, JSON.stringify({ batch, expires: expiresMs * 1_000_000 }), { reply });

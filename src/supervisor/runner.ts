@@ -6,7 +6,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import { headerNames, JobEnvelope, parseWith, streams, type InterimRecord } from "../contract/index.js";
+import { headerNames, JobEnvelope, laneOfSubject, parseWith, streams, type InterimRecord } from "../contract/index.js";
 import { ensureConsumer, laneConsumerConfig } from "../platform/nats.js";
 import { laneFor, recordOf, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
 import type { LaneOrder } from "./lane-order.js";
@@ -36,6 +36,10 @@ const RUNNING_RECORD_DELAY_MS = 20;
 const PULL_AHEAD_MAX_RUN_MS = 50;
 const PULLED_AHEAD_MAX_WAIT_MS = 2 * PULL_AHEAD_MAX_RUN_MS;
 const RUN_MS_WEIGHT = 0.2;
+/** A lane that delivered a job this recently has work: it shares the credits. */
+const BUSY_LANE_MS = 1000;
+const WATCH_EXPIRES_MS = 10_000;
+const SHARED_EXPIRES_MS = 1000;
 const SETTLE_RETRY_MS = 500;
 
 export interface RunnerOptions {
@@ -54,6 +58,8 @@ export type RunnerState = "running" | "draining" | "stopped";
 export class Runner {
   /** One puller per lane of this supervisor's queues, added as lanes appear. */
   readonly #pullers = new Map<string, Puller>();
+  /** When each lane last delivered a job: lanes with work get the credits, the others a watch. */
+  readonly #lastDelivery = new Map<string, number>();
   readonly #settler: Settler;
   /** Jobs received and not yet ended (they hold a process or are about to). */
   #executing = 0;
@@ -106,9 +112,7 @@ export class Runner {
       new Puller(this.nc, {
         stream: streams.jobs,
         consumer: laneConsumerConfig(lane.code, this.opts.leaseMs).durable_name!,
-        // One lane can wait on the server for the whole expiry while holding a credit; with
-        // several keep that short so an idle lane does not starve a busy one.
-        expiresMs: () => (this.#pullers.size > 1 ? 1000 : 10_000),
+        expiresMs: WATCH_EXPIRES_MS,
         log: this.opts.log,
         onJob: (msg) => void this.#onJob(msg),
         onCreditsReturned: () => this.#refillSoon(),
@@ -118,17 +122,35 @@ export class Runner {
     this.#refillSoon();
   }
 
-  /** Asks the server for as many jobs as there are free processes not already asked for (see PULL_AHEAD_MAX_RUN_MS). */
+  /**
+   * Asks the server for as many jobs as there are free processes not already
+   * asked for (see PULL_AHEAD_MAX_RUN_MS), on the lanes that have work (they
+   * delivered within BUSY_LANE_MS); the lane order decides their shares. A
+   * lane without work keeps one watch request of one job open, outside the
+   * credits, so it is noticed at once without holding credits a busy lane
+   * needs (a job it brings while every process is busy is handed back, see
+   * PULLED_AHEAD_MAX_WAIT_MS).
+   */
   refill(): void {
     if (this.#state !== "running") return;
+    const now = Date.now();
+    const busy: string[] = [];
     let outstanding = 0;
-    for (const p of this.#pullers.values()) outstanding += p.outstanding;
+    for (const [lane, puller] of this.#pullers) {
+      if (puller.outstanding === 0) puller.pull(1, WATCH_EXPIRES_MS);
+      if (now - (this.#lastDelivery.get(lane) ?? 0) < BUSY_LANE_MS) {
+        busy.push(lane);
+        outstanding += puller.outstanding;
+      }
+    }
     // Short jobs: ask for a pool's worth more than the free processes, so a process that
     // comes free finds its next job here instead of waiting a pull round trip for it.
     const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.capacity : 0;
     const credits = this.pool.capacity + ahead - this.#executing - outstanding;
-    if (credits <= 0) return;
-    for (const [lane, n] of this.opts.laneOrder.share(credits, [...this.#pullers.keys()])) this.#pullers.get(lane)!.pull(n);
+    if (credits <= 0 || busy.length === 0) return;
+    // Several busy lanes: requests end soon, so credits go back into the rotation.
+    const expires = busy.length > 1 ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
+    for (const [lane, n] of this.opts.laneOrder.share(credits, busy)) this.#pullers.get(lane)!.pull(n, expires);
   }
 
   #longRunNow(): boolean {
@@ -168,6 +190,11 @@ export class Runner {
 
   async #onJob(msg: JobMessage): Promise<void> {
     this.#unsettled++;
+    const lane = laneOfSubject(msg.subject);
+    const wasIdle = Date.now() - (this.#lastDelivery.get(lane) ?? 0) >= BUSY_LANE_MS;
+    this.#lastDelivery.set(lane, Date.now());
+    // A lane that wakes up gets its credits now, not when a job ends.
+    if (wasIdle) this.#refillSoon();
     if (this.#state !== "running") {
       // Arrived after intake stopped: straight back for another supervisor.
       await this.#handBack(msg);
