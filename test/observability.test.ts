@@ -255,7 +255,7 @@ t.test("OpenAPI: /openapi.json documents every route the gateway serves, from th
   const ops = await httpOps(gw);
   t.same(Object.keys(ops).sort(), propsOf("get", "/api/admin/ops"), "GET /api/admin/ops answers the documented fields");
   const workers = await waitFor(async () => (await httpWorkers(gw)).find((w) => w.queues.length > 0), { timeoutMs: 10_000, what: "a worker" });
-  const workerSchema = doc["/api/platform/workers"]?.get?.responses?.["200"]?.content?.["application/json"]?.schema?.properties?.workers?.items;
+  const workerSchema = doc["/api/platform/workers"]?.get?.responses?.["200"]?.content?.["application/json"]?.schema?.items;
   t.same(Object.keys(workers as WorkerInfo).sort(), Object.keys(workerSchema?.properties ?? {}).sort(), "a WorkerInfo has exactly the documented fields");
   t.same([...(workerSchema?.required ?? [])].sort(), Object.keys(workerSchema?.properties ?? {}).sort(), "all of them required");
   const queues = await http<{ queues: object[] }>(gw, "GET", "/api/platform/queue");

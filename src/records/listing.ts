@@ -17,7 +17,8 @@
  * filters skip, and at most PROBE_BUDGET requests (then the page is short
  * and next_cursor goes on from where it stopped).
  */
-import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { StoredMessage } from "../platform/stream-reads.js";
 import {
   BosunError,
   buckets,
@@ -53,7 +54,7 @@ interface Item {
 interface SourceDef {
   stream: string;
   /** Statuses of a window's messages (null: not a job of this source). */
-  decode(msgs: StoredMsg[], jsm: JetStreamManager): Promise<(JobStatus | null)[]>;
+  decode(msgs: StoredMessage[], jsm: JetStreamManager): Promise<(JobStatus | null)[]>;
 }
 
 const sourceDefs: Record<SourceName, SourceDef> = {
@@ -188,7 +189,7 @@ class Reader {
     const complete = (seqs.at(-1) ?? this.pos) === oldest.seq + 1;
     if (!complete && seqs.length === 0) return; // budget spent: the next page goes on from here
     const fetched = await Promise.all(seqs.map((seq) => readSeq(this.jsm, this.def.stream, seq)));
-    const msgs = [...fetched.filter((m): m is StoredMsg => m !== null), ...(complete ? [oldest] : [])];
+    const msgs = [...fetched.filter((m): m is StoredMessage => m !== null), ...(complete ? [oldest] : [])];
     const statuses = await this.def.decode(msgs, this.jsm);
     statuses.forEach((status, i) => {
       const msg = msgs[i]!;

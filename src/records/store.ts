@@ -6,7 +6,8 @@
  * Writes go through one StreamWriter; reads through the platform's read
  * helpers, by literal subject.
  */
-import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { StoredMessage } from "../platform/stream-reads.js";
 import type { z } from "zod";
 import { dropMessage, readLast } from "../platform/stream-reads.js";
 import {
@@ -40,7 +41,7 @@ export function decodeStored<S extends z.ZodType>(schema: S, msg: { data: Uint8A
   return parseWith(schema, JSON.parse(decoder.decode(msg.data)));
 }
 
-export const parkedOf = (msg: StoredMsg): ParkedJob => ({ job: decodeStored(JobEnvelope, msg), offset: offsetOf((n) => msg.header?.get(n) || undefined) });
+export const parkedOf = (msg: StoredMessage): ParkedJob => ({ job: decodeStored(JobEnvelope, msg), offset: offsetOf((n) => msg.header?.get(n) || undefined) });
 
 /** Where each part of a job is stored, so a cancel or retry can remove exactly those messages. */
 export interface LocatedSources extends JobSources {
