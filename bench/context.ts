@@ -19,6 +19,8 @@ export interface Counts {
   /** Untimed jobs before each timed phase (process start-up, JIT, connections). */
   warmup: number;
   latencyWarmup: number;
+  /** Workload 6: finished jobs kept at each measuring point. */
+  growthSizes: number[];
 }
 
 export interface Ctx {

@@ -270,7 +270,7 @@ function httpOk(port: number, urlPath: string): Promise<boolean> {
 
 // ---- memory: /proc/<pid>/status ------------------------------------------------------------
 
-function statusKb(pid: number, field: "VmHWM" | "VmRSS"): number | undefined {
+export function statusKb(pid: number, field: "VmHWM" | "VmRSS"): number | undefined {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) : undefined;

@@ -91,6 +91,22 @@ export function sections(c: Counts): Section[] {
         m("mem.bullmq_sandbox_child", "BullMQ sandbox child process", "MiB", 1),
       ],
     },
+    {
+      title: "6. Growth (BENCH_ONLY=growth)",
+      about: "Finished `noop` jobs kept (batch submit, one supervisor), then at each size the median of 21 reads through the gateway: a list page (`GET /api/jobs?limit=20`), a dead-letter page (`?state=dead&limit=20`), a status read of a kept job, `GET /api/platform/queue`; the bytes of Bosun's streams per kept job and the supervisor's RSS.",
+      metrics: c.growthSizes.flatMap((n) => {
+        const label = n >= 1_000_000 ? `${n / 1_000_000}m` : n >= 1000 ? `${n / 1000}k` : String(n);
+        const at = n.toLocaleString("en");
+        return [
+          m(`growth.${label}.list`, `${at} kept: list page`, "ms", 2),
+          m(`growth.${label}.dead`, `${at} kept: dead-letter page`, "ms", 2),
+          m(`growth.${label}.status`, `${at} kept: status read`, "ms", 2),
+          m(`growth.${label}.queue`, `${at} kept: queue status`, "ms", 2),
+          m(`growth.${label}.bytes`, `${at} kept: store bytes per job`, "B"),
+          m(`growth.${label}.rss`, `${at} kept: supervisor RSS`, "MiB", 1),
+        ];
+      }),
+    },
   ];
 }
 

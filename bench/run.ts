@@ -6,7 +6,8 @@
  *
  *   BENCH_SCALE=0.05   scale the job counts down (a quick check of the harness)
  *   BENCH_ROUNDS=3     rounds per workload
- *   BENCH_ONLY=throughput,latency,limit,scale   run only these workloads
+ *   BENCH_ONLY=throughput,latency,limit,scale   run only these workloads (growth: only when named)
+ *   BENCH_GROWTH_MAX=1000000   the largest size the growth workload keeps
  *   BENCH_OUT=path     where to write the report (default bench/RESULTS.md)
  *   BENCH_KEEP_TMP=1   keep the temp dir (server data, every process's log)
  */
@@ -22,6 +23,7 @@ import { describeEnvironment, evaluate, renderReport, type Environment } from ".
 import { bosunCpu, bosunLatency, bosunScaleOut, bosunThroughput } from "./workloads/bosun.js";
 import { bullLatency, bullThroughput } from "./workloads/bullmq.js";
 import { rawJetStream } from "./workloads/jetstream.js";
+import { bosunGrowth, growthSizes } from "./workloads/growth.js";
 
 interface RunDef {
   name: string;
@@ -31,6 +33,8 @@ interface RunDef {
 interface Workload {
   name: string;
   runs: RunDef[];
+  /** Only with BENCH_ONLY naming it (too long for the default run). */
+  optIn?: boolean;
 }
 
 const workloads: Workload[] = [
@@ -62,6 +66,7 @@ const workloads: Workload[] = [
       { name: "Bosun cpu pool 4", run: (ctx) => bosunCpu(ctx, 4) },
     ],
   },
+  { name: "growth", optIn: true, runs: [{ name: "Bosun records kept", run: (ctx) => bosunGrowth(ctx) }] },
 ];
 
 function numberEnv(name: string, fallback: number): number {
@@ -82,7 +87,7 @@ async function main(): Promise<number> {
   const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter(Boolean);
   const unknown = only?.filter((o) => !workloads.some((w) => w.name === o)) ?? [];
   if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown workload(s) ${unknown.join(", ")}; known: ${workloads.map((w) => w.name).join(", ")}`);
-  const selected = workloads.filter((w) => !only || only.includes(w.name));
+  const selected = workloads.filter((w) => (only ? only.includes(w.name) : !w.optIn));
   const counts: Counts = {
     throughput: Math.max(100, Math.round(20_000 * scale)),
     latency: Math.max(20, Math.round(2_000 * scale)),
@@ -92,8 +97,9 @@ async function main(): Promise<number> {
     pool: 4,
     warmup: 256,
     latencyWarmup: 50,
+    growthSizes: growthSizes(scale, numberEnv("BENCH_GROWTH_MAX", 1_000_000)),
   };
-  const partial = scale !== 1 || rounds !== 3 || selected.length !== workloads.length;
+  const partial = scale !== 1 || rounds !== 3 || selected.length !== workloads.filter((w) => !w.optIn).length;
 
   const procs = new Procs();
   const loadAtStart = os.loadavg();

@@ -150,13 +150,13 @@ async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: { typ
   }
 }
 
-interface Cluster {
+export interface Cluster {
   queue: string;
   supervisors: Proc[];
 }
 
 /** Starts supervisors serving a fresh queue and waits until each one answers as a `bosun` service. */
-async function startCluster(ctx: Ctx, label: string, supervisors: number, pool: number): Promise<Cluster> {
+export async function startCluster(ctx: Ctx, label: string, supervisors: number, pool: number): Promise<Cluster> {
   const queue = freshName(label);
   const ids = Array.from({ length: supervisors }, (_, i) => `${queue}-s${i + 1}`);
   const procs = ids.map((workerId) => ctx.procs.startSupervisor(ctx.natsUrl, { workerId, queue, pool }));
@@ -187,7 +187,7 @@ async function pingWorkerIds(nc: NatsConnection): Promise<Set<string>> {
 }
 
 /** Stops the supervisors (graceful drain), then removes what the run left in JetStream. */
-async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
+export async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
   await Promise.all(cluster.supervisors.map((p) => ctx.procs.stop(p)));
   const jsm = await jetstreamManager(ctx.nc);
   for await (const c of jsm.consumers.list(streams.jobs)) {
