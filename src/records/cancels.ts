@@ -7,11 +7,12 @@
  * supervisor's hands still finds it.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { KvWatchInclude, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import { buckets, kvKeySubject } from "../contract/index.js";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
+import { followBucket } from "./bucket-watch.js";
 
 interface Request {
   requestedAt: number;
@@ -35,25 +36,15 @@ export class CancelRegistry {
 
   /** Resolves once every cancel already stored is known, so none slips through at start. */
   async start(): Promise<void> {
-    const empty = (await this.kv.status()).values === 0;
-    const watch = (this.#watch = await this.kv.watch({ include: KvWatchInclude.LastValue }));
-    let loaded!: () => void;
-    const initialized = new Promise<void>((resolve) => (loaded = resolve));
-    if (empty) loaded();
-    void (async () => {
-      for await (const entry of watch) {
-        if (entry.operation === "PUT") {
-          this.#cancelled.set(entry.key, { requestedAt: entry.created.getTime() });
-          for (const listener of this.#listeners) listener(entry.key);
-        } else {
-          this.#cancelled.delete(entry.key);
-          this.#markers.set(entry.key, entry.created.getTime());
-        }
-        // delta counts the stored values still to come; updates after the scan have none.
-        if (!entry.delta) loaded();
+    this.#watch = await followBucket(this.kv, this.log, "cancel", (entry) => {
+      if (entry.operation === "PUT") {
+        this.#cancelled.set(entry.key, { requestedAt: entry.created.getTime() });
+        for (const listener of this.#listeners) listener(entry.key);
+      } else {
+        this.#cancelled.delete(entry.key);
+        this.#markers.set(entry.key, entry.created.getTime());
       }
-    })().catch((err: unknown) => this.log.error({ err }, "cancel watch ended"));
-    await initialized;
+    });
   }
 
   has(jobId: string): boolean {

@@ -4,9 +4,10 @@
  * process caches what it has seen forever (a lane never changes). Runners
  * watch it to learn the lanes of their queues.
  */
-import { KvWatchInclude, type KV, type KvWatchEntry } from "@nats-io/kv";
+import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
+import { followBucket } from "./bucket-watch.js";
 import { z } from "zod";
 import { bandOf, DEFAULT_TARGET, laneCode, type Band } from "../contract/index.js";
 
@@ -39,22 +40,12 @@ export class LaneRegistry {
 
   /** Loads every lane stored, then follows new ones. */
   async start(): Promise<void> {
-    const empty = (await this.kv.status()).values === 0;
-    const watch = (this.#watch = await this.kv.watch({ include: KvWatchInclude.AllHistory }));
-    let loaded!: () => void;
-    const initialized = new Promise<void>((resolve) => (loaded = resolve));
-    if (empty) loaded();
-    void (async () => {
-      for await (const entry of watch) {
-        if (entry.operation === "PUT") {
-          const lane = Lane.safeParse(entry.json());
-          if (lane.success) this.#learn(lane.data);
-          else this.log.warn({ key: entry.key }, "ignoring a malformed lane entry");
-        }
-        if (!entry.delta) loaded();
-      }
-    })().catch((err: unknown) => this.log.error({ err }, "lane watch ended"));
-    await initialized;
+    this.#watch = await followBucket(this.kv, this.log, "lane", (entry) => {
+      if (entry.operation !== "PUT") return;
+      const lane = Lane.safeParse(entry.json());
+      if (lane.success) this.#learn(lane.data);
+      else this.log.warn({ key: entry.key }, "ignoring a malformed lane entry");
+    });
   }
 
   stop(): void {
