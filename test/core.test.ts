@@ -293,6 +293,9 @@ t.test("a fast job's status and listing come from its result; a cancel racing it
     if (cancel.errorCode) {
       t.equal(cancel.errorCode, "409", `${id}: a refused cancel is a conflict`);
       t.equal(result.state, "succeeded", `${id}: refused because it had succeeded`);
+    } else if ((cancel.body as { cancel_requested?: boolean }).cancel_requested) {
+      // It showed as running (a slow moment): the kill and its end race, either may win.
+      t.ok(["cancelled", "succeeded"].includes(result.state), `${id}: a kill requested while it ran: one outcome`, { result });
     } else {
       t.equal(result.state, "cancelled", `${id}: an accepted cancel is the outcome`, { cancel: cancel.body });
     }
