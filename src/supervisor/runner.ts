@@ -125,31 +125,38 @@ export class Runner {
   /**
    * Asks the server for as many jobs as there are free processes not already
    * asked for (see PULL_AHEAD_MAX_RUN_MS), on the lanes that have work (they
-   * delivered within BUSY_LANE_MS); the lane order decides their shares. A
-   * lane without work keeps one watch request of one job open, outside the
+   * delivered within BUSY_LANE_MS): first one each where none is asked for,
+   * then the lane order decides the shares. While a process is free, a lane
+   * without work keeps one watch request of one job open, outside the
    * credits, so it is noticed at once without holding credits a busy lane
-   * needs (a job it brings while every process is busy is handed back, see
-   * PULLED_AHEAD_MAX_WAIT_MS).
+   * needs.
    */
   refill(): void {
     if (this.#state !== "running") return;
     const now = Date.now();
+    const free = this.pool.capacity - this.#executing;
     const busy: string[] = [];
     let outstanding = 0;
     for (const [lane, puller] of this.#pullers) {
-      if (puller.outstanding === 0) puller.pull(1, WATCH_EXPIRES_MS);
       if (now - (this.#lastDelivery.get(lane) ?? 0) < BUSY_LANE_MS) {
         busy.push(lane);
         outstanding += puller.outstanding;
-      }
+      } else if (free > 0 && puller.outstanding === 0) puller.pull(1, WATCH_EXPIRES_MS);
     }
     // Short jobs: ask for a pool's worth more than the free processes, so a process that
     // comes free finds its next job here instead of waiting a pull round trip for it.
     const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.capacity : 0;
-    const credits = this.pool.capacity + ahead - this.#executing - outstanding;
+    let credits = this.pool.capacity + ahead - this.#executing - outstanding;
     if (credits <= 0 || busy.length === 0) return;
     // Several busy lanes: requests end soon, so credits go back into the rotation.
     const expires = busy.length > 1 ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
+    for (const lane of busy) {
+      const puller = this.#pullers.get(lane)!;
+      if (credits > 0 && puller.outstanding === 0) {
+        puller.pull(1, expires);
+        credits--;
+      }
+    }
     for (const [lane, n] of this.opts.laneOrder.share(credits, busy)) this.#pullers.get(lane)!.pull(n, expires);
   }
 

@@ -70,7 +70,8 @@ export class Supervisor {
     this.#jobTypes = [...handlers.keys()];
     const nc = (this.#nc = await connectNats(config.nats_url, `bosun-supervisor-${workerId}`, log));
     if (config.retention_ms === undefined && config.results_ttl_ms !== undefined) log.warn("--results-ttl-ms is deprecated: use --retention-ms");
-    const topology = await provisionTopology(nc, { retentionMs: retentionOf(config), idempotencyWindowMs: config.idempotency_window_ms });
+    const topologyOptions = { retentionMs: retentionOf(config), idempotencyWindowMs: config.idempotency_window_ms };
+    const topology = await provisionTopology(nc, topologyOptions);
     const writer = (this.#writer = new StreamWriter(nc));
     const store = new JobStore(writer, topology.jsm);
     const lanes = (this.#lanes = new LaneRegistry(topology.lanesKv, log));
@@ -157,6 +158,8 @@ export class Supervisor {
         if (s.type !== "reconnect") continue;
         runner.reconnected();
         scheduler.reconnected();
+        // A restarted nats-server has lost what it kept in memory (the heartbeats stream).
+        provisionTopology(nc, topologyOptions).catch((err: unknown) => log.warn({ err }, "could not restore the topology after a reconnect"));
       }
     })();
     // "running" promises that requests find us: the server must have our subscriptions first.
