@@ -6,14 +6,14 @@
 import http from "node:http";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { api, buckets, queueConsumer, resultSubject, RESULTS_WILDCARD, SERVICE_NAME, streams } from "../../src/contract/index.js";
+import { api, buckets, queueConsumer, RESULTS_PREFIX, RESULTS_WILDCARD, SERVICE_NAME, streams } from "../../src/contract/index.js";
 import { finishTimeoutMs, freshName, payloadOf, type Ctx, type Figures } from "../context.js";
 import { MemorySampler, waitUntil, type Proc } from "../procs.js";
 import { nowMs, pump, summarizeLatencies } from "../stats.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const RESULT_PREFIX = resultSubject("");
+const RESULT_PREFIX = RESULTS_PREFIX;
 const REQUEST_TIMEOUT_MS = 30_000;
 const LATENCY_WAIT_MS = 10_000;
 

@@ -4,7 +4,7 @@
  * connection on first use. Defaults come from the supervisor's config,
  * passed down in the environment.
  */
-import { readdir, rm, stat } from "node:fs/promises";
+import { lstat, readdir, realpath, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -46,7 +46,7 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
       const kv = await new Kvm(nc).open(buckets.jobs);
       const jsm = await jetstreamManager(nc);
       const { currentRecords } = await import("../supervisor/records.js");
-      const old = (await currentRecords(kv, jsm))
+      const old = (await currentRecords(jsm, ctx.log))
         .filter((record) => FINAL_STATES.has(record.state) && Date.parse(record.finished_at ?? "") < cutoff)
         .map((record) => ({ jobId: record.job_id, queue: record.queue }));
       let results = 0;
@@ -77,23 +77,24 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
     payload: CleanupTempFilesPayload,
     async run(payload: CleanupTempFilesPayload, ctx) {
       const started = performance.now();
-      // Only below the configured temp dir: the route is reachable over HTTP.
-      const root = path.resolve(defaultTempDir());
-      const dir = path.resolve(root, payload.dir ?? ".");
-      if (dir !== root && !dir.startsWith(root + path.sep)) throw new Error(`dir must be inside the temp dir ${root} (--temp-dir)`);
       const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();
       const cutoff = Date.now() - maxAge * HOUR_MS;
       let files = 0;
       let bytes = 0;
-      const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === "ENOENT") return [];
-        throw err;
-      });
+      // Only below the configured temp dir, by real paths: the route is reachable over HTTP,
+      // and a symlink inside the temp dir may point anywhere.
+      const root = await realpathOrNull(defaultTempDir());
+      const dir = root && (await realpathOrNull(path.resolve(root, payload.dir ?? ".")));
+      if (root && dir && !isInside(root, dir)) throw new Error(`dir resolves outside the temp dir ${root} (--temp-dir)`);
+      // Recursive readdir does not descend into symlinked directories; symlinked files are not files here.
+      const entries = dir ? await readdir(dir, { recursive: true, withFileTypes: true }) : [];
       for (const entry of entries) {
         if (!entry.isFile()) continue;
         const file = path.join(entry.parentPath, entry.name);
-        const info = await stat(file);
-        if (info.mtimeMs >= cutoff) continue;
+        // A directory on the way swapped for a symlink since the listing would lead elsewhere.
+        if (!isInside(root!, await realpath(entry.parentPath))) continue;
+        const info = await lstat(file);
+        if (!info.isFile() || info.mtimeMs >= cutoff) continue;
         await rm(file);
         files++;
         bytes += info.size;
@@ -104,3 +105,15 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
     },
   },
 };
+
+/** The real path (symlinks resolved), or null when nothing is there. */
+async function realpathOrNull(p: string): Promise<string | null> {
+  try {
+    return await realpath(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+}
+
+const isInside = (root: string, p: string): boolean => p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);

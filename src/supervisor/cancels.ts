@@ -7,6 +7,8 @@ import { KvWatchInclude, type KV } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
+import { JOB_ID_PATTERN } from "../contract/index.js";
+import { forEachGuarded } from "../platform/guard.js";
 
 export class CancelRegistry {
   readonly #cancelled = new Set<string>();
@@ -25,18 +27,18 @@ export class CancelRegistry {
     let loaded!: () => void;
     const initialized = new Promise<void>((resolve) => (loaded = resolve));
     if (empty) loaded();
-    void (async () => {
-      for await (const entry of watch) {
-        if (entry.operation === "PUT") {
-          this.#cancelled.add(entry.key);
-          for (const listener of this.#listeners) listener(entry.key);
-        } else {
-          this.#cancelled.delete(entry.key);
-        }
-        // delta counts the stored values still to come; updates after the scan have none.
-        if (!entry.delta) loaded();
+    void forEachGuarded(watch, this.log, "cancel watch", (entry) => {
+      // delta counts the stored values still to come; updates after the scan have none.
+      if (!entry.delta) loaded();
+      // Keys are job ids; anything else written to the bucket cancels nothing.
+      if (!JOB_ID_PATTERN.test(entry.key)) return;
+      if (entry.operation === "PUT") {
+        this.#cancelled.add(entry.key);
+        for (const listener of this.#listeners) listener(entry.key);
+      } else {
+        this.#cancelled.delete(entry.key);
       }
-    })().catch((err: unknown) => this.log.error({ err }, "cancel watch ended"));
+    });
     await initialized;
   }
 

@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
+import { JOB_ID_PATTERN } from "../contract/index.js";
 
 /** A claim whose job never got written (its supervisor died mid-submit) may be taken over after this. */
 const ABANDONED_CLAIM_MS = 30_000;
@@ -27,7 +28,10 @@ export class IdempotencyIndex {
     } catch (err) {
       const entry = await this.kv.get(indexKey);
       if (!entry || entry.operation !== "PUT") throw err;
-      return { claimed: false, jobId: entry.string(), revision: entry.revision, ageMs: Date.now() - entry.created.getTime() };
+      const jobId = entry.string();
+      // A value that is no job id was not written by Bosun: it is taken over at once.
+      const ageMs = JOB_ID_PATTERN.test(jobId) ? Date.now() - entry.created.getTime() : Number.POSITIVE_INFINITY;
+      return { claimed: false, jobId, revision: entry.revision, ageMs };
     }
   }
 

@@ -4,7 +4,7 @@
  * for its result. Also status, result, cancel, retry and list.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { headers as natsHeaders, nuid } from "@nats-io/nats-core";
+import { errors, headers as natsHeaders, nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
   BosunError,
@@ -13,7 +13,6 @@ import {
   encodeJson,
   FINAL_STATES,
   JobResult,
-  parseWith,
   resultSubject,
   type Backoff,
   type CancelReply,
@@ -27,7 +26,8 @@ import type { CancelRegistry } from "./cancels.js";
 import { IdempotencyIndex } from "./idempotency.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
-import { readReply } from "../platform/nats.js";
+import { assertFitsJobMessage, readReply } from "../platform/nats.js";
+import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
 export interface JobDefaults {
@@ -46,6 +46,8 @@ export interface IntakeDeps {
   workerId: string;
   /** Live supervisors serving this type on this queue (this one included). */
   serversOf(type: string, queue: string): string[];
+  /** A supervisor that turned out not to be there. */
+  forgetWorker(workerId: string): void;
   /** The ops flag: submits to this queue are refused for now. */
   submissionsPaused(queue: string): boolean;
   defaults: JobDefaults;
@@ -53,8 +55,9 @@ export interface IntakeDeps {
   log: Logger;
 }
 
-const decoder = new TextDecoder();
 const FORWARD_TIMEOUT_MS = 5000;
+/** Supervisors a submit is offered to before it is refused (each costs a no-responders round trip when gone). */
+const MAX_FORWARD_TRIES = 3;
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
@@ -75,7 +78,7 @@ export class Intake {
       if (others.length === 0) {
         throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
       }
-      return this.#forward(others[Math.floor(Math.random() * others.length)]!, req, headerCorrelationId);
+      return this.#forwardToAny(others, req, headerCorrelationId);
     }
     if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
@@ -88,6 +91,7 @@ export class Intake {
       if (existing) return this.#replyForExisting(existing, req.wait_ms);
     }
 
+    assertFitsJobMessage(this.deps.nc, job);
     const dueAt = req.run_at ? Date.parse(req.run_at) : req.delay_ms ? Date.now() + req.delay_ms : 0;
     const scheduled = dueAt > Date.now();
     const record = recordOf(job, scheduled ? "scheduled" : "queued", 0);
@@ -227,26 +231,46 @@ export class Intake {
     return (await waiter?.result) ?? { job_id: jobId, state, duplicate: true };
   }
 
-  async #forward(workerId: string, req: SubmitRequest, correlationId: string | undefined): Promise<SubmitReply | JobResult> {
-    const headers = natsHeaders();
-    if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
-    let reply;
-    try {
-      reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });
-    } catch (err) {
-      throw new BosunError("unavailable", `supervisor ${workerId}, which serves "${req.type}", did not answer`, undefined, { cause: err });
+  /**
+   * Forwards to one of the supervisors whose heartbeats say they serve the
+   * type, in random order. One that has no subscription on its control
+   * subject is no supervisor at all (a spoofed or stale heartbeat): it is
+   * forgotten and the next is tried, so it cannot turn a 422 into a 503.
+   */
+  async #forwardToAny(candidates: string[], req: SubmitRequest, correlationId: string | undefined): Promise<SubmitReply | JobResult> {
+    const order = [...candidates].sort(() => Math.random() - 0.5);
+    for (const workerId of order.slice(0, MAX_FORWARD_TRIES)) {
+      const headers = natsHeaders();
+      if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
+      let reply;
+      try {
+        reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });
+      } catch (err) {
+        if (err instanceof errors.RequestError && err.isNoResponders()) {
+          this.deps.forgetWorker(workerId);
+          continue;
+        }
+        throw new BosunError("unavailable", `supervisor ${workerId}, which serves "${req.type}", did not answer`, undefined, { cause: err });
+      }
+      return readReply<SubmitReply | JobResult>(reply);
     }
-    return readReply<SubmitReply | JobResult>(reply);
+    throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
   }
 
   #waitForResult(jobId: string, waitMs: number): { result: Promise<JobResult | undefined>; cancel(): void } {
-    const sub = this.deps.nc.subscribe(resultSubject(jobId), { max: 1 });
+    const sub = this.deps.nc.subscribe(resultSubject(jobId));
     const timer = setTimeout(() => sub.unsubscribe(), waitMs);
     const result = (async () => {
-      // Results are only ever published for finished jobs.
-      for await (const msg of sub) return parseWith(JobResult, JSON.parse(decoder.decode(msg.data)));
+      // Results are only ever published for finished jobs; anything else published there is skipped.
+      for await (const msg of sub) {
+        const result = readInbound(JobResult, msg.data, { log: this.deps.log, source: "job result", subject: msg.subject });
+        if (result?.job_id === jobId) return result;
+      }
       return undefined;
-    })().finally(() => clearTimeout(timer));
+    })().finally(() => {
+      clearTimeout(timer);
+      sub.unsubscribe();
+    });
     return { result, cancel: () => sub.unsubscribe() };
   }
 }

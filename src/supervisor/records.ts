@@ -1,6 +1,7 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
-import { FINAL_STATES, JobResult, JobStatus, parseWith, RESULTS_WILDCARD, streams, type JobEnvelope, type JobState } from "../contract/index.js";
+import type { Logger } from "pino";
+import { buckets, FINAL_STATES, JobResult, JobStatus, RESULTS_PREFIX, RESULTS_WILDCARD, streams, type JobEnvelope, type JobState } from "../contract/index.js";
+import { readInbound } from "../platform/guard.js";
 import { scanLastPerSubject, scanLatest } from "../platform/stream-reads.js";
 
 export interface StoredResult {
@@ -56,25 +57,25 @@ export function withResult(record: JobStatus, stored: StoredResult | undefined):
  * Every job record as it stands now (see withResult), read once: the list
  * endpoint and the cleanup task. Linear in the records and results kept.
  */
-export async function currentRecords(kv: KV, jsm: JetStreamManager): Promise<JobStatus[]> {
+export async function currentRecords(jsm: JetStreamManager, log: Logger): Promise<JobStatus[]> {
   const records: JobStatus[] = [];
-  await scanLatest(kv, (entry) => {
+  await scanLatest(jsm, buckets.jobs, (entry) => {
     if (entry.operation !== "PUT") return;
-    const record = JobStatus.safeParse(entry.json());
-    if (record.success) records.push(record.data);
+    const record = readInbound(JobStatus, entry.value, { log, source: "job record", subject: entry.key });
+    if (record?.job_id === entry.key) records.push(record);
   });
   if (records.every((r) => FINAL_STATES.has(r.state))) return records;
-  const results = await storedResults(jsm);
+  const results = await storedResults(jsm, log);
   return records.map((record) => withResult(record, results.get(record.job_id)));
 }
 
 /** Every stored result by job id (the results stream keeps one per job). */
-async function storedResults(jsm: JetStreamManager): Promise<Map<string, StoredResult>> {
+async function storedResults(jsm: JetStreamManager, log: Logger): Promise<Map<string, StoredResult>> {
   const results = new Map<string, StoredResult>();
   const info = await jsm.streams.info(streams.results);
   await scanLastPerSubject(jsm, streams.results, RESULTS_WILDCARD, info.state.messages, (msg) => {
-    const result = parseWith(JobResult, msg.json());
-    results.set(result.job_id, { result, time: msg.time, seq: msg.seq });
+    const result = readInbound(JobResult, msg.data, { log, source: "job result", subject: msg.subject, seq: msg.seq });
+    if (result && msg.subject === `${RESULTS_PREFIX}${result.job_id}`) results.set(result.job_id, { result, time: msg.time, seq: msg.seq });
   });
   return results;
 }

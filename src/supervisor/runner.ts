@@ -5,15 +5,9 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
-import {
-  headerNames,
-  JobEnvelope,
-  parseWith,
-  queueConsumer,
-  streams,
-  type JobError,
-  type JobStatus,
-} from "../contract/index.js";
+import { queueConsumer, streams, type JobEnvelope, type JobError, type JobStatus } from "../contract/index.js";
+import { guard } from "../platform/guard.js";
+import { readJobMessage, type InboundJob } from "./inbound.js";
 import { backoffDelay } from "./backoff.js";
 import type { CancelRegistry } from "./cancels.js";
 import { cancelledError } from "./intake.js";
@@ -23,7 +17,6 @@ import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
-const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
 const PROGRESS_WRITE_GAP_MS = 250;
 /**
@@ -102,9 +95,12 @@ export class Runner {
 
   start(): void {
     this.opts.cancels.onCancel((jobId) => this.#onCancel(jobId));
-    this.#leaseTimer = setInterval(() => {
-      for (const msg of this.#leased) msg.working();
-    }, Math.max(250, Math.floor(this.opts.leaseMs / 3)));
+    this.#leaseTimer = setInterval(
+      guard(this.opts.log, "lease renewal", () => {
+        for (const msg of this.#leased) msg.working();
+      }),
+      Math.max(250, Math.floor(this.opts.leaseMs / 3)),
+    );
     this.refill();
   }
 
@@ -200,11 +196,12 @@ export class Runner {
    * attempt number: JetStream would count a nak as a delivery, and the job
    * would lose an attempt it never used.
    */
-  async #handBack(msg: JobMessage, parsed?: JobEnvelope): Promise<void> {
+  async #handBack(msg: JobMessage, parsed?: InboundJob): Promise<void> {
     try {
-      const job = parsed ?? parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
-      const offset = Number(msg.header(headerNames.attemptOffset) ?? 0) + msg.deliveryCount - 1;
-      await this.store.enqueue(job, offset, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
+      const inbound = parsed ?? readJobMessage(msg, this.opts.log, "jobs stream");
+      if (!inbound) return;
+      const offset = inbound.attemptOffset + msg.deliveryCount - 1;
+      await this.store.enqueue(inbound.job, offset, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
       msg.ack();
     } catch (err) {
       this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back; it returns after its lease");
@@ -213,15 +210,10 @@ export class Runner {
 
   async #run(msg: JobMessage, releaseSlot: () => void): Promise<void> {
     const { log, workerId, cancels } = this.opts;
-    let job: JobEnvelope;
-    try {
-      job = parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
-    } catch (err) {
-      log.error({ err, seq: msg.streamSeq }, "dropping a malformed job message");
-      msg.term();
-      return;
-    }
-    const attempt = Number(msg.header(headerNames.attemptOffset) ?? 0) + msg.deliveryCount;
+    const inbound = readJobMessage(msg, log, "jobs stream");
+    if (!inbound) return;
+    const { job } = inbound;
+    const attempt = inbound.attemptOffset + msg.deliveryCount;
     // Earlier deliveries of this message never reported back: their supervisor died.
     const lost = Array.from({ length: msg.deliveryCount - 1 }, (_, i) => lostRun(attempt - msg.deliveryCount + 1 + i));
     const history = [...job.errors, ...lost];
@@ -250,7 +242,7 @@ export class Runner {
         );
       } catch (err) {
         if (err instanceof NotStartedError) {
-          await this.#handBack(msg, job);
+          await this.#handBack(msg, inbound);
           return;
         }
         // No process could be started: the attempt counts, so a broken handler module cannot loop forever.
@@ -312,9 +304,10 @@ export class Runner {
       lastWrite = Date.now();
       this.store.putInterim(record);
     };
+    const writeLater = guard(this.opts.log, "running record write", write);
     return {
       started: () => {
-        if (lastWrite === 0) timer ??= setTimeout(write, RUNNING_RECORD_DELAY_MS);
+        if (lastWrite === 0) timer ??= setTimeout(writeLater, RUNNING_RECORD_DELAY_MS);
       },
       progress: (fraction) => {
         record.progress = fraction;
@@ -322,7 +315,7 @@ export class Runner {
         if (wait <= 0) {
           clearTimeout(timer);
           write();
-        } else timer ??= setTimeout(write, wait);
+        } else timer ??= setTimeout(writeLater, wait);
       },
       stop: () => {
         stopped = true;

@@ -11,16 +11,17 @@ import {
   BosunError,
   buckets,
   DEAD_WILDCARD,
+  deadQueueWildcard,
   DeadLetter,
   deadSubject,
   FINAL_STATES,
   headerNames,
   JobResult,
   JobStatus,
+  JOB_ID_PATTERN,
   encodeJson,
   jobSubject,
   kvKeySubject,
-  parseWith,
   resultSubject,
   scheduledSubject,
   streams,
@@ -28,16 +29,18 @@ import {
   type ListJobsRequest,
 } from "../contract/index.js";
 import { StreamWriteError, type StreamWriter } from "../platform/stream-writer.js";
+import { readInbound } from "../platform/guard.js";
+import type { Logger } from "pino";
 
-const decoder = new TextDecoder();
 const WRONG_LAST_SEQUENCE = 10071;
-
 
 export class JobStore {
   constructor(
     private readonly writer: StreamWriter,
     private readonly jsm: JetStreamManager,
     private readonly kv: KV,
+    /** Where values read back that fail their schema are reported (they read as missing). */
+    private readonly log: Logger,
   ) {}
 
   /** Creates the record; fails with `conflict` if the id exists, so a job is created once. */
@@ -74,9 +77,11 @@ export class JobStore {
   }
 
   async get(jobId: string): Promise<{ record: JobStatus; revision: number } | null> {
+    if (!JOB_ID_PATTERN.test(jobId)) return null;
     const entry = await this.kv.get(jobId);
     if (!entry || entry.operation !== "PUT") return null;
-    return { record: parseWith(JobStatus, entry.json()), revision: entry.revision };
+    const record = readInbound(JobStatus, entry.value, { log: this.log, source: "job record", subject: kvKeySubject(buckets.jobs, jobId) });
+    return record?.job_id === jobId ? { record, revision: entry.revision } : null;
   }
 
   async require(jobId: string): Promise<{ record: JobStatus; revision: number }> {
@@ -126,7 +131,8 @@ export class JobStore {
   /** The job's dead letter and where it is stored (to drop exactly that one later). */
   async deadLetter(queue: string, jobId: string): Promise<{ letter: DeadLetter; seq: number } | null> {
     const msg = await this.jsm.direct.getMessage(streams.dead, { last_by_subj: deadSubject(queue, jobId) });
-    return msg ? { letter: parseWith(DeadLetter, JSON.parse(decoder.decode(msg.data))), seq: msg.seq } : null;
+    const letter = msg && readInbound(DeadLetter, msg.data, { log: this.log, source: "dead letter", subject: msg.subject, seq: msg.seq });
+    return letter?.job.job_id === jobId ? { letter, seq: msg!.seq } : null;
   }
 
   /** A retried dead job must not answer with its old result; a newer one has replaced it already if gone. */
@@ -151,18 +157,18 @@ export class JobStore {
   }
 
   async #deadRecords(filter: ListJobsRequest): Promise<JobStatus[]> {
-    const subject = filter.queue ? deadSubject(filter.queue, "*") : DEAD_WILDCARD;
+    const subject = filter.queue ? deadQueueWildcard(filter.queue) : DEAD_WILDCARD;
     const info = await this.jsm.streams.info(streams.dead, { subjects_filter: subject });
     const records: JobStatus[] = [];
     await scanLastPerSubject(this.jsm, streams.dead, subject, Object.keys(info.state.subjects ?? {}).length, (msg) => {
-      const { record } = parseWith(DeadLetter, msg.json());
-      if (!filter.tenant || record.tenant === filter.tenant) records.push(record);
+      const record = readInbound(DeadLetter, msg.data, { log: this.log, source: "dead letter", subject: msg.subject, seq: msg.seq })?.record;
+      if (record && (!filter.tenant || record.tenant === filter.tenant)) records.push(record);
     });
     return records;
   }
 
   async #scanRecords(filter: ListJobsRequest): Promise<JobStatus[]> {
-    return (await currentRecords(this.kv, this.jsm)).filter(
+    return (await currentRecords(this.jsm, this.log)).filter(
       (record) =>
         (!filter.state || record.state === filter.state) &&
         (!filter.queue || record.queue === filter.queue) &&
@@ -205,6 +211,7 @@ export class JobStore {
   /** The job's result with where and when it was stored. */
   async storedResult(jobId: string): Promise<StoredResult | null> {
     const msg = await this.jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) });
-    return msg ? { result: parseWith(JobResult, JSON.parse(decoder.decode(msg.data))), time: msg.time, seq: msg.seq } : null;
+    const result = msg && readInbound(JobResult, msg.data, { log: this.log, source: "job result", subject: msg.subject, seq: msg.seq });
+    return result?.job_id === jobId ? { result, time: msg!.time, seq: msg!.seq } : null;
   }
 }

@@ -28,6 +28,7 @@ import { serveMetrics, SupervisorMetrics } from "../platform/metrics.js";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamWriter } from "../platform/stream-writer.js";
+import { forEachGuarded } from "../platform/guard.js";
 
 export type SupervisorState = "starting" | "running" | "draining" | "stopped";
 
@@ -72,7 +73,7 @@ export class Supervisor {
       idempotencyWindowMs: config.idempotency_window_ms,
     });
     const writer = (this.#writer = new StreamWriter(nc));
-    const store = new JobStore(writer, topology.jsm, topology.jobsKv);
+    const store = new JobStore(writer, topology.jsm, topology.jobsKv, log);
 
     const metrics = new SupervisorMetrics(() => this.#pool?.snapshot() ?? []);
     const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
@@ -110,6 +111,7 @@ export class Supervisor {
       queues: config.queues,
       workerId,
       serversOf: (type, queue) => heartbeats.serversOf(type, queue),
+      forgetWorker: (id) => heartbeats.forget(id),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       defaults: {
         timeout_ms: config.default_timeout_ms,
@@ -133,13 +135,11 @@ export class Supervisor {
       this.#metricsServer = await serveMetrics(metrics.registry, config.metrics_host, config.metrics_port);
       log.info({ url: `http://${config.metrics_host}:${(this.#metricsServer.address() as AddressInfo).port}/metrics` }, "metrics listening");
     }
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type !== "reconnect") continue;
-        runner.reconnected();
-        scheduler.reconnected();
-      }
-    })();
+    void forEachGuarded(nc.status(), log, "reconnect handling", (s) => {
+      if (s.type !== "reconnect") return;
+      runner.reconnected();
+      scheduler.reconnected();
+    });
     // "running" promises that requests find us: the server must have our subscriptions first.
     await nc.flush();
     this.#transition("running");
