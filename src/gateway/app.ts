@@ -25,7 +25,6 @@ import {
   HTTP_HEADERS_TIMEOUT_MS,
   HTTP_MAX_HEADER_BYTES,
   HTTP_MAX_PARAM_LENGTH,
-  HTTP_REQUEST_TIMEOUT_MS,
   parseJson,
   parseWith,
   RETRY_AFTER_SECONDS,
@@ -61,10 +60,10 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
     // Fastify's own 503 while closing has another body shape; the onRequest hook answers instead.
     return503OnClosing: false,
     // A client that trickles its headers or body is cut off (408), not held open forever.
-    requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
-    maxParamLength: HTTP_MAX_PARAM_LENGTH,
+    requestTimeout: config.http_request_timeout_ms,
+    routerOptions: { maxParamLength: HTTP_MAX_PARAM_LENGTH },
     http: {
-      headersTimeout: HTTP_HEADERS_TIMEOUT_MS,
+      headersTimeout: Math.min(HTTP_HEADERS_TIMEOUT_MS, config.http_request_timeout_ms),
       maxHeaderSize: HTTP_MAX_HEADER_BYTES,
       // Node checks the two timeouts above this often (its default, 30 s, would let them run long).
       connectionsCheckingInterval: 1000,
@@ -245,7 +244,7 @@ function clientError(err: Error & { code?: string }, socket: Duplex): void {
   if (err.code === "ECONNRESET" || socket.destroyed) return;
   const error =
     err.code === "ERR_HTTP_REQUEST_TIMEOUT"
-      ? new BosunError("request_timeout", `the request did not arrive within ${HTTP_REQUEST_TIMEOUT_MS} ms`)
+      ? new BosunError("request_timeout", "the request did not arrive in time")
       : err.code === "HPE_HEADER_OVERFLOW"
         ? new BosunError("headers_too_large", `request headers are larger than ${HTTP_MAX_HEADER_BYTES} bytes`)
         : new BosunError("validation_error", "malformed HTTP request");

@@ -78,8 +78,21 @@ export function readInbound<S extends z.ZodType>(schema: S, data: Uint8Array | s
   return undefined;
 }
 
-/** One line per dropped message, at most DROP_LOG_PER_SECOND per source; the rest are counted in the next line. */
+/** Stored messages already reported: a listing reads the same bad one again and again. */
+const reported = new Set<string>();
+const MAX_REPORTED = 1000;
+
+/**
+ * One line per dropped message (a stored one once per process), at most
+ * DROP_LOG_PER_SECOND per source; the rest are counted in the next line.
+ */
 export function logDropped(ctx: InboundContext, reason: string): void {
+  if (ctx.seq !== undefined && ctx.subject !== undefined) {
+    const key = `${ctx.source}:${ctx.subject}:${ctx.seq}`;
+    if (reported.has(key)) return;
+    if (reported.size >= MAX_REPORTED) reported.clear();
+    reported.add(key);
+  }
   const now = Date.now();
   let window = dropWindows.get(ctx.source);
   if (!window || now - window.start >= 1000) {
