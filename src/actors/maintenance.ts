@@ -22,6 +22,7 @@ import type { HandlerDefinition } from "./handlers.js";
 const HOUR_MS = 3_600_000;
 const CLEANUP_CONCURRENCY = 16;
 const defaultMaxAgeHours = () => Number(process.env.BOSUN_CLEANUP_MAX_AGE_HOURS) || 168;
+/** The supervisor sets it for itself as for its execution processes (from --temp-dir). */
 const defaultTempDir = () => process.env.BOSUN_TEMP_DIR || path.join(os.tmpdir(), "bosun");
 
 let connection: Promise<NatsConnection> | undefined;
@@ -74,7 +75,11 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
     },
   },
   "maintenance.cleanup_temp_files": {
-    payload: CleanupTempFilesPayload,
+    // Checked at submit against this supervisor's --temp-dir, so a dir outside it is a 400 there.
+    payload: CleanupTempFilesPayload.refine((p) => p.dir === undefined || isInside(path.resolve(defaultTempDir()), path.resolve(defaultTempDir(), p.dir)), {
+      message: "dir must be inside the temp dir (--temp-dir)",
+      path: ["dir"],
+    }),
     async run(payload: CleanupTempFilesPayload, ctx) {
       const started = performance.now();
       const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();

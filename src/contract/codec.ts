@@ -65,11 +65,18 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown): z.outpu
 
 const ISSUE_TEXT = 160;
 
-function summarizeIssues(issues: readonly z.core.$ZodIssue[]): string {
+/**
+ * The first few issues of a failed parse, one short line each, joined: an
+ * error message. Takes any zod version's issues (a handler module may bring
+ * its own zod), so it reads them structurally.
+ */
+export function summarizeIssues(issues: unknown): string {
+  if (!Array.isArray(issues)) return "invalid input";
   return issues
     .slice(0, 3)
-    .map((i) => {
-      const text = i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message;
+    .map((i: { path?: unknown; message?: unknown }) => {
+      const where = Array.isArray(i.path) && i.path.length > 0 ? `${i.path.join(".")}: ` : "";
+      const text = `${where}${typeof i.message === "string" ? i.message : "invalid"}`;
       return text.length > ISSUE_TEXT ? `${text.slice(0, ISSUE_TEXT - 1)}…` : text;
     })
     .join("; ");

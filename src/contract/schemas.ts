@@ -310,18 +310,19 @@ const maxAgeHours = z.number().positive().max(24 * 365 * 10);
 export const CleanupRunsPayload = z.object({ max_age_hours: maxAgeHours.optional() }).strict();
 export type CleanupRunsPayload = z.infer<typeof CleanupRunsPayload>;
 /**
- * A directory below the supervisor's --temp-dir: relative, no `..`, no
- * empty or control characters, so a bad one is a 400 at submit. The task
- * also checks the real path when it runs (symlinks).
+ * A directory below the supervisor's --temp-dir (relative to it, or
+ * absolute inside it): no `..`, no control characters, so a bad one is a
+ * 400 at submit. The supervisor checks it is inside its --temp-dir there
+ * too; the task checks the real path when it runs (symlinks).
  */
-const TempSubdir = z
+const TempDir = z
   .string()
   .min(1)
   .max(1024)
-  .refine((dir) => !dir.startsWith("/") && !dir.includes("\\") && NO_CONTROL_CHARACTERS.test(dir) && !dir.split("/").includes(".."), {
-    message: "dir must be a relative path inside the temp dir, without ..",
+  .refine((dir) => !dir.includes("\\") && NO_CONTROL_CHARACTERS.test(dir) && !dir.split("/").includes(".."), {
+    message: "dir must be a path inside the temp dir, without ..",
   });
-export const CleanupTempFilesPayload = z.object({ dir: TempSubdir.optional(), max_age_hours: maxAgeHours.optional() }).strict();
+export const CleanupTempFilesPayload = z.object({ dir: TempDir.optional(), max_age_hours: maxAgeHours.optional() }).strict();
 export type CleanupTempFilesPayload = z.infer<typeof CleanupTempFilesPayload>;
 
 /** Every error reply, HTTP or NATS. */

@@ -14,6 +14,7 @@ import {
   FINAL_STATES,
   JobResult,
   resultSubject,
+  summarizeIssues,
   type Backoff,
   type CancelReply,
   type JobEnvelope,
@@ -82,7 +83,9 @@ export class Intake {
     }
     if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
-      if (!checked.success) throw new BosunError("validation_error", `payload does not match the schema of "${req.type}"`, checked.error.issues);
+      if (!checked.success) {
+        throw new BosunError("validation_error", `payload does not match the schema of "${req.type}": ${summarizeIssues(checked.error.issues)}`, checked.error.issues);
+      }
     }
     const job = this.#envelope(req, handler, headerCorrelationId);
     const indexKey = req.idempotency_key === undefined ? undefined : IdempotencyIndex.keyFor(job.tenant, req.idempotency_key);

@@ -63,6 +63,8 @@ export class Supervisor {
 
   async start(): Promise<void> {
     const { config, log, workerId } = this;
+    // The maintenance tasks' payload checks at submit read the temp dir as the tasks do.
+    if (config.temp_dir) process.env.BOSUN_TEMP_DIR = config.temp_dir;
     const handlers = await loadHandlers(config.handlers, config.builtins);
     this.#jobTypes = [...handlers.keys()];
     const nc = (this.#nc = await connectNats(config.nats_url, `bosun-supervisor-${workerId}`, log));
