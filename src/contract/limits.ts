@@ -43,8 +43,12 @@ export const MAX_JOB_ERROR_MESSAGE_LENGTH = 512;
 export const MAX_ERROR_MESSAGE_LENGTH = 512;
 export const MAX_ERROR_DETAILS_BYTES = 4096;
 
-/** A heartbeat larger than this is ignored. A real one with MAX_POOL_SIZE processes stays below. */
-export const MAX_HEARTBEAT_BYTES = 64 * 1024;
+/**
+ * A heartbeat larger than this is ignored (and refused by its stream). A
+ * real one takes about 250 bytes per process, so MAX_POOL_SIZE processes and
+ * a few hundred job types stay below; a supervisor whose own would not logs it.
+ */
+export const MAX_HEARTBEAT_BYTES = 128 * 1024;
 /** Heartbeats of one worker closer together than this are ignored (a supervisor sends at most one per 250 ms). */
 export const MIN_HEARTBEAT_GAP_MS = 100;
 /** Largest --max of a supervisor, and so the most processes a heartbeat may list. */

@@ -7,7 +7,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import { encodeJson, heartbeatSubject, HEARTBEATS_WILDCARD, MAX_TRACKED_WORKERS, streams, type WorkerInfo } from "../contract/index.js";
+import { encodeJson, heartbeatSubject, HEARTBEATS_WILDCARD, MAX_HEARTBEAT_BYTES, MAX_TRACKED_WORKERS, streams, type WorkerInfo } from "../contract/index.js";
 import { guard, onMessage } from "../platform/guard.js";
 import { HeartbeatReader } from "../platform/heartbeat-reader.js";
 
@@ -26,6 +26,7 @@ export class Heartbeats {
   #timer: NodeJS.Timeout | undefined;
   #pending: NodeJS.Timeout | undefined;
   #lastSent = 0;
+  #warnedSize = false;
   readonly #reader: HeartbeatReader;
 
   constructor(
@@ -56,7 +57,13 @@ export class Heartbeats {
     this.#pending = undefined;
     this.#lastSent = Date.now();
     if (this.nc.isClosed()) return;
-    this.nc.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()));
+    const data = encodeJson(this.opts.snapshot());
+    if (data.byteLength > MAX_HEARTBEAT_BYTES && !this.#warnedSize) {
+      // Every reader ignores it: this supervisor would look gone.
+      this.#warnedSize = true;
+      this.opts.log.error({ bytes: data.byteLength, limit: MAX_HEARTBEAT_BYTES }, "heartbeat is over the size limit; other processes ignore it");
+    }
+    this.nc.publish(heartbeatSubject(this.opts.workerId), data);
   }
 
   /** Latest WorkerInfo of every supervisor heard from within three of its own heartbeat periods. */
