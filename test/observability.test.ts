@@ -510,8 +510,9 @@ t.test("maintenance: cleanup-runs purges exactly the old finished records and re
 
   const nowhere = await http<{ task_id: string }>(base, "POST", "/api/system/maintenance/cleanup-temp-files", { body: { dir: path.join(dir, "missing"), max_age_hours: 1 } });
   t.match(await httpResult(base, nowhere.body.task_id), { state: "succeeded", result: { files_removed: 0, bytes_freed: 0 } }, "a missing directory: nothing to remove");
-  const outside = await http<{ task_id: string }>(base, "POST", "/api/system/maintenance/cleanup-temp-files", { body: { dir: "/", max_age_hours: 1 } });
-  t.match(await httpResult(base, outside.body.task_id), { state: "dead", error: { message: /inside the temp dir/ } }, "a dir outside --temp-dir is refused");
+  const outside = await http<ErrorReply>(base, "POST", "/api/system/maintenance/cleanup-temp-files", { body: { dir: "/", max_age_hours: 1 } });
+  t.equal(outside.status, 400, "a dir outside --temp-dir is refused at submit", { body: outside.text });
+  t.match(outside.body.error.message, /inside the temp dir/);
 
   for (const [route, body] of [
     ["cleanup-runs", { max_age_hours: -1 }],

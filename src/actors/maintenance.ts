@@ -4,7 +4,7 @@
  * connection on first use. Defaults come from the supervisor's config,
  * passed down in the environment.
  */
-import { readdir, rm, stat } from "node:fs/promises";
+import { lstat, readdir, realpath, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -16,6 +16,7 @@ const defaultMaxAgeHours = () => {
   const hours = Number(process.env.BOSUN_CLEANUP_MAX_AGE_HOURS);
   return Number.isFinite(hours) && hours >= 0 && process.env.BOSUN_CLEANUP_MAX_AGE_HOURS !== "" ? hours : 168;
 };
+/** The supervisor sets it for itself as for its execution processes (from --temp-dir). */
 const defaultTempDir = () => process.env.BOSUN_TEMP_DIR || path.join(os.tmpdir(), "bosun");
 
 let connection: Promise<NatsConnection> | undefined;
@@ -43,26 +44,31 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
     },
   },
   "maintenance.cleanup_temp_files": {
-    payload: CleanupTempFilesPayload,
+    // Checked at submit against this supervisor's --temp-dir, so a dir outside it is a 400 there.
+    payload: CleanupTempFilesPayload.refine((p) => p.dir === undefined || isInside(path.resolve(defaultTempDir()), path.resolve(defaultTempDir(), p.dir)), {
+      message: "dir must be inside the temp dir (--temp-dir)",
+      path: ["dir"],
+    }),
     async run(payload: CleanupTempFilesPayload, ctx) {
       const started = performance.now();
-      // Only below the configured temp dir: the route is reachable over HTTP.
-      const root = path.resolve(defaultTempDir());
-      const dir = path.resolve(root, payload.dir ?? ".");
-      if (dir !== root && !dir.startsWith(root + path.sep)) throw new Error(`dir must be inside the temp dir ${root} (--temp-dir)`);
       const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();
       const cutoff = Date.now() - maxAge * HOUR_MS;
       let files = 0;
       let bytes = 0;
-      const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === "ENOENT") return [];
-        throw err;
-      });
+      // Only below the configured temp dir, by real paths: the route is reachable over HTTP,
+      // and a symlink inside the temp dir may point anywhere.
+      const root = await realpathOrNull(defaultTempDir());
+      const dir = root && (await realpathOrNull(path.resolve(root, payload.dir ?? ".")));
+      if (root && dir && !isInside(root, dir)) throw new Error(`dir resolves outside the temp dir ${root} (--temp-dir)`);
+      // Recursive readdir does not descend into symlinked directories; symlinked files are not files here.
+      const entries = dir ? await readdir(dir, { recursive: true, withFileTypes: true }) : [];
       for (const entry of entries) {
         if (!entry.isFile()) continue;
         const file = path.join(entry.parentPath, entry.name);
-        const info = await stat(file);
-        if (info.mtimeMs >= cutoff) continue;
+        // A directory on the way swapped for a symlink since the listing would lead elsewhere.
+        if (!isInside(root!, await realpath(entry.parentPath))) continue;
+        const info = await lstat(file);
+        if (!info.isFile() || info.mtimeMs >= cutoff) continue;
         await rm(file);
         files++;
         bytes += info.size;
@@ -73,3 +79,15 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
     },
   },
 };
+
+/** The real path (symlinks resolved), or null when nothing is there. */
+async function realpathOrNull(p: string): Promise<string | null> {
+  try {
+    return await realpath(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+}
+
+const isInside = (root: string, p: string): boolean => p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);

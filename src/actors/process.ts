@@ -3,6 +3,7 @@
  * job at a time as the supervisor commands over IPC. A handler that crashes
  * the process is the supervisor's business, not this file's.
  */
+import { jobErrorOf } from "../contract/errors.js";
 import { createLogger, type Logger } from "../platform/logger.js";
 import { loadHandlers, type HandlerContext, type HandlerDefinition } from "./handlers.js";
 import type { ChildMessage, ParentCommand, RunCommand } from "./protocol.js";
@@ -24,10 +25,8 @@ function send(message: ChildMessage): void {
 }
 
 function errorOf(err: unknown): { code: string; message: string } {
-  if (err instanceof Error) {
-    return { code: err.name === "AbortError" ? "aborted" : "handler_error", message: err.message };
-  }
-  return { code: "handler_error", message: String(err) };
+  if (err instanceof Error) return jobErrorOf(err.name === "AbortError" ? "aborted" : "handler_error", String(err.message));
+  return jobErrorOf("handler_error", String(err));
 }
 
 const aborts = new Map<string, AbortController>();

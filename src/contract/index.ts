@@ -3,3 +3,4 @@ export * from "./schemas.js";
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./operations.js";
+export * from "./limits.js";

@@ -21,7 +21,6 @@ import {
   ListJobsRequest,
   MaintenanceQuery,
   MaintenanceReply,
-  MAX_WAIT_MS,
   OpsFlags,
   OpsPatch,
   QueueStatusReply,
@@ -33,6 +32,7 @@ import {
   WorkersReply,
 } from "./schemas.js";
 import { api } from "./subjects.js";
+import { MAX_NAME_LENGTH, MAX_WAIT_MS } from "./limits.js";
 
 /**
  * Who may call an operation when auth is on: `tenant` any valid key (a
@@ -109,7 +109,7 @@ export const operations = {
 export type OperationName = keyof typeof operations;
 
 export const JobParams = z.object({ job_id: JobId }).strict();
-export const WorkerParams = z.object({ worker_id: z.string().min(1).max(64) }).strict();
+export const WorkerParams = z.object({ worker_id: z.string().min(1).max(MAX_NAME_LENGTH) }).strict();
 export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
 const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional() }).strict();
 const NoQuery = z.object({}).strict();

@@ -3,16 +3,45 @@
  * Types are inferred from them, so a shape is written exactly once.
  */
 import { z } from "zod";
-import { NAME_PATTERN } from "./subjects.js";
+import { JOB_ID_PATTERN, NAME_PATTERN } from "./subjects.js";
 import { errorCodes, type ErrorCode } from "./errors.js";
+import {
+  MAX_ATTEMPTS,
+  MAX_BATCH,
+  MAX_CORRELATION_ID_LENGTH,
+  MAX_CURSOR_LENGTH,
+  MAX_DELAY_MS,
+  MAX_GENERATION,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_JOB_ERROR_CODE_LENGTH,
+  MAX_JOB_ERROR_MESSAGE_LENGTH,
+  MAX_JOB_ID_LENGTH,
+  MAX_JOB_TYPE_LENGTH,
+  MAX_LIST_LIMIT,
+  MAX_NAME_LENGTH,
+  MAX_POOL_SIZE,
+  MAX_PRIORITY,
+  MAX_TIMEOUT_MS,
+  MAX_WAIT_MS,
+} from "./limits.js";
 
 const name = (what: string) =>
-  z.string().regex(NAME_PATTERN, `${what} must be 1-64 characters of A-Z a-z 0-9 _ -`);
+  z.string().regex(NAME_PATTERN, `${what} must be 1-${MAX_NAME_LENGTH} characters of A-Z a-z 0-9 _ -`);
 const ms = z.number().int().nonnegative();
 const isoTime = z.iso.datetime({ offset: true });
+/** Short free text read back from NATS (host names, consumer names): bounded, no control characters. */
+const label = (max = 255) => z.string().max(max);
+// eslint-disable-next-line no-control-regex -- the point is to refuse control characters
+const NO_CONTROL_CHARACTERS = /^[^\u0000-\u001f\u007f]*$/;
 
-export const MAX_WAIT_MS = 300_000;
-export const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+/** A handler name: printable, so it is safe in error messages, headers and logs. */
+export const JobType = z.string().min(1).max(MAX_JOB_TYPE_LENGTH).regex(NO_CONTROL_CHARACTERS, "type must not contain control characters");
+/** Visible ASCII (and spaces): it travels in HTTP and NATS headers. */
+export const CorrelationId = z
+  .string()
+  .regex(new RegExp(`^[\\x20-\\x7e]{1,${MAX_CORRELATION_ID_LENGTH}}$`), `a correlation id is 1-${MAX_CORRELATION_ID_LENGTH} printable ASCII characters`);
+/** A correlation id from a header (HTTP or NATS): kept when valid, else ignored so the caller makes one. */
+export const headerCorrelationId = (value: unknown): string | undefined => (CorrelationId.safeParse(value).success ? (value as string) : undefined);
 
 export const Backoff = z
   .object({
@@ -45,18 +74,18 @@ const JsonValue = z.unknown().describe("any JSON value");
 
 export const SubmitRequest = z
   .object({
-    type: z.string().min(1).max(200),
+    type: JobType,
     payload: JsonValue.default({}),
     queue: name("queue").default("default"),
     tenant: name("tenant").optional(),
-    idempotency_key: z.string().min(1).max(256).optional(),
-    delay_ms: ms.max(365 * 24 * 3600 * 1000).optional(),
+    idempotency_key: z.string().min(1).max(MAX_IDEMPOTENCY_KEY_LENGTH).optional(),
+    delay_ms: ms.max(MAX_DELAY_MS).optional(),
     run_at: isoTime.optional(),
     timeout_ms: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
-    max_attempts: z.number().int().min(1).max(100).optional(),
+    max_attempts: z.number().int().min(1).max(MAX_ATTEMPTS).optional(),
     backoff: Backoff.optional(),
-    priority: z.number().int().min(-1000).max(1000).optional(),
-    correlation_id: z.string().min(1).max(128).optional(),
+    priority: z.number().int().min(-MAX_PRIORITY).max(MAX_PRIORITY).optional(),
+    correlation_id: CorrelationId.optional(),
     /** NATS API only (HTTP uses ?wait_ms): reply when the job ends or the wait runs out. */
     wait_ms: ms.max(MAX_WAIT_MS).optional(),
   })
@@ -70,38 +99,38 @@ export type SubmitRequest = z.infer<typeof SubmitRequest>;
 /** For endpoints that take no input: an empty body, or {}. */
 export const EmptyRequest = z.object({}).strict();
 
-/** Job ids are nuids; anything else cannot name a job (and is no valid KV key). */
-export const JobId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a job id is 1-64 of A-Z a-z 0-9 _ -");
+/** Job ids are nuids; anything else cannot name a job (and is no valid KV key or subject token). */
+export const JobId = z.string().regex(JOB_ID_PATTERN, `a job id is 1-${MAX_JOB_ID_LENGTH} of A-Z a-z 0-9 _ -`);
 
 export const JobIdRequest = z.object({ job_id: JobId }).strict();
 export type JobIdRequest = z.infer<typeof JobIdRequest>;
 
-export const MAX_LIST_LIMIT = 1000;
 export const ListJobsRequest = z
   .object({
     state: JobState.optional(),
     queue: name("queue").optional(),
     tenant: name("tenant").optional(),
-    type: z.string().min(1).max(200).optional(),
+    type: JobType.optional(),
     limit: z.coerce.number().int().min(1).max(MAX_LIST_LIMIT).default(20),
     /** `next_cursor` of the previous page. */
-    cursor: z.string().min(1).max(512).optional(),
+    cursor: z.string().min(1).max(MAX_CURSOR_LENGTH).optional(),
   })
   .strict();
 export type ListJobsRequest = z.infer<typeof ListJobsRequest>;
 
-export const JobError = z.object({ code: z.string(), message: z.string() });
+/** An attempt's error; jobErrorOf (errors.ts) cuts handler messages to fit. */
+export const JobError = z.object({ code: z.string().max(MAX_JOB_ERROR_CODE_LENGTH), message: z.string().max(MAX_JOB_ERROR_MESSAGE_LENGTH) });
 export type JobError = z.infer<typeof JobError>;
 
-export const Owner = z.object({ worker_id: z.string(), pid: z.number().int() });
+export const Owner = z.object({ worker_id: name("worker_id"), pid: z.number().int() });
 export type Owner = z.infer<typeof Owner>;
 
 /** What GET /api/jobs/{id} and bosun.api.jobs.get answer. */
 export const JobStatus = z.object({
-  job_id: z.string(),
-  type: z.string(),
-  queue: z.string(),
-  tenant: z.string().nullable(),
+  job_id: JobId,
+  type: JobType,
+  queue: name("queue"),
+  tenant: name("tenant").nullable(),
   state: JobState,
   attempts: z.number().int(),
   max_attempts: z.number().int(),
@@ -111,18 +140,18 @@ export const JobStatus = z.object({
   owner: Owner.nullable(),
   progress: z.number().nullable(),
   error: JobError.nullable(),
-  correlation_id: z.string(),
+  correlation_id: z.string().max(MAX_CORRELATION_ID_LENGTH),
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 
 export const JobResult = z.object({
-  job_id: z.string(),
+  job_id: JobId,
   state: JobState,
   result: JsonValue,
   error: JobError.nullable(),
   attempts: z.number().int(),
   duration_ms: z.number().int().nullable(),
-  correlation_id: z.string(),
+  correlation_id: z.string().max(MAX_CORRELATION_ID_LENGTH),
 });
 export type JobResult = z.infer<typeof JobResult>;
 
@@ -147,24 +176,25 @@ export type ListJobsReply = z.infer<typeof ListJobsReply>;
 
 /**
  * The message on the jobs stream: everything an execution needs, so running
- * a job never has to read its record first.
+ * a job never has to read its record first. Anyone with publish rights can
+ * write one, so it is held to the submit's limits when read back.
  */
 export const JobEnvelope = z.object({
-  job_id: z.string(),
-  type: z.string(),
-  queue: z.string(),
-  tenant: z.string().nullable(),
+  job_id: JobId,
+  type: JobType,
+  queue: name("queue"),
+  tenant: name("tenant").nullable(),
   payload: JsonValue,
-  timeout_ms: z.number().int().positive(),
-  max_attempts: z.number().int().min(1),
+  timeout_ms: z.number().int().positive().max(MAX_TIMEOUT_MS),
+  max_attempts: z.number().int().min(1).max(MAX_ATTEMPTS),
   backoff: Backoff,
-  priority: z.number().int(),
-  correlation_id: z.string(),
+  priority: z.number().int().min(-MAX_PRIORITY).max(MAX_PRIORITY),
+  correlation_id: CorrelationId,
   created_at: isoTime,
   /** Manual retries of a dead job so far; keeps message ids of a new round distinct. */
-  generation: z.number().int().nonnegative().default(0),
-  /** Errors of the attempts before this message, oldest first. */
-  errors: z.array(JobError).default([]),
+  generation: z.number().int().nonnegative().max(MAX_GENERATION).default(0),
+  /** Errors of the attempts before this message, oldest first (lost runs count too, hence the slack). */
+  errors: z.array(JobError).max(2 * MAX_ATTEMPTS).default([]),
   /** Who ran the latest attempt, and when it started (a job waiting for its next attempt shows them). */
   owner: Owner.nullable().default(null),
   started_at: isoTime.nullable().default(null),
@@ -179,15 +209,14 @@ export const FinalRecord = JobStatus.extend({
   state: z.enum(["succeeded", "cancelled", "dead"]),
   result: JsonValue,
   duration_ms: z.number().int().nullable(),
-  generation: z.number().int().nonnegative().default(0),
+  generation: z.number().int().nonnegative().max(MAX_GENERATION).default(0),
 });
 export type FinalRecord = z.infer<typeof FinalRecord>;
 
 /** The interim record of a running attempt (KV bucket bosun_jobs), removed when the attempt ends. */
-export const InterimRecord = JobStatus.extend({ generation: z.number().int().nonnegative().default(0) });
+export const InterimRecord = JobStatus.extend({ generation: z.number().int().nonnegative().max(MAX_GENERATION).default(0) });
 export type InterimRecord = z.infer<typeof InterimRecord>;
 
-export const MAX_BATCH = 1000;
 /** Each entry is checked on its own (against SubmitRequest), so one bad entry refuses only itself. */
 export const BatchSubmitRequest = z.object({ jobs: z.array(z.unknown()).min(1).max(MAX_BATCH) }).strict();
 export type BatchSubmitRequest = z.infer<typeof BatchSubmitRequest>;
@@ -203,7 +232,7 @@ export const DeadLetter = z.object({
 export type DeadLetter = z.infer<typeof DeadLetter>;
 
 export const ExecutionInfo = z.object({
-  execution_id: z.string(),
+  execution_id: label(64),
   started_at: isoTime,
   elapsed_seconds: z.number(),
 });
@@ -211,7 +240,7 @@ export type ExecutionInfo = z.infer<typeof ExecutionInfo>;
 
 export const ProcessInfo = z.object({
   pid: z.number().int(),
-  process_id: z.string(),
+  process_id: label(64),
   state: z.enum(["idle", "busy", "killed"]),
   memory_mb: z.number(),
   uptime_seconds: z.number(),
@@ -229,18 +258,18 @@ export const Supervision = z.object({
 export type Supervision = z.infer<typeof Supervision>;
 
 export const WorkerInfo = z.object({
-  worker_id: z.string(),
+  worker_id: name("worker_id"),
   started_at: isoTime,
-  hostname: z.string(),
+  hostname: label(),
   min_workers: z.number().int(),
   max_workers: z.number().int(),
   pool_size: z.number().int(),
   idle_count: z.number().int(),
   busy_count: z.number().int(),
-  processes: z.array(ProcessInfo),
+  processes: z.array(ProcessInfo).max(MAX_POOL_SIZE),
   /** Beyond the contract's fields: what this supervisor serves, for routing checks. */
-  queues: z.array(z.string()),
-  job_types: z.array(z.string()),
+  queues: z.array(name("queue")).max(1000),
+  job_types: z.array(JobType).max(10_000),
   supervision: Supervision,
   /** This supervisor's heartbeat period: it counts as gone after three of them without one. */
   heartbeat_ms: z.number().int().positive(),
@@ -313,7 +342,20 @@ const maxAgeHours = z.number().nonnegative().max(24 * 365 * 10);
 /** Payloads of the built-in maintenance tasks; omitted fields take the supervisor's defaults. 0 hours: everything finished. */
 export const CleanupRunsPayload = z.object({ max_age_hours: maxAgeHours.optional() }).strict();
 export type CleanupRunsPayload = z.infer<typeof CleanupRunsPayload>;
-export const CleanupTempFilesPayload = z.object({ dir: z.string().min(1).optional(), max_age_hours: maxAgeHours.optional() }).strict();
+/**
+ * A directory below the supervisor's --temp-dir (relative to it, or
+ * absolute inside it): no `..`, no control characters, so a bad one is a
+ * 400 at submit. The supervisor checks it is inside its --temp-dir there
+ * too; the task checks the real path when it runs (symlinks).
+ */
+const TempDir = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((dir) => !dir.includes("\\") && NO_CONTROL_CHARACTERS.test(dir) && !dir.split("/").includes(".."), {
+    message: "dir must be a path inside the temp dir, without ..",
+  });
+export const CleanupTempFilesPayload = z.object({ dir: TempDir.optional(), max_age_hours: maxAgeHours.optional() }).strict();
 export type CleanupTempFilesPayload = z.infer<typeof CleanupTempFilesPayload>;
 
 /** Every error reply, HTTP or NATS. */

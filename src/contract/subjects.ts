@@ -1,9 +1,30 @@
 /**
  * Every NATS subject, stream, consumer and bucket name Bosun uses is built
  * here, so the gateway, the supervisor and the docs can never disagree.
+ * Each variable part goes through `token()`: a subject is built only from
+ * checked tokens, so a bad id throws here, never in a NATS write.
  */
-
 import { createHash } from "node:crypto";
+import { BosunError } from "./errors.js";
+import { MAX_JOB_ID_LENGTH, MAX_NAME_LENGTH } from "./limits.js";
+
+/** Names that are safe as a single NATS subject token and a consumer name. */
+export const NAME_PATTERN = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_NAME_LENGTH}}$`);
+/** What a request may name as a job id: the same alphabet (a KV key and a subject token). */
+export const JOB_ID_PATTERN = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_JOB_ID_LENGTH}}$`);
+export const LANE_CODE_LENGTH = 8;
+/** The ids Bosun gives out: the job's lane code, then a nuid (22 characters), base62 (see laneCode). */
+export const JOB_ID_LENGTH = LANE_CODE_LENGTH + 22;
+export const ISSUED_JOB_ID_PATTERN = new RegExp(`^[A-Za-z0-9]{${JOB_ID_LENGTH}}$`);
+const LANE_CODE_PATTERN = new RegExp(`^[A-Za-z0-9]{${LANE_CODE_LENGTH}}$`);
+
+/** The one check before a value becomes part of a subject, a consumer name or a KV key. */
+export function token(value: string, what = "subject token", pattern = NAME_PATTERN): string {
+  if (!pattern.test(value)) throw new BosunError("validation_error", `${what} must be one subject token of A-Z a-z 0-9 _ -`);
+  return value;
+}
+/** Every per-job subject and key is built from an issued id (its lane is its first 8 characters). */
+const jobToken = (jobId: string): string => token(jobId, "job id", ISSUED_JOB_ID_PATTERN);
 
 export const SERVICE_NAME = "bosun";
 export const API_PREFIX = "bosun.api";
@@ -25,7 +46,8 @@ export const api = {
 } as const;
 
 /** A command addressed to one supervisor (not load-balanced like the API). */
-export const controlSubject = (workerId: string, command: "recycle" | "submit"): string => `bosun.control.${workerId}.${command}`;
+export const controlSubject = (workerId: string, command: "recycle" | "submit"): string => `bosun.control.${token(workerId, "worker id")}.${command}`;
+export const CONTROL_WILDCARD = "bosun.control.>";
 export type ApiEndpoint = keyof typeof api;
 
 export const streams = {
@@ -55,15 +77,13 @@ export const buckets = {
 } as const;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */
-export const kvKeySubject = (bucket: string, key: string): string => `$KV.${bucket}.${key}`;
+export const kvKeySubject = (bucket: string, key: string): string => `$KV.${bucket}.${jobToken(key)}`;
 
 /**
  * A lane is (queue, target, band, tenant): every job belongs to one for life,
  * and its id starts with the lane's code, so every subject of a job is built
  * from its id alone.
  */
-export const LANE_CODE_LENGTH = 8;
-export const JOB_ID_LENGTH = LANE_CODE_LENGTH + 22;
 export type Band = "h" | "n" | "l";
 export const DEFAULT_TARGET = "default";
 export const bandOf = (priority: number): Band => (priority > 0 ? "h" : priority < 0 ? "l" : "n");
@@ -74,22 +94,23 @@ export function laneCode(queue: string, target: string, band: Band, tenant: stri
   for (let i = 0; i < LANE_CODE_LENGTH; i++) code += BASE62[digest[i]! % 62];
   return code;
 }
-export const laneOf = (jobId: string): string => jobId.slice(0, LANE_CODE_LENGTH);
+export const laneOf = (jobId: string): string => jobToken(jobId).slice(0, LANE_CODE_LENGTH);
 /** Only a 30-character id can name a job: anything else is unknown without a read. */
-export const isJobId = (jobId: string): boolean => jobId.length === JOB_ID_LENGTH && /^[A-Za-z0-9]+$/.test(jobId);
+export const isJobId = (jobId: string): boolean => ISSUED_JOB_ID_PATTERN.test(jobId);
+const laneToken = (lane: string): string => token(lane, "lane", LANE_CODE_PATTERN);
 
 export const jobSubject = (jobId: string): string => `bosun.jobs.${laneOf(jobId)}.${jobId}`;
-export const laneJobsFilter = (lane: string): string => `bosun.jobs.${lane}.*`;
+export const laneJobsFilter = (lane: string): string => `bosun.jobs.${laneToken(lane)}.*`;
 export const JOBS_WILDCARD = "bosun.jobs.>";
 
 export const scheduledSubject = (jobId: string): string => `bosun.scheduled.${laneOf(jobId)}.${jobId}`;
-export const laneScheduledFilter = (lane: string): string => `bosun.scheduled.${lane}.*`;
+export const laneScheduledFilter = (lane: string): string => `bosun.scheduled.${laneToken(lane)}.*`;
 export const SCHEDULED_WILDCARD = "bosun.scheduled.>";
 /** All supervisors share one scheduler consumer: any of them moves due jobs. */
 export const SCHEDULER_CONSUMER = "bosun_scheduler";
 
 export const deadSubject = (jobId: string): string => `bosun.dead.${laneOf(jobId)}.${jobId}`;
-export const laneDeadFilter = (lane: string): string => `bosun.dead.${lane}.*`;
+export const laneDeadFilter = (lane: string): string => `bosun.dead.${laneToken(lane)}.*`;
 export const DEAD_WILDCARD = "bosun.dead.>";
 
 export const resultSubject = (jobId: string): string => `bosun.results.${laneOf(jobId)}.${jobId}`;
@@ -99,21 +120,19 @@ export const jobIdOfSubject = (subject: string): string => subject.slice(subject
 /** The lane is the third token of every per-job subject (bosun.<kind>.<lane>.<job_id>). */
 export const laneOfSubject = (subject: string): string => subject.split(".")[2] ?? "";
 
-export const heartbeatSubject = (workerId: string): string => `bosun.heartbeats.${workerId}`;
+export const HEARTBEATS_PREFIX = "bosun.heartbeats.";
+export const heartbeatSubject = (workerId: string): string => `${HEARTBEATS_PREFIX}${token(workerId, "worker id")}`;
 export const HEARTBEATS_WILDCARD = "bosun.heartbeats.>";
 
 /** Keys of the ops bucket. */
 export const opsKeys = {
   submissionsPaused: "submissions_paused",
-  queueSubmissionsPaused: (queue: string) => `queues.${queue}.submissions_paused`,
+  queueSubmissionsPaused: (queue: string) => `queues.${token(queue, "queue")}.submissions_paused`,
 } as const;
 
 /** One durable pull consumer per lane, shared by every supervisor serving the lane's queue. */
 export const LANE_CONSUMER_PREFIX = "bosun_l_";
-export const laneConsumer = (lane: string): string => `${LANE_CONSUMER_PREFIX}${lane}`;
-
-/** Names that are safe as a single NATS subject token and a consumer name. */
-export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const laneConsumer = (lane: string): string => `${LANE_CONSUMER_PREFIX}${laneToken(lane)}`;
 
 export const CORRELATION_HEADER = "x-correlation-id";
 

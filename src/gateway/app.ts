@@ -16,10 +16,10 @@ import {
   BosunError,
   CORRELATION_HEADER,
   FINAL_STATES,
+  headerCorrelationId,
+  parseJson,
   parseWith,
   MAX_WAIT_MS,
-  RETRY_AFTER_SECONDS,
-  toBosunError,
   type JobState,
   type JobStatus,
 } from "../contract/index.js";
@@ -28,6 +28,7 @@ import { TOPOLOGY_STREAMS } from "../platform/nats.js";
 import { GatewayMetrics } from "../platform/metrics.js";
 import type { OpsFlagsView } from "../platform/ops.js";
 import { jobEvents, workerHeartbeats } from "./events.js";
+import { fromFastify, inContractShape, send, sendError, serverOptions } from "./http-errors.js";
 import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
@@ -46,8 +47,7 @@ export interface GatewayDeps {
 }
 
 export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promise<FastifyInstance> {
-  // Fastify's own 503 while closing has another body shape; the onRequest hook answers instead.
-  const app: FastifyInstance = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: config.body_limit_bytes, return503OnClosing: false });
+  const app: FastifyInstance = Fastify({ loggerInstance: log as FastifyBaseLogger, ...serverOptions(config) });
   let closing = false;
   app.addHook("preClose", async () => {
     closing = true;
@@ -61,19 +61,20 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
     const text = String(body);
     if (text.trim() === "") return done(null, undefined);
     try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(new BosunError("invalid_json", "body is not valid JSON"), undefined);
+      done(null, parseJson(text));
+    } catch (err) {
+      done(err as BosunError, undefined);
     }
   });
 
   app.decorateRequest("correlationId", "");
   app.addHook("onRequest", async (req, reply) => {
-    const given = req.headers[CORRELATION_HEADER];
-    req.correlationId = (typeof given === "string" && given.length > 0 && given.length <= 128 ? given : undefined) ?? nuid.next();
+    req.correlationId = headerCorrelationId(req.headers[CORRELATION_HEADER]) ?? nuid.next();
     reply.header(CORRELATION_HEADER, req.correlationId);
     if (closing) throw new BosunError("unavailable", "this gateway is shutting down; retry on another");
+    if (req.raw.httpVersion === "1.1" && !req.headers.host) throw new BosunError("validation_error", "an HTTP/1.1 request needs a Host header");
   });
+  app.addHook("onSend", inContractShape);
   app.addHook("onResponse", async (req, reply) => {
     metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) });
   });
@@ -96,17 +97,18 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   app.get("/api/jobs/:job_id/events", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
     const { job_id } = parseWith(JobParams, req.params);
     // Subscribed before the first read, so no change between the two is missed.
-    const events = await jobEvents(nc, job_id, closedSignal(req));
+    const events = await jobEvents(nc, job_id, closedSignal(req), req.log as Logger);
     const first = await call(api.jobsGet, { job_id }, req);
-    if (first.status !== 200) {
+    if (first.status !== 200 || req.method === "HEAD") {
       events.close();
-      return send(reply, first.status, first.body);
+      return first.status !== 200 ? send(reply, first.status, first.body) : headOfStream(reply);
     }
     await reply.sse.send(events.stream(first.body as JobStatus));
   });
 
   app.get("/api/platform/workers/stream", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
-    await reply.sse.send(workerHeartbeats(nc, closedSignal(req)));
+    if (req.method === "HEAD") return headOfStream(reply);
+    await reply.sse.send(workerHeartbeats(nc, closedSignal(req), req.log as Logger));
   });
 
   app.get("/openapi.json", async () => openApi);
@@ -186,28 +188,5 @@ function closedSignal(req: FastifyRequest): AbortSignal {
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
-  if (status === 503) reply.header("retry-after", String(RETRY_AFTER_SECONDS));
-  return reply.code(status).send(body);
-}
-
-function sendError(reply: FastifyReply, err: BosunError, log: FastifyBaseLogger): FastifyReply {
-  if (err.status >= 500) log.warn({ err: err.cause ?? err, code: err.code }, err.message);
-  return send(reply, err.status, err.toBody());
-}
-
-/** Fastify's own errors (body too large, bad JSON, ...) in the contract's terms. */
-function fromFastify(err: FastifyError | BosunError): BosunError {
-  if (err instanceof BosunError) return err;
-  switch (err.code) {
-    case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new BosunError("payload_too_large", "request body is larger than the limit");
-    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
-    case "FST_ERR_CTP_EMPTY_JSON_BODY":
-      return new BosunError("invalid_json", err.message);
-  }
-  if (err.statusCode === 413) return new BosunError("payload_too_large", "request body is larger than the limit");
-  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return new BosunError("validation_error", err.message);
-  return toBosunError(err);
-}
-
+/** HEAD of an event stream: its headers, no events (a HEAD request has no body to stream into). */
+const headOfStream = (reply: FastifyReply): FastifyReply => reply.code(200).header("content-type", "text/event-stream").header("cache-control", "no-cache").send();

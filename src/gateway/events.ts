@@ -1,27 +1,32 @@
 /**
- * The two event streams the gateway serves as server-sent events. Each is a
- * NATS subscription held for as long as the client stays connected.
+ * The two event streams the gateway serves as server-sent events (and the
+ * CLI's `bosun watch`). Each is a set of core NATS subscriptions held for as
+ * long as the client stays connected: no JetStream consumer is made per
+ * stream, so none is left behind when it closes. Every message is read
+ * through the decode boundary (records/decode.ts, heartbeat-reader.ts):
+ * junk published on these subjects is dropped, never thrown into nats.js's
+ * reader loop.
  */
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
+import { pino, type Logger } from "pino";
 import {
-  buckets,
-  FinalRecord,
   FINAL_STATES,
   HEARTBEATS_WILDCARD,
-  InterimRecord,
-  JobEnvelope,
+  isJobId,
   jobSubject,
-  kvKeySubject,
   resultSubject,
   scheduledSubject,
-  WorkerInfo,
   type JobEvent,
   type JobStatus,
+  type WorkerInfo,
 } from "../contract/index.js";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { decodeStored, offsetOf, readSources, statusOf, type JobSources, type ParkedJob } from "../records/index.js";
+import { onMessage } from "../platform/guard.js";
+import { HeartbeatReader } from "../platform/heartbeat-reader.js";
+import { interimSubject, readBack, readSources, statusOf, type JobSources } from "../records/index.js";
 
-const decoder = new TextDecoder();
+/** For callers without a log (the CLI's watch prints events, not log lines). */
+const silent: Logger = pino({ level: "silent" });
 
 interface SseMessage {
   event?: string;
@@ -34,6 +39,7 @@ class Channel<T> {
   #wake: (() => void) | undefined;
   #closed = false;
   push(item: T): void {
+    if (this.#closed) return;
     this.#items.push(item);
     this.#wake?.();
   }
@@ -56,29 +62,33 @@ class Channel<T> {
  * until it ends. The job's own subjects are followed as core
  * subscriptions: its queued and scheduled messages, its interim record, its
  * final record. Each message updates the job's sources and the status is
- * put together from them as a read would (so it never goes back).
+ * put together from them as a read would (so it never goes back). An id
+ * Bosun never gave out has no subjects to follow (its status read is a 404).
  */
-export async function jobEvents(nc: NatsConnection, jobId: string, closed: AbortSignal): Promise<{ stream(first: JobStatus): AsyncGenerator<SseMessage>; close(): void }> {
+export async function jobEvents(
+  nc: NatsConnection,
+  jobId: string,
+  closed: AbortSignal,
+  log: Logger = silent,
+): Promise<{ stream(first: JobStatus): AsyncGenerator<SseMessage>; close(): void }> {
   const jsm = await jetstreamManager(nc);
   const channel = new Channel<Partial<JobSources>>();
   const follow = (subject: string, read: (msg: Msg) => Partial<JobSources> | undefined) =>
     nc.subscribe(subject, {
-      callback: (_err, msg) => {
-        try {
-          const update = read(msg);
-          if (update) channel.push(update);
-        } catch {
-          // Not a message of this job's shape: nothing to show.
-        }
-      },
+      callback: onMessage(log, "job events", (msg) => {
+        const update = read(msg);
+        if (update) channel.push(update);
+      }),
     });
-  const parked = (msg: Msg): ParkedJob => ({ job: decodeStored(JobEnvelope, msg), offset: offsetOf((n) => msg.headers?.get(n) || undefined) });
-  const subs = [
-    follow(jobSubject(jobId), (msg) => ({ queued: parked(msg) })),
-    follow(scheduledSubject(jobId), (msg) => ({ scheduled: parked(msg) })),
-    follow(kvKeySubject(buckets.jobs, jobId), (msg) => (msg.data.length > 0 ? { interim: decodeStored(InterimRecord, msg) } : undefined)),
-    follow(resultSubject(jobId), (msg) => ({ final: decodeStored(FinalRecord, msg) })),
-  ];
+  const only = <K extends keyof JobSources>(key: K, value: JobSources[K] | undefined): Partial<JobSources> | undefined => (value ? { [key]: value } : undefined);
+  const subs = isJobId(jobId)
+    ? [
+        follow(jobSubject(jobId), (msg) => only("queued", readBack.queued(msg, log))),
+        follow(scheduledSubject(jobId), (msg) => only("scheduled", readBack.scheduled(msg, log))),
+        follow(interimSubject(jobId), (msg) => only("interim", readBack.interim(msg, log))),
+        follow(resultSubject(jobId), (msg) => only("final", readBack.final(msg, log))),
+      ]
+    : [];
   await nc.flush();
   const close = () => {
     channel.close();
@@ -86,10 +96,10 @@ export async function jobEvents(nc: NatsConnection, jobId: string, closed: Abort
   };
   async function* stream(first: JobStatus): AsyncGenerator<SseMessage> {
     closed.addEventListener("abort", close);
-    // What is stored now, so later messages are weighed against it (a read never goes back).
-    const sources: JobSources = await readSources(jsm, jobId);
-    let last = first;
     try {
+      // What is stored now, so later messages are weighed against it (a read never goes back).
+      const sources: JobSources = await readSources(jsm, jobId, log);
+      let last = first;
       yield { event: "state", data: { type: "state", data: first } satisfies JobEvent };
       if (FINAL_STATES.has(first.state)) return;
       for await (const update of channel) {
@@ -110,13 +120,14 @@ export async function jobEvents(nc: NatsConnection, jobId: string, closed: Abort
 }
 
 /** Heartbeats as they arrive: `{"type": "worker_heartbeat", "data": WorkerInfo}`. */
-export async function* workerHeartbeats(nc: NatsConnection, closed: AbortSignal): AsyncGenerator<SseMessage> {
+export async function* workerHeartbeats(nc: NatsConnection, closed: AbortSignal, log: Logger): AsyncGenerator<SseMessage> {
   const channel = new Channel<WorkerInfo>();
+  const reader = new HeartbeatReader(log);
   const sub = nc.subscribe(HEARTBEATS_WILDCARD, {
-    callback: (_err, msg) => {
-      const parsed = WorkerInfo.safeParse(JSON.parse(decoder.decode(msg.data)));
-      if (parsed.success) channel.push(parsed.data);
-    },
+    callback: onMessage(log, "workers stream", (msg) => {
+      const info = reader.read(msg.subject, msg.data);
+      if (info) channel.push(info);
+    }),
   });
   const stop = () => channel.close();
   closed.addEventListener("abort", stop);

@@ -2,6 +2,7 @@ import { connect } from "@nats-io/transport-node";
 import { GatewayConfig, gatewayKeys, loadConfig } from "../platform/config.js";
 import { failStartup, onShutdownSignals } from "../platform/lifecycle.js";
 import { createLogger } from "../platform/logger.js";
+import { logUnhandledRejections } from "../platform/guard.js";
 import { buildGateway } from "./app.js";
 import { OpsFlagsView } from "../platform/ops.js";
 
@@ -13,6 +14,7 @@ export async function runGateway(argv: string[]): Promise<void> {
     failStartup(err);
   }
   const log = createLogger("bosun.gateway");
+  logUnhandledRejections(log);
   // The gateway starts even while NATS is down and answers 503 until it is up.
   const nc = await connect({
     servers: config.nats_url,

@@ -3,7 +3,7 @@
  * one) into an HTTP status and body using the contract's error table.
  */
 import { errors, headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { BosunError, CORRELATION_HEADER, encodeJson } from "../contract/index.js";
+import { BosunError, CORRELATION_HEADER, encodeJson, errorReply } from "../contract/index.js";
 import { isMaxPayloadError, readReply, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
 import type { GatewayMetrics } from "../platform/metrics.js";
 
@@ -39,7 +39,7 @@ export async function natsCall(
   try {
     return { status: 200, body: readReply(reply) };
   } catch (err) {
-    if (err instanceof BosunError) return { status: err.status, body: err.toBody() };
+    if (err instanceof BosunError) return errorReply(err);
     throw err;
   }
 }

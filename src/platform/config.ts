@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { NAME_PATTERN } from "../contract/index.js";
+import { HTTP_REQUEST_TIMEOUT_MS, NAME_PATTERN } from "../contract/index.js";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const flag = z
@@ -64,6 +64,8 @@ export const GatewayConfig = z.object({
   port: int(0, 65535).default(8080),
   request_timeout_ms: int(50, 600_000).default(5000),
   body_limit_bytes: int(1024).default(1024 * 1024),
+  /** The whole HTTP request (headers and body) must arrive within this, else 408. */
+  http_request_timeout_ms: int(1000, 600_000).default(HTTP_REQUEST_TIMEOUT_MS),
   grace_ms: int(0).default(10_000),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfig>;

@@ -26,24 +26,36 @@ import {
   HEARTBEATS_WILDCARD,
   SCHEDULED_WILDCARD,
   SCHEDULER_CONSUMER,
+  encodeJson,
   JOBS_WILDCARD,
   laneConsumer,
   laneJobsFilter,
+  MAX_HEARTBEAT_BYTES,
+  MESSAGE_HEADROOM_BYTES,
+  type JobEnvelope,
+  parseJson,
   RESULTS_WILDCARD,
   streams,
 } from "../contract/index.js";
 import type { Logger } from "pino";
 
 export const SERVICE_ERROR_HEADER = "Nats-Service-Error-Code";
+/** The error's message, one line (see errorReply). */
+export const SERVICE_ERROR_TEXT_HEADER = "Nats-Service-Error";
 const decoder = new TextDecoder();
 
 /**
  * A reply of the `bosun` service: its JSON, or a BosunError when the
  * service error header says it failed (a body's own `error` field, as in a
- * dead job's result, is data, not a failure).
+ * dead job's result, is data, not a failure). An unreadable reply is a 503.
  */
 export function readReply<T>(msg: Msg): T {
-  const body: unknown = msg.data.length > 0 ? JSON.parse(decoder.decode(msg.data)) : null;
+  let body: unknown = null;
+  try {
+    if (msg.data.length > 0) body = parseJson(decoder.decode(msg.data));
+  } catch (err) {
+    throw new BosunError("unavailable", "a supervisor sent an unreadable reply", undefined, { cause: err });
+  }
   if (!msg.headers?.get(SERVICE_ERROR_HEADER)) return body as T;
   const error = (body as Partial<ErrorReply> | null)?.error;
   throw new BosunError(isErrorCode(error?.code) ? error.code : "internal_error", error?.message ?? "request failed", error?.details);
@@ -55,6 +67,22 @@ export const isMaxPayloadError = (err: unknown): boolean =>
 
 export const tooLargeForNats = (err: unknown): BosunError =>
   new BosunError("payload_too_large", "message is larger than the NATS server's max_payload", undefined, { cause: err });
+
+/** nats-server's default, for a connection that has not reported its own yet. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/**
+ * A job message must leave MESSAGE_HEADROOM_BYTES below the server's
+ * max_payload, so its record, its errors and its dead letter fit later:
+ * checked before anything of the job is written (413).
+ */
+export function assertFitsJobMessage(nc: NatsConnection, envelope: JobEnvelope): void {
+  const limit = (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - MESSAGE_HEADROOM_BYTES;
+  const size = encodeJson(envelope).byteLength;
+  if (size > limit) {
+    throw new BosunError("payload_too_large", `the job is ${size} bytes; at most ${limit} fit (the NATS server's max_payload less ${MESSAGE_HEADROOM_BYTES} kept for its record and errors)`);
+  }
+}
 
 export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
   const nc = await connect({
@@ -167,6 +195,8 @@ function streamConfigs(opts: TopologyOptions): NamedStreamConfig[] {
       storage: StorageType.Memory,
       max_msgs_per_subject: 1,
       max_age: nanos(HEARTBEAT_MAX_AGE_MS),
+      // The server refuses larger ones; readers ignore them anyway (heartbeat-reader.ts).
+      max_msg_size: MAX_HEARTBEAT_BYTES,
       allow_direct: true,
       discard: DiscardPolicy.Old,
     },

@@ -6,13 +6,16 @@
 import type { NatsConnection, QueuedIterator } from "@nats-io/nats-core";
 import { Kvm, KvWatchInclude, type KV, type KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { buckets, opsKeys, type OpsFlags, type OpsPatch } from "../contract/index.js";
+import { buckets, NAME_PATTERN, opsKeys, type OpsFlags, type OpsPatch } from "../contract/index.js";
+import { forEachGuarded } from "./guard.js";
 
 const QUEUE_KEY = /^queues\.([^.]+)\.submissions_paused$/;
 const OPEN_RETRY_MS = 1000;
 
 export class OpsFlagsView {
-  #flags: OpsFlags = { submissions_paused: false, queues: {} };
+  #paused = false;
+  /** A Map, not an object: a queue may be called `__proto__`. */
+  readonly #queues = new Map<string, boolean>();
   #watch: QueuedIterator<KvWatchEntry> | undefined;
   #retry: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -20,19 +23,17 @@ export class OpsFlagsView {
   constructor(private readonly log: Logger) {}
 
   get flags(): OpsFlags {
-    return structuredClone(this.#flags);
+    return { submissions_paused: this.#paused, queues: Object.fromEntries([...this.#queues].map(([q, paused]) => [q, { submissions_paused: paused }])) };
   }
 
   submissionsPaused(queue: string): boolean {
-    return this.#flags.submissions_paused || this.#flags.queues[queue]?.submissions_paused === true;
+    return this.#paused || this.#queues.get(queue) === true;
   }
 
   /** Watches a bucket already open (a supervisor provisions it). */
   async watch(kv: KV): Promise<void> {
     const watch = (this.#watch = await kv.watch({ include: KvWatchInclude.LastValue }));
-    void (async () => {
-      for await (const entry of watch) this.#apply(entry);
-    })().catch((err: unknown) => this.log.error({ err }, "ops flag watch ended"));
+    void forEachGuarded(watch, this.log, "ops flag watch", (entry) => this.#apply(entry));
   }
 
   /** For gateways: opens the bucket when it exists, retrying until a supervisor has created it. */
@@ -61,12 +62,12 @@ export class OpsFlagsView {
   #apply(entry: KvWatchEntry): void {
     const value = entry.operation === "PUT" && entry.string() === "true";
     if (entry.key === opsKeys.submissionsPaused) {
-      this.#flags.submissions_paused = value;
+      this.#paused = value;
     } else {
       const queue = QUEUE_KEY.exec(entry.key)?.[1];
-      if (!queue) return;
-      if (entry.operation === "PUT") this.#flags.queues[queue] = { submissions_paused: value };
-      else delete this.#flags.queues[queue];
+      if (!queue || !NAME_PATTERN.test(queue)) return;
+      if (entry.operation === "PUT") this.#queues.set(queue, value);
+      else this.#queues.delete(queue);
     }
     this.log.info({ flag: entry.key, value, operation: entry.operation }, "ops flag applied");
   }

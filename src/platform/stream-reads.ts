@@ -12,11 +12,17 @@ export interface StoredMessage {
   subject: string;
   time: Date;
   data: Uint8Array;
-  header: { get(name: string): string };
+  headers: { get(name: string): string };
 }
 
 const READ_TIMEOUT_MS = 5000;
 const SWEEP_MS = 250;
+
+interface Waiter {
+  deadline: number;
+  resolve(m: StoredMessage | null): void;
+  reject(e: Error): void;
+}
 
 class ReadError extends Error {
   override readonly name = "ReadError";
@@ -29,7 +35,7 @@ class ReadError extends Error {
  */
 class DirectReader {
   readonly #inbox = createInbox();
-  readonly #waiters = new Map<number, { deadline: number; resolve(m: StoredMessage | null): void; reject(e: Error): void }>();
+  readonly #waiters = new Map<number, Waiter>();
   readonly #sub: Subscription;
   #seq = 0;
   #sweeper: NodeJS.Timeout | undefined;
@@ -53,18 +59,27 @@ class DirectReader {
     });
   }
 
+  /** A nats.js callback: nothing may escape it (it would end the connection's reader loop). */
   #onReply(msg: Msg): void {
     const id = Number(msg.subject.slice(this.#inbox.length + 1));
     const waiter = this.#waiters.get(id);
     if (!waiter) return;
     this.#waiters.delete(id);
+    try {
+      this.#settle(waiter, msg);
+    } catch (err) {
+      waiter.reject(new ReadError(`unreadable direct get reply: ${String(err)}`));
+    }
+  }
+
+  #settle(waiter: Waiter, msg: Msg): void {
     const h = msg.headers;
     if (h?.code === 404) return waiter.resolve(null);
     const seq = Number(h?.get("Nats-Sequence"));
     if (!h || (h.code && h.code >= 300) || !Number.isSafeInteger(seq)) {
       return waiter.reject(new ReadError(`direct get failed: ${h?.code ?? ""} ${h?.description ?? "no headers"}`));
     }
-    waiter.resolve({ seq, subject: h.get("Nats-Subject"), time: new Date(h.get("Nats-Time-Stamp")), data: msg.data, header: h });
+    waiter.resolve({ seq, subject: h.get("Nats-Subject"), time: new Date(h.get("Nats-Time-Stamp")), data: msg.data, headers: h });
   }
 
   #sweep(): void {

@@ -8,7 +8,7 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { buckets, kvKeySubject } from "../contract/index.js";
+import { buckets, isJobId, kvKeySubject } from "../contract/index.js";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
@@ -37,6 +37,8 @@ export class CancelRegistry {
   /** Resolves once every cancel already stored is known, so none slips through at start. */
   async start(): Promise<void> {
     this.#watch = await followBucket(this.kv, this.log, "cancel", (entry) => {
+      // Keys are job ids; anything else written to the bucket cancels nothing.
+      if (!isJobId(entry.key)) return;
       if (entry.operation === "PUT") {
         this.#cancelled.set(entry.key, { requestedAt: entry.created.getTime() });
         for (const listener of this.#listeners) listener(entry.key);

@@ -6,6 +6,10 @@
  */
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { buckets, ISSUED_JOB_ID_PATTERN } from "../contract/index.js";
+import { readInbound } from "../platform/guard.js";
 
 /** A claim whose job never got written (its supervisor died mid-submit) may be taken over after this. */
 const ABANDONED_CLAIM_MS = 30_000;
@@ -22,8 +26,14 @@ function canonical(value: unknown): string {
   return JSON.stringify(value) ?? "null";
 }
 
+/** What a key holds: the job it created and that job's fingerprint. */
+const HeldClaim = z.object({ job_id: z.string().regex(ISSUED_JOB_ID_PATTERN), fingerprint: z.string().max(64) });
+
 export class IdempotencyIndex {
-  constructor(private readonly kv: KV) {}
+  constructor(
+    private readonly kv: KV,
+    private readonly log: Logger,
+  ) {}
 
   /** Keys are hashed: user keys may hold characters a KV key may not. */
   static keyFor(tenant: string | null, key: string): string {
@@ -42,8 +52,10 @@ export class IdempotencyIndex {
     } catch (err) {
       const entry = await this.kv.get(indexKey);
       if (!entry || entry.operation !== "PUT") throw err;
-      const held = parseClaim(entry.string());
-      return { claimed: false, ...held, revision: entry.revision, ageMs: Date.now() - entry.created.getTime() };
+      const held = readInbound(HeldClaim, entry.value, { log: this.log, source: "idempotency key", subject: `$KV.${buckets.idempotency}.${indexKey}` });
+      // A value that is no claim was not written by Bosun: it is taken over at once.
+      if (!held) return { claimed: false, jobId: "", fingerprint: "", revision: entry.revision, ageMs: Number.POSITIVE_INFINITY };
+      return { claimed: false, jobId: held.job_id, fingerprint: held.fingerprint, revision: entry.revision, ageMs: Date.now() - entry.created.getTime() };
     }
   }
 
@@ -61,14 +73,4 @@ export class IdempotencyIndex {
   async release(indexKey: string): Promise<void> {
     await this.kv.delete(indexKey);
   }
-}
-
-function parseClaim(text: string): { jobId: string; fingerprint: string } {
-  try {
-    const value = JSON.parse(text) as { job_id?: unknown; fingerprint?: unknown };
-    if (typeof value.job_id === "string" && typeof value.fingerprint === "string") return { jobId: value.job_id, fingerprint: value.fingerprint };
-  } catch {
-    // An entry from before fingerprints: the bare job id.
-  }
-  return { jobId: text, fingerprint: "" };
 }

@@ -5,6 +5,7 @@
  * gateway's event stream.
  */
 export * from "./status.js";
+export * from "./decode.js";
 export * from "./store.js";
 export * from "./lanes.js";
 export * from "./listing.js";

@@ -9,14 +9,16 @@ import type { QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { followBucket } from "./bucket-watch.js";
 import { z } from "zod";
-import { bandOf, DEFAULT_TARGET, laneCode, type Band } from "../contract/index.js";
+import { bandOf, buckets, DEFAULT_TARGET, laneCode, NAME_PATTERN, type Band } from "../contract/index.js";
+import { logDropped, readInbound } from "../platform/guard.js";
 
+const name = z.string().regex(NAME_PATTERN);
 export const Lane = z.object({
   code: z.string(),
-  queue: z.string(),
-  target: z.string(),
+  queue: name,
+  target: name,
   band: z.enum(["h", "n", "l"]),
-  tenant: z.string().nullable(),
+  tenant: name.nullable(),
 });
 export type Lane = z.infer<typeof Lane>;
 
@@ -42,9 +44,12 @@ export class LaneRegistry {
   async start(): Promise<void> {
     this.#watch = await followBucket(this.kv, this.log, "lane", (entry) => {
       if (entry.operation !== "PUT") return;
-      const lane = Lane.safeParse(entry.json());
-      if (lane.success) this.#learn(lane.data);
-      else this.log.warn({ key: entry.key }, "ignoring a malformed lane entry");
+      const ctx = { log: this.log, source: "lane registry", subject: `$KV.${buckets.lanes}.${entry.key}`, seq: entry.revision };
+      const lane = readInbound(Lane, entry.value, ctx);
+      // A lane's code is the hash of what it is: an entry that says otherwise was not written by Bosun.
+      if (lane && (lane.code !== entry.key || lane.code !== laneCode(lane.queue, lane.target, lane.band, lane.tenant))) {
+        logDropped(ctx, "its code is not the code of the lane it describes");
+      } else if (lane) this.#learn(lane);
     });
   }
 

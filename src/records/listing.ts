@@ -18,16 +18,12 @@
  * and next_cursor goes on from where it stopped).
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
+import type { Logger } from "pino";
 import type { StoredMessage } from "../platform/stream-reads.js";
 import {
   BosunError,
-  buckets,
-  DeadLetter,
-  FinalRecord,
-  InterimRecord,
-  jobIdOfSubject,
-  kvKeySubject,
   laneOfSubject,
+  parseJson,
   streams,
   type JobState,
   type JobStatus,
@@ -36,7 +32,7 @@ import {
 } from "../contract/index.js";
 import { readFirstFrom, readLast, readSeq } from "../platform/stream-reads.js";
 import type { LaneRegistry } from "./lanes.js";
-import { decodeStored, INTERIM_STREAM, parkedOf } from "./store.js";
+import { INTERIM_STREAM, interimSubject, readBack } from "./store.js";
 import { finalStatus, scheduledStatus, statusOf } from "./status.js";
 
 /** Direct gets one page may spend across its sources. */
@@ -53,22 +49,27 @@ interface Item {
 
 interface SourceDef {
   stream: string;
-  /** Statuses of a window's messages (null: not a job of this source). */
-  decode(msgs: StoredMessage[], jsm: JetStreamManager): Promise<(JobStatus | null)[]>;
+  /** Statuses of a window's messages (null: not a job of this source, or a message that does not decode). */
+  decode(msgs: StoredMessage[], jsm: JetStreamManager, log: Logger): Promise<(JobStatus | null)[]>;
 }
 
+const orNull = <T, R>(value: T | undefined, map: (v: T) => R): R | null => (value === undefined ? null : map(value));
+
 const sourceDefs: Record<SourceName, SourceDef> = {
-  r: { stream: streams.results, decode: async (msgs) => msgs.map((m) => finalStatus(decodeStored(FinalRecord, m))) },
-  d: { stream: streams.dead, decode: async (msgs) => msgs.map((m) => decodeStored(DeadLetter, m).record) },
-  s: { stream: streams.scheduled, decode: async (msgs) => msgs.map((m) => scheduledStatus(parkedOf(m))) },
+  r: { stream: streams.results, decode: async (msgs, _jsm, log) => msgs.map((m) => orNull(readBack.final(m, log), finalStatus)) },
+  d: { stream: streams.dead, decode: async (msgs, _jsm, log) => msgs.map((m) => orNull(readBack.dead(m, log), (d) => d.record)) },
+  s: { stream: streams.scheduled, decode: async (msgs, _jsm, log) => msgs.map((m) => orNull(readBack.scheduled(m, log), scheduledStatus)) },
   j: {
     stream: streams.jobs,
     // A queued message may be running: its interim record says so.
-    decode: async (msgs, jsm) => {
-      const interims = await Promise.all(msgs.map((m) => readLast(jsm, INTERIM_STREAM, kvKeySubject(buckets.jobs, jobIdOfSubject(m.subject)))));
-      return msgs.map((m, i) => {
+    decode: async (msgs, jsm, log) => {
+      const queued = msgs.map((m) => readBack.queued(m, log));
+      const interims = await Promise.all(
+        queued.map((q) => (q ? readLast(jsm, INTERIM_STREAM, interimSubject(q.job.job_id)) : null)),
+      );
+      return queued.map((q, i) => {
         const interim = interims[i];
-        return statusOf({ queued: parkedOf(m), interim: interim && interim.data.length > 0 ? decodeStored(InterimRecord, interim) : null });
+        return q ? statusOf({ queued: q, interim: interim && readBack.interim(interim, log) }) : null;
       });
     },
   },
@@ -97,7 +98,7 @@ type Cursor = Partial<Record<SourceName, number>>;
 function decodeCursor(text: string | undefined): Cursor {
   if (text === undefined) return {};
   try {
-    const value = JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as unknown;
+    const value = parseJson(Buffer.from(text, "base64url").toString("utf8"));
     if (value && typeof value === "object" && !Array.isArray(value)) {
       const cursor: Cursor = {};
       for (const [k, v] of Object.entries(value)) {
@@ -128,6 +129,7 @@ class Reader {
     readonly name: SourceName,
     private readonly def: SourceDef,
     private readonly jsm: JetStreamManager,
+    private readonly log: Logger,
     private readonly accept: (lane: string, status: JobStatus) => boolean,
     private pos: number,
     private readonly floor: number,
@@ -135,11 +137,11 @@ class Reader {
     if (pos <= floor) this.#done = true;
   }
 
-  static async open(name: SourceName, jsm: JetStreamManager, below: number | undefined, accept: Reader["accept"], limit: number): Promise<Reader> {
+  static async open(name: SourceName, jsm: JetStreamManager, log: Logger, below: number | undefined, accept: Reader["accept"], limit: number): Promise<Reader> {
     const def = sourceDefs[name];
     const { state } = await jsm.streams.info(def.stream);
     const end = state.messages === 0 ? 0 : state.last_seq + 1;
-    const reader = new Reader(name, def, jsm, accept, Math.min(below ?? end, end), state.messages === 0 ? end : state.first_seq);
+    const reader = new Reader(name, def, jsm, log, accept, Math.min(below ?? end, end), state.messages === 0 ? end : state.first_seq);
     reader.#window = Math.min(MAX_WINDOW, Math.max(16, limit));
     return reader;
   }
@@ -190,7 +192,7 @@ class Reader {
     if (!complete && seqs.length === 0) return; // budget spent: the next page goes on from here
     const fetched = await Promise.all(seqs.map((seq) => readSeq(this.jsm, this.def.stream, seq)));
     const msgs = [...fetched.filter((m): m is StoredMessage => m !== null), ...(complete ? [oldest] : [])];
-    const statuses = await this.def.decode(msgs, this.jsm);
+    const statuses = await this.def.decode(msgs, this.jsm, this.log);
     statuses.forEach((status, i) => {
       const msg = msgs[i]!;
       if (status && this.accept(laneOfSubject(msg.subject), status)) this.#buffer.push({ seq: msg.seq, time: msg.time.getTime(), status });
@@ -205,7 +207,7 @@ class Reader {
   }
 }
 
-export async function listJobs(jsm: JetStreamManager, lanes: LaneRegistry, filter: ListJobsRequest): Promise<ListJobsReply> {
+export async function listJobs(jsm: JetStreamManager, log: Logger, lanes: LaneRegistry, filter: ListJobsRequest): Promise<ListJobsReply> {
   const cursor = decodeCursor(filter.cursor);
   let laneSet: Set<string> | undefined;
   if (filter.queue !== undefined || filter.tenant !== undefined) {
@@ -215,7 +217,7 @@ export async function listJobs(jsm: JetStreamManager, lanes: LaneRegistry, filte
   const accept = (lane: string, status: JobStatus) =>
     (!laneSet || laneSet.has(lane)) && (!filter.state || status.state === filter.state) && (!filter.type || status.type === filter.type);
   const names = sourcesFor(filter.state).filter((n) => cursor[n] !== 0 && (filter.cursor === undefined || cursor[n] !== undefined));
-  const readers = await Promise.all(names.map((n) => Reader.open(n, jsm, cursor[n], accept, filter.limit)));
+  const readers = await Promise.all(names.map((n) => Reader.open(n, jsm, log, cursor[n], accept, filter.limit)));
   const budget: Budget = { left: PROBE_BUDGET };
   const jobs: JobStatus[] = [];
   const seen = new Set<string>();

@@ -12,7 +12,6 @@
  * not by clocks, so a read never goes back to an earlier state.
  */
 import {
-  headerNames,
   type FinalRecord,
   type InterimRecord,
   type JobEnvelope,
@@ -58,9 +57,6 @@ export function recordOf(job: JobEnvelope, state: JobState, attempts: number, ex
 export const queuedStatus = ({ job, offset }: ParkedJob): JobStatus => recordOf(job, "queued", offset);
 /** Parked before its first attempt: scheduled; after a failed one: failed (waiting out its backoff). */
 export const scheduledStatus = ({ job, offset }: ParkedJob): JobStatus => recordOf(job, offset > 0 ? "failed" : "scheduled", offset);
-
-/** The attempt offset a job message carries. */
-export const offsetOf = (header: (name: string) => string | undefined): number => Number(header(headerNames.attemptOffset) ?? 0) || 0;
 
 type Rank = [generation: number, attemptsUsed: number, phase: number];
 const later = (a: Rank, b: Rank): boolean => a[0] !== b[0] ? a[0] > b[0] : a[1] !== b[1] ? a[1] > b[1] : a[2] > b[2];

@@ -7,8 +7,7 @@
  * helpers, by literal subject.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { StoredMessage } from "../platform/stream-reads.js";
-import type { z } from "zod";
+import type { Logger } from "pino";
 import { dropMessage, readLast } from "../platform/stream-reads.js";
 import {
   BosunError,
@@ -20,28 +19,38 @@ import {
   headerNames,
   InterimRecord,
   isJobId,
-  JobEnvelope,
+  type JobEnvelope,
   jobSubject,
   kvKeySubject,
-  parseWith,
   resultSubject,
   scheduledSubject,
   streams,
   type JobStatus,
 } from "../contract/index.js";
 import { StreamWriteError, type StreamWriter } from "../platform/stream-writer.js";
-import { offsetOf, statusOf, type JobSources, type ParkedJob } from "./status.js";
+import { readParked, readStored, type StoredLike } from "./decode.js";
+import { statusOf, type JobSources, type ParkedJob } from "./status.js";
 
-const decoder = new TextDecoder();
 const WRONG_LAST_SEQUENCE = 10071;
 export const INTERIM_STREAM = `KV_${buckets.jobs}`;
+/** Where a job's interim record is (its key in bosun_jobs). */
+export const interimSubject = (jobId: string): string => kvKeySubject(buckets.jobs, jobId);
 
-/** A stored message's JSON checked against its schema. */
-export function decodeStored<S extends z.ZodType>(schema: S, msg: { data: Uint8Array }): z.output<S> {
-  return parseWith(schema, JSON.parse(decoder.decode(msg.data)));
-}
-
-export const parkedOf = (msg: StoredMessage): ParkedJob => ({ job: decodeStored(JobEnvelope, msg), offset: offsetOf((n) => msg.header?.get(n) || undefined) });
+/**
+ * How each kind of stored message is read back (see decode.ts): a bad one
+ * reads as absent, so one junk message never makes a job, a listing or a
+ * cleanup fail.
+ */
+export const readBack = {
+  queued: (msg: StoredLike, log: Logger): ParkedJob | undefined => readParked(msg, { log, source: "job message" }, jobSubject),
+  scheduled: (msg: StoredLike, log: Logger): ParkedJob | undefined => readParked(msg, { log, source: "scheduled message" }, scheduledSubject),
+  final: (msg: StoredLike, log: Logger): FinalRecord | undefined => readStored(FinalRecord, msg, { log, source: "final record" }, resultSubject, (r) => r.job_id),
+  dead: (msg: StoredLike, log: Logger): DeadLetter | undefined =>
+    readStored(DeadLetter, msg, { log, source: "dead letter" }, deadSubject, (d) => (d.record.job_id === d.job.job_id ? d.job.job_id : "")),
+  /** A purge or delete marker has no record in it. */
+  interim: (msg: StoredLike, log: Logger): InterimRecord | undefined =>
+    msg.data.length === 0 ? undefined : readStored(InterimRecord, msg, { log, source: "interim record" }, interimSubject, (r) => r.job_id),
+};
 
 /** Where each part of a job is stored, so a cancel or retry can remove exactly those messages. */
 export interface LocatedSources extends JobSources {
@@ -52,6 +61,8 @@ export class JobStore {
   constructor(
     private readonly writer: StreamWriter,
     readonly jsm: JetStreamManager,
+    /** Where stored messages that fail their schema are reported (they read as absent). */
+    readonly log: Logger,
   ) {}
 
   /**
@@ -80,12 +91,12 @@ export class JobStore {
 
   /** For a running attempt (owner, progress): nobody waits, the final record follows acknowledged. */
   putRunning(record: InterimRecord): void {
-    this.writer.publishUnacked(kvKeySubject(buckets.jobs, record.job_id), encodeJson(record));
+    this.writer.publishUnacked(interimSubject(record.job_id), encodeJson(record));
   }
 
   /** Removes a job's interim record, marker and all (a KV delete would leave a marker per job). */
   async dropInterim(jobId: string): Promise<void> {
-    await this.jsm.streams.purge(INTERIM_STREAM, { filter: kvKeySubject(buckets.jobs, jobId) });
+    await this.jsm.streams.purge(INTERIM_STREAM, { filter: interimSubject(jobId) });
   }
 
   /**
@@ -119,17 +130,20 @@ export class JobStore {
   async finalRecord(jobId: string): Promise<{ record: FinalRecord; seq: number; time: Date } | null> {
     if (!isJobId(jobId)) return null;
     const msg = await readLast(this.jsm, streams.results, resultSubject(jobId));
-    return msg ? { record: decodeStored(FinalRecord, msg), seq: msg.seq, time: msg.time } : null;
+    const record = msg && readBack.final(msg, this.log);
+    return record ? { record, seq: msg!.seq, time: msg!.time } : null;
   }
 
   async deadLetter(jobId: string): Promise<{ letter: DeadLetter; seq: number } | null> {
+    if (!isJobId(jobId)) return null;
     const msg = await readLast(this.jsm, streams.dead, deadSubject(jobId));
-    return msg ? { letter: decodeStored(DeadLetter, msg), seq: msg.seq } : null;
+    const letter = msg && readBack.dead(msg, this.log);
+    return letter ? { letter, seq: msg!.seq } : null;
   }
 
   /** Everything stored of a job, read at once. */
   sources(jobId: string): Promise<LocatedSources> {
-    return readSources(this.jsm, jobId);
+    return readSources(this.jsm, jobId, this.log);
   }
 
   /** The job's status; `not_found` when nothing of it is stored (unknown, or past its retention). */
@@ -144,20 +158,24 @@ export class JobStore {
 }
 
 /** Everything stored of a job, read at once (four direct gets in one flush). */
-export async function readSources(jsm: JetStreamManager, jobId: string): Promise<LocatedSources> {
+export async function readSources(jsm: JetStreamManager, jobId: string, log: Logger): Promise<LocatedSources> {
   if (!isJobId(jobId)) return { seqs: {} };
   const [final, queued, scheduled, interim] = await Promise.all([
     readLast(jsm, streams.results, resultSubject(jobId)),
     readLast(jsm, streams.jobs, jobSubject(jobId)),
     readLast(jsm, streams.scheduled, scheduledSubject(jobId)),
-    readLast(jsm, INTERIM_STREAM, kvKeySubject(buckets.jobs, jobId)),
+    readLast(jsm, INTERIM_STREAM, interimSubject(jobId)),
   ]);
+  const sources = {
+    final: final && readBack.final(final, log),
+    queued: queued && readBack.queued(queued, log),
+    scheduled: scheduled && readBack.scheduled(scheduled, log),
+    interim: interim && readBack.interim(interim, log),
+  };
+  // A message that did not decode is no source, and no message a cancel or retry may remove either.
   return {
-    final: final && decodeStored(FinalRecord, final),
-    queued: queued && parkedOf(queued),
-    scheduled: scheduled && parkedOf(scheduled),
-    interim: interim && interim.data.length > 0 ? decodeStored(InterimRecord, interim) : null,
-    seqs: { final: final?.seq, queued: queued?.seq, scheduled: scheduled?.seq },
+    ...sources,
+    seqs: { final: sources.final ? final?.seq : undefined, queued: sources.queued ? queued?.seq : undefined, scheduled: sources.scheduled ? scheduled?.seq : undefined },
   };
 }
 

@@ -1,9 +1,10 @@
 /**
  * The `bosun` NATS service: request/reply endpoints served by every
  * supervisor in one queue group, so any one of them answers. Errors become
- * `{"error": …}` replies with the Nats-Service-Error headers, in one place.
+ * `{"error": …}` replies with the Nats-Service-Error headers, in one place,
+ * and count in `$SRV.STATS`.
  */
-import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
+import { Svcm, type Service, type ServiceStats } from "@nats-io/services";
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import type { z } from "zod";
@@ -12,13 +13,15 @@ import {
   CORRELATION_HEADER,
   decodeWith,
   encodeJson,
+  errorReply,
+  headerCorrelationId,
   SERVICE_NAME,
   SubmitRequest,
-  toBosunError,
 } from "../contract/index.js";
 import { operations, type OperationName } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
-import { isMaxPayloadError, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
+import { onMessage } from "../platform/guard.js";
+import { isMaxPayloadError, SERVICE_ERROR_HEADER, SERVICE_ERROR_TEXT_HEADER, tooLargeForNats } from "../platform/nats.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
 
@@ -30,11 +33,13 @@ export interface ApiDeps {
 }
 
 /** One handler per operation of the contract's table: a missing one is a type error. */
-type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N]["request"]>, msg: ServiceMsg) => Promise<unknown> };
+type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N]["request"]>, msg: Msg) => Promise<unknown> };
+
+/** The request's correlation id header, if it is a valid one. */
+const correlationOf = (msg: Msg): string | undefined => headerCorrelationId(msg.headers?.get(CORRELATION_HEADER) || undefined);
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
   const { intake, log, workerId, operations: ops } = deps;
-  const correlationOf = (msg: ServiceMsg) => msg.headers?.get(CORRELATION_HEADER) || undefined;
   const handlers: Handlers = {
     jobs_submit: (req, msg) => intake.submit(req, correlationOf(msg)),
     jobs_submit_batch: (req, msg) => intake.submitBatch(req.jobs, correlationOf(msg)),
@@ -55,9 +60,11 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     description: "Bosun job runtime API",
     metadata: { worker_id: workerId },
   });
+  const stats = new EndpointStats();
   for (const name of Object.keys(operations) as OperationName[]) {
     const { subject, request } = operations[name];
-    const handle = handlers[name] as (input: unknown, msg: ServiceMsg) => Promise<unknown>;
+    const handle = handlers[name] as (input: unknown, msg: Msg) => Promise<unknown>;
+    const count = stats.endpoint(name);
     service.addEndpoint(name, {
       subject,
       handler: (err, msg) => {
@@ -65,35 +72,103 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
           log.error({ err, endpoint: name }, "service endpoint failed");
           return;
         }
-        void answer(msg, () => handle(decodeWith(request, msg.data), msg), log, name);
+        void answer(msg, () => handle(decodeWith(request, msg.data), msg), log, name, count);
       },
     });
   }
+  stats.reportThrough(service);
   return service;
 }
 
 /**
  * Replies with the work's JSON, or with `{"error": …}` and the service error
- * headers: the one place a failure becomes a reply, for the service's
- * endpoints and for the supervisor's own control subjects alike.
+ * headers: the one place a failure becomes a NATS reply, for the service's
+ * endpoints and for the supervisor's own control subjects alike. Never
+ * throws or rejects: whatever went wrong, the error reply is small and
+ * header-safe (errorReply), so sending it cannot fail in turn.
  */
-export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger, endpointName: string): Promise<void> {
+export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger, endpointName: string, count?: EndpointCounter): Promise<void> {
+  const started = performance.now();
   try {
     msg.respond(encodeJson(await work()));
+    count?.ok(performance.now() - started);
   } catch (err) {
-    const error = isMaxPayloadError(err) ? tooLargeForNats(err) : toBosunError(err);
-    if (error.code === "internal_error") log.error({ err, endpoint: endpointName }, "request failed");
+    const reply = errorReply(isMaxPayloadError(err) ? tooLargeForNats(err) : err);
+    if (reply.status >= 500 && reply.body.error.code === "internal_error") log.error({ err, endpoint: endpointName }, "request failed");
     const headers = natsHeaders();
-    headers.set(SERVICE_ERROR_HEADER, String(error.status));
-    headers.set("Nats-Service-Error", error.message);
-    msg.respond(encodeJson(error.toBody()), { headers });
+    headers.set(SERVICE_ERROR_HEADER, String(reply.status));
+    headers.set(SERVICE_ERROR_TEXT_HEADER, reply.summary);
+    try {
+      msg.respond(encodeJson(reply.body), { headers });
+    } catch (respondErr) {
+      // Only a closed or draining connection gets here: the requester times out.
+      log.warn({ err: respondErr, endpoint: endpointName }, "could not send an error reply");
+    }
+    count?.failed(performance.now() - started, `${reply.status}:${reply.summary}`);
   }
 }
 
 /** Submits another supervisor forwarded here because this one has the handler. */
 export function serveForwardedSubmits(nc: NatsConnection, workerId: string, intake: Intake, log: Logger): Subscription {
   return nc.subscribe(controlSubject(workerId, "submit"), {
-    callback: (_err, msg) =>
-      void answer(msg, () => intake.submit(decodeWith(SubmitRequest, msg.data), msg.headers?.get(CORRELATION_HEADER) || undefined, true), log, "forwarded_submit"),
+    callback: onMessage(log, "forwarded submit", (msg) =>
+      answer(msg, () => intake.submit(decodeWith(SubmitRequest, msg.data), correlationOf(msg), true), log, "forwarded_submit"),
+    ),
   });
+}
+
+export interface EndpointCounter {
+  ok(ms: number): void;
+  failed(ms: number, lastError: string): void;
+}
+
+/**
+ * Request, error and time counters per endpoint, measured around the whole
+ * (asynchronous) handling. @nats-io/services 3.0.0-25 times only the
+ * synchronous part of a handler, counts an error only when the handler
+ * throws synchronously, and leaves `last_error` out until then, which the
+ * official `io.nats.micro.v1.stats_response` schema requires: its STATS
+ * reply is filled from here instead.
+ */
+class EndpointStats {
+  readonly #endpoints = new Map<string, { requests: number; errors: number; lastError: string; totalMs: number }>();
+
+  endpoint(name: string): EndpointCounter {
+    const e = { requests: 0, errors: 0, lastError: "", totalMs: 0 };
+    this.#endpoints.set(name, e);
+    return {
+      ok: (ms) => {
+        e.requests++;
+        e.totalMs += ms;
+      },
+      failed: (ms, lastError) => {
+        e.requests++;
+        e.errors++;
+        e.totalMs += ms;
+        e.lastError = lastError;
+      },
+    };
+  }
+
+  /** Makes the service's own stats() (which answers $SRV.STATS) report these counters. */
+  reportThrough(service: Service): void {
+    const own = service.stats.bind(service);
+    service.stats = async (): Promise<ServiceStats> => {
+      const stats = await own();
+      stats.endpoints = (stats.endpoints ?? []).map((endpoint) => {
+        const e = this.#endpoints.get(endpoint.name);
+        if (!e) return { ...endpoint, last_error: endpoint.last_error ?? "" };
+        const processing = Math.round(e.totalMs * 1e6);
+        return {
+          ...endpoint,
+          num_requests: e.requests,
+          num_errors: e.errors,
+          last_error: e.lastError,
+          processing_time: processing,
+          average_processing_time: e.requests > 0 ? Math.round(processing / e.requests) : 0,
+        };
+      });
+      return stats;
+    };
+  }
 }

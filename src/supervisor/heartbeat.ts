@@ -7,15 +7,10 @@
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import {
-  encodeJson,
-  heartbeatSubject,
-  HEARTBEATS_WILDCARD,
-  streams,
-  WorkerInfo,
-} from "../contract/index.js";
+import { encodeJson, heartbeatSubject, HEARTBEATS_WILDCARD, MAX_HEARTBEAT_BYTES, MAX_TRACKED_WORKERS, streams, type WorkerInfo } from "../contract/index.js";
+import { guard, onMessage } from "../platform/guard.js";
+import { HeartbeatReader } from "../platform/heartbeat-reader.js";
 
-const decoder = new TextDecoder();
 /** Pool changes come in bursts under load; one heartbeat per this many ms is enough. */
 const MIN_GAP_MS = 250;
 const MISSED_BEATS = 3;
@@ -31,28 +26,30 @@ export class Heartbeats {
   #timer: NodeJS.Timeout | undefined;
   #pending: NodeJS.Timeout | undefined;
   #lastSent = 0;
+  #warnedSize = false;
+  readonly #reader: HeartbeatReader;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly opts: { workerId: string; intervalMs: number; log: Logger; snapshot(): WorkerInfo },
-  ) {}
+  ) {
+    this.#reader = new HeartbeatReader(opts.log);
+  }
 
   async start(jsm: JetStreamManager): Promise<void> {
     this.#sub = this.nc.subscribe(HEARTBEATS_WILDCARD, {
-      callback: (err, msg) => {
-        if (!err) this.#record(msg.data, Date.now());
-      },
+      callback: onMessage(this.opts.log, "heartbeat", (msg) => this.#record(msg.subject, msg.data, Date.now())),
     });
     await this.#loadStored(jsm);
     this.publishNow();
-    this.#timer = setInterval(() => this.publishNow(), this.opts.intervalMs);
+    this.#timer = setInterval(guard(this.opts.log, "heartbeat timer", () => this.publishNow()), this.opts.intervalMs);
   }
 
   /** Publishes soon, at most once per MIN_GAP_MS. */
   changed(): void {
     if (this.#pending) return;
     const wait = Math.max(0, this.#lastSent + MIN_GAP_MS - Date.now());
-    this.#pending = setTimeout(() => this.publishNow(), wait);
+    this.#pending = setTimeout(guard(this.opts.log, "heartbeat timer", () => this.publishNow()), wait);
   }
 
   publishNow(): void {
@@ -60,12 +57,23 @@ export class Heartbeats {
     this.#pending = undefined;
     this.#lastSent = Date.now();
     if (this.nc.isClosed()) return;
-    this.nc.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()));
+    const data = encodeJson(this.opts.snapshot());
+    if (data.byteLength > MAX_HEARTBEAT_BYTES && !this.#warnedSize) {
+      // Every reader ignores it: this supervisor would look gone.
+      this.#warnedSize = true;
+      this.opts.log.error({ bytes: data.byteLength, limit: MAX_HEARTBEAT_BYTES }, "heartbeat is over the size limit; other processes ignore it");
+    }
+    this.nc.publish(heartbeatSubject(this.opts.workerId), data);
   }
 
   /** Latest WorkerInfo of every supervisor heard from within three of its own heartbeat periods. */
   live(now = Date.now()): WorkerInfo[] {
     return [...this.#peers.values()].filter((s) => now - s.seenAt <= MISSED_BEATS * s.info.heartbeat_ms).map((s) => s.info);
+  }
+
+  /** A worker that does not answer the subjects its heartbeats promise is not live, whatever it sent. */
+  forget(workerId: string): void {
+    this.#peers.delete(workerId);
   }
 
   /** Live supervisors that serve this type on this queue. */
@@ -81,22 +89,24 @@ export class Heartbeats {
     await this.#sub?.drain().catch(() => undefined);
   }
 
-  #record(data: Uint8Array, seenAt: number): void {
-    try {
-      const info = WorkerInfo.parse(JSON.parse(decoder.decode(data)));
-      this.#peers.set(info.worker_id, { info, seenAt });
-    } catch (err) {
-      this.opts.log.warn({ err }, "ignoring malformed heartbeat");
+  #record(subject: string, data: Uint8Array, seenAt: number): void {
+    const info = this.#reader.read(subject, data, seenAt);
+    if (!info) return;
+    if (this.#peers.size >= MAX_TRACKED_WORKERS && !this.#peers.has(info.worker_id)) {
+      const live = new Set(this.live(seenAt).map((w) => w.worker_id));
+      for (const id of this.#peers.keys()) if (!live.has(id)) this.#peers.delete(id);
     }
+    this.#peers.set(info.worker_id, { info, seenAt });
   }
 
   async #loadStored(jsm: JetStreamManager): Promise<void> {
     const info = await jsm.streams.info(streams.heartbeats, { subjects_filter: HEARTBEATS_WILDCARD });
-    const subjects = Object.keys(info.state.subjects ?? {});
+    // Spoofed heartbeats on many subjects must not turn start-up into a flood of reads.
+    const subjects = Object.keys(info.state.subjects ?? {}).slice(0, MAX_TRACKED_WORKERS);
     await Promise.all(
       subjects.map(async (subject) => {
         const msg = await jsm.direct.getMessage(streams.heartbeats, { last_by_subj: subject });
-        if (msg) this.#record(msg.data, msg.time.getTime());
+        if (msg) this.#record(msg.subject, msg.data, msg.time.getTime());
       }),
     );
   }

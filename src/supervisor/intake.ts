@@ -5,7 +5,7 @@
  * retry and list.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { headers as natsHeaders, nuid } from "@nats-io/nats-core";
+import { errors, headers as natsHeaders, nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
   BosunError,
@@ -13,11 +13,13 @@ import {
   CORRELATION_HEADER,
   encodeJson,
   FINAL_STATES,
+  errorReply,
   FinalRecord,
+  parseWith,
   resultSubject,
   streams,
   SubmitRequest,
-  toBosunError,
+  summarizeIssues,
   type Backoff,
   type BatchSubmitReply,
   type CancelReply,
@@ -30,7 +32,6 @@ import {
 } from "../contract/index.js";
 import type { HandlerDefinition } from "../actors/handlers.js";
 import {
-  decodeStored,
   IdempotencyIndex,
   laneFor,
   listJobs,
@@ -40,7 +41,8 @@ import {
   type JobStore,
   type LaneRegistry,
 } from "../records/index.js";
-import { readReply } from "../platform/nats.js";
+import { assertFitsJobMessage, readReply } from "../platform/nats.js";
+import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
 export interface JobDefaults {
@@ -60,6 +62,8 @@ export interface IntakeDeps {
   workerId: string;
   /** Live supervisors serving this type on this queue (this one included). */
   serversOf(type: string, queue: string): string[];
+  /** A supervisor that turned out not to be there. */
+  forgetWorker(workerId: string): void;
   /** The ops flag: submits to this queue are refused for now. */
   submissionsPaused(queue: string): boolean;
   defaults: JobDefaults;
@@ -68,6 +72,8 @@ export interface IntakeDeps {
 }
 
 const FORWARD_TIMEOUT_MS = 5000;
+/** Supervisors a submit is offered to before it is refused (each costs a no-responders round trip when gone). */
+const MAX_FORWARD_TRIES = 3;
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
@@ -88,15 +94,19 @@ export class Intake {
       if (others.length === 0) {
         throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
       }
-      return this.#forward(others[Math.floor(Math.random() * others.length)]!, req, headerCorrelationId);
+      return this.#forwardToAny(others, req, headerCorrelationId);
     }
     if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
-      if (!checked.success) throw new BosunError("validation_error", `payload does not match the schema of "${req.type}"`, checked.error.issues);
+      if (!checked.success) {
+        throw new BosunError("validation_error", `payload does not match the schema of "${req.type}": ${summarizeIssues(checked.error.issues)}`, checked.error.issues);
+      }
     }
     const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
-    await this.deps.lanes.ensure(lane);
     const job = this.#envelope(lane.code, req, handler, headerCorrelationId);
+    // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
+    assertFitsJobMessage(this.deps.nc, job);
+    await this.deps.lanes.ensure(lane);
     const indexKey = req.idempotency_key === undefined ? undefined : IdempotencyIndex.keyFor(job.tenant, req.idempotency_key);
     if (indexKey) {
       const existing = await this.#existingFor(indexKey, job.job_id, IdempotencyIndex.fingerprint(job.type, job.payload));
@@ -131,12 +141,13 @@ export class Intake {
     const replies = await Promise.all(
       entries.map(async (entry) => {
         try {
-          const req = SubmitRequest.safeParse(entry);
-          if (!req.success) throw new BosunError("validation_error", req.error.issues.map((i) => `${i.path.join(".") || "entry"}: ${i.message}`).slice(0, 3).join("; "), req.error.issues);
-          if (req.data.wait_ms !== undefined) throw new BosunError("validation_error", "wait_ms: not in a batch (submit the job on its own to wait for it)");
-          return (await this.submit(req.data, headerCorrelationId)) as SubmitReply;
+          const req = parseWith(SubmitRequest, entry);
+          if (req.wait_ms !== undefined) throw new BosunError("validation_error", "wait_ms: not in a batch (submit the job on its own to wait for it)");
+          return (await this.submit(req, headerCorrelationId)) as SubmitReply;
         } catch (err) {
-          return toBosunError(err).toBody();
+          const reply = errorReply(err);
+          if (reply.body.error.code === "internal_error") this.deps.log.error({ err, endpoint: "jobs_submit_batch" }, "request failed");
+          return reply.body;
         }
       }),
     );
@@ -220,7 +231,7 @@ export class Intake {
   }
 
   list(filter: ListJobsRequest): Promise<ListJobsReply> {
-    return listJobs(this.deps.store.jsm, this.deps.lanes, filter);
+    return listJobs(this.deps.store.jsm, this.deps.store.log, this.deps.lanes, filter);
   }
 
   #envelope(lane: string, req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined): JobEnvelope {
@@ -278,26 +289,46 @@ export class Intake {
     return (await waiter?.result) ?? { job_id: jobId, state: status.state, duplicate: true };
   }
 
-  async #forward(workerId: string, req: SubmitRequest, correlationId: string | undefined): Promise<SubmitReply | JobResult> {
-    const headers = natsHeaders();
-    if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
-    let reply;
-    try {
-      reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });
-    } catch (err) {
-      throw new BosunError("unavailable", `supervisor ${workerId}, which serves "${req.type}", did not answer`, undefined, { cause: err });
+  /**
+   * Forwards to one of the supervisors whose heartbeats say they serve the
+   * type, in random order. One that has no subscription on its control
+   * subject is no supervisor at all (a spoofed or stale heartbeat): it is
+   * forgotten and the next is tried, so it cannot turn a 422 into a 503.
+   */
+  async #forwardToAny(candidates: string[], req: SubmitRequest, correlationId: string | undefined): Promise<SubmitReply | JobResult> {
+    const order = [...candidates].sort(() => Math.random() - 0.5);
+    for (const workerId of order.slice(0, MAX_FORWARD_TRIES)) {
+      const headers = natsHeaders();
+      if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
+      let reply;
+      try {
+        reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });
+      } catch (err) {
+        if (err instanceof errors.RequestError && err.isNoResponders()) {
+          this.deps.forgetWorker(workerId);
+          continue;
+        }
+        throw new BosunError("unavailable", `supervisor ${workerId}, which serves "${req.type}", did not answer`, undefined, { cause: err });
+      }
+      return readReply<SubmitReply | JobResult>(reply);
     }
-    return readReply<SubmitReply | JobResult>(reply);
+    throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
   }
 
   #waitForResult(jobId: string, waitMs: number): { result: Promise<JobResult | undefined>; cancel(): void } {
-    const sub = this.deps.nc.subscribe(resultSubject(jobId), { max: 1 });
+    const sub = this.deps.nc.subscribe(resultSubject(jobId));
     const timer = setTimeout(() => sub.unsubscribe(), waitMs);
     const result = (async () => {
-      // Final records are only ever published for finished jobs.
-      for await (const msg of sub) return resultOf(decodeStored(FinalRecord, msg));
+      // Final records are only ever published for finished jobs; anything else published there is skipped.
+      for await (const msg of sub) {
+        const record = readInbound(FinalRecord, msg.data, { log: this.deps.log, source: "final record", subject: msg.subject });
+        if (record?.job_id === jobId) return resultOf(record);
+      }
       return undefined;
-    })().finally(() => clearTimeout(timer));
+    })().finally(() => {
+      clearTimeout(timer);
+      sub.unsubscribe();
+    });
     return { result, cancel: () => sub.unsubscribe() };
   }
 }

@@ -1,6 +1,7 @@
 import { loadConfig, SupervisorConfig, supervisorKeys } from "../platform/config.js";
 import { failStartup, onShutdownSignals } from "../platform/lifecycle.js";
 import { createLogger } from "../platform/logger.js";
+import { logUnhandledRejections } from "../platform/guard.js";
 import { Supervisor } from "./supervisor.js";
 
 export async function runSupervisor(argv: string[]): Promise<void> {
@@ -11,6 +12,7 @@ export async function runSupervisor(argv: string[]): Promise<void> {
     failStartup(err);
   }
   const log = createLogger("bosun.supervisor");
+  logUnhandledRejections(log);
   const supervisor = new Supervisor(config, log);
   onShutdownSignals(() => supervisor.stop(), log);
   try {

@@ -30,6 +30,7 @@ import { readReply } from "../platform/nats.js";
 import type { Heartbeats } from "./heartbeat.js";
 import type { Pool } from "./pool.js";
 import { answer } from "./api.js";
+import { onMessage } from "../platform/guard.js";
 import type { Lane, LaneRegistry } from "../records/index.js";
 
 const CONTROL_TIMEOUT_MS = 3000;
@@ -55,8 +56,8 @@ export class Operations {
   start(): void {
     const { nc, workerId, pool, log } = this.deps;
     this.#control = nc.subscribe(controlSubject(workerId, "recycle"), {
-      callback: (_err, msg) =>
-        void answer(
+      callback: onMessage(log, "recycle command", (msg) =>
+        answer(
           msg,
           async () => {
             const req = decodeWith(RecycleRequest, msg.data);
@@ -72,6 +73,7 @@ export class Operations {
           log,
           "recycle",
         ),
+      ),
     });
   }
 
@@ -167,7 +169,7 @@ export class Operations {
     await writeOpsPatch(this.deps.opsKv, patch);
     const flags = this.deps.ops.flags;
     if (patch.submissions_paused !== undefined) flags.submissions_paused = patch.submissions_paused;
-    Object.assign(flags.queues, patch.queues);
-    return flags;
+    // Own properties by definition (no prototype setter), as for a queue called __proto__.
+    return { ...flags, queues: Object.fromEntries([...Object.entries(flags.queues), ...Object.entries(patch.queues ?? {})]) };
   }
 }

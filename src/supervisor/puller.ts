@@ -9,6 +9,7 @@
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { Logger } from "pino";
+import { guard, onMessage } from "../platform/guard.js";
 
 const ACK = new TextEncoder().encode("+ACK");
 const WORKING = new TextEncoder().encode("+WPI");
@@ -80,7 +81,7 @@ export class Puller {
     private readonly opts: PullerOptions,
   ) {
     this.#nextSubject = `$JS.API.CONSUMER.MSG.NEXT.${opts.stream}.${opts.consumer}`;
-    this.#sub = nc.subscribe(`${this.#inbox}.*`, { callback: (err, msg) => (err ? opts.log.error({ err }, "pull subscription failed") : this.#onMsg(msg)) });
+    this.#sub = nc.subscribe(`${this.#inbox}.*`, { callback: onMessage(opts.log, "pull subscription", (msg) => this.#onMsg(msg)) });
   }
 
   /** Messages asked for and not yet delivered. */
@@ -94,7 +95,7 @@ export class Puller {
     if (batch <= 0 || this.#sub.isClosed()) return;
     const reply = `${this.#inbox}.${++this.#seq}`;
     // Reclaim the credits ourselves if the server's 408 never comes (e.g. it restarted).
-    const timer = setTimeout(() => this.#end(reply), expiresMs + 5000);
+    const timer = setTimeout(guard(this.opts.log, "pull expiry", () => this.#end(reply)), expiresMs + 5000);
     this.#requests.set(reply, { remaining: batch, timer });
     this.nc.publish(this.#nextSubject, JSON.stringify({ batch, expires: expiresMs * 1_000_000 }), { reply });
   }

@@ -6,16 +6,17 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import { headerNames, JobEnvelope, laneOfSubject, parseWith, streams, type InterimRecord } from "../contract/index.js";
+import { laneOfSubject, streams, type InterimRecord, type JobEnvelope } from "../contract/index.js";
+import { guard } from "../platform/guard.js";
 import { ensureConsumer, laneConsumerConfig } from "../platform/nats.js";
 import { laneFor, recordOf, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
+import { readJobMessage, type InboundJob } from "./inbound.js";
 import type { LaneOrder } from "./lane-order.js";
 import { NotStartedError, type ExecutionHandle, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
 import { cancelledError, lostRun, Settler } from "./settle.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
-const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
 const PROGRESS_WRITE_GAP_MS = 250;
 /**
@@ -92,9 +93,12 @@ export class Runner {
   /** Starts pulling: the default lane of each queue first (so its consumer exists), then every lane that appears. */
   async start(): Promise<void> {
     this.opts.cancels.onCancel((jobId) => this.#onCancel(jobId));
-    this.#leaseTimer = setInterval(() => {
-      for (const msg of this.#leased) msg.working();
-    }, Math.max(250, Math.floor(this.opts.leaseMs / 3)));
+    this.#leaseTimer = setInterval(
+      guard(this.opts.log, "lease renewal", () => {
+        for (const msg of this.#leased) msg.working();
+      }),
+      Math.max(250, Math.floor(this.opts.leaseMs / 3)),
+    );
     for (const queue of this.opts.queues) await this.#addLane(laneFor(queue, null, 0));
     this.opts.lanes.onLane((lane) => {
       if (this.opts.queues.includes(lane.queue)) this.#addLane(lane).catch((err: unknown) => this.opts.log.error({ err, lane: lane.code }, "could not start pulling a lane"));
@@ -114,7 +118,7 @@ export class Runner {
         consumer: laneConsumerConfig(lane.code, this.opts.leaseMs).durable_name!,
         expiresMs: WATCH_EXPIRES_MS,
         log: this.opts.log,
-        onJob: (msg) => void this.#onJob(msg),
+        onJob: guard(this.opts.log, "job message", (msg: JobMessage) => this.#onJob(msg)),
         onCreditsReturned: () => this.#refillSoon(),
       }),
     );
@@ -170,10 +174,12 @@ export class Runner {
   #refillSoon(): void {
     if (this.#refillPending) return;
     this.#refillPending = true;
-    setImmediate(() => {
-      this.#refillPending = false;
-      this.refill();
-    });
+    setImmediate(
+      guard(this.opts.log, "refill", () => {
+        this.#refillPending = false;
+        this.refill();
+      }),
+    );
   }
 
   /** After a reconnect the server may have forgotten our pull requests. */
@@ -239,11 +245,12 @@ export class Runner {
    * attempt number: JetStream would count a nak as a delivery, and the job
    * would lose an attempt it never used.
    */
-  async #handBack(msg: JobMessage, parsed?: JobEnvelope): Promise<void> {
+  async #handBack(msg: JobMessage, parsed?: InboundJob): Promise<void> {
     try {
-      const job = parsed ?? parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
-      const offset = Number(msg.header(headerNames.attemptOffset) ?? 0) + msg.deliveryCount - 1;
-      await this.store.enqueue(job, offset, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
+      const inbound = parsed ?? readJobMessage(msg, this.opts.log, "jobs stream");
+      if (!inbound) return;
+      const offset = inbound.attemptOffset + msg.deliveryCount - 1;
+      await this.store.enqueue(inbound.job, offset, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
       msg.ack();
     } catch (err) {
       this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back; it returns after its lease");
@@ -252,15 +259,10 @@ export class Runner {
 
   async #run(msg: JobMessage, releaseSlot: () => void): Promise<void> {
     const { log, workerId, cancels } = this.opts;
-    let job: JobEnvelope;
-    try {
-      job = parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
-    } catch (err) {
-      log.error({ err, seq: msg.streamSeq }, "dropping a malformed job message");
-      msg.term();
-      return;
-    }
-    const attempt = Number(msg.header(headerNames.attemptOffset) ?? 0) + msg.deliveryCount;
+    const inbound = readJobMessage(msg, log, "jobs stream");
+    if (!inbound) return;
+    const { job } = inbound;
+    const attempt = inbound.attemptOffset + msg.deliveryCount;
     // Earlier deliveries of this message never reported back: their supervisor died.
     const lost = Array.from({ length: msg.deliveryCount - 1 }, (_, i) => lostRun(attempt - msg.deliveryCount + 1 + i));
     const history = [...job.errors, ...lost];
@@ -290,7 +292,7 @@ export class Runner {
         );
       } catch (err) {
         if (err instanceof NotStartedError) {
-          await this.#handBack(msg, job);
+          await this.#handBack(msg, inbound);
           return;
         }
         // No process could be started: the attempt counts, so a broken handler module cannot loop forever.
@@ -355,9 +357,10 @@ export class Runner {
       lastWrite = Date.now();
       this.store.putRunning(record);
     };
+    const writeLater = guard(this.opts.log, "running record write", write);
     return {
       started: () => {
-        if (lastWrite === 0) timer ??= setTimeout(write, RUNNING_RECORD_DELAY_MS);
+        if (lastWrite === 0) timer ??= setTimeout(writeLater, RUNNING_RECORD_DELAY_MS);
       },
       progress: (fraction) => {
         record.progress = fraction;
@@ -365,7 +368,7 @@ export class Runner {
         if (wait <= 0) {
           clearTimeout(timer);
           write();
-        } else timer ??= setTimeout(write, wait);
+        } else timer ??= setTimeout(writeLater, wait);
       },
       stop: () => {
         stopped = true;

@@ -6,16 +6,16 @@
  */
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
-import { headerNames, JobEnvelope, parseWith, SCHEDULER_CONSUMER, streams } from "../contract/index.js";
+import { SCHEDULER_CONSUMER, streams } from "../contract/index.js";
+import { guard } from "../platform/guard.js";
 import type { CancelRegistry, JobStore } from "../records/index.js";
+import { readJobMessage } from "./inbound.js";
 import { JobMessage, Puller } from "./puller.js";
 
 /** Parked messages this supervisor holds at once; each is handled in microseconds. */
 const WINDOW = 256;
 /** Longest single park: far-future jobs come back to be re-parked, so nothing depends on one long timer. */
 const MAX_PARK_MS = 3_600_000;
-
-const decoder = new TextDecoder();
 
 export class Scheduler {
   readonly #puller: Puller;
@@ -32,7 +32,7 @@ export class Scheduler {
       consumer: SCHEDULER_CONSUMER,
       expiresMs: 10_000,
       log,
-      onJob: (msg) => void this.#onParked(msg).finally(() => this.#refill()),
+      onJob: guard(log, "scheduled message", (msg: JobMessage) => this.#onParked(msg).finally(() => this.#refill())),
       onCreditsReturned: () => this.#refill(),
     });
   }
@@ -61,22 +61,17 @@ export class Scheduler {
       msg.nak();
       return;
     }
-    const wait = Number(msg.header(headerNames.dueAt) ?? 0) - Date.now();
+    const inbound = readJobMessage(msg, this.log, "scheduled stream");
+    if (!inbound) return;
+    const wait = inbound.dueAt - Date.now();
     if (wait > 0) {
       msg.nak(Math.min(wait, MAX_PARK_MS));
       return;
     }
-    let job: JobEnvelope;
-    try {
-      job = parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
-    } catch (err) {
-      this.log.error({ err, seq: msg.streamSeq }, "dropping a malformed scheduled message");
-      msg.term();
-      return;
-    }
+    const { job } = inbound;
     // A cancelled job's final record was written by the cancel itself.
     if (!this.cancels.has(job.job_id)) {
-      const attempts = Number(msg.header(headerNames.attemptOffset) ?? 0);
+      const attempts = inbound.attemptOffset;
       try {
         await this.store.enqueue(job, attempts);
       } catch (err) {

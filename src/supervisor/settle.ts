@@ -6,7 +6,8 @@
  * errors and owner; a dead job also gets its dead letter.
  */
 import type { Logger } from "pino";
-import type { FinalRecord, JobEnvelope, JobError, JobStatus } from "../contract/index.js";
+import { encodeJson, jobErrorOf, type FinalRecord, type JobEnvelope, type JobError, type JobStatus } from "../contract/index.js";
+import { isMaxPayloadError } from "../platform/nats.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import type { CancelRegistry, JobStore } from "../records/index.js";
 import { backoffDelay } from "./backoff.js";
@@ -32,17 +33,15 @@ export class Settler {
   ) {}
 
   /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
-  async settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome): Promise<void> {
+  async settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], ran: ExecutionOutcome): Promise<void> {
     const { log, metrics } = this;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
     const labels = { queue: job.queue, type: job.type };
-    metrics.duration.observe(labels, outcome.duration_ms / 1000);
-    if (outcome.ok) metrics.succeeded.inc(labels);
-    else if (outcome.error.code === "cancelled") metrics.cancelled.inc(labels);
-    else if (outcome.error.code !== "shutdown") metrics.failed.inc(labels);
+    metrics.duration.observe(labels, ran.duration_ms / 1000);
     const ended = { ...record, finished_at: new Date().toISOString() };
+    const outcome = ran.ok ? await this.#succeed(job, { ...ended, progress: 1 }, ran) : ran;
     if (outcome.ok) {
-      await this.finish(job, { ...ended, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms });
+      metrics.succeeded.inc(labels);
       log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
     } else if (outcome.error.code === "shutdown") {
       // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
@@ -50,18 +49,37 @@ export class Settler {
       log.warn(logCtx, "job handed back after the drain grace period");
       return;
     } else if (outcome.error.code === "cancelled") {
+      metrics.cancelled.inc(labels);
       await this.finish(job, ended, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms });
       log.info(logCtx, "job cancelled while running");
     } else if (record.attempts < job.max_attempts) {
+      metrics.failed.inc(labels);
       await this.#retryLater(job, record, [...history, outcome.error]);
       metrics.retried.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job attempt failed");
     } else {
+      metrics.failed.inc(labels);
       await this.bury(job, ended, history, outcome.error, outcome.duration_ms);
       metrics.dead.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
     }
     msg.ack();
+  }
+
+  /**
+   * Stores a succeeded run's final record. A result the NATS server cannot
+   * take (over its max_payload) fails the attempt instead: retrying the
+   * write could never succeed, and the job would run again after every lease.
+   */
+  async #succeed(job: JobEnvelope, record: JobStatus, ran: ExecutionOutcome & { ok: true }): Promise<ExecutionOutcome> {
+    try {
+      await this.finish(job, record, { state: "succeeded", value: ran.value, error: null, durationMs: ran.duration_ms });
+      return ran;
+    } catch (err) {
+      if (!isMaxPayloadError(err)) throw err;
+      const size = encodeJson(ran.value ?? null).byteLength;
+      return { ok: false, duration_ms: ran.duration_ms, error: jobErrorOf("result_too_large", `the result is ${size} bytes: over what the NATS server takes in one message (max_payload)`) };
+    }
   }
 
   /** The next attempt after the backoff: parked in the scheduler, or queued at once when there is none. */

@@ -27,6 +27,7 @@ import { serveMetrics, SupervisorMetrics } from "../platform/metrics.js";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamWriter } from "../platform/stream-writer.js";
+import { forEachGuarded, guard } from "../platform/guard.js";
 
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
 const CANCEL_SWEEP_MS = 10 * 60_000;
@@ -66,6 +67,8 @@ export class Supervisor {
 
   async start(): Promise<void> {
     const { config, log, workerId } = this;
+    // The maintenance tasks' payload checks at submit read the temp dir as the tasks do.
+    if (config.temp_dir) process.env.BOSUN_TEMP_DIR = config.temp_dir;
     const handlers = await loadHandlers(config.handlers, config.builtins);
     this.#jobTypes = [...handlers.keys()];
     const nc = (this.#nc = await connectNats(config.nats_url, `bosun-supervisor-${workerId}`, log));
@@ -73,7 +76,7 @@ export class Supervisor {
     const topologyOptions = { retentionMs: retentionOf(config), idempotencyWindowMs: config.idempotency_window_ms };
     const topology = await provisionTopology(nc, topologyOptions);
     const writer = (this.#writer = new StreamWriter(nc));
-    const store = new JobStore(writer, topology.jsm);
+    const store = new JobStore(writer, topology.jsm, log);
     const lanes = (this.#lanes = new LaneRegistry(topology.lanesKv, log));
 
     const metrics = new SupervisorMetrics(() => this.#pool?.snapshot() ?? []);
@@ -118,11 +121,12 @@ export class Supervisor {
       store,
       lanes,
       cancels,
-      idempotency: new IdempotencyIndex(topology.idempotencyKv),
+      idempotency: new IdempotencyIndex(topology.idempotencyKv, log),
       handlers,
       queues: config.queues,
       workerId,
       serversOf: (type, queue) => heartbeats.serversOf(type, queue),
+      forgetWorker: (id) => heartbeats.forget(id),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       defaults: {
         timeout_ms: config.default_timeout_ms,
@@ -148,20 +152,18 @@ export class Supervisor {
         .sweep(async (jobId) => (await store.finalRecord(jobId)) !== null)
         .catch((err: unknown) => log.warn({ err }, "cancel request sweep failed"));
     sweep();
-    this.#sweeper = setInterval(sweep, CANCEL_SWEEP_MS).unref();
+    this.#sweeper = setInterval(guard(log, "cancel request sweep", sweep), CANCEL_SWEEP_MS).unref();
     if (config.metrics_port !== undefined) {
       this.#metricsServer = await serveMetrics(metrics.registry, config.metrics_host, config.metrics_port);
       log.info({ url: `http://${config.metrics_host}:${(this.#metricsServer.address() as AddressInfo).port}/metrics` }, "metrics listening");
     }
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type !== "reconnect") continue;
-        runner.reconnected();
-        scheduler.reconnected();
-        // A restarted nats-server has lost what it kept in memory (the heartbeats stream).
-        provisionTopology(nc, topologyOptions).catch((err: unknown) => log.warn({ err }, "could not restore the topology after a reconnect"));
-      }
-    })();
+    void forEachGuarded(nc.status(), log, "reconnect handling", (s) => {
+      if (s.type !== "reconnect") return;
+      runner.reconnected();
+      scheduler.reconnected();
+      // A restarted nats-server has lost what it kept in memory (the heartbeats stream).
+      provisionTopology(nc, topologyOptions).catch((err: unknown) => log.warn({ err }, "could not restore the topology after a reconnect"));
+    });
     // "running" promises that requests find us: the server must have our subscriptions first.
     await nc.flush();
     this.#transition("running");
