@@ -120,7 +120,7 @@ export class Procs {
   }
 
   get cli(): string {
-    return path.join(this.root, "dist", "cli.js");
+    return path.join(this.root, "dist", "cli", "main.js");
   }
 
   /** Starts a process in its own process group, stdout and stderr to a log file. */

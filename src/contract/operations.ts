@@ -119,6 +119,12 @@ export interface HttpRoute {
   response?: z.ZodType;
   /** Status of a successful reply (default 200). */
   status?: number;
+  /** Further successful answers, for the document (submit with `wait_ms` answers 200 with the result). */
+  otherResponses?: readonly { status: number; description: string; schema: z.ZodType }[];
+  /** A request body the route accepts, shown in /docs (tests check that it is accepted). */
+  example?: unknown;
+  /** The document's group, when it differs from the operation's. */
+  tag?: Tag;
   /** Overrides the operation's access (maintenance routes submit jobs, but only admins may). */
   access?: Access;
   /** The NATS request body; by default params, query and body merged. */
@@ -137,6 +143,8 @@ const maintenance = (type: string, operationId: string, payload: z.ZodType, summ
   body: payload,
   response: MaintenanceReply,
   status: 202,
+  tag: "system",
+  example: { max_age_hours: 168 },
   access: "admin",
   toRequest: ({ query, body }) => ({ type, queue: query.queue ?? "default", payload: body ?? {}, max_attempts: 1 }),
   fromReply: (reply) => ({ status: "queued", task_id: (reply as { job_id: string }).job_id }),
@@ -147,7 +155,18 @@ const maintenance = (type: string, operationId: string, payload: z.ZodType, summ
  * `?wait_ms` and 200-when-finished handling are the gateway's.
  */
 export const httpRoutes: readonly HttpRoute[] = [
-  { method: "POST", url: "/api/jobs", operationId: "submitJob", operation: "jobs_submit", query: WaitQuery, body: SubmitRequest, status: 202 },
+  {
+    method: "POST",
+    url: "/api/jobs",
+    operationId: "submitJob",
+    operation: "jobs_submit",
+    query: WaitQuery,
+    body: SubmitRequest,
+    status: 202,
+    response: SubmitReply,
+    otherResponses: [{ status: 200, description: "with `wait_ms`: the job finished within it; its result", schema: JobResult }],
+    example: { type: "echo", payload: { hello: "world" } },
+  },
   { method: "GET", url: "/api/jobs", operationId: "listJobs", operation: "jobs_list", query: ListJobsRequest },
   { method: "GET", url: "/api/jobs/:job_id", operationId: "getJob", operation: "jobs_get", params: JobParams, query: NoQuery },
   { method: "GET", url: "/api/jobs/:job_id/result", operationId: "getJobResult", operation: "jobs_result", params: JobParams, query: NoQuery },
@@ -164,7 +183,16 @@ export const httpRoutes: readonly HttpRoute[] = [
   },
   { method: "GET", url: "/api/platform/queue", operationId: "getQueueStatus", operation: "queue_status", query: NoQuery },
   { method: "GET", url: "/api/admin/ops", operationId: "getOpsFlags", operation: "ops_get", query: NoQuery },
-  { method: "PATCH", url: "/api/admin/ops", operationId: "setOpsFlags", operation: "ops_set", query: NoQuery, body: OpsPatch, toRequest: ({ body }) => body },
+  {
+    method: "PATCH",
+    url: "/api/admin/ops",
+    operationId: "setOpsFlags",
+    operation: "ops_set",
+    query: NoQuery,
+    body: OpsPatch,
+    example: { queues: { default: { submissions_paused: false } } },
+    toRequest: ({ body }) => body,
+  },
   maintenance("maintenance.cleanup_runs", "cleanupRuns", CleanupRunsPayload, "Enqueue removal of old finished job records and results"),
   maintenance("maintenance.cleanup_temp_files", "cleanupTempFiles", CleanupTempFilesPayload, "Enqueue removal of old temporary files"),
 ];

@@ -68,6 +68,14 @@ export const RESULTS_WILDCARD = "bosun.results.>";
 
 export const heartbeatSubject = (workerId: string): string => `bosun.heartbeats.${workerId}`;
 export const HEARTBEATS_WILDCARD = "bosun.heartbeats.>";
+/**
+ * Header of a supervisor's last heartbeat, sent as it begins to stop: every
+ * reader drops that supervisor at once instead of waiting for it to miss
+ * three periods, so it leaves the workers list and submits for a queue
+ * nobody else serves get 422 at once.
+ */
+export const HEARTBEAT_STATE_HEADER = "Bosun-Heartbeat";
+export const HEARTBEAT_LEAVING = "leaving";
 
 /** Keys of the ops bucket. */
 export const opsKeys = {

@@ -3,11 +3,10 @@
  * Every request/reply route is one NATS request to the `bosun` service; the
  * two event streams are NATS subscriptions. The gateway holds no job state.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { fastifySSE } from "@fastify/sse";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
@@ -28,6 +27,7 @@ import type { OpsFlagsView } from "../platform/ops.js";
 import { jobEvents, workerHeartbeats } from "./events.js";
 import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
+import type { NatsLink } from "./nats-link.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
 declare module "fastify" {
@@ -37,15 +37,21 @@ declare module "fastify" {
 }
 
 export interface GatewayDeps {
-  nc: NatsConnection;
+  nats: NatsLink;
   config: GatewayConfig;
   log: Logger;
   ops: OpsFlagsView;
 }
 
-export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promise<FastifyInstance> {
+export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Promise<FastifyInstance> {
   // Fastify's own 503 while closing has another body shape; the onRequest hook answers instead.
-  const app: FastifyInstance = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: config.body_limit_bytes, return503OnClosing: false });
+  // Fastify's two multi-line lines per request become one line at debug (onResponse below).
+  const app: FastifyInstance = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: config.body_limit_bytes,
+    return503OnClosing: false,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   let closing = false;
   app.addHook("preClose", async () => {
     closing = true;
@@ -73,7 +79,12 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
     if (closing) throw new BosunError("unavailable", "this gateway is shutting down; retry on another");
   });
   app.addHook("onResponse", async (req, reply) => {
-    metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) });
+    const route = req.routeOptions.url ?? "unmatched";
+    metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    req.log.debug(
+      { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), correlation_id: req.correlationId },
+      "request",
+    );
   });
 
   app.setErrorHandler((err: FastifyError | BosunError, req, reply) => sendError(reply, fromFastify(err), req.log));
@@ -81,13 +92,13 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
 
   await app.register(fastifySSE, { heartbeatInterval: 15_000 });
   await app.register(fastifySwagger, { mode: "static", specification: { document: openApi as never } });
-  await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
+  await app.register(fastifySwaggerUi, { routePrefix: "/docs", theme: { title: "Bosun API", favicon: [BOSUN_ICON] }, logo: BOSUN_LOGO });
 
   const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
-    natsCall(nc, subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
+    natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
 
   for (const route of httpRoutes) {
-    if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops);
+    if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops, metrics);
     else registerRoute(app, route, call);
   }
 
@@ -95,11 +106,11 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
     const { job_id } = parseWith(JobParams, req.params);
     const first = await call(api.jobsGet, { job_id }, req);
     if (first.status !== 200) return send(reply, first.status, first.body);
-    await reply.sse.send(jobEvents(nc, job_id, closedSignal(req)));
+    await reply.sse.send(jobEvents(nats.get(), job_id, closedSignal(req)));
   });
 
   app.get("/api/platform/workers/stream", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
-    await reply.sse.send(workerHeartbeats(nc, closedSignal(req)));
+    await reply.sse.send(workerHeartbeats(nats.get(), closedSignal(req)));
   });
 
   app.get("/openapi.json", async () => openApi);
@@ -107,7 +118,7 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (req, reply) => {
     try {
-      const jsm = await jetstreamManager(nc, { timeout: config.request_timeout_ms });
+      const jsm = await jetstreamManager(nats.get(), { timeout: config.request_timeout_ms });
       await jsm.streams.info(streams.jobs);
       return { status: "ready" };
     } catch (err) {
@@ -118,27 +129,57 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   return app;
 }
 
+/** The /docs top bar and tab show Bosun, not the UI library's own logo. */
+const BOSUN_LOGO = {
+  type: "image/svg+xml",
+  content:
+    '<svg xmlns="http://www.w3.org/2000/svg" width="150" height="40" viewBox="0 0 150 40">' +
+    '<text x="0" y="29" font-family="Helvetica, Arial, sans-serif" font-size="26" font-weight="700" fill="#ffffff">Bosun API</text></svg>',
+};
+const BOSUN_ICON = {
+  filename: "bosun.svg",
+  rel: "icon",
+  type: "image/svg+xml",
+  sizes: "any",
+  content:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#1f3a5f"/>' +
+    '<text x="16" y="23" text-anchor="middle" font-family="Helvetica, Arial, sans-serif" font-size="20" font-weight="700" fill="#ffffff">B</text></svg>',
+};
+
 type Call = (subject: string, body: unknown, req: FastifyRequest, extraMs?: number) => ReturnType<typeof natsCall>;
 
 /** A submit: `?wait_ms` extends the NATS timeout, and a job that finished within it answers 200. */
-function registerSubmit(app: FastifyInstance, route: HttpRoute, call: Call, ops: OpsFlagsView): void {
+function registerSubmit(app: FastifyInstance, route: HttpRoute, call: Call, ops: OpsFlagsView, metrics: GatewayMetrics): void {
   app.route({
     method: route.method,
     url: route.url,
     handler: async (req, reply) => {
-      const { wait_ms } = parseWith(WaitQuery, req.query);
-      const body = req.body === undefined ? {} : req.body;
-      const queue = isPlainObject(body) && typeof body.queue === "string" ? body.queue : "default";
-      // Paused here as well as in the supervisors: a paused queue costs no NATS round trip.
-      if (ops.submissionsPaused(queue)) throw new BosunError("unavailable", `submissions to queue "${queue}" are paused by an operator`, { queue });
-      const forwarded = wait_ms !== undefined && isPlainObject(body) ? { ...body, wait_ms } : body;
-      const res = await call(operations[route.operation].subject, forwarded, req, wait_ms ?? 0);
-      const state = (res.body as { state?: JobState } | null)?.state;
-      const status = res.status === 200 ? (state && FINAL_STATES.has(state) ? 200 : (route.status ?? 200)) : res.status;
-      return send(reply, status, res.body);
+      try {
+        const res = await submit(req);
+        metrics.submits.inc({ outcome: res.status === 200 ? "finished" : res.status === 202 ? "accepted" : errorCodeOf(res.body) });
+        return send(reply, res.status, res.body);
+      } catch (err) {
+        metrics.submits.inc({ outcome: err instanceof BosunError ? err.code : "internal_error" });
+        throw err;
+      }
     },
   });
+
+  async function submit(req: FastifyRequest): Promise<{ status: number; body: unknown }> {
+    const { wait_ms } = parseWith(WaitQuery, req.query);
+    const body = req.body === undefined ? {} : req.body;
+    const queue = isPlainObject(body) && typeof body.queue === "string" ? body.queue : "default";
+    // Paused here as well as in the supervisors: a paused queue costs no NATS round trip.
+    if (ops.submissionsPaused(queue)) throw new BosunError("unavailable", `submissions to queue "${queue}" are paused by an operator`, { queue });
+    const forwarded = wait_ms !== undefined && isPlainObject(body) ? { ...body, wait_ms } : body;
+    const res = await call(operations[route.operation].subject, forwarded, req, wait_ms ?? 0);
+    const state = (res.body as { state?: JobState } | null)?.state;
+    const status = res.status === 200 ? (state && FINAL_STATES.has(state) ? 200 : (route.status ?? 200)) : res.status;
+    return { status, body: res.body };
+  }
 }
+
+const errorCodeOf = (body: unknown): string => (body as { error?: { code?: string } } | null)?.error?.code ?? "unknown";
 
 function registerRoute(app: FastifyInstance, route: HttpRoute, call: Call): void {
   app.route({

@@ -7,6 +7,8 @@ import { Kvm } from "@nats-io/kv";
 import {
   buckets,
   FINAL_STATES,
+  HEARTBEAT_LEAVING,
+  HEARTBEAT_STATE_HEADER,
   HEARTBEATS_WILDCARD,
   JobResult,
   JobStatus,
@@ -94,6 +96,8 @@ export async function* workerHeartbeats(nc: NatsConnection, closed: AbortSignal)
   const channel = new Channel<WorkerInfo>();
   const sub = nc.subscribe(HEARTBEATS_WILDCARD, {
     callback: (_err, msg) => {
+      // A stopping supervisor's last beat: it is no longer a live worker.
+      if (msg.headers?.get(HEARTBEAT_STATE_HEADER) === HEARTBEAT_LEAVING) return;
       const parsed = WorkerInfo.safeParse(JSON.parse(decoder.decode(msg.data)));
       if (parsed.success) channel.push(parsed.data);
     },

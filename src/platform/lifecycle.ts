@@ -1,8 +1,9 @@
 import type { Logger } from "pino";
 
 /**
- * Runs `stop` once on the first SIGTERM or SIGINT, then exits 0 (1 if stop
- * failed). A second signal exits at once, for when a drain hangs.
+ * Runs `stop` once on the first SIGTERM, SIGINT or SIGHUP (a closed
+ * terminal), then exits 0 (1 if stop failed). A second signal exits at
+ * once, for when a drain hangs.
  */
 export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void {
   let stopping = false;
@@ -21,16 +22,20 @@ export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void 
       },
     );
   };
-  process.on("SIGTERM", handler);
-  process.on("SIGINT", handler);
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, handler);
   stopWithParent(() => handler("SIGTERM"));
 }
 
-/** Prints a start-up failure as one line and exits 1. */
+/** A start-up failure with a known cause: said in one line, without a stack. */
+export class StartupError extends Error {
+  override readonly name = "StartupError";
+}
+
+/** Prints a start-up failure as one line on stderr (and logs it) and exits 1. */
 export function failStartup(err: unknown, log?: Logger): never {
   const message = err instanceof Error ? err.message : String(err);
-  if (log) log.fatal({ err }, message);
-  else process.stderr.write(`bosun: ${message}\n`);
+  if (log) log.fatal(err instanceof StartupError ? {} : { err }, message);
+  process.stderr.write(`bosun: ${message}\n`);
   process.exit(1);
 }
 

@@ -29,7 +29,7 @@ export class SupervisorMetrics {
   });
 
   constructor(poolSnapshot: () => ProcessInfo[]) {
-    collectDefaultMetrics({ register: this.registry, prefix: "bosun_supervisor_" });
+    processMetrics(this.registry, "bosun_supervisor_");
     const gauge = (name: string, help: string, state?: ProcessInfo["state"]) =>
       new Gauge({
         name,
@@ -62,6 +62,12 @@ export class GatewayMetrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
     registers: [this.registry],
   });
+  readonly submits = new Counter({
+    name: "bosun_gateway_job_submits_total",
+    help: "Job submits through this gateway by outcome: accepted, finished (answered with the result within wait_ms), or the error code",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
   readonly httpRequests = new Counter({
     name: "bosun_gateway_http_requests_total",
     help: "HTTP requests by route and status",
@@ -70,8 +76,19 @@ export class GatewayMetrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: "bosun_gateway_" });
+    processMetrics(this.registry, "bosun_gateway_");
   }
+}
+
+/**
+ * prom-client's process and Node.js metrics, less the three
+ * `nodejs_active_{handles,requests,resources}_total` gauges: a gauge named
+ * `_total` fails `promtool check metrics`, and each is only the sum of its
+ * by-type gauge of the same name without the suffix, which stays.
+ */
+function processMetrics(registry: Registry, prefix: string): void {
+  collectDefaultMetrics({ register: registry, prefix });
+  for (const what of ["handles", "requests", "resources"]) registry.removeSingleMetric(`${prefix}nodejs_active_${what}_total`);
 }
 
 /** A bare HTTP server with /metrics, for supervisors (which have no HTTP port of their own). */

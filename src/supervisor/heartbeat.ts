@@ -4,11 +4,13 @@
  * other supervisor comes in, so any supervisor can tell which job types
  * and queues are served by someone alive.
  */
-import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import { headers, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
 import {
   encodeJson,
+  HEARTBEAT_LEAVING,
+  HEARTBEAT_STATE_HEADER,
   heartbeatSubject,
   HEARTBEATS_WILDCARD,
   streams,
@@ -31,6 +33,7 @@ export class Heartbeats {
   #timer: NodeJS.Timeout | undefined;
   #pending: NodeJS.Timeout | undefined;
   #lastSent = 0;
+  #left = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -40,7 +43,7 @@ export class Heartbeats {
   async start(jsm: JetStreamManager): Promise<void> {
     this.#sub = this.nc.subscribe(HEARTBEATS_WILDCARD, {
       callback: (err, msg) => {
-        if (!err) this.#record(msg.data, Date.now());
+        if (!err) this.#record(msg.data, Date.now(), msg.headers?.get(HEARTBEAT_STATE_HEADER));
       },
     });
     await this.#loadStored(jsm);
@@ -59,7 +62,7 @@ export class Heartbeats {
     clearTimeout(this.#pending);
     this.#pending = undefined;
     this.#lastSent = Date.now();
-    if (this.nc.isClosed()) return;
+    if (this.#left || this.nc.isClosed()) return;
     this.nc.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()));
   }
 
@@ -75,15 +78,35 @@ export class Heartbeats {
       .map((w) => w.worker_id);
   }
 
+  /**
+   * The last heartbeat, as this supervisor begins to stop: it serves
+   * nothing from now on (jobs it still runs finish or are handed back).
+   */
+  leave(): void {
+    if (this.#left) return;
+    this.#left = true;
+    clearInterval(this.#timer);
+    clearTimeout(this.#pending);
+    this.#peers.delete(this.opts.workerId);
+    if (this.nc.isClosed()) return;
+    const h = headers();
+    h.set(HEARTBEAT_STATE_HEADER, HEARTBEAT_LEAVING);
+    this.nc.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()), { headers: h });
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     clearTimeout(this.#pending);
     await this.#sub?.drain().catch(() => undefined);
   }
 
-  #record(data: Uint8Array, seenAt: number): void {
+  #record(data: Uint8Array, seenAt: number, state: string | undefined): void {
     try {
       const info = WorkerInfo.parse(JSON.parse(decoder.decode(data)));
+      if (state === HEARTBEAT_LEAVING) {
+        this.#peers.delete(info.worker_id);
+        return;
+      }
       this.#peers.set(info.worker_id, { info, seenAt });
     } catch (err) {
       this.opts.log.warn({ err }, "ignoring malformed heartbeat");
@@ -96,7 +119,7 @@ export class Heartbeats {
     await Promise.all(
       subjects.map(async (subject) => {
         const msg = await jsm.direct.getMessage(streams.heartbeats, { last_by_subj: subject });
-        if (msg) this.#record(msg.data, msg.time.getTime());
+        if (msg) this.#record(msg.data, msg.time.getTime(), msg.header?.get(HEARTBEAT_STATE_HEADER));
       }),
     );
   }

@@ -66,6 +66,8 @@ class ExecutionProcess {
   memoryMb = 0;
   idleSince = Date.now();
   retireAfterJob = false;
+  /** Set once retiring began: the process's exit. */
+  retiring: Promise<void> | undefined;
   current: Execution | undefined;
   constructor(readonly child: ChildProcess) {}
   get pid(): number {
@@ -308,7 +310,10 @@ export class Pool {
           this.#release(proc);
           this.opts.onChange();
         },
-        (err: unknown) => this.opts.log.error({ err }, "execution process failed to start"),
+        (err: unknown) => {
+          // A drain retires processes still starting: expected, not a failure.
+          if (!this.#draining) this.opts.log.error({ err }, "execution process failed to start");
+        },
       );
     }
   }
@@ -452,7 +457,9 @@ export class Pool {
   }
 
   #retire(proc: ExecutionProcess, why: string): Promise<void> {
-    if (proc.state === "killed" && proc.child.exitCode !== null) return Promise.resolve();
+    // Once per process: a drain retires every process, some already retiring after their last job.
+    if (proc.retiring) return proc.retiring;
+    if (proc.state === "killed" && (proc.child.exitCode !== null || proc.child.signalCode !== null)) return Promise.resolve();
     proc.state = "killed";
     // Every retirement on purpose counts as a recycle; shutting down and trimming idle ones do not.
     if (why !== "shutdown" && why !== "idle timeout") this.opts.metrics?.recycles.inc({ reason: why });
@@ -464,7 +471,7 @@ export class Pool {
     // Closing the IPC channel lets the child exit on its own; SIGKILL only if it hangs.
     if (proc.child.connected) proc.child.disconnect();
     const hardKill = setTimeout(() => proc.child.kill("SIGKILL"), this.opts.killGraceMs + 2000).unref();
-    return exited.finally(() => clearTimeout(hardKill));
+    return (proc.retiring = exited.finally(() => clearTimeout(hardKill)));
   }
 
   #retireIdle(): void {

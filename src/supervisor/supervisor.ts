@@ -29,6 +29,8 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamWriter } from "../platform/stream-writer.js";
 
+const DRAIN_COUNTDOWN_MS = 5000;
+
 export type SupervisorState = "starting" | "running" | "draining" | "stopped";
 
 export class Supervisor {
@@ -153,12 +155,15 @@ export class Supervisor {
   async stop(): Promise<void> {
     if (this.#state === "draining" || this.#state === "stopped") return;
     this.#transition("draining");
+    this.#heartbeats?.leave();
     await this.#service?.stop().catch(() => undefined);
     this.#forwarded?.unsubscribe();
     this.#operations?.stop();
     this.#ops?.stop();
     await this.#scheduler?.stop();
+    const countdown = this.#drainCountdown();
     await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
+    clearInterval(countdown);
     await this.#runner?.stop();
     this.#cancels?.stop();
     await this.#heartbeats?.stop();
@@ -186,6 +191,22 @@ export class Supervisor {
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
       heartbeat_ms: this.config.heartbeat_ms,
     };
+  }
+
+  /** While jobs still run, says every few seconds how many and how long until they are killed. */
+  #drainCountdown(): NodeJS.Timeout {
+    const deadline = Date.now() + this.config.grace_ms;
+    const say = () => {
+      const running = this.#pool?.snapshot().filter((p) => p.state === "busy").length ?? 0;
+      const secondsLeft = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      if (running === 0) return;
+      this.log.info(
+        { worker_id: this.workerId, running, seconds_left: secondsLeft },
+        `draining: ${running} job(s) still running, killed in ${secondsLeft} s unless they finish (a second Ctrl-C or SIGTERM stops now)`,
+      );
+    };
+    say();
+    return setInterval(say, DRAIN_COUNTDOWN_MS);
   }
 
   #transition(to: SupervisorState): void {

@@ -1,5 +1,5 @@
 /**
- * Bosun processes from dist/cli.js: supervisors and gateways started against
+ * Bosun processes from dist/cli/main.js: supervisors and gateways started against
  * a test's nats-server, ready once their log says so, stopped at teardown.
  */
 import { spawn } from "node:child_process";
@@ -8,7 +8,7 @@ import { ManagedProcess, withoutNodeOptions, type LogLine } from "./processes.js
 import { freePort } from "./ports.js";
 import { reportOnFailure, type TeardownHost } from "./teardown.js";
 
-export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const READY_TIMEOUT_MS = 20_000;
 
 /** Environment for a child: no BOSUN_* or NATS_URL leaking in from the shell running the tests. */
@@ -130,7 +130,7 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `node dist/cli.js ...args` to completion (killed after timeoutMs). */
+/** Runs `node dist/cli/main.js ...args` to completion (killed after timeoutMs). */
 export function runCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(...withoutNodeOptions(process.execPath, [CLI, ...args]), { env: cleanEnv(opts.env), stdio: ["ignore", "pipe", "pipe"] });

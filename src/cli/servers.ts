@@ -1,0 +1,91 @@
+/**
+ * `bosun supervisor`, `bosun gateway` and `bosun dev`. Their flags are made
+ * from the config schemas (src/platform/config.ts), so every setting has a
+ * flag, a BOSUN_* variable and a line in --help, and none is parsed twice.
+ */
+import { Option, type Command } from "commander";
+import { configOptions, GatewayConfig, resolveConfig, SupervisorConfig, type ConfigOption } from "../platform/config.js";
+import { runGateway } from "../gateway/main.js";
+import { runSupervisor } from "../supervisor/main.js";
+import { runDev } from "../dev/index.js";
+
+type FlagValues = Record<string, string | boolean | undefined>;
+
+const camel = (key: string) => key.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
+const shown = (value: unknown) => (Array.isArray(value) ? value.join(",") : String(value));
+
+/** One option per config key; returns a reader of the flags given, by config key. */
+function addConfigOptions(command: Command, options: ConfigOption[]): (parsed: Record<string, unknown>) => FlagValues {
+  for (const o of options) {
+    const defaultText = o.default === undefined || o.boolean ? "" : ` (default ${shown(o.default)})`;
+    const help = `${o.description}${defaultText}; env ${o.env}`;
+    if (o.boolean) {
+      command.addOption(new Option(o.flag, help));
+      command.addOption(new Option(`--no-${o.flag.slice(2)}`, `the opposite of ${o.flag}`));
+    } else {
+      command.addOption(new Option(`${o.flag} <value>`, help));
+    }
+  }
+  return (parsed) => Object.fromEntries(options.map((o) => [o.key, parsed[camel(o.key)] as string | boolean | undefined]));
+}
+
+/** The flags given, as a supervisor's command line again (dev passes them on). */
+const toArgs = (options: ConfigOption[], values: FlagValues): string[] =>
+  options.flatMap((o) => {
+    const value = values[o.key];
+    if (value === undefined) return [];
+    if (o.boolean) return [value ? o.flag : `--no-${o.flag.slice(2)}`];
+    return [o.flag, String(value)];
+  });
+
+const SUPERVISOR_ENV_NOTE = "\nEvery flag also reads from its BOSUN_<FLAG> variable (flags win); NATS_URL names the server.";
+
+export function addServerCommands(program: Command): void {
+  const supervisorOptions = configOptions(SupervisorConfig);
+  const gatewayOptions = configOptions(GatewayConfig);
+
+  const supervisor = program
+    .command("supervisor")
+    .description("a supervisor: a pool of execution processes that runs jobs and serves the NATS API")
+    .addHelpText("after", SUPERVISOR_ENV_NOTE);
+  const readSupervisor = addConfigOptions(supervisor, supervisorOptions);
+  supervisor.action(async (opts: Record<string, unknown>) => runSupervisor(resolveConfig(SupervisorConfig, readSupervisor(opts))));
+
+  const gateway = program
+    .command("gateway")
+    .description("the HTTP gateway: each call becomes one NATS request")
+    .addHelpText("after", SUPERVISOR_ENV_NOTE);
+  const readGateway = addConfigOptions(gateway, gatewayOptions);
+  gateway.action(async (opts: Record<string, unknown>) => runGateway(resolveConfig(GatewayConfig, readGateway(opts))));
+
+  const devGatewayOptions = gatewayOptions.filter((o) => o.key === "port" || o.key === "host");
+  const dev = program
+    .command("dev")
+    .description("nats-server (unless one answers at NATS_URL) + one supervisor + one gateway, for a laptop")
+    .option("--watch", "restart the supervisor when the handler module changes (and rebuild a checkout's src/)")
+    .option("--data-dir <dir>", "where dev keeps nats-server's store, config and log", ".bosun")
+    .addHelpText(
+      "after",
+      "\nThe gateway's --port and --host, and every supervisor flag, are accepted; BOSUN_* variables too." +
+        "\nCtrl-C drains (a countdown while jobs run); a second Ctrl-C stops at once." +
+        "\nExit codes: 0 stopped cleanly, 1 something failed to start or died, 2 bad flags, 130 forced stop.",
+    );
+  const readDevGateway = addConfigOptions(dev, devGatewayOptions);
+  const readDevSupervisor = addConfigOptions(dev, supervisorOptions);
+  dev.action(async (opts: Record<string, unknown>) => {
+    const supervisorFlags = readDevSupervisor(opts);
+    const supervisorConfig = resolveConfig(SupervisorConfig, supervisorFlags);
+    const gatewayConfig = resolveConfig(GatewayConfig.pick({ host: true, port: true }), readDevGateway(opts));
+    process.exitCode = await runDev({
+      natsUrl: supervisorConfig.nats_url,
+      supervisorArgs: toArgs(supervisorOptions, supervisorFlags),
+      metricsPort: supervisorConfig.metrics_port,
+      host: gatewayConfig.host,
+      port: gatewayConfig.port,
+      handlers: supervisorConfig.handlers,
+      watch: opts.watch === true,
+      dataDir: String(opts.dataDir),
+      graceMs: supervisorConfig.grace_ms,
+    });
+  });
+}
