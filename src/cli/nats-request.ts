@@ -4,12 +4,9 @@
  * typed client library will take this file's place; the commands only see
  * `ApiSession`.
  */
-import { connect } from "@nats-io/transport-node";
-import { errors, type NatsConnection } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
 import type { z } from "zod";
 import { BosunError, operations, type JobEvent, type OperationName } from "../contract/index.js";
-import { jobEvents } from "../gateway/events.js";
-import { readReply } from "../platform/nats.js";
 import { CommandError, ExitCode } from "./errors.js";
 
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
@@ -32,6 +29,8 @@ export const natsUrlOf = (flag: string | undefined): string => flag ?? process.e
 /** Connects, runs `work`, closes. NATS down is one line naming the URL, with a hint. */
 export async function withApi<T>(natsFlag: string | undefined, work: (api: ApiSession) => Promise<T>): Promise<T> {
   const url = natsUrlOf(natsFlag);
+  // Loaded here, not at the top: `bosun --help` and usage errors stay quick.
+  const [{ connect }, nats] = await Promise.all([import("@nats-io/transport-node"), natsModules()]);
   let nc: NatsConnection;
   try {
     nc = await connect({ servers: url, noAsyncTraces: true, timeout: CONNECT_TIMEOUT_MS });
@@ -43,13 +42,18 @@ export async function withApi<T>(natsFlag: string | undefined, work: (api: ApiSe
     );
   }
   try {
-    return await work(session(nc, url));
+    return await work(session(nc, url, nats));
   } finally {
     await nc.close();
   }
 }
 
-function session(nc: NatsConnection, url: string): ApiSession {
+const natsModules = async () => {
+  const [core, events, platform] = await Promise.all([import("@nats-io/nats-core"), import("../gateway/events.js"), import("../platform/nats.js")]);
+  return { errors: core.errors, jobEvents: events.jobEvents, readReply: platform.readReply };
+};
+
+function session(nc: NatsConnection, url: string, { errors, jobEvents, readReply }: Awaited<ReturnType<typeof natsModules>>): ApiSession {
   return {
     url,
     async request(operation, body, timeoutMs = REQUEST_TIMEOUT_MS) {

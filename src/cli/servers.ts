@@ -5,9 +5,6 @@
  */
 import { Option, type Command } from "commander";
 import { configOptions, GatewayConfig, resolveConfig, SupervisorConfig, type ConfigOption } from "../platform/config.js";
-import { runGateway } from "../gateway/main.js";
-import { runSupervisor } from "../supervisor/main.js";
-import { runDev } from "../dev/index.js";
 
 type FlagValues = Record<string, string | boolean | undefined>;
 
@@ -49,14 +46,23 @@ export function addServerCommands(program: Command): void {
     .description("a supervisor: a pool of execution processes that runs jobs and serves the NATS API")
     .addHelpText("after", SUPERVISOR_ENV_NOTE);
   const readSupervisor = addConfigOptions(supervisor, supervisorOptions);
-  supervisor.action(async (opts: Record<string, unknown>) => runSupervisor(resolveConfig(SupervisorConfig, readSupervisor(opts))));
+  // Each server's modules load only when it runs: --help and the client commands stay quick.
+  supervisor.action(async (opts: Record<string, unknown>) => {
+    const config = resolveConfig(SupervisorConfig, readSupervisor(opts));
+    const { runSupervisor } = await import("../supervisor/main.js");
+    await runSupervisor(config);
+  });
 
   const gateway = program
     .command("gateway")
     .description("the HTTP gateway: each call becomes one NATS request")
     .addHelpText("after", SUPERVISOR_ENV_NOTE);
   const readGateway = addConfigOptions(gateway, gatewayOptions);
-  gateway.action(async (opts: Record<string, unknown>) => runGateway(resolveConfig(GatewayConfig, readGateway(opts))));
+  gateway.action(async (opts: Record<string, unknown>) => {
+    const config = resolveConfig(GatewayConfig, readGateway(opts));
+    const { runGateway } = await import("../gateway/main.js");
+    await runGateway(config);
+  });
 
   const devGatewayOptions = gatewayOptions.filter((o) => o.key === "port" || o.key === "host");
   const dev = program
@@ -76,7 +82,8 @@ export function addServerCommands(program: Command): void {
     const supervisorFlags = readDevSupervisor(opts);
     const supervisorConfig = resolveConfig(SupervisorConfig, supervisorFlags);
     const gatewayConfig = resolveConfig(GatewayConfig.pick({ host: true, port: true }), readDevGateway(opts));
-    process.exitCode = await runDev({
+    const { runDev } = await import("../dev/index.js");
+    const code = await runDev({
       natsUrl: supervisorConfig.nats_url,
       supervisorArgs: toArgs(supervisorOptions, supervisorFlags),
       metricsPort: supervisorConfig.metrics_port,
@@ -87,5 +94,7 @@ export function addServerCommands(program: Command): void {
       dataDir: String(opts.dataDir),
       graceMs: supervisorConfig.grace_ms,
     });
+    // Everything dev started is gone by now; a probe of a port that never answered may still hold the loop.
+    process.exit(code);
   });
 }

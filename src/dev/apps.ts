@@ -97,7 +97,7 @@ export class App {
     if (!child) return Promise.resolve(undefined);
     this.#expectedExit = true;
     return (this.#stopping ??= child.stop("SIGTERM", this.spec.graceMs + EXIT_SLACK_MS).then((info) => {
-      this.log.info({ child: this.spec.name, pid: child.pid, ...(info.code !== 0 && { exit: describeExit(info) }) }, `${this.spec.name} stopped`);
+      this.log.info({ child: this.spec.name, child_pid: child.pid, ...(info.code !== 0 && { exit: describeExit(info) }) }, `${this.spec.name} stopped`);
       return info;
     }));
   }

@@ -102,7 +102,8 @@ class DevSession {
       name: "gateway",
       args: ["--port", String(opts.port), "--host", opts.host],
       graceMs: GATEWAY_GRACE_MS,
-      isReady: (l) => typeof l.msg === "string" && l.msg.startsWith("Server listening at"),
+      // Listening is not enough: until it has NATS, it answers 503.
+      isReady: (l) => l.msg === "NATS connected",
       pick: (l) => (typeof l.msg === "string" && l.msg.startsWith("Server listening at") ? { url: l.msg.slice("Server listening at ".length) } : undefined),
     });
     for (const app of [supervisor, gateway]) app.onUnexpectedExit = (info) => this.#appDied(app, info);

@@ -87,7 +87,7 @@ async function stopLeftover(pidPath: string, log: Logger): Promise<void> {
     throw new DevError(`another bosun dev (pid ${left.dev_pid}) is using ${path.dirname(pidPath)}; stop it, or give this one another --data-dir`);
   }
   if (isAlive(left.pid) && /nats-server/.test(commandLineOf(left.pid))) {
-    log.warn({ pid: left.pid, url: left.url }, "stopping the nats-server an earlier bosun dev left running");
+    log.warn({ nats_pid: left.pid, url: left.url }, "stopping the nats-server an earlier bosun dev left running");
     process.kill(left.pid, "SIGINT");
     const deadline = Date.now() + STOP_GRACE_MS;
     while (isAlive(left.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -141,16 +141,14 @@ export async function startNatsServer({ url, dataDir, log, name = "nats-server" 
     await new Promise((r) => setTimeout(r, 50));
   }
   log.info({ url, version, nats_pid: child.pid, store_dir: path.resolve(dataDir, "nats"), log_file: path.resolve(logPath) }, `nats-server ${version} is up`);
-  return {
-    url,
-    child,
-    stop: async () => {
-      // SIGINT is nats-server's clean exit with status 0 (SIGTERM exits 1).
-      const info = await child.stop("SIGINT", STOP_GRACE_MS);
-      logFile.end();
-      forget();
-      if (info.code === 0) log.info({ nats_pid: child.pid }, "nats-server stopped");
-      else log.warn({ nats_pid: child.pid, code: info.code, signal: info.signal, log_file: path.resolve(logPath) }, "nats-server stopped uncleanly");
-    },
+  let stopped: Promise<void> | undefined;
+  const stop = async () => {
+    // SIGINT is nats-server's clean exit with status 0 (SIGTERM exits 1).
+    const info = await child.stop("SIGINT", STOP_GRACE_MS);
+    logFile.end();
+    forget();
+    if (info.code === 0) log.info({ nats_pid: child.pid }, "nats-server stopped");
+    else log.warn({ nats_pid: child.pid, code: info.code, signal: info.signal, log_file: path.resolve(logPath) }, "nats-server stopped uncleanly");
   };
+  return { url, child, stop: () => (stopped ??= stop()) };
 }

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { dropLogOutput } from "./logger.js";
 
 /**
  * Runs `stop` once on the first SIGTERM, SIGINT or SIGHUP (a closed
@@ -8,6 +9,8 @@ import type { Logger } from "pino";
 export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
+    // Dev gone (SIGKILLed: its death signal brought us here): nobody reads our stdout any more.
+    if (devParentGone()) dropLogOutput();
     if (stopping) {
       log.warn({ signal }, "second signal: exiting now");
       process.exit(1);
@@ -44,9 +47,13 @@ export function failStartup(err: unknown, log?: Logger): never {
  * reaches each once, through dev): stop gracefully if dev itself disappears.
  */
 export function stopWithParent(stop: () => void): void {
-  const parent = Number(process.env.BOSUN_DEV_PARENT_PID);
-  if (!parent) return;
+  if (!process.env.BOSUN_DEV_PARENT_PID) return;
   setInterval(() => {
-    if (process.ppid !== parent) stop();
+    if (devParentGone()) stop();
   }, 1000).unref();
 }
+
+const devParentGone = (): boolean => {
+  const parent = Number(process.env.BOSUN_DEV_PARENT_PID);
+  return parent > 0 && process.ppid !== parent;
+};

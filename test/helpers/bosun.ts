@@ -80,6 +80,8 @@ export async function startSupervisor(t: TeardownHost, natsUrl: string, opts: Su
 export interface GatewayOptions {
   args?: string[];
   env?: Record<string, string>;
+  /** NATS is not up yet: ready once it listens (it answers 503 until NATS is reachable). */
+  natsDown?: boolean;
 }
 
 export class BosunGateway {
@@ -97,7 +99,7 @@ export class BosunGateway {
   }
 }
 
-/** Starts `bosun gateway` on a free port and waits for fastify's listening line. */
+/** Starts `bosun gateway` on a free port and waits for fastify's listening line (and its NATS connection). */
 export async function startGateway(t: TeardownHost, natsUrl: string, opts: GatewayOptions = {}): Promise<BosunGateway> {
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -113,6 +115,7 @@ export async function startGateway(t: TeardownHost, natsUrl: string, opts: Gatew
     reportOnFailure(t, () => proc.tail(30));
     try {
       await proc.waitForLog((l) => typeof l.json?.msg === "string" && l.json.msg.startsWith("Server listening at"), READY_TIMEOUT_MS, "Server listening");
+      if (!opts.natsDown) await proc.waitForLog((l) => l.json?.msg === "NATS connected", READY_TIMEOUT_MS, "NATS connected");
       return new BosunGateway(proc, port);
     } catch (err) {
       // Most likely the port was taken between picking and binding: try another.
