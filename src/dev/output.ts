@@ -18,7 +18,8 @@ export class DevOutput {
     process.stderr.on("error", () => undefined);
     if (!process.stdout.isTTY) return new DevOutput(createLogger("bosun.dev"), undefined);
     const { default: pinoPretty } = await import("pino-pretty");
-    const pretty = pinoPretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", singleLine: true, ignore: "hostname" });
+    // Synchronous: dev ends with process.exit, which must not cut the last lines off.
+    const pretty = pinoPretty({ colorize: true, translateTime: "SYS:HH:MM:ss.l", singleLine: true, ignore: "hostname", sync: true });
     return new DevOutput(pino({ name: "bosun.dev", base: { pid: process.pid } }, pretty), pretty);
   }
 
