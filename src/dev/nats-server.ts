@@ -47,7 +47,7 @@ export function hostPort(url: string): { host: string; port: number } {
 export function devNatsConfig(base: string, opts: { host: string; port: number; storeDir: string; serverName: string }): string {
   const lines = base
     .split("\n")
-    .filter((line) => !/^\s*(listen|http|http_port|server_name)\s*[:=]/.test(line))
+    .filter((line) => !/^\s*(#|(listen|http|http_port|server_name)\s*[:=])/.test(line))
     .map((line) => (/^\s*store_dir\s*[:=]/.test(line) ? `  store_dir: ${JSON.stringify(opts.storeDir)}` : line));
   return [`# Written by bosun dev from ${SHIPPED_CONF}; rewritten at every start.`, `listen: ${opts.host}:${opts.port}`, `server_name: ${opts.serverName}`, ...lines].join("\n");
 }
