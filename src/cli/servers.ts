@@ -4,6 +4,7 @@
  * flag, a BOSUN_* variable and a line in --help, and none is parsed twice.
  */
 import { Option, type Command } from "commander";
+import type { z } from "zod";
 import { configOptions, GatewayConfig, resolveConfig, SupervisorConfig, type ConfigOption } from "../platform/config.js";
 
 type FlagValues = Record<string, string | boolean | undefined>;
@@ -35,34 +36,26 @@ const toArgs = (options: ConfigOption[], values: FlagValues): string[] =>
     return [o.flag, String(value)];
   });
 
-const SUPERVISOR_ENV_NOTE = "\nEvery flag also reads from its BOSUN_<FLAG> variable (flags win); NATS_URL names the server.";
+const SERVER_ENV_NOTE = "\nEvery flag also reads from its BOSUN_<FLAG> variable (flags win); NATS_URL names the server.";
+
+/** A command whose flags are its config schema's keys. */
+function serverCommand<S extends z.ZodObject>(program: Command, name: string, description: string, schema: S, run: (config: z.output<S>) => Promise<void>): void {
+  const command = program.command(name).description(description).addHelpText("after", SERVER_ENV_NOTE);
+  const read = addConfigOptions(command, configOptions(schema));
+  command.action(async (opts: Record<string, unknown>) => run(resolveConfig(schema, read(opts))));
+}
 
 export function addServerCommands(program: Command): void {
   const supervisorOptions = configOptions(SupervisorConfig);
   const gatewayOptions = configOptions(GatewayConfig);
 
-  const supervisor = program
-    .command("supervisor")
-    .description("a supervisor: a pool of execution processes that runs jobs and serves the NATS API")
-    .addHelpText("after", SUPERVISOR_ENV_NOTE);
-  const readSupervisor = addConfigOptions(supervisor, supervisorOptions);
   // Each server's modules load only when it runs: --help and the client commands stay quick.
-  supervisor.action(async (opts: Record<string, unknown>) => {
-    const config = resolveConfig(SupervisorConfig, readSupervisor(opts));
-    const { runSupervisor } = await import("../supervisor/main.js");
-    await runSupervisor(config);
-  });
-
-  const gateway = program
-    .command("gateway")
-    .description("the HTTP gateway: each call becomes one NATS request")
-    .addHelpText("after", SUPERVISOR_ENV_NOTE);
-  const readGateway = addConfigOptions(gateway, gatewayOptions);
-  gateway.action(async (opts: Record<string, unknown>) => {
-    const config = resolveConfig(GatewayConfig, readGateway(opts));
-    const { runGateway } = await import("../gateway/main.js");
-    await runGateway(config);
-  });
+  serverCommand(program, "supervisor", "a supervisor: a pool of execution processes that runs jobs and serves the NATS API", SupervisorConfig, async (config) =>
+    (await import("../supervisor/main.js")).runSupervisor(config),
+  );
+  serverCommand(program, "gateway", "the HTTP gateway: each call becomes one NATS request", GatewayConfig, async (config) =>
+    (await import("../gateway/main.js")).runGateway(config),
+  );
 
   const devGatewayOptions = gatewayOptions.filter((o) => o.key === "port" || o.key === "host");
   const dev = program
