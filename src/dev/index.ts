@@ -141,6 +141,7 @@ class DevSession {
   }
 
   #handleSignals(): void {
+    // SIGHUP: a closed terminal (Node resets an inherited "ignore" at start, so nohup would not help anyway).
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => this.#onStopSignal(signal));
     // Killed parent (a closed terminal's shell, a supervisor of dev): we are reparented.
     const parent = process.ppid;

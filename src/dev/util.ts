@@ -34,3 +34,4 @@ export function portFree(host: string, port: number): Promise<boolean> {
     server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
   });
 }
+

@@ -2,9 +2,8 @@ import type { Logger } from "pino";
 import { dropLogOutput } from "./logger.js";
 
 /**
- * Runs `stop` once on the first SIGTERM, SIGINT or SIGHUP (a closed
- * terminal), then exits 0 (1 if stop failed). A second signal exits at
- * once, for when a drain hangs.
+ * Runs `stop` once on the first SIGTERM or SIGINT, then exits 0 (1 if stop
+ * failed). A second signal exits at once, for when a drain hangs.
  */
 export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void {
   let stopping = false;
@@ -25,7 +24,8 @@ export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void 
       },
     );
   };
-  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, handler);
+  process.on("SIGTERM", handler);
+  process.on("SIGINT", handler);
   stopWithParent(() => handler("SIGTERM"));
 }
 
