@@ -44,9 +44,9 @@ export class BosunSupervisor {
     return this.proc.logs.filter((l) => l.msg === "execution process started").map((l) => Number(l.child_pid));
   }
 
-  /** Log lines with this msg. */
-  logsWith(msg: string): Record<string, unknown>[] {
-    return this.proc.logs.filter((l) => l.msg === msg);
+  /** Log lines with this msg (or a msg matching it). */
+  logsWith(msg: string | RegExp): Record<string, unknown>[] {
+    return this.proc.logs.filter((l) => (typeof msg === "string" ? l.msg === msg : typeof l.msg === "string" && msg.test(l.msg)));
   }
 
   stop(): ReturnType<ManagedProcess["stop"]> {
