@@ -160,6 +160,8 @@ export const JobEnvelope = z.object({
   generation: z.number().int().nonnegative().default(0),
   /** Errors of the attempts before this message, oldest first. */
   errors: z.array(JobError).default([]),
+  /** W3C traceparent of the submit: every attempt's run span is its child (retries and delays keep it). */
+  traceparent: z.string().max(128).optional(),
 });
 export type JobEnvelope = z.infer<typeof JobEnvelope>;
 

@@ -28,11 +28,14 @@ import { jobEvents, workerHeartbeats } from "./events.js";
 import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
 import type { NatsLink } from "./nats-link.js";
+import { contextFrom, endSpan, SpanKind, startSpan, traceparentOf, type Span } from "../platform/tracing.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
 declare module "fastify" {
   interface FastifyRequest {
     correlationId: string;
+    /** The request's server span (API routes): its traceparent goes on to the supervisors. */
+    span: Span | undefined;
   }
 }
 
@@ -72,10 +75,19 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   });
 
   app.decorateRequest("correlationId", "");
+  app.decorateRequest("span", undefined);
   app.addHook("onRequest", async (req, reply) => {
     const given = req.headers[CORRELATION_HEADER];
     req.correlationId = (typeof given === "string" && given.length > 0 && given.length <= 128 ? given : undefined) ?? nuid.next();
     reply.header(CORRELATION_HEADER, req.correlationId);
+    const route = req.routeOptions.url;
+    if (route?.startsWith("/api/")) {
+      req.span = startSpan(`${req.method} ${route}`, SpanKind.SERVER, contextFrom(req.headers as Record<string, string | undefined>), {
+        "http.request.method": req.method,
+        "http.route": route,
+        "bosun.correlation_id": req.correlationId,
+      });
+    }
     if (closing) throw new BosunError("unavailable", "this gateway is shutting down; retry on another");
   });
   app.addHook("onResponse", async (req, reply) => {
@@ -85,6 +97,10 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
       { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), correlation_id: req.correlationId },
       "request",
     );
+    if (req.span) {
+      req.span.setAttribute("http.response.status_code", reply.statusCode);
+      endSpan(req.span, reply.statusCode >= 500 ? { code: String(reply.statusCode), message: `HTTP ${reply.statusCode}` } : undefined);
+    }
   });
 
   app.setErrorHandler((err: FastifyError | BosunError, req, reply) => sendError(reply, fromFastify(err), req.log));
@@ -95,7 +111,7 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   await app.register(fastifySwaggerUi, { routePrefix: "/docs", theme: { title: "Bosun API", favicon: [BOSUN_ICON] }, logo: BOSUN_LOGO });
 
   const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
-    natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
+    natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, traceparent: traceparentOf(req.span), metrics });
 
   for (const route of httpRoutes) {
     if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops, metrics);

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { dropLogOutput } from "./logger.js";
+import { flushTraces } from "./tracing.js";
 
 /**
  * Runs `stop` once on the first SIGTERM, SIGINT or SIGHUP (a closed
@@ -17,8 +18,9 @@ export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void 
     }
     stopping = true;
     log.info({ signal }, "shutting down");
+    // Spans an SDK still buffers are exported before the process goes.
     stop().then(
-      () => process.exit(0),
+      () => flushTraces().finally(() => process.exit(0)),
       (err: unknown) => {
         log.error({ err }, "shutdown failed");
         process.exit(1);
