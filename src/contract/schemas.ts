@@ -174,6 +174,8 @@ export type DeadLetter = z.infer<typeof DeadLetter>;
 
 export const ExecutionInfo = z.object({
   execution_id: z.string(),
+  /** Beyond the contract's fields: the job it runs (the dashboard links to it). */
+  job_id: z.string().optional(),
   started_at: isoTime,
   elapsed_seconds: z.number(),
 });

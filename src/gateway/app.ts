@@ -28,6 +28,7 @@ import { jobEvents, workerHeartbeats } from "./events.js";
 import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
 import type { NatsLink } from "./nats-link.js";
+import { registerDashboard } from "./dashboard.js";
 import { contextFrom, endSpan, SpanKind, startSpan, traceparentOf, type Span } from "../platform/tracing.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
@@ -109,6 +110,7 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   await app.register(fastifySSE, { heartbeatInterval: 15_000 });
   await app.register(fastifySwagger, { mode: "static", specification: { document: openApi as never } });
   await app.register(fastifySwaggerUi, { routePrefix: "/docs", theme: { title: "Bosun API", favicon: [BOSUN_ICON] }, logo: BOSUN_LOGO });
+  await registerDashboard(app);
 
   const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
     natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, traceparent: traceparentOf(req.span), metrics });

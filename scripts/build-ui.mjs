@@ -1,0 +1,42 @@
+/**
+ * Builds the dashboard into dist/ui/ (part of `npm run build`, after tsc):
+ * one minified ES module and one stylesheet, named by content hash, and the
+ * index.html that loads them. The HTTP route table comes from the built
+ * contract, so the dashboard calls exactly the routes this gateway serves.
+ */
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { build } from "esbuild";
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const out = path.join(root, "dist/ui");
+const { routeTable } = await import(path.join(root, "dist/client/routes.js"));
+
+await rm(out, { recursive: true, force: true });
+await mkdir(out, { recursive: true });
+const result = await build({
+  entryPoints: [path.join(root, "src/ui/main.ts")],
+  bundle: true,
+  minify: true,
+  format: "esm",
+  target: ["chrome110", "firefox115", "safari16"],
+  outdir: out,
+  entryNames: "[name]-[hash]",
+  define: { __BOSUN_ROUTES__: JSON.stringify(routeTable()) },
+  metafile: true,
+  legalComments: "none",
+  logLevel: "warning",
+});
+
+const outputs = Object.keys(result.metafile.outputs).map((f) => path.basename(f));
+const js = outputs.find((f) => f.endsWith(".js"));
+const css = outputs.find((f) => f.endsWith(".css"));
+const template = await readFile(path.join(root, "src/ui/index.html"), "utf8");
+await writeFile(path.join(out, "index.html"), template.replace("%JS%", js).replace("%CSS%", css));
+
+let gzipped = 0;
+for (const file of [js, css, "index.html"]) gzipped += gzipSync(await readFile(path.join(out, file))).length;
+await writeFile(path.join(out, "bundle-size.json"), `${JSON.stringify({ files: [js, css, "index.html"], gzip_bytes: gzipped }, null, 2)}\n`);
+console.log(`dashboard: dist/ui/ (${(gzipped / 1024).toFixed(1)} KiB gzipped)`);
