@@ -35,7 +35,7 @@ const baselineRef = process.env.BENCH_BASELINE_REF ?? "main";
 
 /** The baseline's dist/, built from its git ref into a folder beside this build (node_modules shared). */
 function buildBaseline(): string {
-  const dir = path.join(procs.root, "dist", "bench-baseline");
+  const dir = path.join(procs.tmp, "baseline");
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const archive = execFileSync("git", ["archive", baselineRef, "src", "package.json", "tsconfig.json", "tsconfig.build.json"], { cwd: procs.root });
