@@ -31,7 +31,7 @@ export function Ops() {
     <${ErrorNote} error=${flags.error} />
     ${flags.data
       ? html`<p>
-            All submissions: <strong data-testid="global-paused">${paused ? "paused" : "open"}</strong>
+            All submissions: <strong data-testid="global-paused">${paused ? "paused" : "open"}</strong>${" "}
             <${Action}
               label=${paused ? "Resume all submissions" : "Pause all submissions"}
               kind=${paused ? undefined : "danger"}
