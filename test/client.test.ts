@@ -3,6 +3,7 @@
  * and gateway, over NATS and over HTTP: every generated method, list paging,
  * events, wait, and each error reply as its typed exception.
  */
+import { spawn } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -22,7 +23,7 @@ import {
   type JobEvent,
 } from "../src/client/index.js";
 import { BosunError } from "../src/contract/index.js";
-import { startGateway, startSupervisor } from "./helpers/bosun.js";
+import { cleanEnv, CLI, runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { OPS_HANDLERS } from "./helpers/ops.js";
 import { uniqueName } from "./helpers/wait.js";
@@ -130,4 +131,54 @@ t.test("http: a paused queue answers UnavailableError", async (t) => {
 t.test("an unreachable gateway or server is UnavailableError", async (t) => {
   const nowhere: BosunClient = connectHttp("http://127.0.0.1:9");
   await t.rejects(nowhere.get("x"), UnavailableError);
+});
+
+t.test("CLI through the client: submit --wait with progress, watch, jobs, result, cancel, retry", async (t) => {
+  const nats = ["--nats", server.url];
+  const progressJob = JSON.stringify({ before_ms: 200, progress: 0.5, after_ms: 600 });
+  const waited = await runCli(["submit", "test.progress", progressJob, "--queue", queue, "--wait", ...nats], { timeoutMs: 30_000 });
+  t.equal(waited.code, 0, "submit --wait exits 0", { stderr: waited.stderr });
+  const result = JSON.parse(waited.stdout) as { job_id: string; state: string; result: unknown };
+  t.match(result, { state: "succeeded", result: { done: true } }, "stdout is the result alone");
+  t.match(waited.stderr, /progress\s+running .*progress 50%/, "not a terminal: plain progress lines on stderr");
+
+  // On a terminal (script(1) gives the command a pty): a progress bar that ends at 100 %.
+  const tty = await new Promise<string>((resolve, reject) => {
+    const command = [process.execPath, CLI, "submit", "test.progress", `'${progressJob}'`, "--queue", queue, "--wait", ...nats].join(" ");
+    const child = spawn("script", ["-qec", command, "/dev/null"], { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.once("error", reject);
+    child.once("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`script exited ${code}: ${out}`))));
+  });
+  t.match(tty, /\[█+░*\] 50%\s+running/, "a bar at 50 % while it runs");
+  t.match(tty, /\[█{30}\] 100%\s+succeeded/, "and full once it succeeded");
+
+  const listed = await runCli(["jobs", "--queue", queue, "--limit", "3", ...nats]);
+  t.equal(listed.code, 0, "jobs exits 0", { stderr: listed.stderr });
+  t.match(listed.stdout, /^JOB\s+TYPE\s+QUEUE/m, "a table");
+  t.match(listed.stdout, result.job_id);
+  const dead = await runCli(["jobs", "--queue", queue, "--state", "dead", "--json", ...nats]);
+  const deadJobs = (JSON.parse(dead.stdout) as { jobs: { state: string; job_id: string }[] }).jobs;
+  t.ok(deadJobs.length > 0 && deadJobs.every((j) => j.state === "dead"), "jobs --state dead --json lists dead jobs only");
+
+  const shown = await runCli(["result", result.job_id, ...nats]);
+  t.match(JSON.parse(shown.stdout), { job_id: result.job_id, state: "succeeded" }, "result prints the result");
+  const again = await runCli(["cancel", result.job_id, ...nats]);
+  t.equal(again.code, 1, "cancelling a finished job exits 1");
+  t.match(again.stderr, /^bosun: conflict: /, "saying why, on one line");
+
+  const gate = path.join(gates, uniqueName("cli"));
+  const queued = JSON.parse((await runCli(["submit", "test.progress", JSON.stringify({ gate_before: gate }), "--queue", queue, ...nats])).stdout) as { job_id: string };
+  const watch = runCli(["watch", queued.job_id, ...nats], { timeoutMs: 30_000 });
+  const cancelled = await runCli(["cancel", queued.job_id, ...nats]);
+  t.equal(cancelled.code, 0, "cancel exits 0", { stderr: cancelled.stderr });
+  const watched = await watch;
+  t.equal(watched.code, 0, "watch ends by itself when the job does", { stderr: watched.stderr });
+  t.match(watched.stdout, /cancelled\n$/, "and says how it ended");
+  const notDead = await runCli(["retry", queued.job_id, ...nats]);
+  t.equal(notDead.code, 1);
+  t.match(notDead.stderr, /conflict: only dead jobs can be retried/);
+  const retried = await runCli(["retry", deadJobs[0]!.job_id, "--json", ...nats]);
+  t.match(JSON.parse(retried.stdout), { job_id: deadJobs[0]!.job_id, state: "queued" }, "retry queues a dead job again");
 });

@@ -26,7 +26,7 @@ export const statusLine = (s: JobStatus): string =>
     .join("  ");
 
 export function jobProgress(jobId: string, out: NodeJS.WriteStream, mode: { json?: boolean } = {}): JobProgress {
-  if (mode.json) return { show: (event) => void out.write(`${JSON.stringify(event)}\n`), stop: () => undefined };
+  if (mode.json) return { show: (event) => void out.write(`${JSON.stringify(event, null, 2)}\n`), stop: () => undefined };
   if (!out.isTTY) {
     return { show: (event) => void out.write(`${new Date().toISOString()}  ${event.type.padEnd(8)}  ${statusLine(event.data)}\n`), stop: () => undefined };
   }
