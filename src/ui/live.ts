@@ -35,6 +35,7 @@ class Live {
   readonly #startedAt = Date.now();
   #listeners = new Set<() => void>();
   #stop: AbortController | undefined;
+  #seeded = false;
 
   subscribe(listener: () => void): () => void {
     this.#listeners.add(listener);
@@ -52,6 +53,13 @@ class Live {
       .filter((w) => now - w.at < 3 * w.info.heartbeat_ms + 1000)
       .map((w) => w.info)
       .sort((a, b) => a.worker_id.localeCompare(b.worker_id));
+  }
+
+  /** Supervisors already read (by the dashboard's first call), shown before the stream connects. */
+  seed(workers: WorkerInfo[]): void {
+    for (const w of workers) this.#heartbeat(w);
+    this.#seeded = true;
+    this.#emit();
   }
 
   start(): void {
@@ -81,8 +89,8 @@ class Live {
   async #follow(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {
-        const { workers } = await api.workersList();
-        for (const w of workers) this.#heartbeat(w);
+        if (!this.#seeded) for (const w of (await api.workersList()).workers) this.#heartbeat(w);
+        this.#seeded = false;
         this.error = undefined;
         this.#emit();
         for await (const event of stream("/api/platform/workers/stream", signal)) {
