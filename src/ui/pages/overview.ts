@@ -1,13 +1,21 @@
 /** Overview: jobs/s over time, queue depths, live supervisors. */
 import { html } from "htm/preact";
-import { useEffect } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { ErrorNote, useLive } from "../components.js";
-import { RateChart } from "./chart.js";
+import type { RateChart as Chart } from "./chart.js";
+
+/** The chart (uPlot) loads after the first paint: the supervisors and counts need none of it. */
+function useChart(): typeof Chart | undefined {
+  const [chart, setChart] = useState<typeof Chart | undefined>(undefined);
+  useEffect(() => void import("./chart.js").then((m) => setChart(() => m.RateChart)), []);
+  return chart;
+}
 
 const OVERVIEW_READY = "bosun:overview-ready";
 
 export function Overview() {
   const live = useLive();
+  const RateChart = useChart();
   const workers = live.liveWorkers();
   const busy = workers.reduce((n, w) => n + w.busy_count, 0);
   const slots = workers.reduce((n, w) => n + w.max_workers, 0);
@@ -25,7 +33,7 @@ export function Overview() {
       <div class="card"><span class="big">${live.queues.reduce((n, q) => n + q.dead, 0)}</span> dead jobs</div>
     </div>
     <h2>Throughput</h2>
-    <${RateChart} samples=${live.samples} />
+    ${RateChart ? html`<${RateChart} samples=${live.samples} />` : html`<p class="chart">Loading the chart…</p>`}
     <div class="columns">
       <section aria-labelledby="depths-h">
         <h2 id="depths-h">Queue depths</h2>
