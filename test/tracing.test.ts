@@ -114,7 +114,7 @@ t.test("without an SDK the traceparent passes through, and one is made when none
   t.equal(passed.ctx_trace.trace_id, "0af7651916cd43dd8448eb211c80319c", "the caller's trace id reaches the handler");
   t.equal(passed.active_span_id, null, "no SDK, no active span");
   const made = await submit({});
-  t.match(made.ctx_trace.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/, "a fresh traceparent");
+  t.match(made.ctx_trace.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, "a fresh traceparent");
   t.not(made.ctx_trace.trace_id, "00000000000000000000000000000000");
   const bad = await submit({ traceparent: "garbage" });
   t.not(bad.ctx_trace.trace_id, made.ctx_trace.trace_id, "a malformed traceparent starts a new trace");

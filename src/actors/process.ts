@@ -6,7 +6,7 @@
 import { createLogger, type Logger } from "../platform/logger.js";
 import { loadHandlers, type HandlerContext, type HandlerDefinition } from "./handlers.js";
 import type { ChildMessage, ParentCommand, RunCommand } from "./protocol.js";
-import { contextFrom, endSpan, flushTraces, SpanKind, startSpan, traceparentOf, withSpan, type Span } from "../platform/tracing.js";
+import { flushTraces, hop, SpanKind, traceIds, type Hop } from "../platform/tracing.js";
 
 const log = createLogger("bosun.process");
 
@@ -34,7 +34,7 @@ function errorOf(err: unknown): { code: string; message: string } {
 const aborts = new Map<string, AbortController>();
 
 /** Built on first use: most handlers never touch ctx.signal or ctx.log, and both cost per job. */
-function contextFor(cmd: RunCommand, span: Span): HandlerContext {
+function contextFor(cmd: RunCommand, trace: Hop): HandlerContext {
   let jobLog: Logger | undefined;
   return {
     job_id: cmd.job_id,
@@ -49,8 +49,7 @@ function contextFor(cmd: RunCommand, span: Span): HandlerContext {
       return (jobLog ??= log.child({ job_id: cmd.job_id, correlation_id: cmd.correlation_id, attempt: cmd.attempt }));
     },
     get trace() {
-      const { traceId, spanId } = span.spanContext();
-      return { traceparent: traceparentOf(span) ?? "", trace_id: traceId, span_id: spanId };
+      return trace.traceparent ? { traceparent: trace.traceparent, ...traceIds(trace.traceparent) } : null;
     },
     progress: (fraction) =>
       send({ t: "progress", execution_id: cmd.execution_id, progress: Math.min(1, Math.max(0, Number(fraction) || 0)) }),
@@ -59,21 +58,18 @@ function contextFor(cmd: RunCommand, span: Span): HandlerContext {
 
 async function run(handlers: Map<string, HandlerDefinition>, cmd: RunCommand): Promise<void> {
   const handler = handlers.get(cmd.type);
-  const span = startSpan(`bosun.handler ${cmd.type}`, SpanKind.INTERNAL, contextFrom({ traceparent: cmd.traceparent }), {
-    "bosun.job_id": cmd.job_id,
-    "bosun.attempt": cmd.attempt,
-  });
+  const trace = hop(`bosun.handler ${cmd.type}`, SpanKind.INTERNAL, cmd.traceparent, { attributes: () => ({ "bosun.job_id": cmd.job_id, "bosun.attempt": cmd.attempt }) });
   let error: { code: string; message: string } | undefined;
   try {
     if (!handler) throw new Error(`no handler for type "${cmd.type}" in this process`);
-    const value = await withSpan(span, () => handler.run(cmd.payload, contextFor(cmd, span)));
+    const value = await trace.run(() => handler.run(cmd.payload, contextFor(cmd, trace)));
     send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: true, value: value ?? null }, rss_mb: rssMb() });
   } catch (err) {
     error = errorOf(err);
     send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: false, error }, rss_mb: rssMb() });
   } finally {
     aborts.delete(cmd.execution_id);
-    endSpan(span, error);
+    trace.end(error);
   }
 }
 

@@ -29,14 +29,14 @@ import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
 import type { NatsLink } from "./nats-link.js";
 import { registerDashboard } from "./dashboard.js";
-import { contextFrom, endSpan, SpanKind, startSpan, traceparentOf, type Span } from "../platform/tracing.js";
+import { hop, SpanKind, TRACEPARENT, type Hop } from "../platform/tracing.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
 declare module "fastify" {
   interface FastifyRequest {
     correlationId: string;
-    /** The request's server span (API routes): its traceparent goes on to the supervisors. */
-    span: Span | undefined;
+    /** The request's hop of its trace (API routes): its traceparent goes on to the supervisors. */
+    trace: Hop | undefined;
   }
 }
 
@@ -76,17 +76,17 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   });
 
   app.decorateRequest("correlationId", "");
-  app.decorateRequest("span", undefined);
+  app.decorateRequest("trace", undefined);
   app.addHook("onRequest", async (req, reply) => {
     const given = req.headers[CORRELATION_HEADER];
     req.correlationId = (typeof given === "string" && given.length > 0 && given.length <= 128 ? given : undefined) ?? nuid.next();
     reply.header(CORRELATION_HEADER, req.correlationId);
     const route = req.routeOptions.url;
     if (route?.startsWith("/api/")) {
-      req.span = startSpan(`${req.method} ${route}`, SpanKind.SERVER, contextFrom(req.headers as Record<string, string | undefined>), {
-        "http.request.method": req.method,
-        "http.route": route,
-        "bosun.correlation_id": req.correlationId,
+      const incoming = req.headers[TRACEPARENT];
+      req.trace = hop(`${req.method} ${route}`, SpanKind.SERVER, typeof incoming === "string" ? incoming : undefined, {
+        start: true,
+        attributes: () => ({ "http.request.method": req.method, "http.route": route, "bosun.correlation_id": req.correlationId }),
       });
     }
     if (closing) throw new BosunError("unavailable", "this gateway is shutting down; retry on another");
@@ -98,9 +98,9 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
       { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), correlation_id: req.correlationId },
       "request",
     );
-    if (req.span) {
-      req.span.setAttribute("http.response.status_code", reply.statusCode);
-      endSpan(req.span, reply.statusCode >= 500 ? { code: String(reply.statusCode), message: `HTTP ${reply.statusCode}` } : undefined);
+    if (req.trace) {
+      req.trace.setAttribute("http.response.status_code", reply.statusCode);
+      req.trace.end(reply.statusCode >= 500 ? { code: String(reply.statusCode), message: `HTTP ${reply.statusCode}` } : undefined);
     }
   });
 
@@ -113,7 +113,7 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   await registerDashboard(app);
 
   const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
-    natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, traceparent: traceparentOf(req.span), metrics });
+    natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, traceparent: req.trace?.traceparent, metrics });
 
   for (const route of httpRoutes) {
     if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops, metrics);

@@ -22,7 +22,7 @@ import { JobMessage, Puller } from "./puller.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
-import { contextFrom, endSpan, SpanKind, startSpan, traceparentOf } from "../platform/tracing.js";
+import { hop, SpanKind } from "../platform/tracing.js";
 
 const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
@@ -241,18 +241,15 @@ export class Runner {
 
     this.#leased.add(msg);
     const visibility = this.#runningVisibility(record);
-    const span = startSpan(`bosun.run ${job.type}`, SpanKind.CONSUMER, contextFrom({ traceparent: job.traceparent }), {
-      "bosun.job_id": job.job_id,
-      "bosun.queue": job.queue,
-      "bosun.attempt": attempt,
-      "bosun.worker_id": workerId,
+    const trace = hop(`bosun.run ${job.type}`, SpanKind.CONSUMER, job.traceparent, {
+      attributes: () => ({ "bosun.job_id": job.job_id, "bosun.queue": job.queue, "bosun.attempt": attempt, "bosun.worker_id": workerId }),
     });
     let runError: JobError | undefined;
     try {
       let handle: ExecutionHandle;
       try {
         handle = await this.pool.execute(
-          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id, traceparent: traceparentOf(span) },
+          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id, traceparent: trace.traceparent },
           job.timeout_ms,
           { onProgress: visibility.progress, maxWaitMs: PULLED_AHEAD_MAX_WAIT_MS },
         );
@@ -284,7 +281,7 @@ export class Runner {
     } finally {
       visibility.stop();
       this.#leased.delete(msg);
-      endSpan(span, runError);
+      trace.end(runError);
     }
   }
 
