@@ -3,7 +3,8 @@
  * the same nats-server, alternating per round between
  *   baseline  Bosun built from BENCH_BASELINE_REF (default main: no tracing code),
  *   off       this build, no OpenTelemetry SDK (the API's no-op spans; the traceparent still travels),
- *   sdk       this build with a no-op SDK in every process (spans recorded, exported nowhere).
+ *   sdk       this build with a no-op SDK in every process (spans recorded, exported nowhere),
+ *   sdk+als   the same plus the SDK's AsyncLocalStorage context manager (as NodeSDK registers it).
  * Each run: a fresh supervisor (pool 4) and gateway, a warm-up, then N noop
  * jobs with 64 submits outstanding, each submit waiting for its result
  * (wait_ms), over NATS and over HTTP. Run under the heavy lock:
@@ -27,7 +28,7 @@ const WAIT_MS = 30_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-type Mode = "baseline" | "off" | "sdk";
+type Mode = "baseline" | "off" | "sdk" | "sdk+als";
 type Via = "nats" | "http";
 
 const procs = new Procs();
@@ -46,8 +47,8 @@ function buildBaseline(): string {
 }
 
 function start(mode: Mode, cli: string, natsUrl: string, queue: string, gatewayPort: number): Proc[] {
-  const node = mode === "sdk" ? ["--import", path.join(procs.root, "bench", "tracing-noop-sdk.mjs")] : [];
-  const env = { NATS_URL: natsUrl, BOSUN_LOG_LEVEL: "warn" };
+  const node = mode.startsWith("sdk") ? ["--import", path.join(procs.root, "bench", "tracing-noop-sdk.mjs")] : [];
+  const env = { NATS_URL: natsUrl, BOSUN_LOG_LEVEL: "warn", BENCH_TRACING_ALS: mode === "sdk+als" ? "1" : "0" };
   return [
     procs.spawn(`supervisor-${mode}`, process.execPath, [...node, cli, "supervisor", "--queues", queue, "--min", "4", "--max", "4"], { env }),
     procs.spawn(`gateway-${mode}`, process.execPath, [...node, cli, "gateway", "--host", "127.0.0.1", "--port", String(gatewayPort)], { env }),
@@ -78,7 +79,7 @@ function submitHttp(port: number, queue: string): Promise<void> {
 }
 
 async function run(mode: Mode, cli: string, natsUrl: string, nc: NatsConnection, round: number): Promise<Record<Via, number>> {
-  const queue = `trace_${mode}_${round}`;
+  const queue = `trace_${mode.replace("+", "_")}_${round}`;
   const { freePort } = await import("./procs.js");
   const port = await freePort();
   const started = start(mode, cli, natsUrl, queue, port);
@@ -112,12 +113,12 @@ async function main(): Promise<void> {
   if (!existsSync(cli)) throw new Error("build first: npm run build");
   const { url } = await procs.startNats();
   const nc = await connect({ servers: url, noAsyncTraces: true });
-  const results: Record<Mode, Record<Via, number[]>> = { baseline: { nats: [], http: [] }, off: { nats: [], http: [] }, sdk: { nats: [], http: [] } };
-  const modes: Mode[] = ["baseline", "off", "sdk"];
+  const modes: Mode[] = ["baseline", "off", "sdk", "sdk+als"];
+  const results = Object.fromEntries(modes.map((m) => [m, { nats: [], http: [] }])) as unknown as Record<Mode, Record<Via, number[]>>;
   try {
     for (let round = 0; round < ROUNDS; round++) {
       // Rotate the order each round, so no mode always runs on a warmer (or busier) machine.
-      for (const mode of [...modes.slice(round % 3), ...modes.slice(0, round % 3)]) {
+      for (const mode of [...modes.slice(round % modes.length), ...modes.slice(0, round % modes.length)]) {
         const f = await run(mode, mode === "baseline" ? baselineCli : cli, url, nc, round);
         results[mode].nats.push(f.nats);
         results[mode].http.push(f.http);
