@@ -41,7 +41,8 @@ export class HttpTransport implements Transport {
     if (!route) throw new UnavailableError("unavailable", `this client has no HTTP route for ${operation}`);
     const res = await this.request(route.method, pathOf(route, (input ?? {}) as Fields), route.body ? bodyOf(route, (input ?? {}) as Fields) : undefined, opts.signal);
     if (res.status === 204) return null;
-    return res.json();
+    const body: unknown = await res.json();
+    return route.unwraps ? { [route.unwraps]: body } : body;
   }
 
   /** One HTTP request with this client's headers; a non-2xx answer throws its typed error. */

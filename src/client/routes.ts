@@ -4,7 +4,7 @@
  * zod): per operation its first route, and which request fields travel in
  * the path, the query string and the body.
  */
-import { httpRoutes } from "../contract/operations.js";
+import { httpRoutes, operations, type HttpRoute } from "../contract/operations.js";
 
 export interface RouteInfo {
   method: string;
@@ -14,6 +14,8 @@ export interface RouteInfo {
   params: string[];
   query: string[];
   body: boolean;
+  /** The route answers this field of the operation's reply alone (e.g. a bare array): the client wraps it back. */
+  unwraps?: string;
 }
 
 /** Operation name -> the route an HTTP client calls it by. */
@@ -33,7 +35,25 @@ export function routeTable(): RouteTable {
       params: keysOf(route.params),
       query: keysOf(route.query),
       body: route.body !== undefined,
+      ...(unwrappedField(route) !== undefined && { unwraps: unwrappedField(route) }),
     };
   }
   return table;
+}
+
+/**
+ * Which field of the operation's reply a route's `fromReply` answers alone,
+ * found by giving it a reply whose every field is a distinct marker.
+ */
+function unwrappedField(route: HttpRoute): string | undefined {
+  const shape = (operations[route.operation].response as { shape?: Record<string, unknown> }).shape;
+  if (!route.fromReply || !shape) return undefined;
+  const sample = Object.fromEntries(Object.keys(shape).map((field) => [field, { field }]));
+  let answer: unknown;
+  try {
+    answer = route.fromReply(sample);
+  } catch {
+    return undefined;
+  }
+  return Object.keys(sample).find((field) => answer === sample[field]);
 }
