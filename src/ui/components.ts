@@ -55,7 +55,8 @@ export const Unavailable = ({ what }: { what: string }) =>
   html`<p class="notice" data-unavailable>${what} ${what.endsWith("s") ? "are" : "is"} not available on this server.</p>`;
 
 /** A button that runs an action once at a time, then announces how it went. */
-export function Action({ label, run, done, kind, describedBy }: { label: string; run: () => Promise<unknown>; done?: string; kind?: "danger"; describedBy?: string }) {
+/** `name`: the accessible name when the visible label alone is ambiguous (one "Retry" per row). */
+export function Action({ label, run, done, kind, name }: { label: string; run: () => Promise<unknown>; done?: string; kind?: "danger"; name?: string }) {
   const [busy, setBusy] = useState(false);
   const click = async () => {
     setBusy(true);
@@ -68,7 +69,7 @@ export function Action({ label, run, done, kind, describedBy }: { label: string;
       setBusy(false);
     }
   };
-  return html`<button type="button" class=${kind ?? ""} disabled=${busy} aria-busy=${busy} aria-describedby=${describedBy} onClick=${click}>${label}</button>`;
+  return html`<button type="button" class=${kind ?? ""} disabled=${busy} aria-busy=${busy} aria-label=${name} onClick=${click}>${label}</button>`;
 }
 
 export const StateBadge = ({ state }: { state: string }) => html`<span class=${`state state-${state}`}>${state}</span>`;

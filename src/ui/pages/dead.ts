@@ -24,7 +24,7 @@ export function Dead({ query }: { query: URLSearchParams }) {
       ? jobs.length > 0
         ? html`<${JobTable}
             jobs=${jobs}
-            extra=${(j: { job_id: string }) => html`<${Action} label="Retry" describedBy=${`dead-${j.job_id}`} done=${`Job ${j.job_id} queued again`} run=${async () => (await api.retry(j.job_id), page.reload())} />`}
+            extra=${(j: { job_id: string }) => html`<${Action} label="Retry" name=${`Retry job ${j.job_id}`} done=${`Job ${j.job_id} queued again`} run=${async () => (await api.retry(j.job_id), page.reload())} />`}
           />`
         : html`<p>No dead jobs.</p>`
       : html`<p>Loading…</p>`}
