@@ -21,8 +21,21 @@ export interface HandlerContext {
   correlation_id: string;
   signal: AbortSignal;
   log: Logger;
+  /**
+   * This run's trace: pass `traceparent` on to what the handler calls. The
+   * handler's span is also the active OpenTelemetry context while it runs
+   * (with an SDK and its context manager registered), so `trace.getActiveSpan()` works.
+   * Null for a job submitted without one over NATS (HTTP submits always have one).
+   */
+  trace: JobTrace | null;
   /** Reports progress in [0, 1]; shows in the job's status. */
   progress(fraction: number): void;
+}
+
+export interface JobTrace {
+  traceparent: string;
+  trace_id: string;
+  span_id: string;
 }
 
 export interface HandlerDefinition<P = unknown, R = unknown> {

@@ -6,6 +6,7 @@
 import { createLogger, type Logger } from "../platform/logger.js";
 import { loadHandlers, type HandlerContext, type HandlerDefinition } from "./handlers.js";
 import type { ChildMessage, ParentCommand, RunCommand } from "./protocol.js";
+import { flushTraces, hop, SpanKind, traceIds, type Hop } from "../platform/tracing.js";
 
 const log = createLogger("bosun.process");
 
@@ -33,7 +34,7 @@ function errorOf(err: unknown): { code: string; message: string } {
 const aborts = new Map<string, AbortController>();
 
 /** Built on first use: most handlers never touch ctx.signal or ctx.log, and both cost per job. */
-function contextFor(cmd: RunCommand): HandlerContext {
+function contextFor(cmd: RunCommand, trace: Hop): HandlerContext {
   let jobLog: Logger | undefined;
   return {
     job_id: cmd.job_id,
@@ -47,6 +48,9 @@ function contextFor(cmd: RunCommand): HandlerContext {
     get log() {
       return (jobLog ??= log.child({ job_id: cmd.job_id, correlation_id: cmd.correlation_id, attempt: cmd.attempt }));
     },
+    get trace() {
+      return trace.traceparent ? { traceparent: trace.traceparent, ...traceIds(trace.traceparent) } : null;
+    },
     progress: (fraction) =>
       send({ t: "progress", execution_id: cmd.execution_id, progress: Math.min(1, Math.max(0, Number(fraction) || 0)) }),
   };
@@ -54,14 +58,18 @@ function contextFor(cmd: RunCommand): HandlerContext {
 
 async function run(handlers: Map<string, HandlerDefinition>, cmd: RunCommand): Promise<void> {
   const handler = handlers.get(cmd.type);
+  const trace = hop(`bosun.handler ${cmd.type}`, SpanKind.INTERNAL, cmd.traceparent, { attributes: () => ({ "bosun.job_id": cmd.job_id, "bosun.attempt": cmd.attempt }) });
+  let error: { code: string; message: string } | undefined;
   try {
     if (!handler) throw new Error(`no handler for type "${cmd.type}" in this process`);
-    const value = await handler.run(cmd.payload, contextFor(cmd));
+    const value = await trace.run(() => handler.run(cmd.payload, contextFor(cmd, trace)));
     send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: true, value: value ?? null }, rss_mb: rssMb() });
   } catch (err) {
-    send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: false, error: errorOf(err) }, rss_mb: rssMb() });
+    error = errorOf(err);
+    send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: false, error }, rss_mb: rssMb() });
   } finally {
     aborts.delete(cmd.execution_id);
+    trace.end(error);
   }
 }
 
@@ -76,8 +84,8 @@ async function main(): Promise<void> {
       abort.abort(new Error(cmd.reason));
     }
   });
-  // The supervisor going away closes the channel: nothing is left to serve.
-  process.on("disconnect", () => process.exit(0));
+  // The supervisor going away closes the channel: nothing is left to serve (spans an SDK still buffers go first).
+  process.on("disconnect", () => void flushTraces().finally(() => process.exit(0)));
   send({ t: "ready", job_types: [...handlers.keys()], rss_mb: rssMb() });
 }
 

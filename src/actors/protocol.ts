@@ -12,6 +12,8 @@ export interface RunCommand {
   payload: unknown;
   attempt: number;
   correlation_id: string;
+  /** W3C traceparent of the supervisor's run span: the handler's span is its child. */
+  traceparent?: string;
 }
 
 /** Lets a handler stop cooperatively (ctx.signal) before the hard kill. */

@@ -23,7 +23,7 @@ function opsPatch(assignments: string[]): OpsPatch {
 
 export function addPlatformCommands(program: Command): void {
   clientOptions(program.command("workers").description("live supervisors and their execution processes")).action(async (opts: ClientOptions) => {
-    const { workers } = await withApi(opts.nats, (api) => api.request("workers_list", {}));
+    const { workers } = await withApi(opts.nats, (api) => api.workersList());
     print(opts.json, workers, () =>
       table(
         workers.map((w) => ({
@@ -39,7 +39,7 @@ export function addPlatformCommands(program: Command): void {
   });
 
   clientOptions(program.command("queue").description("per queue: pending, scheduled, running and dead jobs, and who reads it")).action(async (opts: ClientOptions) => {
-    const { queues } = await withApi(opts.nats, (api) => api.request("queue_status", {}));
+    const { queues } = await withApi(opts.nats, (api) => api.queueStatus());
     print(opts.json, queues, () =>
       table(
         queues.map((q) => ({
@@ -56,7 +56,7 @@ export function addPlatformCommands(program: Command): void {
 
   const ops = program.command("ops").description("the ops flags, read and changed live");
   clientOptions(ops.command("get").description("print the ops flags")).action(async (opts: ClientOptions) => {
-    const flags = await withApi(opts.nats, (api) => api.request("ops_get", {}));
+    const flags = await withApi(opts.nats, (api) => api.opsGet());
     print(opts.json, flags, () => flagLines(flags));
   });
   clientOptions(
@@ -66,7 +66,7 @@ export function addPlatformCommands(program: Command): void {
       .argument("<assignments...>", "[QUEUE.]submissions_paused=true|false"),
   ).action(async (assignments: string[], opts: ClientOptions) => {
     const patch = opsPatch(assignments);
-    const flags = await withApi(opts.nats, (api) => api.request("ops_set", patch));
+    const flags = await withApi(opts.nats, (api) => api.opsSet(patch));
     print(opts.json, flags, () => flagLines(flags));
   });
 }

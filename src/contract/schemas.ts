@@ -160,6 +160,8 @@ export const JobEnvelope = z.object({
   generation: z.number().int().nonnegative().default(0),
   /** Errors of the attempts before this message, oldest first. */
   errors: z.array(JobError).default([]),
+  /** W3C traceparent of the submit: every attempt's run span is its child (retries and delays keep it). */
+  traceparent: z.string().max(128).optional(),
 });
 export type JobEnvelope = z.infer<typeof JobEnvelope>;
 
@@ -172,6 +174,8 @@ export type DeadLetter = z.infer<typeof DeadLetter>;
 
 export const ExecutionInfo = z.object({
   execution_id: z.string(),
+  /** Beyond the contract's fields: the job it runs (the dashboard links to it). */
+  job_id: z.string().optional(),
   started_at: isoTime,
   elapsed_seconds: z.number(),
 });

@@ -28,11 +28,15 @@ import { jobEvents, workerHeartbeats } from "./events.js";
 import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
 import type { NatsLink } from "./nats-link.js";
+import { registerDashboard } from "./dashboard.js";
+import { hop, SpanKind, TRACEPARENT, type Hop } from "../platform/tracing.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
 declare module "fastify" {
   interface FastifyRequest {
     correlationId: string;
+    /** The request's hop of its trace (API routes): its traceparent goes on to the supervisors. */
+    trace: Hop | undefined;
   }
 }
 
@@ -72,10 +76,19 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   });
 
   app.decorateRequest("correlationId", "");
+  app.decorateRequest("trace", undefined);
   app.addHook("onRequest", async (req, reply) => {
     const given = req.headers[CORRELATION_HEADER];
     req.correlationId = (typeof given === "string" && given.length > 0 && given.length <= 128 ? given : undefined) ?? nuid.next();
     reply.header(CORRELATION_HEADER, req.correlationId);
+    const route = req.routeOptions.url;
+    if (route?.startsWith("/api/")) {
+      const incoming = req.headers[TRACEPARENT];
+      req.trace = hop(`${req.method} ${route}`, SpanKind.SERVER, typeof incoming === "string" ? incoming : undefined, {
+        start: true,
+        attributes: () => ({ "http.request.method": req.method, "http.route": route, "bosun.correlation_id": req.correlationId }),
+      });
+    }
     if (closing) throw new BosunError("unavailable", "this gateway is shutting down; retry on another");
   });
   app.addHook("onResponse", async (req, reply) => {
@@ -85,6 +98,10 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
       { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), correlation_id: req.correlationId },
       "request",
     );
+    if (req.trace) {
+      req.trace.setAttribute("http.response.status_code", reply.statusCode);
+      req.trace.end(reply.statusCode >= 500 ? { code: String(reply.statusCode), message: `HTTP ${reply.statusCode}` } : undefined);
+    }
   });
 
   app.setErrorHandler((err: FastifyError | BosunError, req, reply) => sendError(reply, fromFastify(err), req.log));
@@ -93,9 +110,10 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   await app.register(fastifySSE, { heartbeatInterval: 15_000 });
   await app.register(fastifySwagger, { mode: "static", specification: { document: openApi as never } });
   await app.register(fastifySwaggerUi, { routePrefix: "/docs", theme: { title: "Bosun API", favicon: [BOSUN_ICON] }, logo: BOSUN_LOGO });
+  await registerDashboard(app);
 
   const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
-    natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
+    natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, traceparent: req.trace?.traceparent, metrics });
 
   for (const route of httpRoutes) {
     if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops, metrics);

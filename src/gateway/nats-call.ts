@@ -2,10 +2,11 @@
  * One HTTP call = one NATS request. This turns the reply (or the lack of
  * one) into an HTTP status and body using the contract's error table.
  */
-import { errors, headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { BosunError, CORRELATION_HEADER, encodeJson } from "../contract/index.js";
-import { isMaxPayloadError, readReply, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
+import { readReply, requestFailure, SERVICE_ERROR_HEADER } from "../platform/nats.js";
 import type { GatewayMetrics } from "../platform/metrics.js";
+import { TRACEPARENT } from "../platform/tracing.js";
 
 export interface NatsReply {
   status: number;
@@ -16,10 +17,11 @@ export async function natsCall(
   nc: NatsConnection,
   subject: string,
   body: unknown,
-  opts: { timeoutMs: number; correlationId: string; metrics: GatewayMetrics },
+  opts: { timeoutMs: number; correlationId: string; traceparent?: string; metrics: GatewayMetrics },
 ): Promise<NatsReply> {
   const headers = natsHeaders();
   headers.set(CORRELATION_HEADER, opts.correlationId);
+  if (opts.traceparent) headers.set(TRACEPARENT, opts.traceparent);
   const timer = opts.metrics.natsRequest.startTimer({ subject });
   let reply;
   try {
@@ -27,14 +29,7 @@ export async function natsCall(
     timer({ outcome: reply.headers?.get(SERVICE_ERROR_HEADER) ? "error_reply" : "ok" });
   } catch (err) {
     timer({ outcome: "no_reply" });
-    if (isMaxPayloadError(err)) throw tooLargeForNats(err);
-    if (err instanceof errors.RequestError && err.isNoResponders()) {
-      throw new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });
-    }
-    if (err instanceof errors.TimeoutError) {
-      throw new BosunError("unavailable", `no reply from a supervisor within ${opts.timeoutMs} ms`, undefined, { cause: err });
-    }
-    throw new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
+    throw requestFailure(err, opts.timeoutMs);
   }
   try {
     return { status: 200, body: readReply(reply) };

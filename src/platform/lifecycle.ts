@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { dropLogOutput } from "./logger.js";
+import { flushTraces } from "./tracing.js";
 
 /**
  * Runs `stop` once on the first SIGTERM or SIGINT, then exits 0 (1 if stop
@@ -16,8 +17,9 @@ export function onShutdownSignals(stop: () => Promise<void>, log: Logger): void 
     }
     stopping = true;
     log.info({ signal }, "shutting down");
+    // Spans an SDK still buffers are exported before the process goes.
     stop().then(
-      () => process.exit(0),
+      () => flushTraces().finally(() => process.exit(0)),
       (err: unknown) => {
         log.error({ err }, "shutdown failed");
         process.exit(1);

@@ -56,6 +56,14 @@ export const isMaxPayloadError = (err: unknown): boolean =>
 export const tooLargeForNats = (err: unknown): BosunError =>
   new BosunError("payload_too_large", "message is larger than the NATS server's max_payload", undefined, { cause: err });
 
+/** A NATS request that got no reply, in the contract's terms (the gateway's and the client's one mapping). */
+export function requestFailure(err: unknown, timeoutMs: number): BosunError {
+  if (isMaxPayloadError(err)) return tooLargeForNats(err);
+  if (err instanceof errors.RequestError && err.isNoResponders()) return new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });
+  if (err instanceof errors.TimeoutError) return new BosunError("unavailable", `no reply from a supervisor within ${timeoutMs} ms`, undefined, { cause: err });
+  return new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
+}
+
 export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
   const nc = await connect({
     servers: url,

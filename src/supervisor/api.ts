@@ -19,6 +19,7 @@ import {
 import { operations, type OperationName } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
+import { hop, SpanKind, TRACEPARENT, type Hop } from "../platform/tracing.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
 import type { JobStore } from "./store.js";
@@ -32,12 +33,12 @@ export interface ApiDeps {
 }
 
 /** One handler per operation of the contract's table: a missing one is a type error. */
-type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N]["request"]>, msg: ServiceMsg) => Promise<unknown> };
+type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N]["request"]>, msg: ServiceMsg, trace: Hop) => Promise<unknown> };
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
   const { intake, store, log, workerId, operations: ops } = deps;
   const handlers: Handlers = {
-    jobs_submit: (req, msg) => intake.submit(req, msg.headers?.get(CORRELATION_HEADER) || undefined),
+    jobs_submit: (req, msg, trace) => intake.submit(req, msg.headers?.get(CORRELATION_HEADER) || undefined, false, trace.traceparent),
     jobs_get: (req) => store.status(req.job_id),
     jobs_result: (req) => intake.result(req.job_id),
     jobs_cancel: (req) => intake.cancel(req.job_id),
@@ -57,7 +58,7 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   });
   for (const name of Object.keys(operations) as OperationName[]) {
     const { subject, request } = operations[name];
-    const handle = handlers[name] as (input: unknown, msg: ServiceMsg) => Promise<unknown>;
+    const handle = handlers[name] as (input: unknown, msg: ServiceMsg, trace: Hop) => Promise<unknown>;
     service.addEndpoint(name, {
       subject,
       handler: (err, msg) => {
@@ -65,7 +66,9 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
           log.error({ err, endpoint: name }, "service endpoint failed");
           return;
         }
-        void answer(msg, () => handle(decodeWith(request, msg.data), msg), log, name);
+        // The caller's trace continues here, and on into the job a submit makes.
+        const trace = hop(`bosun.api ${name}`, SpanKind.SERVER, msg.headers?.get(TRACEPARENT), { attributes: () => ({ "messaging.destination.name": subject }) });
+        void answer(msg, () => handle(decodeWith(request, msg.data), msg, trace), log, name).finally(() => trace.end());
       },
     });
   }
@@ -94,6 +97,11 @@ export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger
 export function serveForwardedSubmits(nc: NatsConnection, workerId: string, intake: Intake, log: Logger): Subscription {
   return nc.subscribe(controlSubject(workerId, "submit"), {
     callback: (_err, msg) =>
-      void answer(msg, () => intake.submit(decodeWith(SubmitRequest, msg.data), msg.headers?.get(CORRELATION_HEADER) || undefined, true), log, "forwarded_submit"),
+      void answer(
+        msg,
+        () => intake.submit(decodeWith(SubmitRequest, msg.data), msg.headers?.get(CORRELATION_HEADER) || undefined, true, msg.headers?.get(TRACEPARENT) || undefined),
+        log,
+        "forwarded_submit",
+      ),
   });
 }

@@ -29,6 +29,7 @@ import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
 import { readReply } from "../platform/nats.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
+import { TRACEPARENT } from "../platform/tracing.js";
 
 export interface JobDefaults {
   timeout_ms: number;
@@ -64,7 +65,7 @@ export class Intake {
    * one that has it (once: `forwarded` stops a second hop), so payload
    * schemas and per-type defaults always apply.
    */
-  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false): Promise<SubmitReply | JobResult> {
+  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false, traceparent?: string): Promise<SubmitReply | JobResult> {
     const { store, log, idempotency } = this.deps;
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
@@ -75,13 +76,13 @@ export class Intake {
       if (others.length === 0) {
         throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
       }
-      return this.#forward(others[Math.floor(Math.random() * others.length)]!, req, headerCorrelationId);
+      return this.#forward(others[Math.floor(Math.random() * others.length)]!, req, headerCorrelationId, traceparent);
     }
     if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
       if (!checked.success) throw new BosunError("validation_error", `payload does not match the schema of "${req.type}"`, checked.error.issues);
     }
-    const job = this.#envelope(req, handler, headerCorrelationId);
+    const job = this.#envelope(req, handler, headerCorrelationId, traceparent);
     const indexKey = req.idempotency_key === undefined ? undefined : IdempotencyIndex.keyFor(job.tenant, req.idempotency_key);
     if (indexKey) {
       const existing = await this.#existingFor(indexKey, job.job_id);
@@ -185,7 +186,7 @@ export class Intake {
     return this.deps.store.list(filter);
   }
 
-  #envelope(req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined): JobEnvelope {
+  #envelope(req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined, traceparent: string | undefined): JobEnvelope {
     const { defaults } = this.deps;
     return {
       job_id: nuid.next(),
@@ -201,6 +202,7 @@ export class Intake {
       created_at: new Date().toISOString(),
       generation: 0,
       errors: [],
+      ...(traceparent && { traceparent }),
     };
   }
 
@@ -227,9 +229,10 @@ export class Intake {
     return (await waiter?.result) ?? { job_id: jobId, state, duplicate: true };
   }
 
-  async #forward(workerId: string, req: SubmitRequest, correlationId: string | undefined): Promise<SubmitReply | JobResult> {
+  async #forward(workerId: string, req: SubmitRequest, correlationId: string | undefined, traceparent: string | undefined): Promise<SubmitReply | JobResult> {
     const headers = natsHeaders();
     if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
+    if (traceparent) headers.set(TRACEPARENT, traceparent);
     let reply;
     try {
       reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });

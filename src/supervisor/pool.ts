@@ -186,6 +186,7 @@ export class Pool {
         execution: p.current
           ? {
               execution_id: p.current.id,
+              job_id: p.current.jobId,
               started_at: p.current.startedAt.toISOString(),
               elapsed_seconds: Math.round((now - p.current.startedAt.getTime()) / 100) / 10,
             }

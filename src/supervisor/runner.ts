@@ -22,6 +22,7 @@ import { JobMessage, Puller } from "./puller.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
+import { hop, SpanKind } from "../platform/tracing.js";
 
 const decoder = new TextDecoder();
 /** Progress reports are written to the job record at most this often. */
@@ -240,11 +241,15 @@ export class Runner {
 
     this.#leased.add(msg);
     const visibility = this.#runningVisibility(record);
+    const trace = hop(`bosun.run ${job.type}`, SpanKind.CONSUMER, job.traceparent, {
+      attributes: () => ({ "bosun.job_id": job.job_id, "bosun.queue": job.queue, "bosun.attempt": attempt, "bosun.worker_id": workerId }),
+    });
+    let runError: JobError | undefined;
     try {
       let handle: ExecutionHandle;
       try {
         handle = await this.pool.execute(
-          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id },
+          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id, traceparent: trace.traceparent },
           job.timeout_ms,
           { onProgress: visibility.progress, maxWaitMs: PULLED_AHEAD_MAX_WAIT_MS },
         );
@@ -265,6 +270,7 @@ export class Runner {
       // A cancel that landed while the process was being acquired.
       if (cancels.has(job.job_id)) handle.kill("cancelled");
       const outcome = await handle.outcome;
+      if (!outcome.ok) runError = outcome.error;
       this.#typicalRunMs = Number.isFinite(this.#typicalRunMs)
         ? this.#typicalRunMs + RUN_MS_WEIGHT * (outcome.duration_ms - this.#typicalRunMs)
         : outcome.duration_ms;
@@ -275,6 +281,7 @@ export class Runner {
     } finally {
       visibility.stop();
       this.#leased.delete(msg);
+      trace.end(runError);
     }
   }
 
@@ -405,7 +412,8 @@ export class Runner {
     end: { state: "succeeded" | "cancelled" | "dead"; value?: unknown; error: JobError | null; durationMs: number | null },
     recordShown = true,
   ): Promise<void> {
-    const standing = await this.store.settleResult({
+    const standing = await this.store.settleResult(
+      {
       job_id: job.job_id,
       state: end.state,
       result: end.value ?? null,
@@ -413,7 +421,9 @@ export class Runner {
       attempts: record.attempts,
       duration_ms: end.durationMs,
       correlation_id: job.correlation_id,
-    });
+      },
+      job.traceparent,
+    );
     if (!recordShown && standing.state === "succeeded") return;
     // Not acked: the result is stored already, and status reads fall back on it.
     this.store.putInterim({ ...record, state: standing.state, owner: null, error: standing.error, finished_at: record.finished_at ?? new Date().toISOString() });

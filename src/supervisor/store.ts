@@ -28,6 +28,7 @@ import {
   type ListJobsRequest,
 } from "../contract/index.js";
 import { StreamWriteError, type StreamWriter } from "../platform/stream-writer.js";
+import { TRACEPARENT } from "../platform/tracing.js";
 
 const decoder = new TextDecoder();
 const WRONG_LAST_SEQUENCE = 10071;
@@ -175,9 +176,9 @@ export class JobStore {
    * cancel and a finishing run race through this, so exactly one of them
    * decides how the job ended.
    */
-  async claimResult(result: JobResult): Promise<boolean> {
+  async claimResult(result: JobResult, traceparent?: string): Promise<boolean> {
     try {
-      await this.writer.publish(resultSubject(result.job_id), encodeJson(result), { expectLastSubjectSeq: 0 });
+      await this.writer.publish(resultSubject(result.job_id), encodeJson(result), { expectLastSubjectSeq: 0, headers: traceparent ? { [TRACEPARENT]: traceparent } : undefined });
       return true;
     } catch (err) {
       if (err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE) return false;
@@ -190,8 +191,8 @@ export class JobStore {
    * that got there first wins; an earlier run's result (its supervisor died
    * before acking) is replaced, so `attempts` counts every run.
    */
-  async settleResult(result: JobResult): Promise<JobResult> {
-    if (await this.claimResult(result)) return result;
+  async settleResult(result: JobResult, traceparent?: string): Promise<JobResult> {
+    if (await this.claimResult(result, traceparent)) return result;
     const existing = await this.getResult(result.job_id);
     if (existing?.state === "cancelled") return existing;
     await this.writer.publish(resultSubject(result.job_id), encodeJson(result), { msgId: `${result.job_id}.${result.attempts}` });

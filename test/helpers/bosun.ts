@@ -27,6 +27,8 @@ export interface SupervisorOptions {
   args?: string[];
   workerId?: string;
   env?: Record<string, string>;
+  /** Node flags before the CLI (e.g. ["--import", setup]); execution processes inherit them. */
+  nodeArgs?: string[];
 }
 
 export class BosunSupervisor {
@@ -64,7 +66,7 @@ const isSupervisorRunning = (l: LogLine): boolean => l.json?.msg === "supervisor
 export async function startSupervisor(t: TeardownHost, natsUrl: string, opts: SupervisorOptions): Promise<BosunSupervisor> {
   const args = ["supervisor", "--queues", opts.queues.join(","), "--grace-ms", "1000", ...(opts.args ?? [])];
   if (opts.workerId) args.push("--worker-id", opts.workerId);
-  const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [CLI, ...args]), {
+  const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [...(opts.nodeArgs ?? []), CLI, ...args]), {
     name: `supervisor[${opts.workerId ?? opts.queues.join(",")}]`,
     env: cleanEnv({ NATS_URL: natsUrl, ...opts.env }),
     group: true,
@@ -82,6 +84,7 @@ export interface GatewayOptions {
   env?: Record<string, string>;
   /** NATS is not up yet: ready once it listens (it answers 503 until NATS is reachable). */
   natsDown?: boolean;
+  nodeArgs?: string[];
 }
 
 export class BosunGateway {
@@ -104,7 +107,7 @@ export async function startGateway(t: TeardownHost, natsUrl: string, opts: Gatew
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [CLI, "gateway", "--port", String(port), "--grace-ms", "500", ...(opts.args ?? [])]), {
+    const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [...(opts.nodeArgs ?? []), CLI, "gateway", "--port", String(port), "--grace-ms", "500", ...(opts.args ?? [])]), {
       name: `gateway:${port}`,
       env: cleanEnv({ NATS_URL: natsUrl, ...opts.env }),
       group: true,
