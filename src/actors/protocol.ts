@@ -1,6 +1,7 @@
 /**
- * The typed protocol between a supervisor and its execution processes over
- * Node's IPC channel. Nothing stringly typed crosses the pipe.
+ * The typed protocol between a supervisor and its execution actors: over
+ * Node's IPC channel to a child process, over a message port to a worker
+ * thread. Nothing stringly typed crosses either.
  */
 import type { JobError } from "../contract/index.js";
 
@@ -22,6 +23,11 @@ export interface AbortCommand {
 }
 
 export type ParentCommand = RunCommand | AbortCommand;
+
+/** Retires a worker thread (a child process is retired by closing its IPC channel instead). */
+export interface CloseCommand {
+  t: "close";
+}
 
 export interface ReadyMessage {
   t: "ready";

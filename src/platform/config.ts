@@ -25,6 +25,8 @@ export const SupervisorConfig = z
       .transform((s) => s.split(",").map((q) => q.trim()).filter(Boolean))
       .pipe(z.array(z.string().regex(NAME_PATTERN, "queue names are 1-64 of A-Z a-z 0-9 _ -")).min(1))
       .default(["default"]),
+    /** What runs jobs: child processes (OS isolation), or worker threads for trusted handlers (faster). */
+    isolation: z.enum(["process", "thread"]).default("process"),
     min: int(0, 256).default(2),
     max: int(1, 256).default(4),
     max_executions: int(1).default(10_000),

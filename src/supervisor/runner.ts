@@ -260,7 +260,7 @@ export class Runner {
       }
       this.#running.set(job.job_id, handle);
       this.opts.metrics.queueWait.observe({ queue: job.queue, type: job.type }, Math.max(0, Date.now() - Date.parse(job.created_at)) / 1000);
-      record.owner = { worker_id: workerId, pid: handle.pid };
+      record.owner = { worker_id: workerId, pid: handle.pid, ...(handle.threadId !== undefined && { thread_id: handle.threadId }) };
       visibility.started();
       // A cancel that landed while the process was being acquired.
       if (cancels.has(job.job_id)) handle.kill("cancelled");
