@@ -29,7 +29,8 @@ export interface ActorExit {
 }
 
 export interface ActorEvents {
-  message(msg: ChildMessage): void;
+  /** One write of the actor's: its messages of one turn, in order. */
+  messages(msgs: ChildMessage[]): void;
   exit(how: ActorExit): void;
 }
 
@@ -39,11 +40,14 @@ export interface ExecutionActor {
   readonly pid: number;
   /** A thread's id within the supervisor's process; undefined for a process. */
   readonly threadId: number | undefined;
-  send(cmd: ParentCommand): void;
+  /** One write: commands of one turn, in order. */
+  send(cmds: ParentCommand[]): void;
   /** Asks it to exit on its own: it stops serving at once (call it when no job runs). */
   close(): void;
   /** Hard kill: SIGKILL for a process, worker.terminate() for a thread. */
   kill(): void;
+  /** The start ledger: the sequence number of the last run it started (read it once it has exited). */
+  startedUpTo(): number;
 }
 
 export interface ActorOptions {

@@ -5,19 +5,27 @@
  * (process.ts, thread.ts) only supply the channel to the supervisor.
  */
 import type { Logger } from "pino";
-import { loadHandlers, type HandlerContext, type HandlerDefinition } from "./handlers.js";
+import { loadHandlers, type HandlerContext } from "./handlers.js";
 import type { ChildMessage, ParentCommand, RunCommand } from "./protocol.js";
 
 /** The actor's side of its channel to the supervisor. */
 export interface ActorChannel {
-  send(message: ChildMessage): void;
-  onCommand(listener: (cmd: ParentCommand) => void): void;
+  write(messages: ChildMessage[]): void;
+  onWrite(listener: (cmds: ParentCommand[]) => void): void;
+  /** Records, before the run starts, that runs up to this sequence number have started (see protocol.ts). */
+  markStarted(seq: number): void;
   /** What the pool's memory ceiling is compared with: the process's RSS, or a thread's heap. */
   memoryMb(): number;
 }
 
 /** Reading memory costs syscalls; once a second is plenty for recycling decisions. */
 const MEMORY_SAMPLE_MS = 1000;
+/**
+ * Runs sent together start back to back while their answers have waited
+ * less than this; past it, the answers leave first and the next run starts
+ * right after, so a slow run never holds back the news of a finished one.
+ */
+const BATCH_WINDOW_MS = 1;
 
 function sampled(read: () => number): () => number {
   let last = { mb: 0, at: 0 };
@@ -38,7 +46,26 @@ function errorOf(err: unknown): { code: string; message: string } {
 export async function serveJobs(channel: ActorChannel, log: Logger): Promise<void> {
   const handlers = await loadHandlers(process.env.BOSUN_HANDLERS || undefined, process.env.BOSUN_BUILTINS !== "false");
   const memoryMb = sampled(() => channel.memoryMb());
-  const aborts = new Map<string, AbortController>();
+  const queue: RunCommand[] = [];
+  let running: RunCommand | undefined;
+  /** The running job's, made on first use: most handlers never look at ctx.signal. */
+  let abort: AbortController | undefined;
+  const out: ChildMessage[] = [];
+  let firstOutAt = 0;
+  let flushing = false;
+
+  const post = (message: ChildMessage): void => {
+    if (out.length === 0) firstOutAt = performance.now();
+    out.push(message);
+    if (flushing) return;
+    flushing = true;
+    setImmediate(flush);
+  };
+  const flush = (): void => {
+    flushing = false;
+    if (out.length > 0) channel.write(out.splice(0));
+    startNext();
+  };
 
   /** Built on first use: most handlers never touch ctx.signal or ctx.log, and both cost per job. */
   const contextFor = (cmd: RunCommand): HandlerContext => {
@@ -48,16 +75,22 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
       attempt: cmd.attempt,
       correlation_id: cmd.correlation_id,
       get signal() {
-        let abort = aborts.get(cmd.execution_id);
-        if (!abort) aborts.set(cmd.execution_id, (abort = new AbortController()));
-        return abort.signal;
+        // Read after its run ended (a handler's leftover callback): an aborted signal, so it stops.
+        if (running !== cmd) return AbortSignal.abort(new Error("the run has ended"));
+        return (abort ??= new AbortController()).signal;
       },
       get log() {
         return (jobLog ??= log.child({ job_id: cmd.job_id, correlation_id: cmd.correlation_id, attempt: cmd.attempt }));
       },
-      progress: (fraction) =>
-        channel.send({ t: "progress", execution_id: cmd.execution_id, progress: Math.min(1, Math.max(0, Number(fraction) || 0)) }),
+      progress: (fraction) => post({ t: "progress", execution_id: cmd.execution_id, progress: Math.min(1, Math.max(0, Number(fraction) || 0)) }),
     };
+  };
+
+  const finish = (message: ChildMessage): void => {
+    post(message);
+    running = undefined;
+    abort = undefined;
+    if (performance.now() - firstOutAt < BATCH_WINDOW_MS) startNext();
   };
 
   const run = async (cmd: RunCommand): Promise<void> => {
@@ -65,23 +98,34 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
     try {
       if (!handler) throw new Error(`no handler for type "${cmd.type}" in this execution actor`);
       const value = await handler.run(cmd.payload, contextFor(cmd));
-      channel.send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: true, value: value ?? null }, rss_mb: memoryMb() });
+      finish({ t: "done", execution_id: cmd.execution_id, outcome: { ok: true, value: value ?? null }, rss_mb: memoryMb() });
     } catch (err) {
-      channel.send({ t: "done", execution_id: cmd.execution_id, outcome: { ok: false, error: errorOf(err) }, rss_mb: memoryMb() });
-    } finally {
-      aborts.delete(cmd.execution_id);
+      finish({ t: "done", execution_id: cmd.execution_id, outcome: { ok: false, error: errorOf(err) }, rss_mb: memoryMb() });
     }
   };
 
-  channel.onCommand((cmd) => {
-    if (cmd.t === "run") void run(cmd);
-    else if (cmd.t === "abort") {
-      const abort = aborts.get(cmd.execution_id) ?? new AbortController();
-      aborts.set(cmd.execution_id, abort);
-      abort.abort(new Error(cmd.reason));
-    }
-  });
-  channel.send({ t: "ready", job_types: [...handlers.keys()], rss_mb: memoryMb() });
-}
+  function startNext(): void {
+    if (running || queue.length === 0) return;
+    const cmd = queue.shift()!;
+    running = cmd;
+    channel.markStarted(cmd.seq);
+    void run(cmd);
+  }
 
-export type { HandlerDefinition };
+  channel.onWrite((cmds) => {
+    for (const cmd of cmds) {
+      if (cmd.t === "run") queue.push(cmd);
+      else if (cmd.t === "abort") {
+        if (running?.execution_id === cmd.execution_id) (abort ??= new AbortController()).abort(new Error(cmd.reason));
+      } else {
+        const at = queue.findIndex((q) => q.execution_id === cmd.execution_id);
+        if (at >= 0) {
+          queue.splice(at, 1);
+          post({ t: "withdrawn", execution_id: cmd.execution_id });
+        }
+      }
+    }
+    startNext();
+  });
+  channel.write([{ t: "ready", job_types: [...handlers.keys()], rss_mb: memoryMb() }]);
+}

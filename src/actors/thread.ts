@@ -4,28 +4,32 @@
  * port, with the same protocol as an execution process. It shares the
  * supervisor's memory space: for trusted handlers only.
  */
-import { parentPort, threadId } from "node:worker_threads";
+import { parentPort, threadId, workerData } from "node:worker_threads";
 import { getHeapStatistics } from "node:v8";
 import { createLogger } from "../platform/logger.js";
-import type { CloseCommand, ParentCommand } from "./protocol.js";
+import type { ParentWrite } from "./protocol.js";
 import { serveJobs } from "./serve.js";
 
 const log = createLogger("bosun.thread").child({ thread_id: threadId });
 const port = parentPort;
+/** The start ledger, shared with the supervisor (see protocol.ts). */
+const ledger = (workerData as { ledger?: SharedArrayBuffer } | null)?.ledger;
 
-if (!port) {
+if (!port || !ledger) {
   log.fatal("an execution thread is started by a supervisor, never by hand");
   process.exit(70);
 } else {
+  const started = new Int32Array(ledger);
   serveJobs(
     {
-      send: (message) => port.postMessage(message),
-      onCommand: (listener) =>
-        port.on("message", (cmd: ParentCommand | CloseCommand) => {
+      write: (messages) => port.postMessage(messages),
+      onWrite: (listener) =>
+        port.on("message", (cmds: ParentWrite) => {
           // Retired: the thread ends here, as a process does when its channel closes.
-          if (cmd.t === "close") process.exit(0);
-          else listener(cmd);
+          if (!Array.isArray(cmds)) process.exit(0);
+          else listener(cmds);
         }),
+      markStarted: (seq) => Atomics.store(started, 0, seq),
       // The thread's own heap (its isolate), which resourceLimits cap; RSS is the whole supervisor's.
       memoryMb: () => Math.round(getHeapStatistics().used_heap_size / 1048576),
     },

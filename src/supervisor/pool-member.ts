@@ -1,10 +1,11 @@
 /**
  * One execution actor in a pool, with the pool's bookkeeping: its state,
- * the execution it runs, its counts, its readiness and its end.
+ * the run it is on and the runs sent after it, its counts, its readiness
+ * and its end. Commands to it leave once per event-loop turn, together.
  */
 import { randomUUID } from "node:crypto";
 import type { ActorExit, ActorSpawner, ExecutionActor } from "../actors/actor.js";
-import type { ChildMessage } from "../actors/protocol.js";
+import type { ChildMessage, ParentCommand, RunCommand } from "../actors/protocol.js";
 import type { JobError } from "../contract/index.js";
 
 export type ExecutionOutcome =
@@ -15,13 +16,25 @@ export type KillReason = "timeout" | "cancelled" | "shutdown";
 
 export interface Execution {
   id: string;
+  /** Its run number on its actor (the start ledger's unit). */
+  seq: number;
   jobId: string;
   correlationId: string;
-  startedAt: Date;
+  timeoutMs: number;
+  /** Set when it starts: at once on an idle actor, else when the actor reports the run before it done. */
+  startedAt: Date | undefined;
   killReason?: KillReason;
+  /** The timeout, from the start. */
   timer?: NodeJS.Timeout;
-  finish(outcome: ExecutionOutcome): void;
+  /** Sent behind another run: how long it may wait to start before it is withdrawn. */
+  waitTimer?: NodeJS.Timeout;
+  withdrawing?: boolean;
   onProgress?: (fraction: number) => void;
+  /** It started on this member. */
+  begin(member: PoolMember): void;
+  /** It will not start here (withdrawn, drained, its actor gone first, or none could be had). */
+  notStarted(err: unknown): void;
+  finish(outcome: ExecutionOutcome): void;
 }
 
 export type MemberState = "starting" | "idle" | "busy" | "killed";
@@ -31,6 +44,8 @@ export interface MemberEvents {
   exit(member: PoolMember, how: ActorExit): void;
 }
 
+export type RunSpec = Omit<RunCommand, "t" | "execution_id" | "seq">;
+
 export class PoolMember {
   readonly id = randomUUID();
   readonly startedAt = Date.now();
@@ -38,8 +53,15 @@ export class PoolMember {
   executions = 0;
   memoryMb = 0;
   idleSince = Date.now();
-  retireAfterJob = false;
+  /** Set once it must take no more runs: it retires when the ones it has are over. */
+  retiring: string | undefined;
+  /** The run it is on, as far as the pool knows. */
   current: Execution | undefined;
+  /** Runs sent after the current one, in the order the actor will start them. */
+  readonly queued: Execution[] = [];
+  #runs = 0;
+  #out: ParentCommand[] = [];
+  #flushing = false;
   /** How it ended, once it has. */
   ended: ActorExit | undefined;
   readonly actor: ExecutionActor;
@@ -60,11 +82,16 @@ export class PoolMember {
       this.actor.kill();
     }, startTimeoutMs);
     this.actor = spawn({
-      message: (msg) => {
-        if (msg.t !== "ready") return events.message(this, msg);
-        clearTimeout(timer);
-        this.memoryMb = msg.rss_mb;
-        readyResolve();
+      messages: (msgs) => {
+        for (const msg of msgs) {
+          if (msg.t !== "ready") {
+            events.message(this, msg);
+            continue;
+          }
+          clearTimeout(timer);
+          this.memoryMb = msg.rss_mb;
+          readyResolve();
+        }
       },
       exit: (how) => {
         clearTimeout(timer);
@@ -78,6 +105,57 @@ export class PoolMember {
 
   get pid(): number {
     return this.actor.pid;
+  }
+
+  /** Runs it holds: the current one and those queued behind it. */
+  get pending(): number {
+    return (this.current ? 1 : 0) + this.queued.length;
+  }
+
+  /** Sends a run: the current one if nothing runs here, else queued behind the others. */
+  enqueue(execution: Execution, run: RunSpec): "current" | "queued" {
+    execution.seq = ++this.#runs;
+    this.#send({ t: "run", execution_id: execution.id, seq: execution.seq, ...run });
+    if (this.current) {
+      this.queued.push(execution);
+      return "queued";
+    }
+    this.current = execution;
+    return "current";
+  }
+
+  /** The current run is over: the actor has started the next queued one, if any. */
+  advance(): Execution | undefined {
+    this.current = this.queued.shift();
+    return this.current;
+  }
+
+  /** Asks for a queued run back; the actor answers withdrawn, unless it started the run first. */
+  withdraw(execution: Execution): void {
+    if (execution.withdrawing || !this.queued.includes(execution)) return;
+    execution.withdrawing = true;
+    this.#send({ t: "withdraw", execution_id: execution.id });
+  }
+
+  /** The actor gave a queued run back. */
+  withdrawn(executionId: string): Execution | undefined {
+    const at = this.queued.findIndex((e) => e.id === executionId);
+    return at < 0 ? undefined : this.queued.splice(at, 1)[0];
+  }
+
+  abort(execution: Execution, reason: string): void {
+    this.#send({ t: "abort", execution_id: execution.id, reason });
+  }
+
+  /** Commands of one turn leave in one write: an actor fed several runs wakes once for them. */
+  #send(cmd: ParentCommand): void {
+    this.#out.push(cmd);
+    if (this.#flushing) return;
+    this.#flushing = true;
+    setImmediate(() => {
+      this.#flushing = false;
+      this.actor.send(this.#out.splice(0));
+    });
   }
 
   get threadId(): number | undefined {

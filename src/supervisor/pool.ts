@@ -5,19 +5,27 @@
  * times out or is cancelled, replaces crashed ones, and recycles an actor
  * after N executions or past a memory ceiling. It knows nothing about NATS,
  * nor which kind of actor it holds.
+ *
+ * A short job that finds no idle actor may be sent to a busy one, to start
+ * right after the runs it already has (at most RUNS_PER_ACTOR in all): the
+ * actor then gets and answers several runs per wake-up. One not started
+ * within its wait limit is withdrawn, and one whose actor dies before
+ * starting it (the start ledger tells) is not started at all.
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { JobError, ProcessInfo, Supervision } from "../contract/index.js";
 import { actorSpawner, type ActorExit, type ActorKind, type ActorSpawner } from "../actors/actor.js";
-import type { ChildMessage, DoneMessage, RunCommand } from "../actors/protocol.js";
+import type { ChildMessage, DoneMessage } from "../actors/protocol.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
-import { PoolMember, type Execution, type ExecutionOutcome, type KillReason } from "./pool-member.js";
+import { PoolMember, type Execution, type ExecutionOutcome, type KillReason, type RunSpec } from "./pool-member.js";
 import { RestartIntensity } from "./restarts.js";
 
 export type { ExecutionOutcome, KillReason } from "./pool-member.js";
 
 const START_TIMEOUT_MS = 15_000;
+/** Runs an actor holds at most: the one it is on and those queued to start right after it. */
+export const RUNS_PER_ACTOR = 4;
 
 export interface PoolOptions {
   /** What runs the jobs: child processes (default) or worker threads. */
@@ -57,6 +65,7 @@ export class NotStartedError extends Error {
   override readonly name = "NotStartedError";
 }
 const drainingError = () => new NotStartedError("the pool is draining");
+const waitedTooLong = (ms: number) => new NotStartedError(`no execution actor came free within ${ms} ms`);
 
 export interface ExecutionHandle {
   /** The OS process running the job (for a thread, the supervisor's own). */
@@ -70,18 +79,21 @@ export interface ExecutionHandle {
   kill(reason: KillReason): void;
 }
 
-interface Waiter {
-  resolve(member: PoolMember): void;
-  reject(err: unknown): void;
+/** A job waiting in line for an actor to come free (or to be spawned for it). */
+interface InLine {
+  execution: Execution;
+  run: RunSpec;
+  timer?: NodeJS.Timeout;
 }
 
 export class Pool {
   readonly #members = new Set<PoolMember>();
-  readonly #waiting: Waiter[] = [];
+  readonly #line: InLine[] = [];
   readonly #spawnActor: ActorSpawner;
   readonly #restarts: RestartIntensity;
   #replenishTimer: NodeJS.Timeout | undefined;
   #draining = false;
+  #drained: (() => void) | undefined;
   #reaper: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: PoolOptions) {
@@ -99,41 +111,49 @@ export class Pool {
     return this.#draining ? 0 : this.opts.max;
   }
 
+  /** How many more short jobs it can take, queued on busy actors, beyond its capacity. */
+  get queueCapacity(): number {
+    return this.capacity * (RUNS_PER_ACTOR - 1);
+  }
+
   /**
-   * Runs a job on an idle actor, spawning one if none is idle and fewer
-   * than max live, else on the next actor to come free (in order).
+   * Runs a job, resolving once it has started: on an idle actor; with
+   * maxWaitMs (a short job), else queued on the busy actor with the fewest
+   * runs, withdrawn if it has not started within maxWaitMs; else on a new
+   * actor while fewer than max live; else on the next to come free (in
+   * order; given up after maxWaitMs).
    */
-  async execute(
-    cmd: Omit<RunCommand, "t" | "execution_id">,
+  execute(
+    run: RunSpec,
     timeoutMs: number,
     opts: { onProgress?: (fraction: number) => void; maxWaitMs?: number } = {},
   ): Promise<ExecutionHandle> {
-    const { onProgress, maxWaitMs } = opts;
-    let member: PoolMember;
-    try {
-      member = await this.#acquire(maxWaitMs);
-    } catch (err) {
-      // A drain retired the actor this job was waiting for: not started, not failed.
-      throw this.#draining ? drainingError() : err;
-    }
-    // Acquired while a drain began (an actor that was still starting): the drain retires it.
-    if (this.#draining) throw drainingError();
-    const execution_id = randomUUID();
-    let finish!: (outcome: ExecutionOutcome) => void;
-    const outcome = new Promise<ExecutionOutcome>((resolve) => (finish = resolve));
-    const execution: Execution = { id: execution_id, jobId: cmd.job_id, correlationId: cmd.correlation_id, startedAt: new Date(), finish, onProgress };
-    member.current = execution;
-    execution.timer = setTimeout(() => this.#kill(member, execution, "timeout"), timeoutMs);
-    member.actor.send({ t: "run", execution_id, ...cmd } satisfies RunCommand);
-    this.opts.onChange();
-    return {
-      pid: member.pid,
-      threadId: member.threadId,
-      startedAt: execution.startedAt.getTime(),
-      executionId: execution_id,
-      outcome,
-      kill: (reason) => this.#kill(member, execution, reason),
-    };
+    if (this.#draining) return Promise.reject(drainingError());
+    return new Promise<ExecutionHandle>((resolve, reject) => {
+      let finish!: (outcome: ExecutionOutcome) => void;
+      const outcome = new Promise<ExecutionOutcome>((done) => (finish = done));
+      const execution: Execution = {
+        id: randomUUID(),
+        seq: 0,
+        jobId: run.job_id,
+        correlationId: run.correlation_id,
+        timeoutMs,
+        startedAt: undefined,
+        onProgress: opts.onProgress,
+        finish: (o) => finish(o),
+        notStarted: reject,
+        begin: (member) =>
+          resolve({
+            pid: member.pid,
+            threadId: member.threadId,
+            startedAt: execution.startedAt!.getTime(),
+            executionId: execution.id,
+            outcome,
+            kill: (reason) => this.#kill(member, execution, reason),
+          }),
+      };
+      this.#place(execution, run, opts.maxWaitMs);
+    });
   }
 
   /**
@@ -141,7 +161,7 @@ export class Pool {
    * the one with this pid (and thread id, with thread isolation), or any idle one.
    */
   recycle(pid?: number, threadId?: number): PoolMember | undefined {
-    const members = [...this.#members].filter((m) => m.state !== "starting" && m.state !== "killed");
+    const members = [...this.#members].filter((m) => m.state !== "starting" && m.state !== "killed" && !m.retiring);
     const target =
       pid === undefined && threadId === undefined
         ? members.find((m) => m.state === "idle")
@@ -149,9 +169,7 @@ export class Pool {
           members
             .filter((m) => (pid === undefined || m.pid === pid) && (threadId === undefined || m.threadId === threadId))
             .sort((a, b) => Number(b.state === "idle") - Number(a.state === "idle"))[0];
-    if (!target) return undefined;
-    if (target.state === "busy") target.retireAfterJob = true;
-    else void this.#retire(target, "recycle requested");
+    if (target) this.#retireWhenFree(target, "recycle requested");
     return target;
   }
 
@@ -166,7 +184,7 @@ export class Pool {
         memory_mb: m.memoryMb,
         uptime_seconds: Math.round((now - m.startedAt) / 1000),
         executions_completed: m.executions,
-        execution: m.current
+        execution: m.current?.startedAt
           ? {
               execution_id: m.current.id,
               started_at: m.current.startedAt.toISOString(),
@@ -178,20 +196,20 @@ export class Pool {
       }));
   }
 
-  /** Stops handing out actors; resolves once every running job has ended. */
+  /** Stops taking jobs (queued ones are withdrawn); resolves once every started job has ended. */
   async drain(graceMs: number): Promise<void> {
     this.#draining = true;
     clearInterval(this.#reaper);
     clearTimeout(this.#replenishTimer);
-    for (const waiter of this.#waiting.splice(0)) waiter.reject(drainingError());
-    const running = [...this.#members].filter((m) => m.current).map((m) => m.current!);
+    for (const waiting of this.#line.splice(0)) {
+      clearTimeout(waiting.timer);
+      waiting.execution.notStarted(drainingError());
+    }
+    for (const m of this.#members) for (const e of m.queued) m.withdraw(e);
     const deadline = setTimeout(() => {
       for (const m of this.#members) if (m.current) this.#kill(m, m.current, "shutdown");
     }, graceMs);
-    await Promise.all(running.map((e) => new Promise<void>((resolve) => {
-      const finish = e.finish;
-      e.finish = (o) => { finish(o); resolve(); };
-    })));
+    if (this.#busy() > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
     clearTimeout(deadline);
     await Promise.all([...this.#members].map((m) => this.#retire(m, "shutdown")));
   }
@@ -200,52 +218,72 @@ export class Pool {
     return this.#restarts.supervision();
   }
 
-  /** An idle actor, a new one while fewer than max live, or the next to come free. */
-  #acquire(maxWaitMs?: number): Promise<PoolMember> {
-    if (this.#draining) return Promise.reject(drainingError());
+  #busy(): number {
+    let n = 0;
+    for (const m of this.#members) if (m.pending > 0) n++;
+    return n;
+  }
+
+  #place(execution: Execution, run: RunSpec, maxWaitMs: number | undefined): void {
     for (const m of this.#members) {
-      if (m.state === "idle") {
-        m.state = "busy";
-        return Promise.resolve(m);
-      }
+      if (m.state === "idle") return this.#assign(m, execution, run);
     }
-    if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnBusy();
-    const waiting = this.#wait(maxWaitMs);
+    const roomy = maxWaitMs === undefined ? undefined : this.#roomiest();
+    if (roomy) {
+      this.#assign(roomy, execution, run);
+      execution.waitTimer = setTimeout(() => roomy.withdraw(execution), maxWaitMs);
+      return;
+    }
+    if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnFor(execution, run);
+    const waiting: InLine = { execution, run };
+    if (maxWaitMs !== undefined) {
+      waiting.timer = setTimeout(() => {
+        const place = this.#line.indexOf(waiting);
+        if (place < 0) return;
+        this.#line.splice(place, 1);
+        execution.notStarted(waitedTooLong(maxWaitMs));
+      }, maxWaitMs);
+    }
+    this.#line.push(waiting);
     this.#replenish();
-    return waiting;
   }
 
-  /** A place in line for the next free actor; given up after maxWaitMs if still in line then. */
-  #wait(maxWaitMs: number | undefined): Promise<PoolMember> {
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const waiter: Waiter = {
-        resolve: (member) => {
-          clearTimeout(timer);
-          resolve(member);
-        },
-        reject: (err) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      };
-      if (maxWaitMs !== undefined) {
-        timer = setTimeout(() => {
-          const place = this.#waiting.indexOf(waiter);
-          if (place < 0) return;
-          this.#waiting.splice(place, 1);
-          reject(new NotStartedError(`no execution actor came free within ${maxWaitMs} ms`));
-        }, maxWaitMs);
-      }
-      this.#waiting.push(waiter);
-    });
+  /** The busy actor a short job can queue on: fewest runs, room left, not retiring, not near its execution limit. */
+  #roomiest(): PoolMember | undefined {
+    let best: PoolMember | undefined;
+    for (const m of this.#members) {
+      if (m.state !== "busy" || !m.current || m.retiring || m.pending >= RUNS_PER_ACTOR || m.executions + m.pending >= this.opts.maxExecutions) continue;
+      if (!best || m.pending < best.pending) best = m;
+    }
+    return best;
   }
 
-  async #spawnBusy(): Promise<PoolMember> {
-    const member = this.#spawn();
+  #assign(member: PoolMember, execution: Execution, run: RunSpec): void {
     member.state = "busy";
-    await member.ready;
-    return member;
+    if (member.enqueue(execution, run) === "current") this.#begin(member, execution);
+  }
+
+  /** The actor is on this run now: its timeout starts, and its caller gets the handle. */
+  #begin(member: PoolMember, execution: Execution): void {
+    clearTimeout(execution.waitTimer);
+    execution.startedAt = new Date();
+    execution.timer = setTimeout(() => this.#kill(member, execution, "timeout"), execution.timeoutMs);
+    execution.begin(member);
+    this.opts.onChange();
+  }
+
+  #spawnFor(execution: Execution, run: RunSpec): void {
+    // Spoken for: a starting actor takes nothing else (#place looks for idle or busy ones).
+    const member = this.#spawn();
+    member.ready.then(
+      () => {
+        if (this.#draining) {
+          execution.notStarted(drainingError());
+          this.#next(member);
+        } else this.#assign(member, execution, run);
+      },
+      (err: unknown) => execution.notStarted(this.#draining ? drainingError() : err),
+    );
   }
 
   /** Actors that are starting, idle or busy (not the ones on their way out). */
@@ -255,16 +293,32 @@ export class Pool {
     return n;
   }
 
-  /** An actor is free: the next waiting job takes it, else it idles. */
-  #release(member: PoolMember): void {
-    const waiter = this.#waiting.shift();
-    if (waiter) {
-      member.state = "busy";
-      waiter.resolve(member);
+  /** The actor's run is over: it is on its next queued one, retires, takes the next job in line, or idles. */
+  #next(member: PoolMember): void {
+    const next = member.advance();
+    if (next) {
+      this.#begin(member, next);
+      // Retiring: what it has not started yet goes elsewhere.
+      if (member.retiring) for (const e of member.queued) member.withdraw(e);
+      return;
+    }
+    if (member.retiring) void this.#retire(member, member.retiring);
+    else if (!this.#draining && this.#line.length > 0) {
+      const waiting = this.#line.shift()!;
+      clearTimeout(waiting.timer);
+      this.#assign(member, waiting.execution, waiting.run);
     } else {
       member.state = "idle";
       member.idleSince = Date.now();
     }
+    if (this.#draining && this.#busy() === 0) this.#drained?.();
+  }
+
+  /** Retires now if it holds no run, else once its current run is over (queued ones are withdrawn). */
+  #retireWhenFree(member: PoolMember, why: string): void {
+    member.retiring = why;
+    for (const e of member.queued) member.withdraw(e);
+    if (member.pending === 0 && member.state !== "starting") void this.#retire(member, why);
   }
 
   /**
@@ -280,9 +334,10 @@ export class Pool {
       }, this.#restarts.spawnNotBefore - Date.now());
       return;
     }
-    while (this.#waiting.length > 0 && this.#live() < this.opts.max) {
-      const waiter = this.#waiting.shift()!;
-      this.#spawnBusy().then(waiter.resolve, waiter.reject);
+    while (this.#line.length > 0 && this.#live() < this.opts.max) {
+      const waiting = this.#line.shift()!;
+      clearTimeout(waiting.timer);
+      this.#spawnFor(waiting.execution, waiting.run);
     }
     this.#topUp();
   }
@@ -292,7 +347,7 @@ export class Pool {
       const member = this.#spawn();
       member.ready.then(
         () => {
-          this.#release(member);
+          this.#next(member);
           this.opts.onChange();
         },
         (err: unknown) => this.opts.log.error({ err }, `execution ${member.noun} failed to start`),
@@ -313,29 +368,36 @@ export class Pool {
 
   #onMessage(member: PoolMember, msg: Exclude<ChildMessage, { t: "ready" }>): void {
     const current = member.current;
-    if (msg.t === "progress" && current?.id === msg.execution_id) current.onProgress?.(msg.progress);
-    else if (msg.t === "done" && current?.id === msg.execution_id) this.#onDone(member, current, msg);
+    if (msg.t === "progress") {
+      if (current?.id === msg.execution_id) current.onProgress?.(msg.progress);
+    } else if (msg.t === "done") {
+      if (current?.id === msg.execution_id) this.#onDone(member, current, msg);
+    } else {
+      const execution = member.withdrawn(msg.execution_id);
+      if (!execution) return;
+      clearTimeout(execution.waitTimer);
+      execution.notStarted(this.#draining ? drainingError() : new NotStartedError("withdrawn: the execution actor it waited for was still busy"));
+      if (member.pending === 0) this.#next(member);
+    }
   }
 
   #onDone(member: PoolMember, execution: Execution, msg: DoneMessage): void {
     clearTimeout(execution.timer);
-    member.current = undefined;
     member.executions++;
     member.memoryMb = msg.rss_mb;
-    const duration_ms = Date.now() - execution.startedAt.getTime();
+    const duration_ms = Date.now() - execution.startedAt!.getTime();
     // A job that ends on its own after a kill began (it honoured ctx.signal) still ends for the kill's reason.
     if (execution.killReason) execution.finish({ ok: false, error: killError(execution.killReason, member), duration_ms });
     else execution.finish(msg.outcome.ok ? { ok: true, value: msg.outcome.value, duration_ms } : { ok: false, error: msg.outcome.error, duration_ms });
     const retireWhy = this.#retireReason(member, execution);
-    if (retireWhy) void this.#retire(member, retireWhy);
-    else this.#release(member);
+    if (retireWhy) member.retiring ??= retireWhy;
+    this.#next(member);
     this.opts.onChange();
   }
 
   /** Why an actor that just finished a job must not take another, if it must not. */
   #retireReason(member: PoolMember, execution: Execution): string | undefined {
     if (execution.killReason) return `killed (${execution.killReason})`;
-    if (member.retireAfterJob) return "recycle requested";
     if (member.executions >= this.opts.maxExecutions) return "max executions reached";
     if (member.memoryMb > this.opts.maxMemoryMb) return "memory ceiling exceeded";
     if (this.#draining) return "shutdown";
@@ -345,7 +407,7 @@ export class Pool {
   #kill(member: PoolMember, execution: Execution, reason: KillReason): void {
     if (member.current !== execution || execution.killReason) return;
     execution.killReason = reason;
-    member.actor.send({ t: "abort", execution_id: execution.id, reason });
+    member.abort(execution, reason);
     // Unless the handler gives up by itself within the grace; either way the actor is replaced.
     setTimeout(() => {
       if (member.current === execution) member.actor.kill();
@@ -353,43 +415,62 @@ export class Pool {
     this.opts.log.warn({ ...member.logFields(), job_id: execution.jobId, correlation_id: execution.correlationId, reason }, `killing execution ${member.noun}`);
   }
 
+  /**
+   * The actor is gone. Its runs that started (the current one, and per the
+   * start ledger any queued one it got to) end as killed or crashed; the
+   * rest never started and go back to their callers unrun.
+   */
   #onExit(member: PoolMember, how: ActorExit): void {
     const wasRetiring = member.state === "killed";
     member.state = "killed";
     this.#members.delete(member);
-    const execution = member.current;
-    if (execution) {
+    const startedUpTo = member.actor.startedUpTo();
+    const held = [...(member.current ? [member.current] : []), ...member.queued];
+    member.current = undefined;
+    member.queued.length = 0;
+    let crashed: Execution | undefined;
+    for (const execution of held) {
       clearTimeout(execution.timer);
-      member.current = undefined;
+      clearTimeout(execution.waitTimer);
+      if (!execution.startedAt && execution.seq > startedUpTo) {
+        execution.notStarted(new NotStartedError(`its execution ${member.noun} exited before starting it`));
+        continue;
+      }
+      if (!execution.startedAt) this.#begin(member, execution);
+      clearTimeout(execution.timer);
+      crashed ??= execution;
       const error: JobError = execution.killReason
         ? killError(execution.killReason, member)
         : { code: "crashed", message: `execution ${member.noun} exited mid-job (code ${how.code}, ${how.error ?? `signal ${how.signal}`})` };
-      execution.finish({ ok: false, error, duration_ms: Date.now() - execution.startedAt.getTime() });
+      execution.finish({ ok: false, error, duration_ms: Date.now() - execution.startedAt!.getTime() });
     }
-    if (!wasRetiring || execution) {
+    if (!wasRetiring || crashed) {
       this.opts.log.warn(
-        { ...member.logFields(), code: how.code, signal: how.signal, error: how.error, job_id: execution?.jobId, correlation_id: execution?.correlationId },
+        { ...member.logFields(), code: how.code, signal: how.signal, error: how.error, job_id: crashed?.jobId, correlation_id: crashed?.correlationId },
         `execution ${member.noun} exited`,
       );
     } else {
       this.opts.log.info({ ...member.logFields(), code: how.code, signal: how.signal }, `retired execution ${member.noun} exited`);
     }
-    if (!wasRetiring && !execution?.killReason) {
+    if (!wasRetiring && !crashed?.killReason) {
       this.opts.metrics?.restarts.inc();
       this.#restarts.crashed();
     }
+    if (this.#draining && this.#busy() === 0) this.#drained?.();
     this.#replenish();
     this.opts.onChange();
   }
 
   #retire(member: PoolMember, why: string): Promise<void> {
     if (member.ended) return Promise.resolve();
-    member.state = "killed";
-    // Every retirement on purpose counts as a recycle; shutting down and trimming idle ones do not.
-    if (why !== "shutdown" && why !== "idle timeout") this.opts.metrics?.recycles.inc({ reason: why });
-    this.opts.log.info({ ...member.logFields(), why, executions: member.executions }, `retiring execution ${member.noun}`);
-    // Closing lets the actor exit on its own; a hard kill only if it hangs.
-    member.actor.close();
+    if (member.state !== "killed") {
+      member.state = "killed";
+      // Every retirement on purpose counts as a recycle; shutting down and trimming idle ones do not.
+      if (why !== "shutdown" && why !== "idle timeout") this.opts.metrics?.recycles.inc({ reason: why });
+      this.opts.log.info({ ...member.logFields(), why, executions: member.executions }, `retiring execution ${member.noun}`);
+      // Closing lets the actor exit on its own; a hard kill only if it hangs.
+      member.actor.close();
+    }
     const hardKill = setTimeout(() => member.actor.kill(), this.opts.killGraceMs + 2000).unref();
     return member.gone().finally(() => clearTimeout(hardKill));
   }
