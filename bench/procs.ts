@@ -119,8 +119,9 @@ export class Procs {
     });
   }
 
+  /** Bosun's CLI: this checkout's build, or BENCH_CLI (another build's dist/cli.js, for A/B runs). */
   get cli(): string {
-    return path.join(this.root, "dist", "cli.js");
+    return process.env.BENCH_CLI ? path.resolve(process.env.BENCH_CLI) : path.join(this.root, "dist", "cli.js");
   }
 
   /** Starts a process in its own process group, stdout and stderr to a log file. */
@@ -219,7 +220,9 @@ export class Procs {
   }
 
   startSupervisor(natsUrl: string, opts: { workerId: string; queue: string; pool: number; isolation: "process" | "thread" }): Proc {
-    const args = ["supervisor", "--worker-id", opts.workerId, "--queues", opts.queue, "--min", String(opts.pool), "--max", String(opts.pool), "--isolation", opts.isolation];
+    const args = ["supervisor", "--worker-id", opts.workerId, "--queues", opts.queue, "--min", String(opts.pool), "--max", String(opts.pool)];
+    // The default said only when it is not, so an older build (BENCH_CLI) runs too.
+    if (opts.isolation !== "process") args.push("--isolation", opts.isolation);
     return this.spawn(`supervisor-${opts.workerId}`, process.execPath, [...profiling(), this.cli, ...args], { env: bosunEnv(natsUrl) });
   }
 

@@ -9,6 +9,7 @@
  *   BENCH_ONLY=throughput,latency,realistic,limit,scale   run only these workloads
  *   BENCH_RUNS=a,b     within those, only runs whose name contains one of these (for profiling)
  *   BENCH_CPU_PROF=dir supervisors and the gateway run with node --cpu-prof into dir
+ *   BENCH_CLI=path     run another build's dist/cli.js (A/B comparisons; the report says so)
  *   BENCH_OUT=path     where to write the report (default bench/RESULTS.md)
  *   BENCH_KEEP_TMP=1   keep the temp dir (server data, every process's log)
  */
@@ -117,7 +118,7 @@ async function main(): Promise<number> {
     warmup: 256,
     latencyWarmup: 50,
   };
-  const partial = scale !== 1 || rounds !== 3 || selected.length !== workloads.length || runFilter !== undefined;
+  const partial = scale !== 1 || rounds !== 3 || selected.length !== workloads.length || runFilter !== undefined || process.env.BENCH_CLI !== undefined;
 
   const procs = new Procs();
   const loadAtStart = os.loadavg();

@@ -15,6 +15,7 @@ import {
   api,
   BosunError,
   CORRELATION_HEADER,
+  encodeJson,
   FINAL_STATES,
   parseWith,
   RETRY_AFTER_SECONDS,
@@ -25,7 +26,9 @@ import {
 import type { GatewayConfig } from "../platform/config.js";
 import { GatewayMetrics } from "../platform/metrics.js";
 import type { OpsFlagsView } from "../platform/ops.js";
+import { RequestMux } from "../platform/request-mux.js";
 import { jobEvents, workerHeartbeats } from "./events.js";
+import { lazyChildLogger } from "./lazy-logger.js";
 import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
@@ -33,6 +36,8 @@ import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "..
 declare module "fastify" {
   interface FastifyRequest {
     correlationId: string;
+    /** The body's bytes as received, when it parsed as JSON: forwarded as they are instead of re-encoded. */
+    rawJson: Buffer | undefined;
   }
 }
 
@@ -45,7 +50,13 @@ export interface GatewayDeps {
 
 export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promise<FastifyInstance> {
   // Fastify's own 503 while closing has another body shape; the onRequest hook answers instead.
-  const app: FastifyInstance = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: config.body_limit_bytes, return503OnClosing: false });
+  const app: FastifyInstance = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // req.log is made only if a request logs at an enabled level: most log nothing.
+    childLoggerFactory: lazyChildLogger,
+    bodyLimit: config.body_limit_bytes,
+    return503OnClosing: false,
+  });
   let closing = false;
   app.addHook("preClose", async () => {
     closing = true;
@@ -55,17 +66,20 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
 
   // Accept JSON whatever the content type says (curl -d sends form encoding), as one parser.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => {
-    const text = String(body);
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (req, body, done) => {
+    const text = body.toString("utf8");
     if (text.trim() === "") return done(null, undefined);
     try {
-      done(null, JSON.parse(text));
+      const parsed: unknown = JSON.parse(text);
+      req.rawJson = body as Buffer;
+      done(null, parsed);
     } catch {
       done(new BosunError("invalid_json", "body is not valid JSON"), undefined);
     }
   });
 
   app.decorateRequest("correlationId", "");
+  app.decorateRequest("rawJson", undefined);
   app.addHook("onRequest", async (req, reply) => {
     const given = req.headers[CORRELATION_HEADER];
     req.correlationId = (typeof given === "string" && given.length > 0 && given.length <= 128 ? given : undefined) ?? nuid.next();
@@ -73,7 +87,7 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
     if (closing) throw new BosunError("unavailable", "this gateway is shutting down; retry on another");
   });
   app.addHook("onResponse", async (req, reply) => {
-    metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? "unmatched", status: String(reply.statusCode) });
+    metrics.countHttpRequest(req.method, req.routeOptions.url ?? "unmatched", reply.statusCode);
   });
 
   app.setErrorHandler((err: FastifyError | BosunError, req, reply) => sendError(reply, fromFastify(err), req.log));
@@ -83,8 +97,10 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   await app.register(fastifySwagger, { mode: "static", specification: { document: openApi as never } });
   await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
 
-  const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
-    natsCall(nc, subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
+  const mux = new RequestMux(nc);
+  app.addHook("onClose", async () => mux.close());
+  const call: Call = (subject, body, req, extraMs = 0) =>
+    natsCall(mux, subject, body instanceof Uint8Array ? body : encodeJson(body), { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
 
   for (const route of httpRoutes) {
     if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops);
@@ -118,6 +134,7 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   return app;
 }
 
+/** A NATS request for an HTTP call: bytes go as they are, anything else as its JSON. */
 type Call = (subject: string, body: unknown, req: FastifyRequest, extraMs?: number) => ReturnType<typeof natsCall>;
 
 /** A submit: `?wait_ms` extends the NATS timeout, and a job that finished within it answers 200. */
@@ -131,7 +148,7 @@ function registerSubmit(app: FastifyInstance, route: HttpRoute, call: Call, ops:
       const queue = isPlainObject(body) && typeof body.queue === "string" ? body.queue : "default";
       // Paused here as well as in the supervisors: a paused queue costs no NATS round trip.
       if (ops.submissionsPaused(queue)) throw new BosunError("unavailable", `submissions to queue "${queue}" are paused by an operator`, { queue });
-      const forwarded = wait_ms !== undefined && isPlainObject(body) ? { ...body, wait_ms } : body;
+      const forwarded = wait_ms === undefined ? (req.rawJson ?? body) : isPlainObject(body) ? withWaitMs(body, req.rawJson, wait_ms) : body;
       const res = await call(operations[route.operation].subject, forwarded, req, wait_ms ?? 0);
       const state = (res.body as { state?: JobState } | null)?.state;
       const status = res.status === 200 ? (state && FINAL_STATES.has(state) ? 200 : (route.status ?? 200)) : res.status;
@@ -166,6 +183,18 @@ function closedSignal(req: FastifyRequest): AbortSignal {
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * The submit body with `wait_ms` added, without re-encoding what the client
+ * sent: the field goes in before the object's closing brace (a repeated key
+ * reads as its last value, so it wins over one the body had).
+ */
+function withWaitMs(body: Record<string, unknown>, raw: Buffer | undefined, waitMs: number): Uint8Array | Record<string, unknown> {
+  if (!raw) return { ...body, wait_ms: waitMs };
+  const end = raw.lastIndexOf(0x7d); // "}"
+  const field = `${Object.keys(body).length > 0 ? "," : ""}"wait_ms":${waitMs}}`;
+  return Buffer.concat([raw.subarray(0, end), Buffer.from(field)]);
+}
 
 function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
   if (status === 503) reply.header("retry-after", String(RETRY_AFTER_SECONDS));
