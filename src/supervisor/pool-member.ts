@@ -5,37 +5,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { ActorExit, ActorSpawner, ExecutionActor } from "../actors/actor.js";
-import type { ChildMessage, ParentCommand, RunCommand } from "../actors/protocol.js";
-import type { JobError } from "../contract/index.js";
-
-export type ExecutionOutcome =
-  | { ok: true; value: unknown; duration_ms: number }
-  | { ok: false; error: JobError; duration_ms: number };
-
-export type KillReason = "timeout" | "cancelled" | "shutdown";
-
-export interface Execution {
-  id: string;
-  /** Its run number on its actor (the start ledger's unit). */
-  seq: number;
-  jobId: string;
-  correlationId: string;
-  timeoutMs: number;
-  /** Set when it starts: at once on an idle actor, else when the actor reports the run before it done. */
-  startedAt: Date | undefined;
-  killReason?: KillReason;
-  /** The timeout, from the start. */
-  timer?: NodeJS.Timeout;
-  /** Sent behind another run: how long it may wait to start before it is withdrawn. */
-  waitTimer?: NodeJS.Timeout;
-  withdrawing?: boolean;
-  onProgress?: (fraction: number) => void;
-  /** It started on this member. */
-  begin(member: PoolMember): void;
-  /** It will not start here (withdrawn, drained, its actor gone first, or none could be had). */
-  notStarted(err: unknown): void;
-  finish(outcome: ExecutionOutcome): void;
-}
+import type { ChildMessage, ParentCommand } from "../actors/protocol.js";
+import type { Execution, RunSpec } from "./execution.js";
 
 export type MemberState = "starting" | "idle" | "busy" | "killed";
 
@@ -44,7 +15,7 @@ export interface MemberEvents {
   exit(member: PoolMember, how: ActorExit): void;
 }
 
-export type RunSpec = Omit<RunCommand, "t" | "execution_id" | "seq">;
+
 
 export class PoolMember {
   readonly id = randomUUID();

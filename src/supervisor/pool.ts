@@ -12,16 +12,27 @@
  * within its wait limit is withdrawn, and one whose actor dies before
  * starting it (the start ledger tells) is not started at all.
  */
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { JobError, ProcessInfo, Supervision } from "../contract/index.js";
 import { actorSpawner, type ActorExit, type ActorKind, type ActorSpawner } from "../actors/actor.js";
 import type { ChildMessage, DoneMessage } from "../actors/protocol.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
-import { PoolMember, type Execution, type ExecutionOutcome, type KillReason, type RunSpec } from "./pool-member.js";
+import {
+  drainingError,
+  killError,
+  waitedTooLong,
+  newExecution,
+  NotStartedError,
+  snapshotOf,
+  type Execution,
+  type ExecutionHandle,
+  type KillReason,
+  type RunSpec,
+} from "./execution.js";
+import { PoolMember } from "./pool-member.js";
 import { RestartIntensity } from "./restarts.js";
 
-export type { ExecutionOutcome, KillReason } from "./pool-member.js";
+export { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type KillReason } from "./execution.js";
 
 const START_TIMEOUT_MS = 15_000;
 /** Runs an actor holds at most: the one it is on and those queued to start right after it. */
@@ -48,35 +59,6 @@ export interface PoolOptions {
   /** Called on every change a heartbeat should report. */
   onChange(): void;
   metrics?: Pick<SupervisorMetrics, "restarts" | "recycles">;
-}
-
-const killMessages: Record<KillReason, (noun: string) => string> = {
-  timeout: (noun) => `job exceeded its timeout_ms and its ${noun} was killed`,
-  cancelled: (noun) => `job was cancelled and its ${noun} was killed`,
-  shutdown: (noun) => `supervisor shut down past its grace period and killed the ${noun}`,
-};
-const killError = (reason: KillReason, member: PoolMember): JobError => ({ code: reason, message: killMessages[reason](member.noun) });
-
-/**
- * The job was never started: the pool is draining, or no actor came free
- * within the caller's wait limit. It should run elsewhere, its attempt unused.
- */
-export class NotStartedError extends Error {
-  override readonly name = "NotStartedError";
-}
-const drainingError = () => new NotStartedError("the pool is draining");
-const waitedTooLong = (ms: number) => new NotStartedError(`no execution actor came free within ${ms} ms`);
-
-export interface ExecutionHandle {
-  /** The OS process running the job (for a thread, the supervisor's own). */
-  pid: number;
-  /** The thread running the job, with thread isolation. */
-  threadId: number | undefined;
-  /** Epoch ms. */
-  startedAt: number;
-  executionId: string;
-  outcome: Promise<ExecutionOutcome>;
-  kill(reason: KillReason): void;
 }
 
 /** A job waiting in line for an actor to come free (or to be spawned for it). */
@@ -130,28 +112,7 @@ export class Pool {
   ): Promise<ExecutionHandle> {
     if (this.#draining) return Promise.reject(drainingError());
     return new Promise<ExecutionHandle>((resolve, reject) => {
-      let finish!: (outcome: ExecutionOutcome) => void;
-      const outcome = new Promise<ExecutionOutcome>((done) => (finish = done));
-      const execution: Execution = {
-        id: randomUUID(),
-        seq: 0,
-        jobId: run.job_id,
-        correlationId: run.correlation_id,
-        timeoutMs,
-        startedAt: undefined,
-        onProgress: opts.onProgress,
-        finish: (o) => finish(o),
-        notStarted: reject,
-        begin: (member) =>
-          resolve({
-            pid: member.pid,
-            threadId: member.threadId,
-            startedAt: execution.startedAt!.getTime(),
-            executionId: execution.id,
-            outcome,
-            kill: (reason) => this.#kill(member, execution, reason),
-          }),
-      };
+      const execution = newExecution(run, timeoutMs, opts.onProgress, resolve, reject, (member, reason) => this.#kill(member, execution, reason));
       this.#place(execution, run, opts.maxWaitMs);
     });
   }
@@ -175,25 +136,7 @@ export class Pool {
 
   snapshot(): ProcessInfo[] {
     const now = Date.now();
-    return [...this.#members]
-      .filter((m) => m.state !== "starting")
-      .map((m) => ({
-        pid: m.pid,
-        process_id: m.id,
-        state: m.state === "busy" ? "busy" : m.state === "killed" ? "killed" : "idle",
-        memory_mb: m.memoryMb,
-        uptime_seconds: Math.round((now - m.startedAt) / 1000),
-        executions_completed: m.executions,
-        execution: m.current?.startedAt
-          ? {
-              execution_id: m.current.id,
-              started_at: m.current.startedAt.toISOString(),
-              elapsed_seconds: Math.round((now - m.current.startedAt.getTime()) / 100) / 10,
-            }
-          : null,
-        kind: m.actor.kind,
-        ...(m.threadId !== undefined && { thread_id: m.threadId }),
-      }));
+    return [...this.#members].filter((m) => m.state !== "starting").map((m) => snapshotOf(m, now));
   }
 
   /** Stops taking jobs (queued ones are withdrawn); resolves once every started job has ended. */
