@@ -13,6 +13,7 @@ const PROCESS_ENTRY = fileURLToPath(new URL("./process.js", import.meta.url));
 /** Where the child finds its start ledger: the fd after stdin, stdout, stderr and the IPC channel. */
 const LEDGER_FD_IN_CHILD = 4;
 const ignore = () => undefined;
+const EXIT_AFTER_CHANNEL_MS = 200;
 
 /**
  * The start ledger: a 4-byte file both sides hold open and nobody else can
@@ -50,10 +51,21 @@ export function forkProcessActor(opts: { env: NodeJS.ProcessEnv; log: Logger }, 
     return buf.readInt32LE();
   };
   child.on("message", (msgs: ChildWrite) => events.messages(msgs));
-  child.once("exit", (code, signal) => {
-    events.exit({ code, signal });
+  // The exit is reported once the channel is closed too, so every message the child wrote before
+  // it died (a done, say) is read first; a channel still open shortly after the exit (a grandchild
+  // holding it) does not hold the report back for long.
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const report = () => {
+    if (closed || !exit) return;
+    events.exit(exit);
     closed = true;
     closeSync(ledgerFd);
+  };
+  child.once("disconnect", report);
+  child.once("exit", (code, signal) => {
+    exit = { code, signal };
+    if (!child.connected) report();
+    else setTimeout(report, EXIT_AFTER_CHANNEL_MS).unref();
   });
   child.on("error", (err) => opts.log.warn({ err, child_pid: pid }, "execution process channel error"));
   return {

@@ -21,9 +21,10 @@ export interface ActorChannel {
 /** Reading memory costs syscalls; once a second is plenty for recycling decisions. */
 const MEMORY_SAMPLE_MS = 1000;
 /**
- * Runs sent together start back to back while their answers have waited
- * less than this; past it, the answers leave first and the next run starts
- * right after, so a slow run never holds back the news of a finished one.
+ * Runs sent together that each take less than this start back to back, and
+ * their answers leave together, while the oldest has waited less than this;
+ * otherwise the answers leave first and the next run starts right after, so
+ * a longer run never holds back the news of a finished one.
  */
 const BATCH_WINDOW_MS = 1;
 
@@ -52,6 +53,7 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
   let abort: AbortController | undefined;
   const out: ChildMessage[] = [];
   let firstOutAt = 0;
+  let runStartedAt = 0;
   let flushing = false;
 
   const post = (message: ChildMessage): void => {
@@ -90,7 +92,10 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
     post(message);
     running = undefined;
     abort = undefined;
-    if (performance.now() - firstOutAt < BATCH_WINDOW_MS) startNext();
+    // A quick run's answer may wait for the next quick one's; a longer run's leaves before the next starts.
+    const now = performance.now();
+    if (now - runStartedAt < BATCH_WINDOW_MS && now - firstOutAt < BATCH_WINDOW_MS) startNext();
+    else flush();
   };
 
   const run = async (cmd: RunCommand): Promise<void> => {
@@ -108,6 +113,7 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
     if (running || queue.length === 0) return;
     const cmd = queue.shift()!;
     running = cmd;
+    runStartedAt = performance.now();
     channel.markStarted(cmd.seq);
     void run(cmd);
   }
