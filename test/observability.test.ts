@@ -289,7 +289,7 @@ t.test("OpenAPI: /openapi.json documents every route the gateway serves, from th
   const queueSchema = doc["/api/platform/queue"]?.get?.responses?.["200"]?.content?.["application/json"]?.schema?.properties?.queues?.items;
   t.same(Object.keys(queues.body.queues[0] ?? {}).sort(), Object.keys(queueSchema?.properties ?? {}).sort(), "a queue status has exactly the documented fields");
   const recycleReply = doc["/api/platform/workers/{worker_id}/recycle"]?.post?.responses?.["200"]?.content?.["application/json"]?.schema?.properties;
-  t.same(Object.keys(recycleReply ?? {}).sort(), ["pid", "status", "worker_id"], "the recycle reply is documented");
+  t.same(Object.keys(recycleReply ?? {}).sort(), ["pid", "status", "thread_id", "worker_id"], "the recycle reply is documented (thread_id: with thread isolation)");
 
   const docs = await fetch(`${gw}/docs`, { signal: AbortSignal.timeout(10_000) });
   const html = await docs.text();

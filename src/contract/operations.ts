@@ -100,7 +100,7 @@ export type OperationName = keyof typeof operations;
 export const JobParams = z.object({ job_id: JobId }).strict();
 export const WorkerParams = z.object({ worker_id: z.string().min(1).max(64) }).strict();
 export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
-const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional() }).strict();
+const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional(), thread_id: z.coerce.number().int().nonnegative().optional() }).strict();
 const NoQuery = z.object({}).strict();
 
 export interface HttpRoute {

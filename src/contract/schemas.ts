@@ -89,7 +89,8 @@ export type ListJobsRequest = z.infer<typeof ListJobsRequest>;
 export const JobError = z.object({ code: z.string(), message: z.string() });
 export type JobError = z.infer<typeof JobError>;
 
-export const Owner = z.object({ worker_id: z.string(), pid: z.number().int() });
+/** Who ran a job: a supervisor's execution process (pid), or with thread isolation its thread (pid = the supervisor's, and thread_id). */
+export const Owner = z.object({ worker_id: z.string(), pid: z.number().int(), thread_id: z.number().int().optional() });
 
 /** What GET /api/jobs/{id} and bosun.api.jobs.get answer. */
 export const JobStatus = z.object({
@@ -189,6 +190,9 @@ export const ProcessInfo = z.object({
   uptime_seconds: z.number(),
   executions_completed: z.number().int(),
   execution: ExecutionInfo.nullable(),
+  /** Beyond the contract's fields: what the actor is (`--isolation`); a thread's pid is its supervisor's, so it also has a thread_id. */
+  kind: z.enum(["process", "thread"]).optional(),
+  thread_id: z.number().int().optional(),
 });
 export type ProcessInfo = z.infer<typeof ProcessInfo>;
 
@@ -223,7 +227,12 @@ export const WorkersReply = z.object({ workers: z.array(WorkerInfo) });
 export type WorkersReply = z.infer<typeof WorkersReply>;
 
 export const RecycleRequest = z
-  .object({ worker_id: name("worker_id"), pid: z.coerce.number().int().positive().optional() })
+  .object({
+    worker_id: name("worker_id"),
+    pid: z.coerce.number().int().positive().optional(),
+    /** With thread isolation every actor has the supervisor's pid: the thread names one. */
+    thread_id: z.coerce.number().int().nonnegative().optional(),
+  })
   .strict();
 export type RecycleRequest = z.infer<typeof RecycleRequest>;
 
@@ -231,6 +240,7 @@ export const RecycleReply = z.object({
   status: z.literal("recycle_requested"),
   worker_id: z.string(),
   pid: z.number().int(),
+  thread_id: z.number().int().optional(),
 });
 export type RecycleReply = z.infer<typeof RecycleReply>;
 

@@ -8,12 +8,13 @@ import { fastifySSE } from "@fastify/sse";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { nuid } from "@nats-io/nats-core";
+import { nuid, type NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
   api,
   BosunError,
   CORRELATION_HEADER,
+  encodeJson,
   FINAL_STATES,
   parseWith,
   RETRY_AFTER_SECONDS,
@@ -24,7 +25,9 @@ import {
 import type { GatewayConfig } from "../platform/config.js";
 import { GatewayMetrics } from "../platform/metrics.js";
 import type { OpsFlagsView } from "../platform/ops.js";
+import { RequestMux } from "../platform/request-mux.js";
 import { jobEvents, workerHeartbeats } from "./events.js";
+import { lazyChildLogger } from "./lazy-logger.js";
 import { natsCall } from "./nats-call.js";
 import { buildOpenApi } from "./openapi.js";
 import type { NatsLink } from "./nats-link.js";
@@ -37,6 +40,8 @@ declare module "fastify" {
     correlationId: string;
     /** The request's hop of its trace (API routes): its traceparent goes on to the supervisors. */
     trace: Hop | undefined;
+    /** The body's bytes as received, when it parsed as JSON: forwarded as they are instead of re-encoded. */
+    rawJson: Buffer | undefined;
   }
 }
 
@@ -52,6 +57,8 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   // Fastify's two multi-line lines per request become one line at debug (onResponse below).
   const app: FastifyInstance = Fastify({
     loggerInstance: log as FastifyBaseLogger,
+    // req.log is made only if a request logs at an enabled level: most log nothing.
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: config.body_limit_bytes,
     return503OnClosing: false,
     logController: new LogController({ disableRequestLogging: true }),
@@ -65,11 +72,13 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
 
   // Accept JSON whatever the content type says (curl -d sends form encoding), as one parser.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => {
-    const text = String(body);
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (req, body, done) => {
+    const text = body.toString("utf8");
     if (text.trim() === "") return done(null, undefined);
     try {
-      done(null, JSON.parse(text));
+      const parsed: unknown = JSON.parse(text);
+      req.rawJson = body as Buffer;
+      done(null, parsed);
     } catch {
       done(new BosunError("invalid_json", "body is not valid JSON"), undefined);
     }
@@ -77,6 +86,7 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
 
   app.decorateRequest("correlationId", "");
   app.decorateRequest("trace", undefined);
+  app.decorateRequest("rawJson", undefined);
   app.addHook("onRequest", async (req, reply) => {
     const given = req.headers[CORRELATION_HEADER];
     req.correlationId = (typeof given === "string" && given.length > 0 && given.length <= 128 ? given : undefined) ?? nuid.next();
@@ -93,7 +103,7 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   });
   app.addHook("onResponse", async (req, reply) => {
     const route = req.routeOptions.url ?? "unmatched";
-    metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    metrics.countHttpRequest(req.method, route, reply.statusCode);
     req.log.debug(
       { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), correlation_id: req.correlationId },
       "request",
@@ -112,8 +122,20 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   await app.register(fastifySwaggerUi, { routePrefix: "/docs", theme: { title: "Bosun API", favicon: [BOSUN_ICON] }, logo: BOSUN_LOGO });
   await registerDashboard(app);
 
-  const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
-    natsCall(nats.get(), subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, traceparent: req.trace?.traceparent, metrics });
+  // One request multiplexer per connection (NatsLink keeps one connection across reconnects).
+  let muxed: { nc: NatsConnection; mux: RequestMux } | undefined;
+  const muxFor = (nc: NatsConnection): RequestMux => {
+    if (muxed?.nc !== nc) muxed = { nc, mux: new RequestMux(nc) };
+    return muxed.mux;
+  };
+  app.addHook("onClose", async () => muxed?.mux.close());
+  const call: Call = (subject, body, req, extraMs = 0) =>
+    natsCall(muxFor(nats.get()), subject, body instanceof Uint8Array ? body : encodeJson(body), {
+      timeoutMs: config.request_timeout_ms + extraMs,
+      correlationId: req.correlationId,
+      traceparent: req.trace?.traceparent,
+      metrics,
+    });
 
   for (const route of httpRoutes) {
     if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops, metrics);
@@ -164,6 +186,7 @@ const BOSUN_ICON = {
     '<text x="16" y="23" text-anchor="middle" font-family="Helvetica, Arial, sans-serif" font-size="20" font-weight="700" fill="#ffffff">B</text></svg>',
 };
 
+/** A NATS request for an HTTP call: bytes go as they are, anything else as its JSON. */
 type Call = (subject: string, body: unknown, req: FastifyRequest, extraMs?: number) => ReturnType<typeof natsCall>;
 
 /** A submit: `?wait_ms` extends the NATS timeout, and a job that finished within it answers 200. */
@@ -189,7 +212,7 @@ function registerSubmit(app: FastifyInstance, route: HttpRoute, call: Call, ops:
     const queue = isPlainObject(body) && typeof body.queue === "string" ? body.queue : "default";
     // Paused here as well as in the supervisors: a paused queue costs no NATS round trip.
     if (ops.submissionsPaused(queue)) throw new BosunError("unavailable", `submissions to queue "${queue}" are paused by an operator`, { queue });
-    const forwarded = wait_ms !== undefined && isPlainObject(body) ? { ...body, wait_ms } : body;
+    const forwarded = wait_ms === undefined ? (req.rawJson ?? body) : isPlainObject(body) ? withWaitMs(body, req.rawJson, wait_ms) : body;
     const res = await call(operations[route.operation].subject, forwarded, req, wait_ms ?? 0);
     const state = (res.body as { state?: JobState } | null)?.state;
     const status = res.status === 200 ? (state && FINAL_STATES.has(state) ? 200 : (route.status ?? 200)) : res.status;
@@ -225,6 +248,18 @@ function closedSignal(req: FastifyRequest): AbortSignal {
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * The submit body with `wait_ms` added, without re-encoding what the client
+ * sent: the field goes in before the object's closing brace (a repeated key
+ * reads as its last value, so it wins over one the body had).
+ */
+function withWaitMs(body: Record<string, unknown>, raw: Buffer | undefined, waitMs: number): Uint8Array | Record<string, unknown> {
+  if (!raw) return { ...body, wait_ms: waitMs };
+  const end = raw.lastIndexOf(0x7d); // "}"
+  const field = `${Object.keys(body).length > 0 ? "," : ""}"wait_ms":${waitMs}}`;
+  return Buffer.concat([raw.subarray(0, end), Buffer.from(field)]);
+}
 
 function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
   if (status === 503) reply.header("retry-after", String(RETRY_AFTER_SECONDS));

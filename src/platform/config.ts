@@ -25,18 +25,23 @@ export const SupervisorConfig = z
       .pipe(z.array(z.string().regex(NAME_PATTERN, "queue names are 1-64 of A-Z a-z 0-9 _ -")).min(1))
       .default(["default"])
       .describe("comma-separated queues to pull from"),
-    min: int(0, 256).default(2).describe("execution processes kept up"),
-    max: int(1, 256).default(4).describe("execution processes at most (jobs running at once)"),
-    max_executions: int(1).default(10_000).describe("recycle a process after this many jobs"),
-    max_memory_mb: int(16).default(512).describe("recycle a process whose RSS passed this after a job"),
-    idle_timeout_ms: int(100).default(30_000).describe("retire idle processes above --min after this long"),
+    // Worker threads give up OS-level memory isolation for speed: for trusted handlers.
+    isolation: z
+      .enum(["process", "thread"])
+      .default("process")
+      .describe("what runs jobs: child processes (OS isolation) or worker threads (faster; trusted handlers)"),
+    min: int(0, 256).default(2).describe("execution actors (processes or threads) kept up"),
+    max: int(1, 256).default(4).describe("execution actors at most (jobs running at once)"),
+    max_executions: int(1).default(10_000).describe("recycle an execution actor after this many jobs"),
+    max_memory_mb: int(16).default(512).describe("recycle a process whose RSS (a thread: whose heap) passed this after a job"),
+    idle_timeout_ms: int(100).default(30_000).describe("retire idle actors above --min after this long"),
     lease_ms: int(1000).default(15_000).describe("job lease (ack deadline); a dead supervisor's jobs run elsewhere after it"),
     default_timeout_ms: int(1).default(60_000).describe("job timeout when neither submit nor handler sets one"),
     default_max_attempts: int(1, 100).default(3).describe("attempts when neither submit nor handler sets them"),
     default_backoff_ms: int(0).default(1000).describe("first retry delay (exponential backoff)"),
     default_max_backoff_ms: int(0).default(60_000).describe("longest retry delay"),
     grace_ms: int(0).default(30_000).describe("on SIGTERM, how long running jobs may finish before they are killed and handed back"),
-    kill_grace_ms: int(0).default(500).describe("on timeout or cancel, time between ctx.signal aborting and SIGKILL"),
+    kill_grace_ms: int(0).default(500).describe("on timeout or cancel, time between ctx.signal aborting and SIGKILL (a thread: terminate())"),
     max_restarts: int(0).default(10).describe("crashes per --restart-window-ms restarted at once; past it spawning backs off"),
     restart_window_ms: int(100).default(10_000).describe("the window of --max-restarts"),
     heartbeat_ms: int(100).default(5000).describe("heartbeat period; 3 missed periods count as gone"),

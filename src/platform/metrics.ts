@@ -75,8 +75,27 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  /** Label children made once per label set: a request looks one up instead of hashing a fresh labels object. */
+  readonly #natsChildren = new Map<string, ReturnType<Histogram["labels"]>>();
+  readonly #httpChildren = new Map<string, ReturnType<Counter["labels"]>>();
+
   constructor() {
     processMetrics(this.registry, "bosun_gateway_");
+  }
+
+  /** A NATS request that began at `startedMs` (performance.now()) ended so. */
+  observeNatsRequest(subject: string, outcome: "ok" | "error_reply" | "no_reply", startedMs: number): void {
+    const key = `${subject} ${outcome}`;
+    let child = this.#natsChildren.get(key);
+    if (!child) this.#natsChildren.set(key, (child = this.natsRequest.labels(subject, outcome)));
+    child.observe((performance.now() - startedMs) / 1000);
+  }
+
+  countHttpRequest(method: string, route: string, status: number): void {
+    const key = `${method} ${route} ${status}`;
+    let child = this.#httpChildren.get(key);
+    if (!child) this.#httpChildren.set(key, (child = this.httpRequests.labels(method, route, String(status))));
+    child.inc();
   }
 }
 

@@ -33,6 +33,7 @@ import {
   streams,
 } from "../contract/index.js";
 import type { Logger } from "pino";
+import { NoRespondersError, RequestTimeoutError } from "./request-mux.js";
 
 export const SERVICE_ERROR_HEADER = "Nats-Service-Error-Code";
 const decoder = new TextDecoder();
@@ -56,11 +57,13 @@ export const isMaxPayloadError = (err: unknown): boolean =>
 export const tooLargeForNats = (err: unknown): BosunError =>
   new BosunError("payload_too_large", "message is larger than the NATS server's max_payload", undefined, { cause: err });
 
-/** A NATS request that got no reply, in the contract's terms (the gateway's and the client's one mapping). */
+/** A NATS request that got no reply (nats.js's request() or the RequestMux), in the contract's terms (the gateway's and the client's one mapping). */
 export function requestFailure(err: unknown, timeoutMs: number): BosunError {
   if (isMaxPayloadError(err)) return tooLargeForNats(err);
-  if (err instanceof errors.RequestError && err.isNoResponders()) return new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });
-  if (err instanceof errors.TimeoutError) return new BosunError("unavailable", `no reply from a supervisor within ${timeoutMs} ms`, undefined, { cause: err });
+  if ((err instanceof errors.RequestError && err.isNoResponders()) || err instanceof NoRespondersError) {
+    return new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });
+  }
+  if (err instanceof errors.TimeoutError || err instanceof RequestTimeoutError) return new BosunError("unavailable", `no reply from a supervisor within ${timeoutMs} ms`, undefined, { cause: err });
   return new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
 }
 

@@ -35,8 +35,9 @@ const PROGRESS_WRITE_GAP_MS = 250;
 const RUNNING_RECORD_DELAY_MS = 20;
 /**
  * While this supervisor's jobs run shorter than this (a moving average), it
- * holds up to a pool's worth of jobs beyond its free processes: a job held
- * back waits about one run, and no process idles through a pull round trip.
+ * holds up to the pool's queue capacity of jobs beyond its free processes
+ * (queued on busy actors, to start right after their current run): a job
+ * held back waits a few runs, and no actor idles through a pull round trip.
  * Longer jobs, or a run going long now, stop it: jobs are then pulled only
  * for free processes. A job pulled ahead that finds no free process within
  * PULLED_AHEAD_MAX_WAIT_MS is handed back (no attempt used) for a supervisor
@@ -115,7 +116,7 @@ export class Runner {
     const outstanding = this.#pullers.reduce((n, p) => n + p.outstanding, 0);
     // Short jobs: ask for a pool's worth more than the free processes, so a process that
     // comes free finds its next job here instead of waiting a pull round trip for it.
-    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.capacity : 0;
+    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
     let credits = this.pool.capacity + ahead - this.#executing - outstanding;
     // Spread credits over the queues, starting at a rotating one so none starves.
     for (let i = 0; credits > 0 && i < this.#pullers.length; i++) {
@@ -265,7 +266,7 @@ export class Runner {
       }
       this.#running.set(job.job_id, handle);
       this.opts.metrics.queueWait.observe({ queue: job.queue, type: job.type }, Math.max(0, Date.now() - Date.parse(job.created_at)) / 1000);
-      record.owner = { worker_id: workerId, pid: handle.pid };
+      record.owner = { worker_id: workerId, pid: handle.pid, ...(handle.threadId !== undefined && { thread_id: handle.threadId }) };
       visibility.started();
       // A cancel that landed while the process was being acquired.
       if (cancels.has(job.job_id)) handle.kill("cancelled");

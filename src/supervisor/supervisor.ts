@@ -79,6 +79,7 @@ export class Supervisor {
     const metrics = new SupervisorMetrics(() => this.#pool?.snapshot() ?? []);
     const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
     const pool = (this.#pool = new Pool({
+      isolation: config.isolation,
       min: config.min,
       max: config.max,
       maxExecutions: config.max_executions,
