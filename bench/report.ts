@@ -361,7 +361,7 @@ function setup(c: Counts): string[] {
     "",
     `Both sides are driven from the harness process (one Node process, the client/producer) and do their work in other processes. The same small JSON payload (\`{"i": N, "tag": "bench"}\`) goes with every job. Before each timed phase ${c.warmup} untimed jobs (${c.latencyWarmup} for latency) start the pools and warm the JIT.`,
     "",
-    "**Bosun** (`node dist/cli.js`, built from this commit):",
+    "**Bosun** (`node dist/cli/main.js`, built from this commit):",
     "",
     `- Each run starts its own supervisor(s): \`bosun supervisor --queues Q --min ${c.pool} --max ${c.pool} --worker-id W\` with \`BOSUN_LOG_LEVEL=warn\`, on a fresh queue Q, all other settings default (3 attempts, 60 s timeout, results kept). It is ready when it answers \`$SRV.PING.bosun\`. After the run it is stopped with SIGTERM (graceful drain), its queue's consumer is deleted and the jobs, results and job-record streams are purged, so every run starts from empty streams.`,
     "- One gateway for the whole run: `bosun gateway --host 127.0.0.1 --port PORT` (defaults otherwise).",

@@ -43,7 +43,9 @@ function buildBaseline(): string {
   execFileSync("tar", ["-x", "-C", dir], { input: archive });
   symlinkSync(path.join(procs.root, "node_modules"), path.join(dir, "node_modules"));
   execFileSync(path.join(procs.root, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: dir, stdio: "inherit" });
-  return path.join(dir, "dist", "cli.js");
+  // The commander CLI's entry, or the single-file one of a build before it.
+  const entry = path.join(dir, "dist", "cli", "main.js");
+  return existsSync(entry) ? entry : path.join(dir, "dist", "cli.js");
 }
 
 function start(mode: Mode, cli: string, natsUrl: string, queue: string, gatewayPort: number): Proc[] {
@@ -109,7 +111,7 @@ async function run(mode: Mode, cli: string, natsUrl: string, nc: NatsConnection,
 
 async function main(): Promise<void> {
   const baselineCli = buildBaseline();
-  const cli = path.join(procs.root, "dist", "cli.js");
+  const cli = procs.cli;
   if (!existsSync(cli)) throw new Error("build first: npm run build");
   const { url } = await procs.startNats();
   const nc = await connect({ servers: url, noAsyncTraces: true });
