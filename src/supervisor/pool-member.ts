@@ -108,6 +108,14 @@ export class PoolMember {
     this.#send({ t: "withdraw", execution_id: execution.id });
   }
 
+  /** Why it must take no more runs after this one, if it must not: a kill, or a limit reached. */
+  spent(execution: Execution, limits: { maxExecutions: number; maxMemoryMb: number }): string | undefined {
+    if (execution.killReason) return `killed (${execution.killReason})`;
+    if (this.executions >= limits.maxExecutions) return "max executions reached";
+    if (this.memoryMb > limits.maxMemoryMb) return "memory ceiling exceeded";
+    return undefined;
+  }
+
   /** The actor gave a queued run back. */
   withdrawn(executionId: string): Execution | undefined {
     const at = this.queued.findIndex((e) => e.id === executionId);
@@ -151,4 +159,18 @@ export class PoolMember {
   describe(): string {
     return this.threadId === undefined ? `pid ${this.pid}` : `thread ${this.threadId}`;
   }
+}
+
+/**
+ * The member a recycle request names: the one with this pid (and thread id,
+ * with thread isolation), else any idle one; never one starting or already
+ * on its way out.
+ */
+export function recycleTarget(members: Iterable<PoolMember>, pid?: number, threadId?: number): PoolMember | undefined {
+  const candidates = [...members].filter((m) => m.state !== "starting" && m.state !== "killed" && !m.retiring);
+  if (pid === undefined && threadId === undefined) return candidates.find((m) => m.state === "idle");
+  // Threads share the supervisor's pid: without a thread id, an idle one of them first.
+  return candidates
+    .filter((m) => (pid === undefined || m.pid === pid) && (threadId === undefined || m.threadId === threadId))
+    .sort((a, b) => Number(b.state === "idle") - Number(a.state === "idle"))[0];
 }

@@ -20,7 +20,6 @@ import type { SupervisorMetrics } from "../platform/metrics.js";
 import {
   drainingError,
   killError,
-  waitedTooLong,
   newExecution,
   NotStartedError,
   snapshotOf,
@@ -29,8 +28,9 @@ import {
   type KillReason,
   type RunSpec,
 } from "./execution.js";
-import { PoolMember } from "./pool-member.js";
+import { PoolMember, recycleTarget } from "./pool-member.js";
 import { RestartIntensity } from "./restarts.js";
+import { WaitLine } from "./wait-line.js";
 
 export { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type KillReason } from "./execution.js";
 
@@ -61,16 +61,9 @@ export interface PoolOptions {
   metrics?: Pick<SupervisorMetrics, "restarts" | "recycles">;
 }
 
-/** A job waiting in line for an actor to come free (or to be spawned for it). */
-interface InLine {
-  execution: Execution;
-  run: RunSpec;
-  timer?: NodeJS.Timeout;
-}
-
 export class Pool {
   readonly #members = new Set<PoolMember>();
-  readonly #line: InLine[] = [];
+  readonly #line = new WaitLine();
   readonly #spawnActor: ActorSpawner;
   readonly #restarts: RestartIntensity;
   #replenishTimer: NodeJS.Timeout | undefined;
@@ -122,14 +115,7 @@ export class Pool {
    * the one with this pid (and thread id, with thread isolation), or any idle one.
    */
   recycle(pid?: number, threadId?: number): PoolMember | undefined {
-    const members = [...this.#members].filter((m) => m.state !== "starting" && m.state !== "killed" && !m.retiring);
-    const target =
-      pid === undefined && threadId === undefined
-        ? members.find((m) => m.state === "idle")
-        : // Threads share the supervisor's pid: without a thread id, an idle one of them first.
-          members
-            .filter((m) => (pid === undefined || m.pid === pid) && (threadId === undefined || m.threadId === threadId))
-            .sort((a, b) => Number(b.state === "idle") - Number(a.state === "idle"))[0];
+    const target = recycleTarget(this.#members, pid, threadId);
     if (target) this.#retireWhenFree(target, "recycle requested");
     return target;
   }
@@ -144,10 +130,7 @@ export class Pool {
     this.#draining = true;
     clearInterval(this.#reaper);
     clearTimeout(this.#replenishTimer);
-    for (const waiting of this.#line.splice(0)) {
-      clearTimeout(waiting.timer);
-      waiting.execution.notStarted(drainingError());
-    }
+    this.#line.abandon(drainingError());
     for (const m of this.#members) for (const e of m.queued) m.withdraw(e);
     const deadline = setTimeout(() => {
       for (const m of this.#members) if (m.current) this.#kill(m, m.current, "shutdown");
@@ -178,16 +161,7 @@ export class Pool {
       return;
     }
     if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnFor(execution, run);
-    const waiting: InLine = { execution, run };
-    if (maxWaitMs !== undefined) {
-      waiting.timer = setTimeout(() => {
-        const place = this.#line.indexOf(waiting);
-        if (place < 0) return;
-        this.#line.splice(place, 1);
-        execution.notStarted(waitedTooLong(maxWaitMs));
-      }, maxWaitMs);
-    }
-    this.#line.push(waiting);
+    this.#line.join(execution, run, maxWaitMs);
     this.#replenish();
   }
 
@@ -247,8 +221,7 @@ export class Pool {
     }
     if (member.retiring) void this.#retire(member, member.retiring);
     else if (!this.#draining && this.#line.length > 0) {
-      const waiting = this.#line.shift()!;
-      clearTimeout(waiting.timer);
+      const waiting = this.#line.next()!;
       this.#assign(member, waiting.execution, waiting.run);
     } else {
       member.state = "idle";
@@ -278,8 +251,7 @@ export class Pool {
       return;
     }
     while (this.#line.length > 0 && this.#live() < this.opts.max) {
-      const waiting = this.#line.shift()!;
-      clearTimeout(waiting.timer);
+      const waiting = this.#line.next()!;
       this.#spawnFor(waiting.execution, waiting.run);
     }
     this.#topUp();
@@ -343,11 +315,7 @@ export class Pool {
 
   /** Why an actor that just finished a job must not take another, if it must not. */
   #retireReason(member: PoolMember, execution: Execution): string | undefined {
-    if (execution.killReason) return `killed (${execution.killReason})`;
-    if (member.executions >= this.opts.maxExecutions) return "max executions reached";
-    if (member.memoryMb > this.opts.maxMemoryMb) return "memory ceiling exceeded";
-    if (this.#draining) return "shutdown";
-    return undefined;
+    return member.spent(execution, this.opts) ?? (this.#draining ? "shutdown" : undefined);
   }
 
   #kill(member: PoolMember, execution: Execution, reason: KillReason): void {
