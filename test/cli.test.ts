@@ -40,7 +40,7 @@ t.test("--help on every command and subcommand: exit 0, usage on stdout, nothing
     t.equal(r.stderr, "", "nothing on stderr");
   });
   const supervisor = helps[paths.findIndex((p) => p.join(" ") === "supervisor")]!.stdout.replace(/\s+/g, " ");
-  t.match(supervisor, "--max-executions <value> recycle a process after this many jobs (default 10000); env BOSUN_MAX_EXECUTIONS", "server flags come with their meaning, default and variable");
+  t.match(supervisor, "--max-executions <value> recycle an execution actor after this many jobs (default 10000); env BOSUN_MAX_EXECUTIONS", "server flags come with their meaning, default and variable");
   const dev = helps[paths.findIndex((p) => p.join(" ") === "dev")]!.stdout;
   t.match(dev, /--port <value>/, "dev takes the gateway's --port");
   t.match(dev, /--watch/, "and --watch");
