@@ -5,6 +5,14 @@ import type { Redis } from "ioredis";
 import type { Proc, Procs } from "./procs.js";
 
 export interface Counts {
+  /** Workload 6: 10 ms `sleep` jobs per run, and the pool (Bosun) / concurrency (BullMQ) they get. */
+  sleepJobs: number;
+  sleepMs: number;
+  sleepPool: number;
+  /** Workload 6: 5 ms `cpu` jobs per run, and their pool / concurrency. */
+  cpuShortJobs: number;
+  cpuShortMs: number;
+  cpuShortPool: number;
   /** Workload 1 and the noop part of 4: jobs per run. */
   throughput: number;
   /** Workload 2: sequential jobs per run. */
@@ -26,6 +34,9 @@ export interface Counts {
 export interface Ctx {
   procs: Procs;
   natsUrl: string;
+  /** nats-server's pid, for CPU accounting. */
+  natsPid: number;
+  redisPid: number;
   /** The harness's own NATS client (noAsyncTraces on, like Bosun's processes). */
   nc: NatsConnection;
   /** The gateway in use; replaced (and the incident noted) if it is found dead before an HTTP run. */
@@ -46,6 +57,21 @@ export type Figures = Record<string, number>;
 
 /** A queue or stream name no other run uses. */
 export const freshName = (prefix: string): string => `${prefix}_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+
+/** What one run's jobs are: a built-in type of Bosun's, the processor's case of the same name for BullMQ. */
+export interface JobShape {
+  type: "noop" | "sleep" | "cpu";
+  /** sleep and cpu: how long each job takes. */
+  ms?: number;
+}
+
+/** The payload a job of this shape carries: `{ms}`, or for noop the small payload. */
+export const payloadFor = (shape: JobShape, i: number): unknown => (shape.ms === undefined ? payloadOf(i) : { ms: shape.ms });
+
+/** CPU seconds by process over a timed phase -> µs per job, as figures `us.<key>.<process>`. */
+export function cpuFigures(key: string, cpuSeconds: Record<string, number>, jobs: number): Figures {
+  return Object.fromEntries(Object.entries(cpuSeconds).map(([proc, s]) => [`us.${key}.${proc}`, (s * 1e6) / jobs]));
+}
 
 /** A small JSON payload, the same for every system. */
 export const payloadOf = (i: number): { i: number; tag: string } => ({ i, tag: "bench" });

@@ -119,8 +119,9 @@ export class Procs {
     });
   }
 
+  /** Bosun's CLI: this checkout's build, or BENCH_CLI (another build's dist/cli/main.js, or dist/cli.js of an older one, for A/B runs). */
   get cli(): string {
-    return path.join(this.root, "dist", "cli.js");
+    return process.env.BENCH_CLI ? path.resolve(process.env.BENCH_CLI) : path.join(this.root, "dist", "cli", "main.js");
   }
 
   /** Starts a process in its own process group, stdout and stderr to a log file. */
@@ -218,17 +219,25 @@ export class Procs {
     return { port, proc };
   }
 
-  startSupervisor(natsUrl: string, opts: { workerId: string; queue: string; pool: number }): Proc {
+  startSupervisor(natsUrl: string, opts: { workerId: string; queue: string; pool: number; isolation: "process" | "thread" }): Proc {
     const args = ["supervisor", "--worker-id", opts.workerId, "--queues", opts.queue, "--min", String(opts.pool), "--max", String(opts.pool)];
-    return this.spawn(`supervisor-${opts.workerId}`, process.execPath, [this.cli, ...args], { env: bosunEnv(natsUrl) });
+    // The default said only when it is not, so an older build (BENCH_CLI) runs too.
+    if (opts.isolation !== "process") args.push("--isolation", opts.isolation);
+    return this.spawn(`supervisor-${opts.workerId}`, process.execPath, [...profiling(), this.cli, ...args], { env: bosunEnv(natsUrl) });
   }
 
   async startGateway(natsUrl: string): Promise<{ port: number; proc: Proc }> {
     const port = await freePort();
-    const proc = this.spawn("gateway", process.execPath, [this.cli, "gateway", "--host", "127.0.0.1", "--port", String(port)], { env: bosunEnv(natsUrl) });
+    const proc = this.spawn("gateway", process.execPath, [...profiling(), this.cli, "gateway", "--host", "127.0.0.1", "--port", String(port)], { env: bosunEnv(natsUrl) });
     await waitUntil("the gateway's /healthz", () => httpOk(port, "/healthz"));
     return { port, proc };
   }
+}
+
+/** With BENCH_CPU_PROF=dir, Bosun's processes write V8 CPU profiles there (execution processes and threads too). */
+function profiling(): string[] {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir ? ["--cpu-prof", "--cpu-prof-dir", path.resolve(dir)] : [];
 }
 
 function bosunEnv(natsUrl: string): NodeJS.ProcessEnv {
@@ -337,5 +346,61 @@ export class MemorySampler {
     clearInterval(this.#timer);
     const children = [...this.#peaks].filter(([pid]) => pid !== this.rootPid).map(([, kb]) => kb / 1024);
     return { root: (this.#peaks.get(this.rootPid) ?? 0) / 1024, children };
+  }
+}
+
+// ---- CPU: /proc/<pid>/stat ----------------------------------------------------------------
+
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
+
+/** CPU seconds (user + system) of a process itself (all its threads), and of its children it has reaped. */
+function cpuOf(pid: number): { self: number; reaped: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after "(comm)": state is field 3, so utime (14), stime (15), cutime (16), cstime (17) sit at 11-14.
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" ").map(Number);
+    return { self: (f[11]! + f[12]!) / CLOCK_TICKS, reaped: (f[13]! + f[14]!) / CLOCK_TICKS };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU used by named processes between construction and stop(), and by the
+ * children of one of them (execution processes, sandboxes), including
+ * children that start or exit in between: Σ children now + what the parent
+ * reaped meanwhile − Σ children at the start. This process is "harness".
+ */
+export class CpuMeter {
+  readonly #start = new Map<string, number>();
+  readonly #childStart: number;
+  readonly #reapedStart: number;
+  readonly #harnessStart = process.cpuUsage();
+
+  constructor(
+    private readonly named: Record<string, number>,
+    private readonly childrenOfPid?: number,
+  ) {
+    for (const [name, pid] of Object.entries(named)) this.#start.set(name, cpuOf(pid)?.self ?? 0);
+    this.#childStart = this.#childSum();
+    this.#reapedStart = childrenOfPid === undefined ? 0 : (cpuOf(childrenOfPid)?.reaped ?? 0);
+  }
+
+  #childSum(): number {
+    if (this.childrenOfPid === undefined) return 0;
+    return childrenOf(this.childrenOfPid).reduce((sum, pid) => sum + (cpuOf(pid)?.self ?? 0), 0);
+  }
+
+  /** CPU seconds per name, "children" (of childrenOfPid) and "harness". */
+  stop(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, pid] of Object.entries(this.named)) out[name] = (cpuOf(pid)?.self ?? 0) - this.#start.get(name)!;
+    if (this.childrenOfPid !== undefined) {
+      const reaped = (cpuOf(this.childrenOfPid)?.reaped ?? 0) - this.#reapedStart;
+      out.children = this.#childSum() + reaped - this.#childStart;
+    }
+    const harness = process.cpuUsage(this.#harnessStart);
+    out.harness = (harness.user + harness.system) / 1e6;
+    return out;
   }
 }

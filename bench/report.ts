@@ -26,17 +26,31 @@ export interface Section {
 
 const m = (key: string, label: string, unit: string, digits = 0): MetricDef => ({ key, label, unit, digits });
 
+const PROCESS_LABELS: Record<string, string> = {
+  supervisor: "supervisor",
+  children: "execution",
+  nats: "nats-server",
+  harness: "client",
+  gateway: "gateway",
+  worker: "worker",
+  redis: "redis-server",
+};
+const cpuRows = (key: string, label: string, procs: string[]): MetricDef[] =>
+  procs.map((p) => m(`us.${key}.${p}`, `${label}: ${PROCESS_LABELS[p]}`, "µs"));
+
 export function sections(c: Counts): Section[] {
-  return [
+  return ([
     {
       title: "1. Throughput",
       about: `${c.throughput.toLocaleString("en")} \`noop\` jobs per run, ${c.inflight} submits outstanding at a time, timed from the first submit until every job's result (Bosun) or completion (BullMQ) has been seen. "accepted" is the rate of the submits alone.`,
       metrics: [
         m("tp.bosun_nats", "Bosun, NATS API", "jobs/s"),
+        m("tp.bosun_nats_thread", "Bosun, NATS API, thread isolation", "jobs/s"),
         m("tp.bosun_http", "Bosun, HTTP via gateway", "jobs/s"),
         m("tp.bullmq_inprocess", "BullMQ, in-process processor", "jobs/s"),
         m("tp.bullmq_sandboxed", "BullMQ, sandboxed processor", "jobs/s"),
         m("tp.bosun_nats.accept", "Bosun, NATS API: accepted", "jobs/s"),
+        m("tp.bosun_nats_thread.accept", "Bosun, NATS API, thread isolation: accepted", "jobs/s"),
         m("tp.bosun_http.accept", "Bosun, HTTP: accepted", "jobs/s"),
         m("tp.bullmq_inprocess.accept", "BullMQ in-process: added", "jobs/s"),
         m("tp.bullmq_sandboxed.accept", "BullMQ sandboxed: added", "jobs/s"),
@@ -48,6 +62,8 @@ export function sections(c: Counts): Section[] {
       metrics: [
         m("lat.bosun_nats.p50", "Bosun, NATS API (wait_ms): p50", "ms", 2),
         m("lat.bosun_nats.p99", "Bosun, NATS API (wait_ms): p99", "ms", 2),
+        m("lat.bosun_nats_thread.p50", "Bosun, NATS API, thread isolation: p50", "ms", 2),
+        m("lat.bosun_nats_thread.p99", "Bosun, NATS API, thread isolation: p99", "ms", 2),
         m("lat.bosun_http.p50", "Bosun, HTTP ?wait_ms: p50", "ms", 2),
         m("lat.bosun_http.p99", "Bosun, HTTP ?wait_ms: p99", "ms", 2),
         m("lat.bullmq.p50", "BullMQ, add + waitUntilFinished: p50", "ms", 2),
@@ -81,10 +97,36 @@ export function sections(c: Counts): Section[] {
       ],
     },
     {
+      title: "6. Realistic workloads",
+      about: `Over the NATS API for Bosun, ${c.inflight} submits outstanding as in workload 1. Sleep: ${c.sleepJobs.toLocaleString("en")} jobs that wait ${c.sleepMs} ms (Bosun's \`sleep\`, a \`setTimeout\` in BullMQ's processor), pool ${c.sleepPool} (Bosun) and concurrency ${c.sleepPool} (BullMQ): the ideal is ${Math.round((c.sleepPool * 1000) / c.sleepMs).toLocaleString("en")} jobs/s. CPU: ${c.cpuShortJobs.toLocaleString("en")} jobs that burn ${c.cpuShortMs} ms of CPU time each, pool / concurrency ${c.cpuShortPool}: on ${os.cpus().length} cores the ideal is ${Math.round((Math.min(c.cpuShortPool, os.cpus().length) * 1000) / c.cpuShortMs)} jobs/s, less what the rest of the system needs.`,
+      metrics: [
+        m("sleep.bosun_process", `sleep ${c.sleepMs} ms, pool ${c.sleepPool}: Bosun, process isolation`, "jobs/s"),
+        m("sleep.bosun_thread", `sleep ${c.sleepMs} ms, pool ${c.sleepPool}: Bosun, thread isolation`, "jobs/s"),
+        m("sleep.bullmq_sandboxed", `sleep ${c.sleepMs} ms, concurrency ${c.sleepPool}: BullMQ sandboxed`, "jobs/s"),
+        m("sleep.bullmq_inprocess", `sleep ${c.sleepMs} ms, concurrency ${c.sleepPool}: BullMQ in-process`, "jobs/s"),
+        m("cpu5.bosun_process", `cpu ${c.cpuShortMs} ms, pool ${c.cpuShortPool}: Bosun, process isolation`, "jobs/s", 1),
+        m("cpu5.bosun_thread", `cpu ${c.cpuShortMs} ms, pool ${c.cpuShortPool}: Bosun, thread isolation`, "jobs/s", 1),
+        m("cpu5.bullmq_sandboxed", `cpu ${c.cpuShortMs} ms, concurrency ${c.cpuShortPool}: BullMQ sandboxed`, "jobs/s", 1),
+        m("cpu5.bullmq_inprocess", `cpu ${c.cpuShortMs} ms, concurrency ${c.cpuShortPool}: BullMQ in-process`, "jobs/s", 1),
+      ],
+    },
+    {
+      title: "7. CPU per job",
+      about: "CPU time (user + system, from /proc/<pid>/stat) each process used during the timed part of a workload-1 run, divided by its jobs. \"execution\" is the supervisor's execution processes (or BullMQ's sandbox children) together; with thread isolation the execution threads are inside the supervisor's figure. \"client\" is the harness process, which submits and counts results.",
+      metrics: [
+        ...cpuRows("tp.bosun_nats", "Bosun NATS API", ["supervisor", "children", "nats", "harness"]),
+        ...cpuRows("tp.bosun_nats_thread", "Bosun NATS API, threads", ["supervisor", "nats", "harness"]),
+        ...cpuRows("tp.bosun_http", "Bosun HTTP", ["gateway", "supervisor", "children", "nats", "harness"]),
+        ...cpuRows("tp.bullmq_sandboxed", "BullMQ sandboxed", ["worker", "children", "redis", "harness"]),
+        ...cpuRows("tp.bullmq_inprocess", "BullMQ in-process", ["worker", "redis", "harness"]),
+      ],
+    },
+    {
       title: "5. Memory",
       about: "Peak RSS (VmHWM from /proc/<pid>/status, sampled every 200 ms so replaced children count too) during workload 1. For execution processes and BullMQ's sandbox children the figure is the largest of them.",
       metrics: [
         m("mem.supervisor", "Bosun supervisor", "MiB", 1),
+        m("mem.supervisor_threads", "Bosun supervisor with its 4 execution threads (thread isolation)", "MiB", 1),
         m("mem.execution", "Bosun execution process", "MiB", 1),
         m("mem.bullmq_inprocess_host", "BullMQ worker process, in-process", "MiB", 1),
         m("mem.bullmq_sandboxed_host", "BullMQ worker process, sandboxed", "MiB", 1),
@@ -92,7 +134,7 @@ export function sections(c: Counts): Section[] {
       ],
     },
     {
-      title: "6. Growth (BENCH_ONLY=growth)",
+      title: "8. Growth (BENCH_ONLY=growth)",
       about: "Finished `noop` jobs kept (batch submit, one supervisor), then at each size the median of 21 reads through the gateway: a list page (`GET /api/jobs?limit=20`), a dead-letter page (`?state=dead&limit=20`), a status read of a kept job, `GET /api/platform/queue`; the bytes of Bosun's streams per kept job and the supervisor's RSS.",
       metrics: c.growthSizes.flatMap((n) => {
         const label = n >= 1_000_000 ? `${n / 1_000_000}m` : n >= 1000 ? `${n / 1000}k` : String(n);
@@ -107,47 +149,71 @@ export function sections(c: Counts): Section[] {
         ];
       }),
     },
-  ];
+  ] satisfies Section[]).sort((a, b) => parseInt(a.title) - parseInt(b.title));
 }
 
 export interface Target {
   label: string;
   num: string;
-  den: string;
+  /** Absent: the figure itself is held to the target (an absolute aim, in its own unit). */
+  den?: string;
   op: ">=" | "<=" | "info";
   target?: number;
+  unit?: string;
 }
 
+/** Issue 17's aims first, then figures worth a ratio that have no aim. */
 export const targets: Target[] = [
-  { label: "Throughput: Bosun NATS API ÷ BullMQ sandboxed", num: "tp.bosun_nats", den: "tp.bullmq_sandboxed", op: ">=", target: 3 },
-  { label: "Throughput: Bosun NATS API ÷ BullMQ in-process", num: "tp.bosun_nats", den: "tp.bullmq_inprocess", op: ">=", target: 0.5 },
-  { label: "Throughput: Bosun HTTP ÷ Bosun NATS API", num: "tp.bosun_http", den: "tp.bosun_nats", op: ">=", target: 0.7 },
-  { label: "Latency p50: Bosun NATS API ÷ BullMQ", num: "lat.bosun_nats.p50", den: "lat.bullmq.p50", op: "<=", target: 1.5 },
-  { label: "Latency p99: Bosun NATS API ÷ BullMQ", num: "lat.bosun_nats.p99", den: "lat.bullmq.p99", op: "<=", target: 1 },
-  { label: "Throughput: Bosun NATS API ÷ raw JetStream limit", num: "tp.bosun_nats", den: "js.limit", op: ">=", target: 0.15 },
-  { label: "Throughput: Bosun HTTP ÷ BullMQ sandboxed", num: "tp.bosun_http", den: "tp.bullmq_sandboxed", op: "info" },
-  { label: "Throughput: Bosun HTTP ÷ BullMQ in-process", num: "tp.bosun_http", den: "tp.bullmq_inprocess", op: "info" },
-  { label: "Latency p50: Bosun HTTP ÷ BullMQ", num: "lat.bosun_http.p50", den: "lat.bullmq.p50", op: "info" },
-  { label: "Latency p99: Bosun HTTP ÷ BullMQ", num: "lat.bosun_http.p99", den: "lat.bullmq.p99", op: "info" },
-  { label: "Throughput: Bosun NATS API ÷ raw JetStream pipelined", num: "tp.bosun_nats", den: "js.pipelined", op: "info" },
+  { label: "noop, process isolation, NATS ÷ BullMQ sandboxed", num: "tp.bosun_nats", den: "tp.bullmq_sandboxed", op: ">=", target: 1.5 },
+  { label: "noop, thread isolation, NATS ÷ BullMQ in-process", num: "tp.bosun_nats_thread", den: "tp.bullmq_inprocess", op: ">=", target: 1.2 },
+  { label: "noop, HTTP ÷ NATS (process isolation)", num: "tp.bosun_http", den: "tp.bosun_nats", op: ">=", target: 0.8 },
+  { label: "sequential p50: Bosun NATS ÷ BullMQ", num: "lat.bosun_nats.p50", den: "lat.bullmq.p50", op: "<=", target: 1.2 },
+  { label: "sequential p99: Bosun NATS ÷ BullMQ", num: "lat.bosun_nats.p99", den: "lat.bullmq.p99", op: "<=", target: 1 },
+  { label: "batch submit accepted: Bosun ÷ BullMQ addBulk", num: "batch.bosun_nats", den: "batch.bullmq", op: ">=", target: 1 },
+  { label: "10 ms sleep jobs, pool 16: Bosun process ÷ BullMQ sandboxed", num: "sleep.bosun_process", den: "sleep.bullmq_sandboxed", op: ">=", target: 1 },
+  { label: "supervisor CPU per noop job (process isolation, NATS)", num: "us.tp.bosun_nats.supervisor", op: "<=", target: 250, unit: "µs" },
+  { label: "completions under sustained submits ÷ drain rate", num: "sustained.completion_ratio", op: ">=", target: 0.8 },
+  { label: "noop, thread isolation ÷ process isolation (NATS)", num: "tp.bosun_nats_thread", den: "tp.bosun_nats", op: "info" },
+  { label: "noop, process isolation, NATS ÷ BullMQ in-process", num: "tp.bosun_nats", den: "tp.bullmq_inprocess", op: "info" },
+  { label: "noop, HTTP ÷ BullMQ sandboxed", num: "tp.bosun_http", den: "tp.bullmq_sandboxed", op: "info" },
+  { label: "sequential p50: Bosun HTTP ÷ BullMQ", num: "lat.bosun_http.p50", den: "lat.bullmq.p50", op: "info" },
+  { label: "sequential p99: Bosun HTTP ÷ BullMQ", num: "lat.bosun_http.p99", den: "lat.bullmq.p99", op: "info" },
+  { label: "sequential p50: Bosun NATS, threads ÷ BullMQ", num: "lat.bosun_nats_thread.p50", den: "lat.bullmq.p50", op: "info" },
+  { label: "10 ms sleep jobs, pool 16: Bosun thread ÷ BullMQ in-process", num: "sleep.bosun_thread", den: "sleep.bullmq_inprocess", op: "info" },
+  { label: "5 ms CPU jobs, pool 2: Bosun process ÷ BullMQ sandboxed", num: "cpu5.bosun_process", den: "cpu5.bullmq_sandboxed", op: "info" },
+  { label: "5 ms CPU jobs, pool 2: Bosun thread ÷ BullMQ in-process", num: "cpu5.bosun_thread", den: "cpu5.bullmq_inprocess", op: "info" },
+  { label: "noop, NATS ÷ raw JetStream limit", num: "tp.bosun_nats", den: "js.limit", op: "info" },
   { label: "Scale-out: 2 supervisors ÷ 1", num: "scale.supervisors_2", den: "scale.supervisors_1", op: "info" },
-  { label: "CPU: pool 2 ÷ pool 1", num: "cpu.pool_2", den: "cpu.pool_1", op: "info" },
-  { label: "CPU: pool 4 ÷ pool 2", num: "cpu.pool_4", den: "cpu.pool_2", op: "info" },
+  { label: "CPU 20 ms: pool 2 ÷ pool 1", num: "cpu.pool_2", den: "cpu.pool_1", op: "info" },
+  { label: "CPU 20 ms: pool 4 ÷ pool 2", num: "cpu.pool_4", den: "cpu.pool_2", op: "info" },
   { label: "Memory: Bosun supervisor ÷ BullMQ in-process worker process", num: "mem.supervisor", den: "mem.bullmq_inprocess_host", op: "info" },
 ];
 
 export interface TargetOutcome extends Target {
+  /** Ratio of medians, or the median itself for an absolute aim. */
   ratio: number;
+  /** Lowest and highest of the per-round ratios (round i ÷ round i), or of the rounds' figures. */
+  spread: [number, number] | undefined;
   verdict: "PASS" | "MISS" | "n/a" | "";
 }
 
 export function evaluate(values: Map<string, number[]>): TargetOutcome[] {
   return targets.map((t) => {
-    const ratio = median(values.get(t.num) ?? []) / median(values.get(t.den) ?? []);
+    const num = values.get(t.num) ?? [];
+    const den = t.den === undefined ? undefined : (values.get(t.den) ?? []);
+    const ratio = den === undefined ? median(num) : median(num) / median(den);
+    const perRound = den === undefined ? num : num.slice(0, den.length).map((v, i) => v / den[i]!);
+    const spread: [number, number] | undefined = perRound.length > 0 ? [Math.min(...perRound), Math.max(...perRound)] : undefined;
     let verdict: TargetOutcome["verdict"] = "";
     if (t.op !== "info") verdict = !Number.isFinite(ratio) ? "n/a" : (t.op === ">=" ? ratio >= t.target! : ratio <= t.target!) ? "PASS" : "MISS";
-    return { ...t, ratio, verdict };
+    return { ...t, ratio, spread, verdict };
   });
+}
+
+/** "1.52×" for a ratio, "212 µs" for an absolute figure. */
+export function formatOutcome(o: Pick<TargetOutcome, "unit">, v: number): string {
+  if (!Number.isFinite(v)) return "n/a";
+  return o.unit ? `${Math.round(v)} ${o.unit}` : `${v.toFixed(2)}×`;
 }
 
 // ---- environment ----------------------------------------------------------------------------
@@ -247,10 +313,18 @@ export function renderReport(r: ReportInput): string {
   for (const [k, v] of r.env.versions) out.push(`| ${k} | ${v} |`);
   out.push("");
 
-  out.push("## Bosun against its peers", "", "Ratios of medians.", "", "| ratio | value | target | result |", "| --- | --- | --- | --- |");
+  out.push(
+    "## Bosun against its peers",
+    "",
+    "Ratios of medians; the spread is the lowest and highest of the per-round ratios (round i of one ÷ round i of the other, the two having run next to each other). Aims from issue 17 first.",
+    "",
+    "| ratio | value | spread | aim | result |",
+    "| --- | --- | --- | --- | --- |",
+  );
   for (const o of outcomes) {
-    const target = o.op === "info" ? "(informational)" : `${o.op === ">=" ? "≥" : "≤"} ${o.target}×`;
-    out.push(`| ${o.label} | ${fmt(o.ratio, 2)}× | ${target} | ${o.verdict ? `**${o.verdict}**` : ""} |`);
+    const target = o.op === "info" ? "(informational)" : `${o.op === ">=" ? "≥" : "≤"} ${o.unit ? `${o.target} ${o.unit}` : `${o.target}×`}`;
+    const spread = o.spread ? `${formatOutcome(o, o.spread[0])} – ${formatOutcome(o, o.spread[1])}` : "";
+    out.push(`| ${o.label} | ${formatOutcome(o, o.ratio)} | ${spread} | ${target} | ${o.verdict ? `**${o.verdict}**` : ""} |`);
   }
   out.push("");
 
@@ -303,7 +377,7 @@ function setup(c: Counts): string[] {
     "",
     `Both sides are driven from the harness process (one Node process, the client/producer) and do their work in other processes. The same small JSON payload (\`{"i": N, "tag": "bench"}\`) goes with every job. Before each timed phase ${c.warmup} untimed jobs (${c.latencyWarmup} for latency) start the pools and warm the JIT.`,
     "",
-    "**Bosun** (`node dist/cli.js`, built from this commit):",
+    "**Bosun** (`node dist/cli/main.js`, built from this commit):",
     "",
     `- Each run starts its own supervisor(s): \`bosun supervisor --queues Q --min ${c.pool} --max ${c.pool} --worker-id W\` with \`BOSUN_LOG_LEVEL=warn\`, on a fresh queue Q, all other settings default (3 attempts, 60 s timeout, results kept). It is ready when it answers \`$SRV.PING.bosun\`. After the run it is stopped with SIGTERM (graceful drain), its queue's consumer is deleted and the jobs, results and job-record streams are purged, so every run starts from empty streams.`,
     "- One gateway for the whole run: `bosun gateway --host 127.0.0.1 --port PORT` (defaults otherwise).",

@@ -6,8 +6,11 @@
  *
  *   BENCH_SCALE=0.05   scale the job counts down (a quick check of the harness)
  *   BENCH_ROUNDS=3     rounds per workload
- *   BENCH_ONLY=throughput,latency,limit,scale   run only these workloads (growth: only when named)
+ *   BENCH_ONLY=throughput,latency,realistic,limit,scale   run only these workloads (growth: only when named)
  *   BENCH_GROWTH_MAX=1000000   the largest size the growth workload keeps
+ *   BENCH_RUNS=a,b     within those, only runs whose name contains one of these (for profiling)
+ *   BENCH_CPU_PROF=dir supervisors and the gateway run with node --cpu-prof into dir
+ *   BENCH_CLI=path     run another build's CLI entry, dist/cli/main.js (A/B comparisons; the report says so)
  *   BENCH_OUT=path     where to write the report (default bench/RESULTS.md)
  *   BENCH_KEEP_TMP=1   keep the temp dir (server data, every process's log)
  */
@@ -19,9 +22,9 @@ import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import type { Counts, Ctx, Figures } from "./context.js";
 import { peakRssMb, Procs } from "./procs.js";
-import { describeEnvironment, evaluate, renderReport, type Environment } from "./report.js";
-import { bosunCpu, bosunLatency, bosunScaleOut, bosunThroughput } from "./workloads/bosun.js";
-import { bullLatency, bullThroughput } from "./workloads/bullmq.js";
+import { describeEnvironment, evaluate, formatOutcome, renderReport, type Environment } from "./report.js";
+import { bosunCpu, bosunLatency, bosunRealistic, bosunScaleOut, bosunThroughput } from "./workloads/bosun.js";
+import { bullLatency, bullRealistic, bullThroughput } from "./workloads/bullmq.js";
 import { rawJetStream } from "./workloads/jetstream.js";
 import { bosunGrowth, growthSizes } from "./workloads/growth.js";
 
@@ -42,6 +45,7 @@ const workloads: Workload[] = [
     name: "throughput",
     runs: [
       { name: "Bosun NATS API", run: (ctx) => bosunThroughput(ctx, "nats") },
+      { name: "Bosun NATS API, thread isolation", run: (ctx) => bosunThroughput(ctx, "nats", "thread") },
       { name: "Bosun HTTP", run: (ctx) => bosunThroughput(ctx, "http") },
       { name: "BullMQ in-process", run: (ctx) => bullThroughput(ctx, "inprocess") },
       { name: "BullMQ sandboxed", run: (ctx) => bullThroughput(ctx, "sandboxed") },
@@ -51,8 +55,22 @@ const workloads: Workload[] = [
     name: "latency",
     runs: [
       { name: "Bosun NATS API", run: (ctx) => bosunLatency(ctx, "nats") },
+      { name: "Bosun NATS API, thread isolation", run: (ctx) => bosunLatency(ctx, "nats", "thread") },
       { name: "Bosun HTTP", run: (ctx) => bosunLatency(ctx, "http") },
       { name: "BullMQ", run: (ctx) => bullLatency(ctx) },
+    ],
+  },
+  {
+    name: "realistic",
+    runs: [
+      { name: "sleep 10 ms: Bosun, process isolation", run: (ctx) => bosunRealistic(ctx, "process", "sleep") },
+      { name: "sleep 10 ms: Bosun, thread isolation", run: (ctx) => bosunRealistic(ctx, "thread", "sleep") },
+      { name: "sleep 10 ms: BullMQ sandboxed", run: (ctx) => bullRealistic(ctx, "sandboxed", "sleep") },
+      { name: "sleep 10 ms: BullMQ in-process", run: (ctx) => bullRealistic(ctx, "inprocess", "sleep") },
+      { name: "cpu 5 ms: Bosun, process isolation", run: (ctx) => bosunRealistic(ctx, "process", "cpu") },
+      { name: "cpu 5 ms: Bosun, thread isolation", run: (ctx) => bosunRealistic(ctx, "thread", "cpu") },
+      { name: "cpu 5 ms: BullMQ sandboxed", run: (ctx) => bullRealistic(ctx, "sandboxed", "cpu") },
+      { name: "cpu 5 ms: BullMQ in-process", run: (ctx) => bullRealistic(ctx, "inprocess", "cpu") },
     ],
   },
   { name: "limit", runs: [{ name: "raw JetStream", run: (ctx) => rawJetStream(ctx) }] },
@@ -88,18 +106,26 @@ async function main(): Promise<number> {
   const unknown = only?.filter((o) => !workloads.some((w) => w.name === o)) ?? [];
   if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown workload(s) ${unknown.join(", ")}; known: ${workloads.map((w) => w.name).join(", ")}`);
   const selected = workloads.filter((w) => (only ? only.includes(w.name) : !w.optIn));
+  const runFilter = process.env.BENCH_RUNS?.split(",").map((s) => s.trim()).filter(Boolean);
   const counts: Counts = {
     throughput: Math.max(100, Math.round(20_000 * scale)),
     latency: Math.max(20, Math.round(2_000 * scale)),
     cpuJobs: Math.max(10, Math.round(500 * scale)),
     cpuMs: 20,
+    sleepJobs: Math.max(100, Math.round(8_000 * scale)),
+    sleepMs: 10,
+    sleepPool: 16,
+    cpuShortJobs: Math.max(20, Math.round(2_000 * scale)),
+    cpuShortMs: 5,
+    cpuShortPool: 2,
     inflight: 64,
     pool: 4,
     warmup: 256,
     latencyWarmup: 50,
     growthSizes: growthSizes(scale, numberEnv("BENCH_GROWTH_MAX", 1_000_000)),
   };
-  const partial = scale !== 1 || rounds !== 3 || selected.length !== workloads.filter((w) => !w.optIn).length;
+  const partial =
+    scale !== 1 || rounds !== 3 || selected.length !== workloads.filter((w) => !w.optIn).length || runFilter !== undefined || process.env.BENCH_CLI !== undefined;
 
   const procs = new Procs();
   const loadAtStart = os.loadavg();
@@ -136,6 +162,8 @@ async function main(): Promise<number> {
     ctx = {
       procs,
       natsUrl: nats.url,
+      natsPid: nats.proc.pid,
+      redisPid: redisServer.proc.pid,
       nc: await connect({ servers: nats.url, name: "bosun-bench", noAsyncTraces: true }),
       gateway: gateway.proc,
       gatewayPort: gateway.port,
@@ -148,7 +176,7 @@ async function main(): Promise<number> {
 
     for (let round = 1; round <= rounds; round++) {
       for (const workload of selected) {
-        for (const def of rotate(workload.runs, round - 1)) {
+        for (const def of rotate(workload.runs, round - 1).filter((r) => !runFilter || runFilter.some((f) => r.name.includes(f)))) {
           if (stopping) return 130;
           const label = `round ${round}/${rounds} ${workload.name}: ${def.name}`;
           const t0 = Date.now();
@@ -156,8 +184,10 @@ async function main(): Promise<number> {
             const figures = await def.run(ctx);
             for (const [key, value] of Object.entries(figures)) values.set(key, [...(values.get(key) ?? []), value]);
             const shown = Object.entries(figures)
-              .filter(([k]) => !k.endsWith(".accept") && !k.endsWith(".mean"))
+              .filter(([k]) => !k.endsWith(".accept") && !k.endsWith(".mean") && !k.startsWith("us."))
               .map(([k, v]) => `${k}=${short(v)}`);
+            const cpu = Object.entries(figures).filter(([k]) => k.startsWith("us."));
+            if (cpu.length > 0) shown.push(`(CPU µs/job: ${cpu.map(([k, v]) => `${k.split(".").at(-1)} ${Math.round(v)}`).join(", ")})`);
             say(`${label} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${shown.join("  ")}`);
           } catch (err) {
             const message = `${label}: ${(err as Error).stack ?? String(err)}`;
@@ -216,8 +246,9 @@ async function main(): Promise<number> {
   say("");
   say(partial ? "Summary (NOT A FULL RUN: see the banner in the report):" : "Summary:");
   for (const o of evaluate(values)) {
-    const target = o.op === "info" ? "" : ` (target ${o.op === ">=" ? "≥" : "≤"} ${o.target}×) ${o.verdict}`;
-    say(`  ${o.label}: ${Number.isFinite(o.ratio) ? o.ratio.toFixed(2) : "n/a"}×${target}`);
+    const target = o.op === "info" ? "" : ` (aim ${o.op === ">=" ? "≥" : "≤"} ${o.unit ? `${o.target} ${o.unit}` : `${o.target}×`}) ${o.verdict}`;
+    const spread = o.spread ? ` [${formatOutcome(o, o.spread[0])} – ${formatOutcome(o, o.spread[1])}]` : "";
+    say(`  ${o.label}: ${formatOutcome(o, o.ratio)}${spread}${target}`);
   }
   say(`bench: wrote ${path.relative(process.cwd(), out) || out}${errors.length > 0 ? `; ${errors.length} run(s) failed` : ""}`);
   return errors.length > 0 ? 1 : 0;

@@ -1,14 +1,20 @@
 #!/bin/sh
 # Installs what a fresh machine (Node, npm, apt, root) lacks: the Debian
-# nats-server package and the npm dependencies. Quick no-op when both are there.
+# nats-server and chromium packages (the dashboard's browser tests drive
+# /usr/bin/chromium; never a downloaded browser) and the npm dependencies.
+# Quick no-op when all are there.
 set -e
 cd "$(dirname "$0")/.."
-if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
-  echo "setup: installing nats-server (Debian package)"
+MISSING=""
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then MISSING="nats-server"; fi
+if [ ! -x /usr/bin/chromium ]; then MISSING="$MISSING chromium"; fi
+if [ -n "$MISSING" ]; then
+  echo "setup: installing$MISSING (Debian packages)"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm dependencies"

@@ -63,6 +63,13 @@ t.test("HTTP: submit, then result and status; ?wait_ms answers with the result",
   t.match(waited.body, { state: "succeeded", error: null, attempts: 1 });
   t.same(waited.body.result, { waited: true });
   t.type(waited.body.job_id, "string");
+
+  // The gateway forwards the body's own bytes and adds wait_ms before its last brace: braces inside
+  // strings, unusual spacing and a wait_ms of the body's own (the query's wins) stay as they mean.
+  const raw = `\n { "type" : "echo", "queue": "${queue}", "wait_ms": 1, "payload": {"brace": "}", "open": "{"} }  \n`;
+  const spliced = await http<JobResult>(gw, "POST", "/api/jobs?wait_ms=10000", { body: raw });
+  t.equal(spliced.status, 200, "a raw body with ?wait_ms waits for the result", { body: spliced.text });
+  t.same(spliced.body.result, { brace: "}", open: "{" }, "the payload arrives as sent");
 });
 
 t.test("NATS API: submit (with wait_ms), get, result, and $SRV discovery", async (t) => {

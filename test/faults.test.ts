@@ -222,6 +222,54 @@ t.test("execution processes SIGKILLed at random while 500 jobs run: all succeed 
   t.equal(spawned, max + exited, "every crashed process was replaced, one for one");
 });
 
+for (const isolation of ["process", "thread"] as const) {
+  t.test(`${isolation} isolation: actors crashing under short jobs sent several at a time: every run counted, none counted that did not run`, async (t) => {
+    const server = await NatsServer.start(t);
+    const nc = await connectClient(t, server.url);
+    const runs = await RunLog.create(t);
+    const queue = uniqueName("batched");
+    const supervisor = await startCountingSupervisor(t, server.url, runs, {
+      queues: [queue],
+      workerId: uniqueName("wd"),
+      args: ["--isolation", isolation, "--min", "2", "--max", "2", "--max-restarts", "100000", "--lease-ms", String(LEASE_MS)],
+    });
+    // Short jobs, so runs queue on busy actors; one in 20 takes its actor down on its first attempt,
+    // with the runs queued behind it on that actor: the ones it had started count, the rest go back unrun.
+    const n = 400;
+    const bodies = Array.from({ length: n }, (_, i) => ({
+      type: "count.run",
+      queue,
+      payload: { n: i, tag: `b${i}`, ...(i % 20 === 10 && { crash_on_attempt: 1 }) },
+      max_attempts: 5,
+      backoff: { type: "fixed", delay_ms: 0 },
+    }));
+    const started = Date.now();
+    const submitted = await submitAll(nc, bodies, 64);
+    const ids = submitted.map((s) => s.job_id);
+    const expected = new Map(ids.map((id, i) => [id, { n: i, tag: `b${i}` }]));
+    await waitForResults(nc, ids, { timeoutMs: 120_000, what: "every job's result" });
+    const { elapsed, results, check, figures } = await settle(nc, queue, runs, ids, expected, started);
+    const crashers = ids.filter((_, i) => i % 20 === 10);
+    let attemptsNotRuns = 0;
+    const mismatches: { job: string; attempts: number | undefined; runs: number }[] = [];
+    for (const id of ids) {
+      const attempts = results.get(id)?.attempts;
+      if (attempts !== runs.starts(id).length) {
+        attemptsNotRuns++;
+        if (mismatches.length < 5) mismatches.push({ job: id, attempts, runs: runs.starts(id).length });
+      }
+    }
+    const exits = supervisor.logsWith(`execution ${isolation} exited`).length;
+    t.comment(`jobs: ${n}; crashes: ${exits}; runs: ${figures.runs}; jobs run twice: ${figures.ranTwice}; all done in ${secs(elapsed)}`);
+    t.equal(check.lost, 0, "no job lost");
+    t.equal(check.notSucceeded, 0, "every job succeeded within its attempts");
+    t.equal(check.wrong, 0, "every result is the job's own");
+    t.equal(exits, crashers.length, `each crashing job took one actor down (${crashers.length})`);
+    t.ok(crashers.every((id) => results.get(id)?.attempts === 2), "each crashing job crashed once and succeeded on its second attempt");
+    t.equal(attemptsNotRuns, 0, "every job's attempts are exactly its runs: every run counted, no attempt without a run", { mismatches });
+  });
+}
+
 t.test("nats-server SIGKILLed and restarted mid-run: every job accepted before or after succeeds", async (t) => {
   const server = await NatsServer.start(t);
   const nc = await connectResilient(t, server.url);

@@ -1,20 +1,21 @@
 /**
  * Seeded fuzzing of every way into Bosun: HTTP requests over every route of
  * the operations table (and some no client library would send), NATS
- * requests to every API and control subject, and junk published into every
- * subject Bosun reads. Asserts: no 5xx but 503s, every error in the
- * contract's shape, no hang, the same processes at the end, no error
+ * requests to every API and control subject, junk published into every
+ * subject Bosun reads, and `bosun` command lines. Asserts: no 5xx but 503s,
+ * every error in the contract's shape, no hang, every CLI failure one line
+ * and a documented exit code, the same processes at the end, no error
  * boundary or unhandled rejection ever hit, and a normal job still runs.
  *
- * FUZZ_SEED repeats a run; FUZZ_HTTP, FUZZ_NATS and FUZZ_JUNK set the
- * counts (`npm run fuzz` runs 10,000 of each).
+ * FUZZ_SEED repeats a run; FUZZ_HTTP, FUZZ_NATS, FUZZ_JUNK and FUZZ_CLI set
+ * the counts (`npm run fuzz` runs 10,000 of the first three).
  */
 import t from "tap";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { startGateway, startSupervisor } from "./helpers/bosun.js";
+import { runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http, type JobResult } from "./helpers/http.js";
-import { httpCases, junkCases, natsCases, type HttpCase } from "./helpers/fuzz.js";
+import { cliCases, httpCases, junkCases, natsCases, type HttpCase } from "./helpers/fuzz.js";
 import { contractError, heartbeatSubject } from "./helpers/hostile.js";
 import { connectClient } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
@@ -22,8 +23,14 @@ import { rawHttp } from "./helpers/raw-http.js";
 import { uniqueName } from "./helpers/wait.js";
 
 const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
-const counts = { http: Number(process.env.FUZZ_HTTP ?? 2000), nats: Number(process.env.FUZZ_NATS ?? 1000), junk: Number(process.env.FUZZ_JUNK ?? 600) };
-t.comment(`fuzz seed ${seed} (repeat with FUZZ_SEED=${seed}); ${counts.http} HTTP, ${counts.nats} NATS, ${counts.junk} junk`);
+const counts = {
+  http: Number(process.env.FUZZ_HTTP ?? 2000),
+  nats: Number(process.env.FUZZ_NATS ?? 1000),
+  junk: Number(process.env.FUZZ_JUNK ?? 600),
+  // Each is a node process start: a few dozen cover the commands.
+  cli: Number(process.env.FUZZ_CLI ?? 40),
+};
+t.comment(`fuzz seed ${seed} (repeat with FUZZ_SEED=${seed}); ${counts.http} HTTP, ${counts.nats} NATS, ${counts.junk} junk, ${counts.cli} CLI`);
 /** No request may take longer: the gateway's NATS timeout (5 s) plus the largest wait_ms generated (3 s), with room. */
 const DEADLINE_MS = 15_000;
 const CONCURRENCY = 8;
@@ -41,10 +48,10 @@ const gw = gateway.baseUrl;
 const pids = { nats: server.process!.pid, supervisor: supervisor.pid, gateway: gateway.proc.pid };
 
 /** Runs `work` over `items`, CONCURRENCY at a time. */
-async function pool<T>(items: T[], work: (item: T, i: number) => Promise<void>): Promise<void> {
+async function pool<T>(items: T[], work: (item: T, i: number) => Promise<void>, concurrency = CONCURRENCY): Promise<void> {
   let next = 0;
   await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
+    Array.from({ length: concurrency }, async () => {
       while (next < items.length) {
         const i = next++;
         await work(items[i]!, i);
@@ -136,6 +143,26 @@ t.test("NATS requests to every API and control subject", async (t) => {
   });
   t.comment(`replies ${summarize(codes)}`);
   t.same(failures.slice(0, 10), [], `every request answered, no 5xx but 503, errors in the contract's shape (${failures.length} failures)`);
+});
+
+t.test("bosun command lines", async (t) => {
+  const cases = cliCases(seed, counts.cli, queue);
+  const failures: Failure[] = [];
+  const exits = new Map<string, number>();
+  await pool(
+    cases,
+    async (argv) => {
+      const r = await runCli(argv, { env: { NATS_URL: server.url }, timeoutMs: DEADLINE_MS });
+      const exit = r.signal ? `signal ${r.signal}` : String(r.code);
+      exits.set(exit, (exits.get(exit) ?? 0) + 1);
+      if (r.signal || ![0, 1, 2, 3].includes(r.code ?? -1)) failures.push({ what: `ended with ${exit}: ${r.stderr.slice(0, 200)}`, case: argv });
+      else if (/^\s+at /m.test(r.stderr)) failures.push({ what: `a stack trace: ${r.stderr.slice(0, 300)}`, case: argv });
+      else if (r.code !== 0 && r.stderr.trim().split("\n").length !== 1) failures.push({ what: `not one line: ${r.stderr.slice(0, 300)}`, case: argv });
+    },
+    4,
+  );
+  t.comment(`exit codes ${summarize(exits)}`);
+  t.same(failures.slice(0, 10), [], `every command ended with a documented exit code, a failure as one line, no stack (${failures.length} failures)`);
 });
 
 t.test("junk published into every subject Bosun reads", async (t) => {

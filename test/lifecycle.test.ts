@@ -536,6 +536,9 @@ t.test("SIGTERM drain: running jobs finish within the grace, the rest run elsewh
   );
   t.equal(exit.code, 0, "the drained supervisor exited 0");
   t.ok(draining.logsWith("supervisor state").some((l) => l.to === "draining"), "it logged the drain");
+  t.ok(draining.logsWith(/^draining: \d job\(s\) still running/).length > 0, "with a countdown while jobs ran");
+  const retired = draining.logsWith("retiring execution process").map((l) => l.child_pid);
+  t.equal(retired.length, new Set(retired).size, `each process retired once (${retired.length} lines, ${new Set(retired).size} pids)`);
   t.equal(finishedOnDrainer, inFlight.length, "every job it was running finished there");
   t.equal(startedAfterTerm, 0, "it started nothing after SIGTERM");
   t.equal([...results.values()].filter((r) => r.state === "succeeded" && r.attempts === 1).length, n, `all ${n} succeeded on their first attempt`);

@@ -15,6 +15,7 @@ import { resultOf, runJob, submitNats } from "./helpers/jobs.js";
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { Gates, httpOps, httpQueue, httpWorkers, OPS_HANDLERS, scrape, SseStream, startMetricsSupervisor, type WorkerInfo } from "./helpers/ops.js";
+import { promlint } from "./helpers/promlint.js";
 import { uniqueName, waitFor, within } from "./helpers/wait.js";
 
 const server = await NatsServer.start(t);
@@ -163,6 +164,32 @@ t.test("metrics: supervisor and gateway counters move by exactly the jobs run", 
   for (const [name, labels, want] of gwExpected) t.equal(await gwDelta(name, labels), want, `gateway ${name}${JSON.stringify(labels)} moved by ${want}`);
 });
 
+t.test("metrics: the gateway counts submits by outcome; every metric name of both passes promtool's checks", async (t) => {
+  const queue = uniqueName("qp");
+  const { metricsUrl } = await startMetricsSupervisor(t, server.url, { queues: [queue], workerId: uniqueName("wp"), args: small(1, 1) });
+  const before = await scrape(`${gw}/metrics`);
+  t.equal(before.types.get("bosun_gateway_job_submits_total"), "counter", "the gateway exposes bosun_gateway_job_submits_total");
+  const submits: [Record<string, unknown>, string, number][] = [
+    [{ type: "noop", queue }, "", 202],
+    [{ type: "echo", queue, payload: { a: 1 } }, "?wait_ms=10000", 200],
+    [{ type: "no.such.type", queue }, "", 422],
+    [{ type: "echo", queue, timeout_ms: "soon" }, "", 400],
+  ];
+  for (const [body, query, status] of submits) t.equal((await http(gw, "POST", `/api/jobs${query}`, { body })).status, status, `submit ${JSON.stringify(body)}: ${status}`);
+  const after = await scrape(`${gw}/metrics`);
+  const moved = (outcome: string) => after.value("bosun_gateway_job_submits_total", { outcome }) - before.value("bosun_gateway_job_submits_total", { outcome });
+  t.equal(moved("accepted"), 1, "accepted: 1");
+  t.equal(moved("finished"), 1, "finished within wait_ms: 1");
+  t.equal(moved("unknown_type"), 1, "unknown_type: 1");
+  t.equal(moved("validation_error"), 1, "validation_error: 1");
+
+  for (const [who, metrics] of [["gateway", after], ["supervisor", await scrape(metricsUrl)]] as const) {
+    t.ok(metrics.types.size > 20, `${who}: ${metrics.types.size} metric families`);
+    t.same(promlint(metrics), [], `${who}: no problem promtool check metrics would report`);
+    t.ok([...metrics.types.keys()].some((n) => /nodejs_active_handles$/.test(n)), `${who}: the by-type nodejs_active_handles gauge stays`);
+  }
+});
+
 t.test("OpenAPI: /openapi.json documents every route the gateway serves, from the same schemas; /docs is Swagger UI", async (t) => {
   await startSupervisor(t, server.url, { queues: [uniqueName("qo")], args: ["--min", "0", "--max", "1", "--heartbeat-ms", "300"] });
   const res = await http<{ openapi: string; info: { title: string }; paths: Record<string, Record<string, OpenApiOperation>> }>(gw, "GET", "/openapi.json");
@@ -262,7 +289,7 @@ t.test("OpenAPI: /openapi.json documents every route the gateway serves, from th
   const queueSchema = doc["/api/platform/queue"]?.get?.responses?.["200"]?.content?.["application/json"]?.schema?.properties?.queues?.items;
   t.same(Object.keys(queues.body.queues[0] ?? {}).sort(), Object.keys(queueSchema?.properties ?? {}).sort(), "a queue status has exactly the documented fields");
   const recycleReply = doc["/api/platform/workers/{worker_id}/recycle"]?.post?.responses?.["200"]?.content?.["application/json"]?.schema?.properties;
-  t.same(Object.keys(recycleReply ?? {}).sort(), ["pid", "status", "worker_id"], "the recycle reply is documented");
+  t.same(Object.keys(recycleReply ?? {}).sort(), ["pid", "status", "thread_id", "worker_id"], "the recycle reply is documented (thread_id: with thread isolation)");
 
   const docs = await fetch(`${gw}/docs`, { signal: AbortSignal.timeout(10_000) });
   const html = await docs.text();

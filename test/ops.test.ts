@@ -554,3 +554,36 @@ t.test("CLI: workers, queue, ops get|set, status and watch, with --json, against
   const result = await resultOf(nc, job.job_id);
   t.match(result, { state: "succeeded", result: { done: true } });
 });
+
+t.test("a supervisor stopped with SIGTERM leaves the workers list at once, and submits for its queue get 422, not 503", async (t) => {
+  const queue = uniqueName("ql");
+  const idA = uniqueName("wl");
+  const idB = uniqueName("wk");
+  // Long heartbeat periods: a supervisor that merely stopped beating would stay listed for 15 s.
+  const slow = ["--min", "1", "--max", "1", "--heartbeat-ms", "5000"];
+  const [a] = await Promise.all([
+    startSupervisor(t, server.url, { queues: [queue], workerId: idA, args: slow }),
+    startSupervisor(t, server.url, { queues: [uniqueName("qother")], workerId: idB, args: slow }),
+  ]);
+  await waitFor(async () => {
+    const ws = await httpWorkers(gw);
+    return ws.some((w) => w.worker_id === idA) && ws.some((w) => w.worker_id === idB);
+  }, { timeoutMs: 15_000, what: "both supervisors listed" });
+  const accepted = await http<SubmitReply>(gw, "POST", "/api/jobs", { body: { type: "echo", queue } });
+  t.equal(accepted.status, 202, "while it runs, its queue takes submits");
+
+  const stoppedAt = Date.now();
+  const exit = a.stop();
+  const gone = await waitFor(async () => !(await httpWorkers(gw)).some((w) => w.worker_id === idA) && Date.now(), {
+    timeoutMs: 10_000,
+    intervalMs: 50,
+    what: `${idA} to leave the list`,
+  });
+  t.ok(gone - stoppedAt < 2000, `it left the list ${gone - stoppedAt} ms after SIGTERM (three heartbeat periods would be 15 s)`);
+  const refused = await http<ErrorReply>(gw, "POST", "/api/jobs", { body: { type: "echo", queue } });
+  t.ok(Date.now() - stoppedAt < 4000, "and right after that");
+  t.equal(refused.status, 422, "a submit for the queue nobody serves now is 422", { body: refused.text });
+  t.equal(refused.body.error?.code, "unknown_type");
+  t.ok((await httpWorkers(gw)).some((w) => w.worker_id === idB), "the other supervisor is still listed");
+  t.same(await exit, { code: 0, signal: null }, "the stopped supervisor exited 0");
+});

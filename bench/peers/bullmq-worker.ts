@@ -3,13 +3,14 @@
  * like a Bosun supervisor is one process running its pool. Started by the
  * harness with IPC; configured by environment:
  *
- *   BENCH_REDIS_PORT, BENCH_QUEUE, BENCH_CONCURRENCY,
- *   BENCH_MODE = inprocess (the processor is a function in this process)
- *              | sandboxed (the processor is BENCH_PROCESSOR, run in child processes)
+ *   BENCH_REDIS_PORT, BENCH_QUEUE, BENCH_CONCURRENCY, BENCH_PROCESSOR (peers/processor.cjs),
+ *   BENCH_MODE = inprocess (the processor runs in this process)
+ *              | sandboxed (BullMQ runs the processor file in child processes)
  *
  * It counts completed and failed jobs and tells the harness when a count
  * it asked about ({t: "notify", at}) is reached.
  */
+import { createRequire } from "node:module";
 import { Worker, type Processor } from "bullmq";
 
 type ParentMessage = { t: "notify"; at: number } | { t: "stop" };
@@ -22,8 +23,9 @@ const env = (name: string): string => {
 
 const mode = env("BENCH_MODE");
 const connection = { host: "127.0.0.1", port: Number(env("BENCH_REDIS_PORT")), maxRetriesPerRequest: null };
-const inProcess: Processor = async () => null;
-const worker = new Worker(env("BENCH_QUEUE"), mode === "sandboxed" ? env("BENCH_PROCESSOR") : inProcess, {
+const processorFile = env("BENCH_PROCESSOR");
+const inProcess = createRequire(import.meta.url)(processorFile) as Processor;
+const worker = new Worker(env("BENCH_QUEUE"), mode === "sandboxed" ? processorFile : inProcess, {
   connection,
   concurrency: Number(env("BENCH_CONCURRENCY")),
   // Child processes, not worker threads: the same isolation as Bosun's execution processes.

@@ -1,5 +1,5 @@
 /**
- * Bosun's side of workloads 1, 2, 4 and 5. Each run starts its own
+ * Bosun's side of workloads 1, 2, 4, 5 and 6. Each run starts its own
  * supervisors on a fresh queue, warms them up, measures, stops them, and
  * empties Bosun's streams so that every run starts from the same state.
  */
@@ -7,8 +7,8 @@ import http from "node:http";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { api, buckets, jobIdOfSubject, LANE_CONSUMER_PREFIX, RESULTS_WILDCARD, SERVICE_NAME, streams } from "../../src/contract/index.js";
-import { finishTimeoutMs, freshName, payloadOf, type Ctx, type Figures } from "../context.js";
-import { MemorySampler, waitUntil, type Proc } from "../procs.js";
+import { cpuFigures, finishTimeoutMs, freshName, payloadFor, payloadOf, type Ctx, type Figures, type JobShape } from "../context.js";
+import { CpuMeter, MemorySampler, waitUntil, type Proc } from "../procs.js";
 import { nowMs, pump, summarizeLatencies } from "../stats.js";
 
 const encoder = new TextEncoder();
@@ -17,6 +17,7 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const LATENCY_WAIT_MS = 10_000;
 
 type Via = "nats" | "http";
+export type Isolation = "process" | "thread";
 
 interface SubmitReply {
   job_id: string;
@@ -131,17 +132,17 @@ interface BatchTiming {
 }
 
 /** Submits `n` jobs with `inflight` submits outstanding, until every result has arrived. */
-async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: { type: string; payload?: (i: number) => unknown }): Promise<BatchTiming> {
+async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: JobShape): Promise<BatchTiming> {
   const tracker = new ResultTracker(ctx.nc);
   try {
     await ctx.nc.flush(); // the subscription is on the server before the first job can finish
     const t0 = nowMs();
     await pump(n, ctx.counts.inflight, async (i) => {
-      const reply = await submit(ctx, via, { type: job.type, queue, payload: job.payload ? job.payload(i) : payloadOf(i) });
+      const reply = await submit(ctx, via, { type: job.type, queue, payload: payloadFor(job, i) });
       tracker.expect(reply.job_id);
     });
     const accepted = nowMs();
-    await tracker.waitFor(n, finishTimeoutMs(n, job.type === "cpu" ? 100 : 5));
+    await tracker.waitFor(n, finishTimeoutMs(n, (job.ms ?? 5) * 2));
     const finished = nowMs();
     if (tracker.failed > 0) throw new Error(`${tracker.failed} of ${n} jobs did not succeed`);
     return { acceptedMs: accepted - t0, finishedMs: finished - t0 };
@@ -156,10 +157,10 @@ export interface Cluster {
 }
 
 /** Starts supervisors serving a fresh queue and waits until each one answers as a `bosun` service. */
-export async function startCluster(ctx: Ctx, label: string, supervisors: number, pool: number): Promise<Cluster> {
+export async function startCluster(ctx: Ctx, label: string, supervisors: number, pool: number, isolation: Isolation = "process"): Promise<Cluster> {
   const queue = freshName(label);
   const ids = Array.from({ length: supervisors }, (_, i) => `${queue}-s${i + 1}`);
-  const procs = ids.map((workerId) => ctx.procs.startSupervisor(ctx.natsUrl, { workerId, queue, pool }));
+  const procs = ids.map((workerId) => ctx.procs.startSupervisor(ctx.natsUrl, { workerId, queue, pool, isolation }));
   const cluster = { queue, supervisors: procs };
   try {
     const died = Promise.race(procs.map((p) => p.exited.then(() => p)));
@@ -218,29 +219,50 @@ async function ensureGateway(ctx: Ctx): Promise<void> {
   ctx.gatewayPort = fresh.port;
 }
 
-const perSecond = (jobs: number, ms: number): number => (jobs * 1000) / ms;
+interface BosunRun {
+  /** Figure key: `<key>` jobs/s, `<key>.accept`, and `us.<key>.*` CPU per job. */
+  key: string;
+  via: Via;
+  isolation: Isolation;
+  n: number;
+  pool: number;
+  job: JobShape;
+  /** Peak RSS figures too (workload 5). */
+  memory?: boolean;
+}
 
-/** Workload 1 (and 5 when over NATS): noop throughput, plus peak RSS of the supervisor and its execution processes. */
-export async function bosunThroughput(ctx: Ctx, via: Via): Promise<Figures> {
-  const { throughput: n, warmup, pool } = ctx.counts;
+/**
+ * One timed batch on a fresh supervisor, after a warm-up, with the CPU each
+ * process used during it: the supervisor (with thread isolation, its
+ * execution threads too), its execution processes ("children"), nats-server,
+ * the gateway (HTTP runs) and this harness (the client).
+ */
+async function bosunRun(ctx: Ctx, run: BosunRun): Promise<Figures> {
+  const { warmup } = ctx.counts;
+  const { via, n } = run;
   if (via === "http") await ensureGateway(ctx);
-  const cluster = await startCluster(ctx, `tp_${via}`, 1, pool);
+  const cluster = await startCluster(ctx, run.key.replaceAll(".", "_"), 1, run.pool, run.isolation);
   try {
     await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, warmup, { type: "noop" }), via);
-    const sampler = new MemorySampler(cluster.supervisors[0]!.pid);
+    const supervisor = cluster.supervisors[0]!;
+    const sampler = new MemorySampler(supervisor.pid);
+    const cpu = new CpuMeter({ supervisor: supervisor.pid, nats: ctx.natsPid, ...(via === "http" && { gateway: ctx.gateway.pid }) }, supervisor.pid);
     let mem;
+    let used;
     let timing;
     try {
-      timing = await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, n, { type: "noop" }), via);
+      timing = await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, n, run.job), via);
     } finally {
       mem = sampler.stop();
+      used = cpu.stop();
     }
     const figures: Figures = {
-      [`tp.bosun_${via}`]: perSecond(n, timing.finishedMs),
-      [`tp.bosun_${via}.accept`]: perSecond(n, timing.acceptedMs),
+      [run.key]: perSecond(n, timing.finishedMs),
+      [`${run.key}.accept`]: perSecond(n, timing.acceptedMs),
+      ...cpuFigures(run.key, run.isolation === "thread" ? { supervisor: used.supervisor!, nats: used.nats!, harness: used.harness! } : used, n),
     };
-    if (via === "nats") {
-      figures["mem.supervisor"] = mem.root;
+    if (run.memory) {
+      figures[run.isolation === "thread" ? "mem.supervisor_threads" : "mem.supervisor"] = mem.root;
       if (mem.children.length > 0) figures["mem.execution"] = Math.max(...mem.children);
     }
     return figures;
@@ -249,11 +271,28 @@ export async function bosunThroughput(ctx: Ctx, via: Via): Promise<Figures> {
   }
 }
 
+const perSecond = (jobs: number, ms: number): number => (jobs * 1000) / ms;
+
+/** Workload 1 (and 5): noop throughput over NATS or HTTP, with process or thread isolation. */
+export function bosunThroughput(ctx: Ctx, via: Via, isolation: Isolation = "process"): Promise<Figures> {
+  const key = `tp.bosun_${via}${isolation === "thread" ? "_thread" : ""}`;
+  return bosunRun(ctx, { key, via, isolation, n: ctx.counts.throughput, pool: ctx.counts.pool, job: { type: "noop" }, memory: via === "nats" });
+}
+
+/** Workload 6: 10 ms sleeps on a pool of 16, or 5 ms of CPU on a pool of 2, over NATS. */
+export function bosunRealistic(ctx: Ctx, isolation: Isolation, kind: "sleep" | "cpu"): Promise<Figures> {
+  const c = ctx.counts;
+  return kind === "sleep"
+    ? bosunRun(ctx, { key: `sleep.bosun_${isolation}`, via: "nats", isolation, n: c.sleepJobs, pool: c.sleepPool, job: { type: "sleep", ms: c.sleepMs } })
+    : bosunRun(ctx, { key: `cpu5.bosun_${isolation}`, via: "nats", isolation, n: c.cpuShortJobs, pool: c.cpuShortPool, job: { type: "cpu", ms: c.cpuShortMs } });
+}
+
 /** Workload 2: sequential submit → result in hand (wait_ms), p50 and p99. */
-export async function bosunLatency(ctx: Ctx, via: Via): Promise<Figures> {
+export async function bosunLatency(ctx: Ctx, via: Via, isolation: Isolation = "process"): Promise<Figures> {
   const { latency: n, latencyWarmup, pool } = ctx.counts;
   if (via === "http") await ensureGateway(ctx);
-  const cluster = await startCluster(ctx, `lat_${via}`, 1, pool);
+  const cluster = await startCluster(ctx, `lat_${via}`, 1, pool, isolation);
+  const key = `lat.bosun_${via}${isolation === "thread" ? "_thread" : ""}`;
   try {
     const one = async (i: number): Promise<number> => {
       const body = { type: "noop", queue: cluster.queue, payload: payloadOf(i) };
@@ -275,7 +314,7 @@ export async function bosunLatency(ctx: Ctx, via: Via): Promise<Figures> {
       via,
     );
     const s = summarizeLatencies(samples);
-    return { [`lat.bosun_${via}.p50`]: s.p50, [`lat.bosun_${via}.p99`]: s.p99, [`lat.bosun_${via}.mean`]: s.mean };
+    return { [`${key}.p50`]: s.p50, [`${key}.p99`]: s.p99, [`${key}.mean`]: s.mean };
   } finally {
     await stopCluster(ctx, cluster);
   }
@@ -300,7 +339,7 @@ export async function bosunCpu(ctx: Ctx, pool: number): Promise<Figures> {
   const cluster = await startCluster(ctx, `cpu${pool}`, 1, pool);
   try {
     await guarded(ctx, cluster, runBatch(ctx, "nats", cluster.queue, Math.min(warmup, 64), { type: "noop" }));
-    const timing = await guarded(ctx, cluster, runBatch(ctx, "nats", cluster.queue, n, { type: "cpu", payload: () => ({ ms: cpuMs }) }));
+    const timing = await guarded(ctx, cluster, runBatch(ctx, "nats", cluster.queue, n, { type: "cpu", ms: cpuMs }));
     return { [`cpu.pool_${pool}`]: perSecond(n, timing.finishedMs) };
   } finally {
     await stopCluster(ctx, cluster);

@@ -1,5 +1,5 @@
 /**
- * BullMQ, the peer, for workloads 1 and 2. The producer (Queue, QueueEvents)
+ * BullMQ, the peer, for workloads 1, 2 and 6. The producer (Queue, QueueEvents)
  * is in the harness process, as Bosun's client is; the Worker runs in its
  * own process (peers/bullmq-worker.ts), as a Bosun supervisor does. Each run
  * uses a fresh queue, and Redis is flushed after it.
@@ -7,8 +7,8 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Queue, QueueEvents } from "bullmq";
-import { finishTimeoutMs, freshName, payloadOf, type Ctx, type Figures } from "../context.js";
-import { MemorySampler, withTimeout, type Proc } from "../procs.js";
+import { cpuFigures, finishTimeoutMs, freshName, payloadFor, payloadOf, type Ctx, type Figures, type JobShape } from "../context.js";
+import { CpuMeter, MemorySampler, withTimeout, type Proc } from "../procs.js";
 import { nowMs, pump, summarizeLatencies } from "../stats.js";
 
 export type BullMode = "inprocess" | "sandboxed";
@@ -26,15 +26,15 @@ interface WorkerHost {
 
 type HostMessage = { t: "ready" } | { t: "reached"; at: number; completed: number; failed: number };
 
-async function startWorkerHost(ctx: Ctx, queue: string, mode: BullMode): Promise<WorkerHost> {
+async function startWorkerHost(ctx: Ctx, queue: string, mode: BullMode, concurrency = ctx.counts.pool): Promise<WorkerHost> {
   const proc = ctx.procs.spawn(`bullmq-${mode}`, process.execPath, [WORKER_ENTRY], {
     ipc: true,
     env: {
       BENCH_REDIS_PORT: String(ctx.redisPort),
       BENCH_QUEUE: queue,
       BENCH_MODE: mode,
-      BENCH_CONCURRENCY: String(ctx.counts.pool),
-      BENCH_PROCESSOR: path.join(ctx.procs.root, "bench", "peers", "noop-processor.cjs"),
+      BENCH_CONCURRENCY: String(concurrency),
+      BENCH_PROCESSOR: path.join(ctx.procs.root, "bench", "peers", "processor.cjs"),
     },
   });
   const waiters = new Map<number, { resolve(): void; reject(err: Error): void }>();
@@ -74,47 +74,76 @@ async function stopWorkerHost(ctx: Ctx, host: WorkerHost): Promise<void> {
   await ctx.procs.stop(host.proc, 10_000);
 }
 
-async function addMany(queue: Queue, n: number, inflight: number): Promise<void> {
+async function addMany(queue: Queue, n: number, inflight: number, shape: JobShape = { type: "noop" }): Promise<void> {
   await pump(n, inflight, async (i) => {
-    await queue.add("noop", payloadOf(i));
+    await queue.add(shape.type, payloadFor(shape, i));
   });
 }
 
-/** Workload 1 for BullMQ: `n` noop jobs added with `inflight` adds outstanding, until the Worker has completed all. */
-export async function bullThroughput(ctx: Ctx, mode: BullMode): Promise<Figures> {
-  const { throughput: n, warmup, inflight } = ctx.counts;
-  const name = freshName(`tp_${mode}`);
-  const host = await startWorkerHost(ctx, name, mode);
+export interface BullRun {
+  /** Figure key: `<key>` jobs/s, `<key>.accept`, and `us.<key>.*` CPU per job. */
+  key: string;
+  n: number;
+  concurrency: number;
+  job: JobShape;
+  /** Peak RSS figures too (workload 1). */
+  memory?: boolean;
+}
+
+/** `n` jobs added with `inflight` adds outstanding, until the Worker has completed all. */
+export async function bullRun(ctx: Ctx, mode: BullMode, run: BullRun): Promise<Figures> {
+  const { warmup, inflight } = ctx.counts;
+  const { n, job } = run;
+  const name = freshName(run.key.replaceAll(".", "_"));
+  const host = await startWorkerHost(ctx, name, mode, run.concurrency);
   const queue = new Queue(name, { connection: connectionOf(ctx) });
   try {
     await queue.waitUntilReady();
     await addMany(queue, warmup, inflight);
     await host.reached(warmup, finishTimeoutMs(warmup));
     const sampler = new MemorySampler(host.proc.pid);
+    const cpu = new CpuMeter({ worker: host.proc.pid, redis: ctx.redisPid }, host.proc.pid);
     let mem;
     let finished;
     let accepted;
+    let used;
     const t0 = nowMs();
     try {
-      await addMany(queue, n, inflight);
+      await addMany(queue, n, inflight, job);
       accepted = nowMs() - t0;
-      await host.reached(warmup + n, finishTimeoutMs(n));
+      await host.reached(warmup + n, finishTimeoutMs(n, (job.ms ?? 5) * 2));
       finished = nowMs() - t0;
     } finally {
       mem = sampler.stop();
+      used = cpu.stop();
     }
     const figures: Figures = {
-      [`tp.bullmq_${mode}`]: (n * 1000) / finished,
-      [`tp.bullmq_${mode}.accept`]: (n * 1000) / accepted,
-      [`mem.bullmq_${mode}_host`]: mem.root,
+      [run.key]: (n * 1000) / finished,
+      [`${run.key}.accept`]: (n * 1000) / accepted,
+      ...cpuFigures(run.key, used, n),
     };
-    if (mode === "sandboxed" && mem.children.length > 0) figures["mem.bullmq_sandbox_child"] = Math.max(...mem.children);
+    if (run.memory) {
+      figures[`mem.bullmq_${mode}_host`] = mem.root;
+      if (mode === "sandboxed" && mem.children.length > 0) figures["mem.bullmq_sandbox_child"] = Math.max(...mem.children);
+    }
     return figures;
   } finally {
     await queue.close().catch(() => undefined);
     await stopWorkerHost(ctx, host);
     await ctx.redis.flushall();
   }
+}
+
+/** Workload 1 for BullMQ: noop jobs, concurrency = Bosun's pool size. */
+export const bullThroughput = (ctx: Ctx, mode: BullMode): Promise<Figures> =>
+  bullRun(ctx, mode, { key: `tp.bullmq_${mode}`, n: ctx.counts.throughput, concurrency: ctx.counts.pool, job: { type: "noop" }, memory: true });
+
+/** Workload 6 for BullMQ: 10 ms sleeps with concurrency 16, or 5 ms of CPU with concurrency 2. */
+export function bullRealistic(ctx: Ctx, mode: BullMode, kind: "sleep" | "cpu"): Promise<Figures> {
+  const c = ctx.counts;
+  return kind === "sleep"
+    ? bullRun(ctx, mode, { key: `sleep.bullmq_${mode}`, n: c.sleepJobs, concurrency: c.sleepPool, job: { type: "sleep", ms: c.sleepMs } })
+    : bullRun(ctx, mode, { key: `cpu5.bullmq_${mode}`, n: c.cpuShortJobs, concurrency: c.cpuShortPool, job: { type: "cpu", ms: c.cpuShortMs } });
 }
 
 /** Workload 2 for BullMQ: sequential add → job.waitUntilFinished(queueEvents), in-process Worker. */

@@ -8,6 +8,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import type { Backoff } from "../contract/index.js";
 import { builtinHandlers } from "./builtins.js";
+import { StartupError } from "../platform/lifecycle.js";
 
 /** Only safeParse is needed, so any zod version's schema (or a look-alike) fits. */
 export interface PayloadSchema {
@@ -20,8 +21,21 @@ export interface HandlerContext {
   correlation_id: string;
   signal: AbortSignal;
   log: Logger;
+  /**
+   * This run's trace: pass `traceparent` on to what the handler calls. The
+   * handler's span is also the active OpenTelemetry context while it runs
+   * (with an SDK and its context manager registered), so `trace.getActiveSpan()` works.
+   * Null for a job submitted without one over NATS (HTTP submits always have one).
+   */
+  trace: JobTrace | null;
   /** Reports progress in [0, 1]; shows in the job's status. */
   progress(fraction: number): void;
+}
+
+export interface JobTrace {
+  traceparent: string;
+  trace_id: string;
+  span_id: string;
 }
 
 export interface HandlerDefinition<P = unknown, R = unknown> {
@@ -47,7 +61,13 @@ function isHandlerDefinition(value: unknown): value is HandlerDefinition {
 export async function loadHandlers(modulePath: string | undefined, builtins = true): Promise<Map<string, HandlerDefinition>> {
   const handlers = new Map<string, HandlerDefinition>(builtins ? (Object.entries(builtinHandlers) as [string, HandlerDefinition][]) : []);
   if (!modulePath) return handlers;
-  const mod = (await import(pathToFileURL(path.resolve(modulePath)).href)) as { default?: unknown };
+  const mod = (await import(pathToFileURL(path.resolve(modulePath)).href).catch((err: NodeJS.ErrnoException) => {
+    // Node resolves a module's imports from where the module is, not from where Bosun is.
+    const missing = err.code === "ERR_MODULE_NOT_FOUND" ? /Cannot find package '([^']+)'/.exec(err.message)?.[1] : undefined;
+    if (!missing) throw err;
+    const install = missing === "bosun" || missing === "zod" ? "bosun zod" : missing;
+    throw new StartupError(`handler module ${modulePath} imports "${missing}", which is not installed for it: run \`npm install ${install}\` in its project`);
+  })) as { default?: unknown };
   const exported = mod.default ?? mod;
   if (typeof exported !== "object" || exported === null) {
     throw new Error(`handler module ${modulePath} must export an object of handlers (export default defineHandlers({...}))`);

@@ -1,17 +1,30 @@
 /**
- * The typed protocol between a supervisor and its execution processes over
- * Node's IPC channel. Nothing stringly typed crosses the pipe.
+ * The typed protocol between a supervisor and its execution actors: over
+ * Node's IPC channel to a child process, over a message port to a worker
+ * thread. Nothing stringly typed crosses either.
+ *
+ * Each write carries every message one side produced in one event-loop turn
+ * (an array), so an actor fed several short jobs at once wakes once for them
+ * and answers once. An actor still runs one job at a time, in the order
+ * sent; before it starts one it records the run's sequence number in its
+ * start ledger (shared memory for a thread, a file for a process), which its
+ * supervisor reads if it dies: every run that started is counted, and none
+ * that never started is.
  */
 import type { JobError } from "../contract/index.js";
 
 export interface RunCommand {
   t: "run";
   execution_id: string;
+  /** This actor's run number (1, 2, ...): what the start ledger holds. */
+  seq: number;
   job_id: string;
   type: string;
   payload: unknown;
   attempt: number;
   correlation_id: string;
+  /** W3C traceparent of the supervisor's run span: the handler's span is its child. */
+  traceparent?: string;
 }
 
 /** Lets a handler stop cooperatively (ctx.signal) before the hard kill. */
@@ -21,7 +34,18 @@ export interface AbortCommand {
   reason: string;
 }
 
-export type ParentCommand = RunCommand | AbortCommand;
+/** Takes back a run that has not started: the actor answers `withdrawn`, or ignores it once the run started. */
+export interface WithdrawCommand {
+  t: "withdraw";
+  execution_id: string;
+}
+
+export type ParentCommand = RunCommand | AbortCommand | WithdrawCommand;
+
+/** Retires a worker thread (a child process is retired by closing its IPC channel instead). */
+export interface CloseCommand {
+  t: "close";
+}
 
 export interface ReadyMessage {
   t: "ready";
@@ -42,4 +66,13 @@ export interface ProgressMessage {
   progress: number;
 }
 
-export type ChildMessage = ReadyMessage | DoneMessage | ProgressMessage;
+export interface WithdrawnMessage {
+  t: "withdrawn";
+  execution_id: string;
+}
+
+export type ChildMessage = ReadyMessage | DoneMessage | ProgressMessage | WithdrawnMessage;
+
+/** One write's worth: everything one side sent in one event-loop turn, in order. */
+export type ParentWrite = ParentCommand[] | CloseCommand;
+export type ChildWrite = ChildMessage[];

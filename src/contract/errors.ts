@@ -36,7 +36,7 @@ export interface ErrorBody {
 export const RETRY_AFTER_SECONDS = 1;
 
 export class BosunError extends Error {
-  override readonly name = "BosunError";
+  override readonly name: string = "BosunError";
   constructor(
     readonly code: ErrorCode,
     message: string,

@@ -1,4 +1,5 @@
 export * from "./subjects.js";
+export * from "./lane-code.js";
 export * from "./schemas.js";
 export * from "./errors.js";
 export * from "./codec.js";

@@ -14,6 +14,8 @@ export const MAX_JOB_ID_LENGTH = 64;
 export const MAX_JOB_TYPE_LENGTH = 200;
 /** Visible ASCII only: it travels in HTTP and NATS headers and in every log line. */
 export const MAX_CORRELATION_ID_LENGTH = 128;
+/** A W3C traceparent (version 00 is 55 characters; later versions may append fields). */
+export const MAX_TRACEPARENT_LENGTH = 128;
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 256;
 
 /** Deepest nesting of arrays and objects in any JSON document read, payloads included. */

@@ -111,7 +111,7 @@ export type OperationName = keyof typeof operations;
 export const JobParams = z.object({ job_id: JobId }).strict();
 export const WorkerParams = z.object({ worker_id: z.string().min(1).max(MAX_NAME_LENGTH) }).strict();
 export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
-const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional() }).strict();
+const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional(), thread_id: z.coerce.number().int().nonnegative().optional() }).strict();
 const NoQuery = z.object({}).strict();
 
 export interface HttpRoute {
@@ -130,6 +130,12 @@ export interface HttpRoute {
   response?: z.ZodType;
   /** Status of a successful reply (default 200). */
   status?: number;
+  /** Further successful answers, for the document (submit with `wait_ms` answers 200 with the result). */
+  otherResponses?: readonly { status: number; description: string; schema: z.ZodType }[];
+  /** A request body the route accepts, shown in /docs (tests check that it is accepted). */
+  example?: unknown;
+  /** The document's group, when it differs from the operation's. */
+  tag?: Tag;
   /** Overrides the operation's access (maintenance routes submit jobs, but only admins may). */
   access?: Access;
   /** The NATS request body; by default params, query and body merged. */
@@ -148,6 +154,8 @@ const maintenance = (type: string, operationId: string, payload: z.ZodType, summ
   body: payload,
   response: MaintenanceReply,
   status: 202,
+  tag: "system",
+  example: { max_age_hours: 168 },
   access: "admin",
   // Attempts and backoff are the defaults (a payload cannot carry them: it is the task's input).
   toRequest: ({ query, body }) => ({ type, queue: query.queue ?? "default", payload: body ?? {} }),
@@ -159,8 +167,28 @@ const maintenance = (type: string, operationId: string, payload: z.ZodType, summ
  * `?wait_ms` and 200-when-finished handling are the gateway's.
  */
 export const httpRoutes: readonly HttpRoute[] = [
-  { method: "POST", url: "/api/jobs", operationId: "submitJob", operation: "jobs_submit", query: WaitQuery, body: SubmitRequest, status: 202 },
-  { method: "POST", url: "/api/jobs/batch", operationId: "submitJobs", operation: "jobs_submit_batch", query: NoQuery, body: BatchSubmitRequest, status: 202 },
+  {
+    method: "POST",
+    url: "/api/jobs",
+    operationId: "submitJob",
+    operation: "jobs_submit",
+    query: WaitQuery,
+    body: SubmitRequest,
+    status: 202,
+    response: SubmitReply,
+    otherResponses: [{ status: 200, description: "with `wait_ms`: the job finished within it; its result", schema: JobResult }],
+    example: { type: "echo", payload: { hello: "world" } },
+  },
+  {
+    method: "POST",
+    url: "/api/jobs/batch",
+    operationId: "submitJobs",
+    operation: "jobs_submit_batch",
+    query: NoQuery,
+    body: BatchSubmitRequest,
+    status: 202,
+    example: { jobs: [{ type: "echo", payload: { n: 1 } }, { type: "echo", payload: { n: 2 } }] },
+  },
   { method: "GET", url: "/api/jobs", operationId: "listJobs", operation: "jobs_list", query: ListJobsRequest },
   { method: "GET", url: "/api/jobs/:job_id", operationId: "getJob", operation: "jobs_get", params: JobParams, query: NoQuery },
   { method: "GET", url: "/api/jobs/:job_id/result", operationId: "getJobResult", operation: "jobs_result", params: JobParams, query: NoQuery },
@@ -185,7 +213,16 @@ export const httpRoutes: readonly HttpRoute[] = [
   },
   { method: "GET", url: "/api/platform/queue", operationId: "getQueueStatus", operation: "queue_status", query: NoQuery },
   { method: "GET", url: "/api/admin/ops", operationId: "getOpsFlags", operation: "ops_get", query: NoQuery },
-  { method: "PATCH", url: "/api/admin/ops", operationId: "setOpsFlags", operation: "ops_set", query: NoQuery, body: OpsPatch, toRequest: ({ body }) => body },
+  {
+    method: "PATCH",
+    url: "/api/admin/ops",
+    operationId: "setOpsFlags",
+    operation: "ops_set",
+    query: NoQuery,
+    body: OpsPatch,
+    example: { queues: { default: { submissions_paused: false } } },
+    toRequest: ({ body }) => body,
+  },
   maintenance("maintenance.cleanup_runs", "cleanupRuns", CleanupRunsPayload, "Enqueue removal of old finished job records and results"),
   maintenance("maintenance.cleanup_temp_files", "cleanupTempFiles", CleanupTempFilesPayload, "Enqueue removal of old temporary files"),
 ];

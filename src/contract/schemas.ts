@@ -22,6 +22,7 @@ import {
   MAX_POOL_SIZE,
   MAX_PRIORITY,
   MAX_TIMEOUT_MS,
+  MAX_TRACEPARENT_LENGTH,
   MAX_WAIT_MS,
 } from "./limits.js";
 
@@ -122,7 +123,8 @@ export type ListJobsRequest = z.infer<typeof ListJobsRequest>;
 export const JobError = z.object({ code: z.string().max(MAX_JOB_ERROR_CODE_LENGTH), message: z.string().max(MAX_JOB_ERROR_MESSAGE_LENGTH) });
 export type JobError = z.infer<typeof JobError>;
 
-export const Owner = z.object({ worker_id: name("worker_id"), pid: z.number().int() });
+/** Who ran a job: a supervisor's execution process (pid), or with thread isolation its thread (pid = the supervisor's, and thread_id). */
+export const Owner = z.object({ worker_id: name("worker_id"), pid: z.number().int(), thread_id: z.number().int().optional() });
 export type Owner = z.infer<typeof Owner>;
 
 /** What GET /api/jobs/{id} and bosun.api.jobs.get answer. */
@@ -198,6 +200,8 @@ export const JobEnvelope = z.object({
   /** Who ran the latest attempt, and when it started (a job waiting for its next attempt shows them). */
   owner: Owner.nullable().default(null),
   started_at: isoTime.nullable().default(null),
+  /** W3C traceparent of the submit: every attempt's run span is its child (retries and delays keep it). */
+  traceparent: z.string().max(MAX_TRACEPARENT_LENGTH).optional(),
 });
 export type JobEnvelope = z.infer<typeof JobEnvelope>;
 
@@ -233,6 +237,8 @@ export type DeadLetter = z.infer<typeof DeadLetter>;
 
 export const ExecutionInfo = z.object({
   execution_id: label(64),
+  /** Beyond the contract's fields: the job it runs (the dashboard links to it). */
+  job_id: JobId.optional(),
   started_at: isoTime,
   elapsed_seconds: z.number(),
 });
@@ -246,6 +252,9 @@ export const ProcessInfo = z.object({
   uptime_seconds: z.number(),
   executions_completed: z.number().int(),
   execution: ExecutionInfo.nullable(),
+  /** Beyond the contract's fields: what the actor is (`--isolation`); a thread's pid is its supervisor's, so it also has a thread_id. */
+  kind: z.enum(["process", "thread"]).optional(),
+  thread_id: z.number().int().optional(),
 });
 export type ProcessInfo = z.infer<typeof ProcessInfo>;
 
@@ -280,7 +289,12 @@ export const WorkersReply = z.object({ workers: z.array(WorkerInfo) });
 export type WorkersReply = z.infer<typeof WorkersReply>;
 
 export const RecycleRequest = z
-  .object({ worker_id: name("worker_id"), pid: z.coerce.number().int().positive().optional() })
+  .object({
+    worker_id: name("worker_id"),
+    pid: z.coerce.number().int().positive().optional(),
+    /** With thread isolation every actor has the supervisor's pid: the thread names one. */
+    thread_id: z.coerce.number().int().nonnegative().optional(),
+  })
   .strict();
 export type RecycleRequest = z.infer<typeof RecycleRequest>;
 
@@ -288,6 +302,7 @@ export const RecycleReply = z.object({
   status: z.literal("recycle_requested"),
   worker_id: z.string(),
   pid: z.number().int(),
+  thread_id: z.number().int().optional(),
 });
 export type RecycleReply = z.infer<typeof RecycleReply>;
 

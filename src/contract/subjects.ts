@@ -4,7 +4,6 @@
  * Each variable part goes through `token()`: a subject is built only from
  * checked tokens, so a bad id throws here, never in a NATS write.
  */
-import { createHash } from "node:crypto";
 import { BosunError } from "./errors.js";
 import { MAX_JOB_ID_LENGTH, MAX_NAME_LENGTH } from "./limits.js";
 
@@ -87,13 +86,6 @@ export const kvKeySubject = (bucket: string, key: string): string => `$KV.${buck
 export type Band = "h" | "n" | "l";
 export const DEFAULT_TARGET = "default";
 export const bandOf = (priority: number): Band => (priority > 0 ? "h" : priority < 0 ? "l" : "n");
-const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-export function laneCode(queue: string, target: string, band: Band, tenant: string | null): string {
-  const digest = createHash("sha256").update(`${queue}\n${target}\n${band}\n${tenant ?? "_"}`).digest();
-  let code = "";
-  for (let i = 0; i < LANE_CODE_LENGTH; i++) code += BASE62[digest[i]! % 62];
-  return code;
-}
 export const laneOf = (jobId: string): string => jobToken(jobId).slice(0, LANE_CODE_LENGTH);
 /** Only a 30-character id can name a job: anything else is unknown without a read. */
 export const isJobId = (jobId: string): boolean => ISSUED_JOB_ID_PATTERN.test(jobId);
@@ -123,6 +115,14 @@ export const laneOfSubject = (subject: string): string => subject.split(".")[2] 
 export const HEARTBEATS_PREFIX = "bosun.heartbeats.";
 export const heartbeatSubject = (workerId: string): string => `${HEARTBEATS_PREFIX}${token(workerId, "worker id")}`;
 export const HEARTBEATS_WILDCARD = "bosun.heartbeats.>";
+/**
+ * Header of a supervisor's last heartbeat, sent as it begins to stop: every
+ * reader drops that supervisor at once instead of waiting for it to miss
+ * three periods, so it leaves the workers list and submits for a queue
+ * nobody else serves get 422 at once.
+ */
+export const HEARTBEAT_STATE_HEADER = "Bosun-Heartbeat";
+export const HEARTBEAT_LEAVING = "leaving";
 
 /** Keys of the ops bucket. */
 export const opsKeys = {

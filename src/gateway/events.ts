@@ -22,7 +22,7 @@ import {
 } from "../contract/index.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { onMessage } from "../platform/guard.js";
-import { HeartbeatReader } from "../platform/heartbeat-reader.js";
+import { HeartbeatReader, isLeaving } from "../platform/heartbeat-reader.js";
 import { interimSubject, readBack, readSources, statusOf, type JobSources } from "../records/index.js";
 
 /** For callers without a log (the CLI's watch prints events, not log lines). */
@@ -125,8 +125,10 @@ export async function* workerHeartbeats(nc: NatsConnection, closed: AbortSignal,
   const reader = new HeartbeatReader(log);
   const sub = nc.subscribe(HEARTBEATS_WILDCARD, {
     callback: onMessage(log, "workers stream", (msg) => {
-      const info = reader.read(msg.subject, msg.data);
-      if (info) channel.push(info);
+      const leaving = isLeaving(msg.headers);
+      const info = reader.read(msg.subject, msg.data, Date.now(), leaving);
+      // A stopping supervisor's last beat: it is no longer a live worker.
+      if (info && !leaving) channel.push(info);
     }),
   });
   const stop = () => channel.close();

@@ -1,11 +1,14 @@
 /**
- * One HTTP call = one NATS request. This turns the reply (or the lack of
- * one) into an HTTP status and body using the contract's error table.
+ * One HTTP call = one NATS request, over the gateway's request multiplexer.
+ * This turns the reply (or the lack of one) into an HTTP status and body
+ * using the contract's error table.
  */
-import { errors, headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { BosunError, CORRELATION_HEADER, encodeJson, errorReply } from "../contract/index.js";
-import { isMaxPayloadError, readReply, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import { BosunError, CORRELATION_HEADER, errorReply } from "../contract/index.js";
+import { readReply, requestFailure, SERVICE_ERROR_HEADER } from "../platform/nats.js";
 import type { GatewayMetrics } from "../platform/metrics.js";
+import type { RequestMux } from "../platform/request-mux.js";
+import { TRACEPARENT } from "../platform/tracing.js";
 
 export interface NatsReply {
   status: number;
@@ -13,28 +16,22 @@ export interface NatsReply {
 }
 
 export async function natsCall(
-  nc: NatsConnection,
+  mux: RequestMux,
   subject: string,
-  body: unknown,
-  opts: { timeoutMs: number; correlationId: string; metrics: GatewayMetrics },
+  data: Uint8Array,
+  opts: { timeoutMs: number; correlationId: string; traceparent?: string; metrics: GatewayMetrics },
 ): Promise<NatsReply> {
   const headers = natsHeaders();
   headers.set(CORRELATION_HEADER, opts.correlationId);
-  const timer = opts.metrics.natsRequest.startTimer({ subject });
+  if (opts.traceparent) headers.set(TRACEPARENT, opts.traceparent);
+  const started = performance.now();
   let reply;
   try {
-    reply = await nc.request(subject, encodeJson(body), { timeout: opts.timeoutMs, headers });
-    timer({ outcome: reply.headers?.get(SERVICE_ERROR_HEADER) ? "error_reply" : "ok" });
+    reply = await mux.request(subject, data, { timeoutMs: opts.timeoutMs, headers });
+    opts.metrics.observeNatsRequest(subject, reply.headers?.get(SERVICE_ERROR_HEADER) ? "error_reply" : "ok", started);
   } catch (err) {
-    timer({ outcome: "no_reply" });
-    if (isMaxPayloadError(err)) throw tooLargeForNats(err);
-    if (err instanceof errors.RequestError && err.isNoResponders()) {
-      throw new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });
-    }
-    if (err instanceof errors.TimeoutError) {
-      throw new BosunError("unavailable", `no reply from a supervisor within ${opts.timeoutMs} ms`, undefined, { cause: err });
-    }
-    throw new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
+    opts.metrics.observeNatsRequest(subject, "no_reply", started);
+    throw requestFailure(err, opts.timeoutMs);
   }
   try {
     return { status: 200, body: readReply(reply) };

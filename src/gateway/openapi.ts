@@ -1,9 +1,10 @@
 /**
  * /openapi.json, generated from the route table and the contract's zod
  * schemas (z.toJSONSchema): there is no hand-written copy of any shape.
+ * Redocly's linter passes on it (test/docs.test.ts).
  */
 import { z } from "zod";
-import { ErrorReply, JobEvent, WorkerInfo } from "../contract/index.js";
+import { ErrorReply, JobEvent, WorkerInfo, type Tag } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
 import { httpRoutes, JobParams, operations, type HttpRoute } from "../contract/index.js";
 
@@ -15,6 +16,13 @@ const schemaOf = (schema: z.ZodType, io: "input" | "output"): JsonSchema => {
 };
 
 const openApiPath = (url: string) => url.replace(/:([a-z_]+)/g, "{$1}");
+
+const TAGS: Record<Tag, string> = {
+  jobs: "Submit jobs, read their status and results, cancel and retry them.",
+  platform: "Live supervisors, their execution processes, and per-queue counts.",
+  admin: "The ops flags, read and changed live on every gateway and supervisor.",
+  system: "Maintenance tasks, health, metrics and this document.",
+};
 
 function parameters(route: Pick<HttpRoute, "params" | "query">): JsonSchema[] {
   const list: JsonSchema[] = [];
@@ -28,33 +36,74 @@ function parameters(route: Pick<HttpRoute, "params" | "query">): JsonSchema[] {
   return list;
 }
 
-const errorResponse = { description: "error", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
+const json = (schema: JsonSchema) => ({ "application/json": { schema } });
+const errorResponse = (description: string) => ({ description, content: json({ $ref: "#/components/schemas/Error" }) });
+const unavailable = errorResponse("NATS unreachable, or no supervisor answering (`Retry-After` set)");
+
+/** The client errors a route can answer, besides the generic 4XX. */
+function clientErrors(route: HttpRoute): Record<string, unknown> {
+  const errors: Record<string, unknown> = {};
+  if (route.params || route.query || route.body) errors["400"] = errorResponse("invalid input (`validation_error`, `invalid_json`): nothing was changed");
+  if (route.params) errors["404"] = errorResponse("no such job or worker (`not_found`)");
+  errors["4XX"] = errorResponse("another client error: 401/403 (auth), 409 (state conflict), 413 (too large), 422 (unknown job type)");
+  return errors;
+}
 
 function operation(route: HttpRoute): JsonSchema {
   const nats = operations[route.operation];
+  const responses: Record<string, unknown> = {
+    [String(route.status ?? 200)]: { description: "success", content: json(schemaOf(route.response ?? nats.response, "output")) },
+  };
+  for (const other of route.otherResponses ?? []) responses[String(other.status)] = { description: other.description, content: json(schemaOf(other.schema, "output")) };
   const op: JsonSchema = {
     operationId: route.operationId,
-    tags: [nats.tag],
+    tags: [route.tag ?? nats.tag],
     summary: route.summary ?? nats.summary,
     description: `NATS: request \`${nats.subject}\` with the same JSON.`,
     parameters: parameters(route),
-    responses: {
-      [String(route.status ?? 200)]: { description: "success", content: { "application/json": { schema: schemaOf(route.response ?? nats.response, "output") } } },
-      "4XX": errorResponse,
-      "503": { ...errorResponse, description: "NATS unreachable or no supervisor answering (Retry-After set)" },
-    },
+    responses: { ...responses, ...clientErrors(route), "503": unavailable },
   };
-  if (route.body) op.requestBody = { required: true, content: { "application/json": { schema: schemaOf(route.body, "input") } } };
+  if (route.body) {
+    const media: JsonSchema = { schema: schemaOf(route.body, "input") };
+    if (route.example !== undefined) media.example = route.example;
+    op.requestBody = { required: true, content: { "application/json": media } };
+  }
   return op;
 }
 
-const sse = (summary: string, event: z.ZodType, params?: z.ZodObject): JsonSchema => ({
-  summary,
-  parameters: params ? parameters({ params }) : [],
-  responses: { "200": { description: "server-sent events; each `data:` line is JSON", content: { "text/event-stream": { schema: schemaOf(event, "output") } } } },
+interface Extra {
+  operationId: string;
+  summary: string;
+  tag: Tag;
+  params?: z.ZodObject;
+  /** No key needed, whatever the auth mode. */
+  open?: boolean;
+}
+
+const sse = (extra: Extra, event: z.ZodType): JsonSchema => ({
+  operationId: extra.operationId,
+  tags: [extra.tag],
+  summary: extra.summary,
+  parameters: extra.params ? parameters({ params: extra.params }) : [],
+  responses: {
+    "200": { description: "server-sent events; each `data:` line is JSON", content: { "text/event-stream": { schema: schemaOf(event, "output") } } },
+    ...(extra.params && { "404": errorResponse("no such job (`not_found`)") }),
+    "4XX": errorResponse("another client error (401/403 with auth on; 406 without `Accept: text/event-stream`)"),
+    "503": unavailable,
+  },
 });
 
-const plain = (summary: string, type = "application/json"): JsonSchema => ({ summary, responses: { "200": { description: "ok", content: { [type]: {} } } } });
+const plain = (extra: Extra, type: string, schema: JsonSchema): JsonSchema => ({
+  operationId: extra.operationId,
+  tags: [extra.tag],
+  summary: extra.summary,
+  ...(extra.open && { security: [] }),
+  responses: {
+    "200": { description: "ok", content: { [type]: { schema } } },
+    "4XX": errorResponse("a client error"),
+    "503": unavailable,
+  },
+});
 
 export function buildOpenApi(): JsonSchema {
   const paths: Record<string, Record<string, JsonSchema>> = {};
@@ -62,20 +111,45 @@ export function buildOpenApi(): JsonSchema {
     (paths[openApiPath(url)] ??= {})[method.toLowerCase()] = op;
   };
   for (const route of httpRoutes) add(route.method, route.url, operation(route));
-  add("GET", "/api/jobs/:job_id/events", sse("Every state change and progress report of one job, until it ends", JobEvent, JobParams));
-  add("GET", "/api/platform/workers/stream", sse("Heartbeats as they arrive", z.object({ type: z.literal("worker_heartbeat"), data: WorkerInfo })));
-  add("GET", "/healthz", plain("Liveness"));
-  add("GET", "/readyz", plain("Readiness: NATS connected and the jobs stream present"));
-  add("GET", "/metrics", plain("Prometheus metrics", "text/plain"));
-  add("GET", "/openapi.json", plain("This document"));
+  const status = { type: "object", properties: { status: { type: "string" } }, required: ["status"] };
+  add(
+    "GET",
+    "/api/jobs/:job_id/events",
+    sse({ operationId: "streamJobEvents", tag: "jobs", summary: "Every state change and progress report of one job, until it ends", params: JobParams }, JobEvent),
+  );
+  add(
+    "GET",
+    "/api/platform/workers/stream",
+    sse({ operationId: "streamWorkers", tag: "platform", summary: "Heartbeats as they arrive" }, z.object({ type: z.literal("worker_heartbeat"), data: WorkerInfo })),
+  );
+  add("GET", "/healthz", plain({ operationId: "getHealth", tag: "system", summary: "Liveness: the gateway answers (NATS or not)", open: true }, "application/json", status));
+  add("GET", "/readyz", plain({ operationId: "getReadiness", tag: "system", summary: "Readiness: NATS connected and the jobs stream present", open: true }, "application/json", status));
+  add("GET", "/metrics", plain({ operationId: "getMetrics", tag: "system", summary: "Prometheus metrics of this gateway", open: true }, "text/plain", { type: "string" }));
+  add("GET", "/openapi.json", plain({ operationId: "getOpenApi", tag: "system", summary: "This document", open: true }, "application/json", { type: "object" }));
   return {
     openapi: "3.1.0",
     info: {
-      title: "Bosun",
+      title: "Bosun API",
       version: VERSION,
-      description: "Every route is one NATS request to the `bosun` service; the same JSON works from any NATS client.",
+      description:
+        "Every route is one NATS request to the `bosun` service; the same JSON works from any NATS client. " +
+        "Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}` with a fitting status; 503 answers carry `Retry-After`.",
+      license: { name: "Apache-2.0", identifier: "Apache-2.0" },
     },
+    servers: [{ url: "/", description: "this gateway" }],
+    tags: Object.entries(TAGS).map(([name, description]) => ({ name, description })),
+    // Auth (issue 11) is off by default: then no header is needed and the key is ignored.
+    security: [{ bearer: [] }],
     paths,
-    components: { schemas: { Error: schemaOf(ErrorReply, "output") } },
+    components: {
+      schemas: { Error: schemaOf(ErrorReply, "output") },
+      securitySchemes: {
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          description: "An API key, `Authorization: Bearer <key>`, needed when auth is on (BOSUN_AUTH=on or any key configured); an admin key or one bound to a tenant.",
+        },
+      },
+    },
   };
 }

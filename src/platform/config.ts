@@ -3,7 +3,6 @@
  * once at start with zod (Temporal-style: user options -> compiled options).
  * A bad value stops start-up with one clear line.
  */
-import { parseArgs } from "node:util";
 import { z } from "zod";
 import { HTTP_REQUEST_TIMEOUT_MS, NAME_PATTERN } from "../contract/index.js";
 
@@ -16,39 +15,43 @@ const natsUrl = z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$/, "must look li
 
 export const SupervisorConfig = z
   .object({
-    nats_url: natsUrl,
-    worker_id: z.string().regex(NAME_PATTERN).optional(),
-    handlers: z.string().min(1).optional(),
-    builtins: flag.default(true),
+    nats_url: natsUrl.describe("the NATS server(s) to connect to"),
+    worker_id: z.string().regex(NAME_PATTERN).optional().describe("this supervisor's id in heartbeats and job records (default: host + random)"),
+    handlers: z.string().min(1).optional().describe("a handler module (export default defineHandlers({...}))"),
+    builtins: flag.default(true).describe("serve the built-in job types (echo, sleep, ...); --no-builtins turns them off"),
     queues: z
       .string()
       .transform((s) => s.split(",").map((q) => q.trim()).filter(Boolean))
       .pipe(z.array(z.string().regex(NAME_PATTERN, "queue names are 1-64 of A-Z a-z 0-9 _ -")).min(1))
-      .default(["default"]),
-    min: int(0, 256).default(2),
-    max: int(1, 256).default(4),
-    max_executions: int(1).default(10_000),
-    max_memory_mb: int(16).default(512),
-    idle_timeout_ms: int(100).default(30_000),
-    lease_ms: int(1000).default(15_000),
-    default_timeout_ms: int(1).default(60_000),
-    default_max_attempts: int(1, 100).default(3),
-    default_backoff_ms: int(0).default(1000),
-    default_max_backoff_ms: int(0).default(60_000),
-    grace_ms: int(0).default(30_000),
-    kill_grace_ms: int(0).default(500),
-    max_restarts: int(0).default(10),
-    restart_window_ms: int(100).default(10_000),
-    heartbeat_ms: int(100).default(5000),
-    /** How long a finished job (record, result, dead letter, files) is kept. */
-    retention_ms: int(1000).optional(),
-    /** Deprecated alias of retention_ms. */
-    results_ttl_ms: int(1000).optional(),
-    idempotency_window_ms: int(1000).default(24 * 3600 * 1000),
-    metrics_port: int(0, 65535).optional(),
-    cleanup_max_age_hours: z.coerce.number().positive().default(168),
-    temp_dir: z.string().min(1).optional(),
-    metrics_host: z.string().min(1).default("127.0.0.1"),
+      .default(["default"])
+      .describe("comma-separated queues to pull from"),
+    // Worker threads give up OS-level memory isolation for speed: for trusted handlers.
+    isolation: z
+      .enum(["process", "thread"])
+      .default("process")
+      .describe("what runs jobs: child processes (OS isolation) or worker threads (faster; trusted handlers)"),
+    min: int(0, 256).default(2).describe("execution actors (processes or threads) kept up"),
+    max: int(1, 256).default(4).describe("execution actors at most (jobs running at once)"),
+    max_executions: int(1).default(10_000).describe("recycle an execution actor after this many jobs"),
+    max_memory_mb: int(16).default(512).describe("recycle a process whose RSS (a thread: whose heap) passed this after a job"),
+    idle_timeout_ms: int(100).default(30_000).describe("retire idle actors above --min after this long"),
+    lease_ms: int(1000).default(15_000).describe("job lease (ack deadline); a dead supervisor's jobs run elsewhere after it"),
+    default_timeout_ms: int(1).default(60_000).describe("job timeout when neither submit nor handler sets one"),
+    default_max_attempts: int(1, 100).default(3).describe("attempts when neither submit nor handler sets them"),
+    default_backoff_ms: int(0).default(1000).describe("first retry delay (exponential backoff)"),
+    default_max_backoff_ms: int(0).default(60_000).describe("longest retry delay"),
+    grace_ms: int(0).default(30_000).describe("on SIGTERM, how long running jobs may finish before they are killed and handed back"),
+    kill_grace_ms: int(0).default(500).describe("on timeout or cancel, time between ctx.signal aborting and SIGKILL (a thread: terminate())"),
+    max_restarts: int(0).default(10).describe("crashes per --restart-window-ms restarted at once; past it spawning backs off"),
+    restart_window_ms: int(100).default(10_000).describe("the window of --max-restarts"),
+    heartbeat_ms: int(100).default(5000).describe("heartbeat period; 3 missed periods count as gone"),
+    retention_ms: int(1000).optional().describe("how long a finished job (result, dead letter, files) is kept (default 7 days)"),
+    results_ttl_ms: int(1000).optional().describe("deprecated alias of --retention-ms"),
+    idempotency_window_ms: int(1000).default(24 * 3600 * 1000).describe("how long an idempotency key maps to its first job"),
+    metrics_port: int(0, 65535).optional().describe("serve Prometheus /metrics on this port (0: any free port)"),
+    cleanup_max_age_hours: z.coerce.number().positive().default(168).describe("default age for the maintenance cleanup tasks"),
+    temp_dir: z.string().min(1).optional().describe("the only tree maintenance.cleanup_temp_files may clean (default $TMPDIR/bosun)"),
+    metrics_host: z.string().min(1).default("127.0.0.1").describe("interface of the metrics server"),
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type SupervisorConfig = z.infer<typeof SupervisorConfig>;
@@ -59,14 +62,15 @@ export const retentionOf = (config: Pick<SupervisorConfig, "retention_ms" | "res
   config.retention_ms ?? config.results_ttl_ms ?? DEFAULT_RETENTION_MS;
 
 export const GatewayConfig = z.object({
-  nats_url: natsUrl,
-  host: z.string().min(1).default("127.0.0.1"),
-  port: int(0, 65535).default(8080),
-  request_timeout_ms: int(50, 600_000).default(5000),
-  body_limit_bytes: int(1024).default(1024 * 1024),
-  /** The whole HTTP request (headers and body) must arrive within this, else 408. */
-  http_request_timeout_ms: int(1000, 600_000).default(HTTP_REQUEST_TIMEOUT_MS),
-  grace_ms: int(0).default(10_000),
+  nats_url: natsUrl.describe("the NATS server(s) to connect to"),
+  host: z.string().min(1).default("127.0.0.1").describe("interface to listen on"),
+  port: int(0, 65535).default(8080).describe("HTTP port"),
+  request_timeout_ms: int(50, 600_000).default(5000).describe("NATS request timeout (plus wait_ms on waiting submits)"),
+  body_limit_bytes: int(1024).default(1024 * 1024).describe("largest request body"),
+  http_request_timeout_ms: int(1000, 600_000)
+    .default(HTTP_REQUEST_TIMEOUT_MS)
+    .describe("the whole HTTP request (headers and body) must arrive within this, else 408"),
+  grace_ms: int(0).default(10_000).describe("on SIGTERM, how long open requests may finish"),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
 
@@ -77,33 +81,45 @@ export class ConfigError extends Error {
 const kebab = (key: string) => key.replaceAll("_", "-");
 const envName = (key: string) => (key === "nats_url" ? "NATS_URL" : `BOSUN_${key.toUpperCase()}`);
 
+/** One configuration key as the command line and the environment spell it. */
+export interface ConfigOption {
+  key: string;
+  /** `--kebab-case`; a boolean also has `--no-kebab-case`. */
+  flag: string;
+  env: string;
+  description: string;
+  boolean: boolean;
+  default: unknown;
+}
+
+/** Every key of a config schema, for the argument parser (and its --help). */
+export function configOptions(schema: z.ZodObject): ConfigOption[] {
+  return Object.entries(schema.shape).map(([key, field]) => {
+    const parsed = (field as z.ZodType).safeParse(undefined);
+    return {
+      key,
+      flag: `--${kebab(key)}`,
+      env: envName(key),
+      description: (field as z.ZodType).description ?? "",
+      boolean: parsed.success && typeof parsed.data === "boolean",
+      default: parsed.success ? parsed.data : undefined,
+    };
+  });
+}
+
 /**
- * Reads every key of `schema` from `--kebab-case` flags or `BOSUN_SNAKE_CASE`
- * variables (NATS_URL for the server), then validates.
+ * Flags (already parsed, by key) over `BOSUN_SNAKE_CASE` variables (NATS_URL
+ * for the server) over defaults, validated once. A bad value is a
+ * ConfigError naming both spellings of the key at fault.
  */
-export function loadConfig<S extends z.ZodType<object>>(
+export function resolveConfig<S extends z.ZodObject>(
   schema: S,
-  keys: readonly string[],
-  argv: string[],
+  flags: Readonly<Record<string, string | boolean | undefined>>,
   env: NodeJS.ProcessEnv = process.env,
 ): z.output<S> {
-  const booleans = new Set<string>(keys.filter((k) => k === "builtins"));
-  const options = Object.fromEntries(
-    keys.flatMap((k) => {
-      const type = booleans.has(k) ? ("boolean" as const) : ("string" as const);
-      return booleans.has(k) ? [[kebab(k), { type }], [`no-${kebab(k)}`, { type }]] : [[kebab(k), { type }]];
-    }),
-  );
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }) as { values: Record<string, string | boolean | undefined> });
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
   const raw: Record<string, unknown> = {};
-  for (const key of keys) {
-    const fromFlag = values[`no-${kebab(key)}`] ? false : values[kebab(key)];
-    const value = fromFlag ?? env[envName(key)];
+  for (const key of Object.keys(schema.shape)) {
+    const value = flags[key] ?? env[envName(key)];
     if (value !== undefined && value !== "") raw[key] = value;
   }
   const parsed = schema.safeParse(raw);
@@ -114,6 +130,3 @@ export function loadConfig<S extends z.ZodType<object>>(
   }
   return parsed.data;
 }
-
-export const supervisorKeys = Object.keys(SupervisorConfig.shape);
-export const gatewayKeys = Object.keys(GatewayConfig.shape);

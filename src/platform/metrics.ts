@@ -29,7 +29,7 @@ export class SupervisorMetrics {
   });
 
   constructor(poolSnapshot: () => ProcessInfo[]) {
-    collectDefaultMetrics({ register: this.registry, prefix: "bosun_supervisor_" });
+    processMetrics(this.registry, "bosun_supervisor_");
     const gauge = (name: string, help: string, state?: ProcessInfo["state"]) =>
       new Gauge({
         name,
@@ -62,6 +62,12 @@ export class GatewayMetrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
     registers: [this.registry],
   });
+  readonly submits = new Counter({
+    name: "bosun_gateway_job_submits_total",
+    help: "Job submits through this gateway by outcome: accepted, finished (answered with the result within wait_ms), or the error code",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
   readonly httpRequests = new Counter({
     name: "bosun_gateway_http_requests_total",
     help: "HTTP requests by route and status",
@@ -69,9 +75,39 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  /** Label children made once per label set: a request looks one up instead of hashing a fresh labels object. */
+  readonly #natsChildren = new Map<string, ReturnType<Histogram["labels"]>>();
+  readonly #httpChildren = new Map<string, ReturnType<Counter["labels"]>>();
+
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: "bosun_gateway_" });
+    processMetrics(this.registry, "bosun_gateway_");
   }
+
+  /** A NATS request that began at `startedMs` (performance.now()) ended so. */
+  observeNatsRequest(subject: string, outcome: "ok" | "error_reply" | "no_reply", startedMs: number): void {
+    const key = `${subject} ${outcome}`;
+    let child = this.#natsChildren.get(key);
+    if (!child) this.#natsChildren.set(key, (child = this.natsRequest.labels(subject, outcome)));
+    child.observe((performance.now() - startedMs) / 1000);
+  }
+
+  countHttpRequest(method: string, route: string, status: number): void {
+    const key = `${method} ${route} ${status}`;
+    let child = this.#httpChildren.get(key);
+    if (!child) this.#httpChildren.set(key, (child = this.httpRequests.labels(method, route, String(status))));
+    child.inc();
+  }
+}
+
+/**
+ * prom-client's process and Node.js metrics, less the three
+ * `nodejs_active_{handles,requests,resources}_total` gauges: a gauge named
+ * `_total` fails `promtool check metrics`, and each is only the sum of its
+ * by-type gauge of the same name without the suffix, which stays.
+ */
+function processMetrics(registry: Registry, prefix: string): void {
+  collectDefaultMetrics({ register: registry, prefix });
+  for (const what of ["handles", "requests", "resources"]) registry.removeSingleMetric(`${prefix}nodejs_active_${what}_total`);
 }
 
 /** A bare HTTP server with /metrics, for supervisors (which have no HTTP port of their own). */

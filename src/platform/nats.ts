@@ -38,6 +38,7 @@ import {
   streams,
 } from "../contract/index.js";
 import type { Logger } from "pino";
+import { NoRespondersError, RequestTimeoutError } from "./request-mux.js";
 
 export const SERVICE_ERROR_HEADER = "Nats-Service-Error-Code";
 /** The error's message, one line (see errorReply). */
@@ -82,6 +83,16 @@ export function assertFitsJobMessage(nc: NatsConnection, envelope: JobEnvelope):
   if (size > limit) {
     throw new BosunError("payload_too_large", `the job is ${size} bytes; at most ${limit} fit (the NATS server's max_payload less ${MESSAGE_HEADROOM_BYTES} kept for its record and errors)`);
   }
+}
+
+/** A NATS request that got no reply (nats.js's request() or the RequestMux), in the contract's terms (the gateway's and the client's one mapping). */
+export function requestFailure(err: unknown, timeoutMs: number): BosunError {
+  if (isMaxPayloadError(err)) return tooLargeForNats(err);
+  if ((err instanceof errors.RequestError && err.isNoResponders()) || err instanceof NoRespondersError) {
+    return new BosunError("unavailable", "no supervisor is answering", undefined, { cause: err });
+  }
+  if (err instanceof errors.TimeoutError || err instanceof RequestTimeoutError) return new BosunError("unavailable", `no reply from a supervisor within ${timeoutMs} ms`, undefined, { cause: err });
+  return new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
 }
 
 export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {

@@ -28,10 +28,13 @@ import {
   type JobStatus,
 } from "../contract/index.js";
 import { StreamWriteError, type StreamWriter } from "../platform/stream-writer.js";
+import { TRACEPARENT } from "../platform/tracing.js";
 import { readParked, readStored, type StoredLike } from "./decode.js";
 import { statusOf, type JobSources, type ParkedJob } from "./status.js";
 
 const WRONG_LAST_SEQUENCE = 10071;
+/** The job's trace on its final record's message (the record itself is the contract's JobResult shape). */
+const traceHeaders = (traceparent: string | undefined) => (traceparent ? { [TRACEPARENT]: traceparent } : undefined);
 export const INTERIM_STREAM = `KV_${buckets.jobs}`;
 /** Where a job's interim record is (its key in bosun_jobs). */
 export const interimSubject = (jobId: string): string => kvKeySubject(buckets.jobs, jobId);
@@ -104,9 +107,9 @@ export class JobStore {
    * A cancel and a finishing run race through this, so exactly one of them
    * decides how the job ended.
    */
-  async claimResult(record: FinalRecord): Promise<boolean> {
+  async claimResult(record: FinalRecord, traceparent?: string): Promise<boolean> {
     try {
-      await this.writer.publish(resultSubject(record.job_id), encodeJson(record), { expectLastSubjectSeq: 0 });
+      await this.writer.publish(resultSubject(record.job_id), encodeJson(record), { expectLastSubjectSeq: 0, headers: traceHeaders(traceparent) });
       return true;
     } catch (err) {
       if (err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE) return false;
@@ -119,11 +122,14 @@ export class JobStore {
    * cancel that got there first wins; an earlier run's (its supervisor died
    * before acking) is replaced, so `attempts` counts every run.
    */
-  async settleResult(record: FinalRecord): Promise<FinalRecord> {
-    if (await this.claimResult(record)) return record;
+  async settleResult(record: FinalRecord, traceparent?: string): Promise<FinalRecord> {
+    if (await this.claimResult(record, traceparent)) return record;
     const existing = (await this.finalRecord(record.job_id))?.record;
     if (existing?.state === "cancelled" && existing.generation === record.generation) return existing;
-    await this.writer.publish(resultSubject(record.job_id), encodeJson(record), { msgId: `${record.job_id}.${record.generation}.${record.attempts}` });
+    await this.writer.publish(resultSubject(record.job_id), encodeJson(record), {
+      msgId: `${record.job_id}.${record.generation}.${record.attempts}`,
+      headers: traceHeaders(traceparent),
+    });
     return record;
   }
 

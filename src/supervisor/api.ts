@@ -22,6 +22,7 @@ import { operations, type OperationName } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
 import { onMessage } from "../platform/guard.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, SERVICE_ERROR_TEXT_HEADER, tooLargeForNats } from "../platform/nats.js";
+import { hop, SpanKind, TRACEPARENT, validTraceparent, type Hop } from "../platform/tracing.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
 
@@ -33,16 +34,21 @@ export interface ApiDeps {
 }
 
 /** One handler per operation of the contract's table: a missing one is a type error. */
-type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N]["request"]>, msg: Msg) => Promise<unknown> };
+type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N]["request"]>, msg: Msg, trace: Hop) => Promise<unknown> };
 
 /** The request's correlation id header, if it is a valid one. */
 const correlationOf = (msg: Msg): string | undefined => headerCorrelationId(msg.headers?.get(CORRELATION_HEADER) || undefined);
+/** The request's traceparent header, if it is a valid one (it goes into the job's envelope). */
+const traceparentOf = (msg: Msg): string | undefined => {
+  const value = msg.headers?.get(TRACEPARENT);
+  return validTraceparent(value) ? value : undefined;
+};
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
   const { intake, log, workerId, operations: ops } = deps;
   const handlers: Handlers = {
-    jobs_submit: (req, msg) => intake.submit(req, correlationOf(msg)),
-    jobs_submit_batch: (req, msg) => intake.submitBatch(req.jobs, correlationOf(msg)),
+    jobs_submit: (req, msg, trace) => intake.submit(req, correlationOf(msg), false, trace.traceparent),
+    jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, correlationOf(msg), trace.traceparent),
     jobs_get: (req) => intake.status(req.job_id),
     jobs_result: (req) => intake.result(req.job_id),
     jobs_cancel: (req) => intake.cancel(req.job_id),
@@ -63,7 +69,7 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   const stats = new EndpointStats();
   for (const name of Object.keys(operations) as OperationName[]) {
     const { subject, request } = operations[name];
-    const handle = handlers[name] as (input: unknown, msg: Msg) => Promise<unknown>;
+    const handle = handlers[name] as (input: unknown, msg: Msg, trace: Hop) => Promise<unknown>;
     const count = stats.endpoint(name);
     service.addEndpoint(name, {
       subject,
@@ -72,7 +78,9 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
           log.error({ err, endpoint: name }, "service endpoint failed");
           return;
         }
-        void answer(msg, () => handle(decodeWith(request, msg.data), msg), log, name, count);
+        // The caller's trace continues here, and on into the job a submit makes.
+        const trace = hop(`bosun.api ${name}`, SpanKind.SERVER, msg.headers?.get(TRACEPARENT), { attributes: () => ({ "messaging.destination.name": subject }) });
+        void answer(msg, () => handle(decodeWith(request, msg.data), msg, trace), log, name, count).finally(() => trace.end());
       },
     });
   }
@@ -112,7 +120,7 @@ export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger
 export function serveForwardedSubmits(nc: NatsConnection, workerId: string, intake: Intake, log: Logger): Subscription {
   return nc.subscribe(controlSubject(workerId, "submit"), {
     callback: onMessage(log, "forwarded submit", (msg) =>
-      answer(msg, () => intake.submit(decodeWith(SubmitRequest, msg.data), correlationOf(msg), true), log, "forwarded_submit"),
+      answer(msg, () => intake.submit(decodeWith(SubmitRequest, msg.data), correlationOf(msg), true, traceparentOf(msg)), log, "forwarded_submit"),
     ),
   });
 }

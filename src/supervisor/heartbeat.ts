@@ -4,12 +4,22 @@
  * other supervisor comes in, so any supervisor can tell which job types
  * and queues are served by someone alive.
  */
-import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import { headers, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import { encodeJson, heartbeatSubject, HEARTBEATS_WILDCARD, MAX_HEARTBEAT_BYTES, MAX_TRACKED_WORKERS, streams, type WorkerInfo } from "../contract/index.js";
+import {
+  encodeJson,
+  HEARTBEAT_LEAVING,
+  HEARTBEAT_STATE_HEADER,
+  heartbeatSubject,
+  HEARTBEATS_WILDCARD,
+  MAX_HEARTBEAT_BYTES,
+  MAX_TRACKED_WORKERS,
+  streams,
+  type WorkerInfo,
+} from "../contract/index.js";
 import { guard, onMessage } from "../platform/guard.js";
-import { HeartbeatReader } from "../platform/heartbeat-reader.js";
+import { HeartbeatReader, isLeaving } from "../platform/heartbeat-reader.js";
 
 /** Pool changes come in bursts under load; one heartbeat per this many ms is enough. */
 const MIN_GAP_MS = 250;
@@ -27,6 +37,7 @@ export class Heartbeats {
   #pending: NodeJS.Timeout | undefined;
   #lastSent = 0;
   #warnedSize = false;
+  #left = false;
   readonly #reader: HeartbeatReader;
 
   constructor(
@@ -38,7 +49,7 @@ export class Heartbeats {
 
   async start(jsm: JetStreamManager): Promise<void> {
     this.#sub = this.nc.subscribe(HEARTBEATS_WILDCARD, {
-      callback: onMessage(this.opts.log, "heartbeat", (msg) => this.#record(msg.subject, msg.data, Date.now())),
+      callback: onMessage(this.opts.log, "heartbeat", (msg) => this.#record(msg.subject, msg.data, Date.now(), isLeaving(msg.headers))),
     });
     await this.#loadStored(jsm);
     this.publishNow();
@@ -56,7 +67,7 @@ export class Heartbeats {
     clearTimeout(this.#pending);
     this.#pending = undefined;
     this.#lastSent = Date.now();
-    if (this.nc.isClosed()) return;
+    if (this.#left || this.nc.isClosed()) return;
     const data = encodeJson(this.opts.snapshot());
     if (data.byteLength > MAX_HEARTBEAT_BYTES && !this.#warnedSize) {
       // Every reader ignores it: this supervisor would look gone.
@@ -83,15 +94,35 @@ export class Heartbeats {
       .map((w) => w.worker_id);
   }
 
+  /**
+   * The last heartbeat, as this supervisor begins to stop: it serves
+   * nothing from now on (jobs it still runs finish or are handed back).
+   */
+  leave(): void {
+    if (this.#left) return;
+    this.#left = true;
+    clearInterval(this.#timer);
+    clearTimeout(this.#pending);
+    this.#peers.delete(this.opts.workerId);
+    if (this.nc.isClosed()) return;
+    const h = headers();
+    h.set(HEARTBEAT_STATE_HEADER, HEARTBEAT_LEAVING);
+    this.nc.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()), { headers: h });
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     clearTimeout(this.#pending);
     await this.#sub?.drain().catch(() => undefined);
   }
 
-  #record(subject: string, data: Uint8Array, seenAt: number): void {
-    const info = this.#reader.read(subject, data, seenAt);
+  #record(subject: string, data: Uint8Array, seenAt: number, leaving: boolean): void {
+    const info = this.#reader.read(subject, data, seenAt, leaving);
     if (!info) return;
+    if (leaving) {
+      this.#peers.delete(info.worker_id);
+      return;
+    }
     if (this.#peers.size >= MAX_TRACKED_WORKERS && !this.#peers.has(info.worker_id)) {
       const live = new Set(this.live(seenAt).map((w) => w.worker_id));
       for (const id of this.#peers.keys()) if (!live.has(id)) this.#peers.delete(id);
@@ -106,7 +137,7 @@ export class Heartbeats {
     await Promise.all(
       subjects.map(async (subject) => {
         const msg = await jsm.direct.getMessage(streams.heartbeats, { last_by_subj: subject });
-        if (msg) this.#record(msg.subject, msg.data, msg.time.getTime());
+        if (msg) this.#record(msg.subject, msg.data, msg.time.getTime(), isLeaving(msg.header));
       }),
     );
   }

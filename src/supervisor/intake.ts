@@ -44,6 +44,7 @@ import {
 import { assertFitsJobMessage, readReply } from "../platform/nats.js";
 import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
+import { TRACEPARENT } from "../platform/tracing.js";
 
 export interface JobDefaults {
   timeout_ms: number;
@@ -83,7 +84,7 @@ export class Intake {
    * one that has it (once: `forwarded` stops a second hop), so payload
    * schemas and per-type defaults always apply.
    */
-  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false): Promise<SubmitReply | JobResult> {
+  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false, traceparent?: string): Promise<SubmitReply | JobResult> {
     const { store, log, idempotency } = this.deps;
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
@@ -94,7 +95,7 @@ export class Intake {
       if (others.length === 0) {
         throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
       }
-      return this.#forwardToAny(others, req, headerCorrelationId);
+      return this.#forwardToAny(others, req, headerCorrelationId, traceparent);
     }
     if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
@@ -103,7 +104,7 @@ export class Intake {
       }
     }
     const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
-    const job = this.#envelope(lane.code, req, handler, headerCorrelationId);
+    const job = this.#envelope(lane.code, req, handler, headerCorrelationId, traceparent);
     // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
     assertFitsJobMessage(this.deps.nc, job);
     await this.deps.lanes.ensure(lane);
@@ -137,13 +138,13 @@ export class Intake {
    * accepted on its own (an error where it stands), all written in one
    * flush, the replies in the same order.
    */
-  async submitBatch(entries: readonly unknown[], headerCorrelationId?: string): Promise<BatchSubmitReply> {
+  async submitBatch(entries: readonly unknown[], headerCorrelationId?: string, traceparent?: string): Promise<BatchSubmitReply> {
     const replies = await Promise.all(
       entries.map(async (entry) => {
         try {
           const req = parseWith(SubmitRequest, entry);
           if (req.wait_ms !== undefined) throw new BosunError("validation_error", "wait_ms: not in a batch (submit the job on its own to wait for it)");
-          return (await this.submit(req, headerCorrelationId)) as SubmitReply;
+          return (await this.submit(req, headerCorrelationId, false, traceparent)) as SubmitReply;
         } catch (err) {
           const reply = errorReply(err);
           if (reply.body.error.code === "internal_error") this.deps.log.error({ err, endpoint: "jobs_submit_batch" }, "request failed");
@@ -181,7 +182,8 @@ export class Intake {
     await cancels.request(jobId);
     log.info({ job_id: jobId, correlation_id: record.correlation_id, state: record.state }, "job cancel requested");
     if (record.state === "running") return { job_id: jobId, state: "running", cancel_requested: true };
-    const generation = (sources.queued ?? sources.scheduled)?.job.generation ?? 0;
+    const waiting = (sources.queued ?? sources.scheduled)?.job;
+    const generation = waiting?.generation ?? 0;
     const claimed = await store.claimResult({
       ...record,
       state: "cancelled",
@@ -192,7 +194,7 @@ export class Intake {
       result: null,
       duration_ms: null,
       generation,
-    });
+    }, waiting?.traceparent);
     if (!claimed) {
       // It ran and finished meanwhile (fast jobs never show as running).
       const now = await store.status(jobId);
@@ -234,7 +236,7 @@ export class Intake {
     return listJobs(this.deps.store.jsm, this.deps.store.log, this.deps.lanes, filter);
   }
 
-  #envelope(lane: string, req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined): JobEnvelope {
+  #envelope(lane: string, req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined, traceparent: string | undefined): JobEnvelope {
     const { defaults } = this.deps;
     return {
       job_id: lane + nuid.next(),
@@ -252,6 +254,7 @@ export class Intake {
       errors: [],
       owner: null,
       started_at: null,
+      ...(traceparent && { traceparent }),
     };
   }
 
@@ -295,11 +298,12 @@ export class Intake {
    * subject is no supervisor at all (a spoofed or stale heartbeat): it is
    * forgotten and the next is tried, so it cannot turn a 422 into a 503.
    */
-  async #forwardToAny(candidates: string[], req: SubmitRequest, correlationId: string | undefined): Promise<SubmitReply | JobResult> {
+  async #forwardToAny(candidates: string[], req: SubmitRequest, correlationId: string | undefined, traceparent: string | undefined): Promise<SubmitReply | JobResult> {
     const order = [...candidates].sort(() => Math.random() - 0.5);
     for (const workerId of order.slice(0, MAX_FORWARD_TRIES)) {
       const headers = natsHeaders();
       if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
+      if (traceparent) headers.set(TRACEPARENT, traceparent);
       let reply;
       try {
         reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });

@@ -1,16 +1,10 @@
-import { loadConfig, SupervisorConfig, supervisorKeys } from "../platform/config.js";
+import type { SupervisorConfig } from "../platform/config.js";
 import { failStartup, onShutdownSignals } from "../platform/lifecycle.js";
 import { createLogger } from "../platform/logger.js";
 import { logUnhandledRejections } from "../platform/guard.js";
 import { Supervisor } from "./supervisor.js";
 
-export async function runSupervisor(argv: string[]): Promise<void> {
-  let config: SupervisorConfig;
-  try {
-    config = loadConfig(SupervisorConfig, supervisorKeys, argv);
-  } catch (err) {
-    failStartup(err);
-  }
+export async function runSupervisor(config: SupervisorConfig): Promise<void> {
   const log = createLogger("bosun.supervisor");
   logUnhandledRejections(log);
   const supervisor = new Supervisor(config, log);

@@ -61,14 +61,14 @@ export class Operations {
           msg,
           async () => {
             const req = decodeWith(RecycleRequest, msg.data);
-            const pid = pool.recycle(req.pid);
-            if (pid === undefined) {
-              throw req.pid === undefined
+            const target = pool.recycle(req.pid, req.thread_id);
+            if (!target) {
+              throw req.pid === undefined && req.thread_id === undefined
                 ? new BosunError("conflict", `worker ${workerId} has no idle process to recycle`)
-                : new BosunError("not_found", `worker ${workerId} has no process ${req.pid}`);
+                : new BosunError("not_found", `worker ${workerId} has no ${req.thread_id === undefined ? `process ${req.pid}` : `thread ${req.thread_id}`}`);
             }
-            log.info({ worker_id: workerId, child_pid: pid }, "recycle requested");
-            return { status: "recycle_requested", worker_id: workerId, pid } satisfies RecycleReply;
+            log.info({ worker_id: workerId, ...target.logFields() }, "recycle requested");
+            return { status: "recycle_requested", worker_id: workerId, pid: target.pid, ...(target.threadId !== undefined && { thread_id: target.threadId }) } satisfies RecycleReply;
           },
           log,
           "recycle",

@@ -1,34 +1,56 @@
 /**
- * A pool of execution processes: child OS processes that run one job at a
- * time. The pool grows on demand up to `max`, shrinks idle processes back to
- * `min`, hard-kills a process whose job times out or is cancelled, replaces
- * crashed ones, and recycles a process after N executions or past a memory
- * ceiling. It knows nothing about NATS.
+ * A pool of execution actors (child processes or worker threads, see
+ * actors/actor.ts) that run one job at a time. The pool grows on demand up
+ * to `max`, shrinks idle actors back to `min`, hard-kills an actor whose job
+ * times out or is cancelled, replaces crashed ones, and recycles an actor
+ * after N executions or past a memory ceiling. It knows nothing about NATS,
+ * nor which kind of actor it holds.
+ *
+ * A short job that finds no idle actor may be sent to a busy one, to start
+ * right after the runs it already has (at most RUNS_PER_ACTOR in all): the
+ * actor then gets and answers several runs per wake-up. One not started
+ * within its wait limit is withdrawn, and one whose actor dies before
+ * starting it (the start ledger tells) is not started at all.
  */
-import { fork, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { JobError, ProcessInfo, Supervision } from "../contract/index.js";
-import type { ChildMessage, DoneMessage, RunCommand } from "../actors/protocol.js";
+import { actorSpawner, type ActorExit, type ActorKind, type ActorSpawner } from "../actors/actor.js";
+import type { ChildMessage, DoneMessage } from "../actors/protocol.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
+import {
+  drainingError,
+  killError,
+  newExecution,
+  NotStartedError,
+  snapshotOf,
+  type Execution,
+  type ExecutionHandle,
+  type KillReason,
+  type RunSpec,
+} from "./execution.js";
+import { PoolMember, recycleTarget } from "./pool-member.js";
+import { RestartIntensity } from "./restarts.js";
+import { WaitLine } from "./wait-line.js";
 
-const PROCESS_ENTRY = fileURLToPath(new URL("../actors/process.js", import.meta.url));
-const SPAWN_TIMEOUT_MS = 15_000;
-const MIN_SPAWN_BACKOFF_MS = 1000;
-const MAX_SPAWN_BACKOFF_MS = 30_000;
+export { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type KillReason } from "./execution.js";
+
+const START_TIMEOUT_MS = 15_000;
+/** Runs an actor holds at most: the one it is on and those queued to start right after it. */
+export const RUNS_PER_ACTOR = 4;
 
 export interface PoolOptions {
+  /** What runs the jobs: child processes (default) or worker threads. */
+  isolation: ActorKind;
   min: number;
   max: number;
   maxExecutions: number;
   maxMemoryMb: number;
   idleTimeoutMs: number;
-  /** Time a handler gets to honour ctx.signal before its process is killed. */
+  /** Time a handler gets to honour ctx.signal before its actor is killed. */
   killGraceMs: number;
   handlersPath?: string;
   builtins: boolean;
-  /** Extra environment for execution processes (NATS URL and maintenance defaults). */
+  /** Extra environment for execution actors (NATS URL and maintenance defaults). */
   env: Record<string, string>;
   /** More crashes than this within restartWindowMs make spawning back off. */
   maxRestarts: number;
@@ -39,82 +61,20 @@ export interface PoolOptions {
   metrics?: Pick<SupervisorMetrics, "restarts" | "recycles">;
 }
 
-export type ExecutionOutcome =
-  | { ok: true; value: unknown; duration_ms: number }
-  | { ok: false; error: JobError; duration_ms: number };
-
-export type KillReason = "timeout" | "cancelled" | "shutdown";
-
-interface Execution {
-  id: string;
-  jobId: string;
-  correlationId: string;
-  startedAt: Date;
-  killReason?: KillReason;
-  timer?: NodeJS.Timeout;
-  finish(outcome: ExecutionOutcome): void;
-  onProgress?: (fraction: number) => void;
-}
-
-type ProcessState = "starting" | "idle" | "busy" | "killed";
-
-class ExecutionProcess {
-  readonly processId = randomUUID();
-  readonly startedAt = Date.now();
-  state: ProcessState = "starting";
-  executions = 0;
-  memoryMb = 0;
-  idleSince = Date.now();
-  retireAfterJob = false;
-  current: Execution | undefined;
-  constructor(readonly child: ChildProcess) {}
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-}
-
-const killMessages: Record<KillReason, string> = {
-  timeout: "job exceeded its timeout_ms and its process was killed",
-  cancelled: "job was cancelled and its process was killed",
-  shutdown: "supervisor shut down past its grace period and killed the process",
-};
-const killError = (reason: KillReason): JobError => ({ code: reason, message: killMessages[reason] });
-
-/**
- * The job was never started: the pool is draining, or no process came free
- * within the caller's wait limit. It should run elsewhere, its attempt unused.
- */
-export class NotStartedError extends Error {
-  override readonly name = "NotStartedError";
-}
-const drainingError = () => new NotStartedError("the pool is draining");
-
-export interface ExecutionHandle {
-  pid: number;
-  /** Epoch ms. */
-  startedAt: number;
-  executionId: string;
-  outcome: Promise<ExecutionOutcome>;
-  kill(reason: KillReason): void;
-}
-
-interface Waiter {
-  resolve(proc: ExecutionProcess): void;
-  reject(err: unknown): void;
-}
-
 export class Pool {
-  readonly #processes = new Set<ExecutionProcess>();
-  readonly #waiting: Waiter[] = [];
-  #crashes: number[] = [];
-  #backoffMs = 0;
-  #spawnNotBefore = 0;
-  #decision: Supervision["decision"] = "restart";
+  readonly #members = new Set<PoolMember>();
+  readonly #line = new WaitLine();
+  readonly #spawnActor: ActorSpawner;
+  readonly #restarts: RestartIntensity;
   #replenishTimer: NodeJS.Timeout | undefined;
   #draining = false;
+  #drained: (() => void) | undefined;
   #reaper: NodeJS.Timeout | undefined;
 
-  constructor(private readonly opts: PoolOptions) {}
+  constructor(private readonly opts: PoolOptions) {
+    this.#spawnActor = actorSpawner(opts.isolation, { env: opts.env, handlersPath: opts.handlersPath, builtins: opts.builtins, maxMemoryMb: opts.maxMemoryMb, log: opts.log });
+    this.#restarts = new RestartIntensity({ maxRestarts: opts.maxRestarts, windowMs: opts.restartWindowMs, log: opts.log, plural: opts.isolation === "thread" ? "threads" : "processes" });
+  }
 
   start(): void {
     this.#topUp();
@@ -126,158 +86,155 @@ export class Pool {
     return this.#draining ? 0 : this.opts.max;
   }
 
+  /** How many more short jobs it can take, queued on busy actors, beyond its capacity. */
+  get queueCapacity(): number {
+    return this.capacity * (RUNS_PER_ACTOR - 1);
+  }
+
   /**
-   * Runs a job on an idle process, spawning one if none is idle and fewer
-   * than max live, else on the next process to come free (in order).
+   * Runs a job, resolving once it has started: on an idle actor; with
+   * maxWaitMs (a short job), else queued on the busy actor with the fewest
+   * runs, withdrawn if it has not started within maxWaitMs; else on a new
+   * actor while fewer than max live; else on the next to come free (in
+   * order; given up after maxWaitMs).
    */
-  async execute(
-    cmd: Omit<RunCommand, "t" | "execution_id">,
+  execute(
+    run: RunSpec,
     timeoutMs: number,
     opts: { onProgress?: (fraction: number) => void; maxWaitMs?: number } = {},
   ): Promise<ExecutionHandle> {
-    const { onProgress, maxWaitMs } = opts;
-    let proc: ExecutionProcess;
-    try {
-      proc = await this.#acquire(maxWaitMs);
-    } catch (err) {
-      // A drain retired the process this job was waiting for: not started, not failed.
-      throw this.#draining ? drainingError() : err;
-    }
-    // Acquired while a drain began (a process that was still starting): the drain retires it.
-    if (this.#draining) throw drainingError();
-    const execution_id = randomUUID();
-    let finish!: (outcome: ExecutionOutcome) => void;
-    const outcome = new Promise<ExecutionOutcome>((resolve) => (finish = resolve));
-    const execution: Execution = { id: execution_id, jobId: cmd.job_id, correlationId: cmd.correlation_id, startedAt: new Date(), finish, onProgress };
-    proc.current = execution;
-    execution.timer = setTimeout(() => this.#kill(proc, execution, "timeout"), timeoutMs);
-    proc.child.send({ t: "run", execution_id, ...cmd } satisfies RunCommand);
-    this.opts.onChange();
-    return { pid: proc.pid, startedAt: execution.startedAt.getTime(), executionId: execution_id, outcome, kill: (reason) => this.#kill(proc, execution, reason) };
+    if (this.#draining) return Promise.reject(drainingError());
+    return new Promise<ExecutionHandle>((resolve, reject) => {
+      const execution = newExecution(run, timeoutMs, opts.onProgress, resolve, reject, (member, reason) => this.#kill(member, execution, reason));
+      this.#place(execution, run, opts.maxWaitMs);
+    });
   }
 
-  /** Marks a process to be replaced after its current job, or an idle one now. */
-  recycle(pid?: number): number | undefined {
-    const target = [...this.#processes].find((p) =>
-      pid === undefined ? p.state === "idle" : p.pid === pid && p.state !== "killed",
-    );
-    if (!target) return undefined;
-    if (target.state === "busy") {
-      target.retireAfterJob = true;
-    } else {
-      void this.#retire(target, "recycle requested");
-    }
-    return target.pid;
+  /**
+   * Marks an actor to be replaced after its current job, or an idle one now:
+   * the one with this pid (and thread id, with thread isolation), or any idle one.
+   */
+  recycle(pid?: number, threadId?: number): PoolMember | undefined {
+    const target = recycleTarget(this.#members, pid, threadId);
+    if (target) this.#retireWhenFree(target, "recycle requested");
+    return target;
   }
 
   snapshot(): ProcessInfo[] {
     const now = Date.now();
-    return [...this.#processes]
-      .filter((p) => p.state !== "starting")
-      .map((p) => ({
-        pid: p.pid,
-        process_id: p.processId,
-        state: p.state === "busy" ? "busy" : p.state === "killed" ? "killed" : "idle",
-        memory_mb: p.memoryMb,
-        uptime_seconds: Math.round((now - p.startedAt) / 1000),
-        executions_completed: p.executions,
-        execution: p.current
-          ? {
-              execution_id: p.current.id,
-              started_at: p.current.startedAt.toISOString(),
-              elapsed_seconds: Math.round((now - p.current.startedAt.getTime()) / 100) / 10,
-            }
-          : null,
-      }));
+    return [...this.#members].filter((m) => m.state !== "starting").map((m) => snapshotOf(m, now));
   }
 
-  /** Stops handing out processes; resolves once every running job has ended. */
+  /** Stops taking jobs (queued ones are withdrawn); resolves once every started job has ended. */
   async drain(graceMs: number): Promise<void> {
     this.#draining = true;
     clearInterval(this.#reaper);
     clearTimeout(this.#replenishTimer);
-    for (const waiter of this.#waiting.splice(0)) waiter.reject(drainingError());
-    const running = [...this.#processes].filter((p) => p.current).map((p) => p.current!);
+    this.#line.abandon(drainingError());
+    for (const m of this.#members) for (const e of m.queued) m.withdraw(e);
     const deadline = setTimeout(() => {
-      for (const p of this.#processes) if (p.current) this.#kill(p, p.current, "shutdown");
+      for (const m of this.#members) if (m.current) this.#kill(m, m.current, "shutdown");
     }, graceMs);
-    await Promise.all(running.map((e) => new Promise<void>((resolve) => {
-      const finish = e.finish;
-      e.finish = (o) => { finish(o); resolve(); };
-    })));
+    if (this.#busy() > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
     clearTimeout(deadline);
-    await Promise.all([...this.#processes].map((p) => this.#retire(p, "shutdown")));
+    await Promise.all([...this.#members].map((m) => this.#retire(m, "shutdown")));
   }
 
-  /** An idle process, a new one while fewer than max live, or the next to come free. */
-  #acquire(maxWaitMs?: number): Promise<ExecutionProcess> {
-    if (this.#draining) return Promise.reject(drainingError());
-    for (const p of this.#processes) {
-      if (p.state === "idle") {
-        p.state = "busy";
-        return Promise.resolve(p);
-      }
-    }
-    if (this.#live() < this.opts.max && !this.#backingOff()) return this.#spawnBusy();
-    const waiting = this.#wait(maxWaitMs);
-    this.#replenish();
-    return waiting;
+  supervision(): Supervision {
+    return this.#restarts.supervision();
   }
 
-  /** A place in line for the next free process; given up after maxWaitMs if still in line then. */
-  #wait(maxWaitMs: number | undefined): Promise<ExecutionProcess> {
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const waiter: Waiter = {
-        resolve: (proc) => {
-          clearTimeout(timer);
-          resolve(proc);
-        },
-        reject: (err) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      };
-      if (maxWaitMs !== undefined) {
-        timer = setTimeout(() => {
-          const place = this.#waiting.indexOf(waiter);
-          if (place < 0) return;
-          this.#waiting.splice(place, 1);
-          reject(new NotStartedError(`no execution process came free within ${maxWaitMs} ms`));
-        }, maxWaitMs);
-      }
-      this.#waiting.push(waiter);
-    });
-  }
-
-  #backingOff(): boolean {
-    return this.#spawnNotBefore > Date.now();
-  }
-
-  async #spawnBusy(): Promise<ExecutionProcess> {
-    const proc = this.#spawn();
-    proc.state = "busy";
-    await this.#ready(proc);
-    return proc;
-  }
-
-  /** Processes that are starting, idle or busy (not the ones on their way out). */
-  #live(): number {
+  #busy(): number {
     let n = 0;
-    for (const p of this.#processes) if (p.state !== "killed") n++;
+    for (const m of this.#members) if (m.pending > 0) n++;
     return n;
   }
 
-  /** A process is free: the next waiting job takes it, else it idles. */
-  #release(proc: ExecutionProcess): void {
-    const waiter = this.#waiting.shift();
-    if (waiter) {
-      proc.state = "busy";
-      waiter.resolve(proc);
-    } else {
-      proc.state = "idle";
-      proc.idleSince = Date.now();
+  #place(execution: Execution, run: RunSpec, maxWaitMs: number | undefined): void {
+    for (const m of this.#members) {
+      if (m.state === "idle") return this.#assign(m, execution, run);
     }
+    const roomy = maxWaitMs === undefined ? undefined : this.#roomiest();
+    if (roomy) {
+      this.#assign(roomy, execution, run);
+      execution.waitTimer = setTimeout(() => roomy.withdraw(execution), maxWaitMs);
+      return;
+    }
+    if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnFor(execution, run);
+    this.#line.join(execution, run, maxWaitMs);
+    this.#replenish();
+  }
+
+  /** The busy actor a short job can queue on: fewest runs, room left, not retiring, not near its execution limit. */
+  #roomiest(): PoolMember | undefined {
+    let best: PoolMember | undefined;
+    for (const m of this.#members) {
+      if (m.state !== "busy" || !m.current || m.retiring || m.pending >= RUNS_PER_ACTOR || m.executions + m.pending >= this.opts.maxExecutions) continue;
+      if (!best || m.pending < best.pending) best = m;
+    }
+    return best;
+  }
+
+  #assign(member: PoolMember, execution: Execution, run: RunSpec): void {
+    member.state = "busy";
+    if (member.enqueue(execution, run) === "current") this.#begin(member, execution);
+  }
+
+  /** The actor is on this run now: its timeout starts, and its caller gets the handle. */
+  #begin(member: PoolMember, execution: Execution): void {
+    clearTimeout(execution.waitTimer);
+    execution.startedAt = new Date();
+    execution.timer = setTimeout(() => this.#kill(member, execution, "timeout"), execution.timeoutMs);
+    execution.begin(member);
+    this.opts.onChange();
+  }
+
+  #spawnFor(execution: Execution, run: RunSpec): void {
+    // Spoken for: a starting actor takes nothing else (#place looks for idle or busy ones).
+    const member = this.#spawn();
+    member.ready.then(
+      () => {
+        if (this.#draining) {
+          execution.notStarted(drainingError());
+          this.#next(member);
+        } else this.#assign(member, execution, run);
+      },
+      (err: unknown) => execution.notStarted(this.#draining ? drainingError() : err),
+    );
+  }
+
+  /** Actors that are starting, idle or busy (not the ones on their way out). */
+  #live(): number {
+    let n = 0;
+    for (const m of this.#members) if (m.state !== "killed") n++;
+    return n;
+  }
+
+  /** The actor's run is over: it is on its next queued one, retires, takes the next job in line, or idles. */
+  #next(member: PoolMember): void {
+    const next = member.advance();
+    if (next) {
+      this.#begin(member, next);
+      // Retiring: what it has not started yet goes elsewhere.
+      if (member.retiring) for (const e of member.queued) member.withdraw(e);
+      return;
+    }
+    if (member.retiring) void this.#retire(member, member.retiring);
+    else if (!this.#draining && this.#line.length > 0) {
+      const waiting = this.#line.next()!;
+      this.#assign(member, waiting.execution, waiting.run);
+    } else {
+      member.state = "idle";
+      member.idleSince = Date.now();
+    }
+    if (this.#draining && this.#busy() === 0) this.#drained?.();
+  }
+
+  /** Retires now if it holds no run, else once its current run is over (queued ones are withdrawn). */
+  #retireWhenFree(member: PoolMember, why: string): void {
+    member.retiring = why;
+    for (const e of member.queued) member.withdraw(e);
+    if (member.pending === 0 && member.state !== "starting") void this.#retire(member, why);
   }
 
   /**
@@ -286,194 +243,159 @@ export class Pool {
    */
   #replenish(): void {
     if (this.#draining) return;
-    if (this.#backingOff()) {
+    if (this.#restarts.backingOff()) {
       this.#replenishTimer ??= setTimeout(() => {
         this.#replenishTimer = undefined;
         this.#replenish();
-      }, this.#spawnNotBefore - Date.now());
+      }, this.#restarts.spawnNotBefore - Date.now());
       return;
     }
-    while (this.#waiting.length > 0 && this.#live() < this.opts.max) {
-      const waiter = this.#waiting.shift()!;
-      this.#spawnBusy().then(waiter.resolve, waiter.reject);
+    while (this.#line.length > 0 && this.#live() < this.opts.max) {
+      const waiting = this.#line.next()!;
+      this.#spawnFor(waiting.execution, waiting.run);
     }
     this.#topUp();
   }
 
   #topUp(): void {
     while (this.#live() < this.opts.min) {
-      const proc = this.#spawn();
-      this.#ready(proc).then(
+      const member = this.#spawn();
+      member.ready.then(
         () => {
-          this.#release(proc);
+          this.#next(member);
           this.opts.onChange();
         },
-        (err: unknown) => this.opts.log.error({ err }, "execution process failed to start"),
+        (err: unknown) => {
+          // A drain retires actors still starting: expected, not a failure.
+          if (!this.#draining) this.opts.log.error({ err }, `execution ${member.noun} failed to start`);
+        },
       );
     }
   }
 
-  #spawn(): ExecutionProcess {
-    const child = fork(PROCESS_ENTRY, [], {
-      env: { ...process.env, ...this.opts.env, BOSUN_HANDLERS: this.opts.handlersPath ?? "", BOSUN_BUILTINS: String(this.opts.builtins) },
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
-      serialization: "json",
-    });
-    const proc = new ExecutionProcess(child);
-    this.#processes.add(proc);
-    child.on("message", (msg: ChildMessage) => this.#onMessage(proc, msg));
-    child.once("exit", (code, signal) => this.#onExit(proc, code, signal));
-    child.on("error", (err) => this.opts.log.warn({ err, child_pid: proc.pid }, "execution process channel error"));
-    return proc;
+  #spawn(): PoolMember {
+    const member = new PoolMember(
+      this.#spawnActor,
+      { message: (m, msg) => this.#onMessage(m, msg), exit: (m, how) => this.#onExit(m, how) },
+      START_TIMEOUT_MS,
+    );
+    this.#members.add(member);
+    void member.ready.then(() => this.opts.log.info(member.logFields(), `execution ${member.noun} started`), () => undefined);
+    return member;
   }
 
-  #ready(proc: ExecutionProcess): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        proc.child.kill("SIGKILL");
-        reject(new Error("execution process did not become ready in time"));
-      }, SPAWN_TIMEOUT_MS);
-      const onMessage = (msg: ChildMessage) => {
-        if (msg.t !== "ready") return;
-        cleanup();
-        proc.memoryMb = msg.rss_mb;
-        this.opts.log.info({ child_pid: proc.pid, process_id: proc.processId }, "execution process started");
-        resolve();
-      };
-      const onExit = () => {
-        cleanup();
-        reject(new Error(`execution process exited before it was ready (pid ${proc.pid})`));
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        proc.child.off("message", onMessage);
-        proc.child.off("exit", onExit);
-      };
-      proc.child.on("message", onMessage);
-      proc.child.once("exit", onExit);
-    });
+  #onMessage(member: PoolMember, msg: Exclude<ChildMessage, { t: "ready" }>): void {
+    const current = member.current;
+    if (msg.t === "progress") {
+      if (current?.id === msg.execution_id) current.onProgress?.(msg.progress);
+    } else if (msg.t === "done") {
+      if (current?.id === msg.execution_id) this.#onDone(member, current, msg);
+    } else {
+      const execution = member.withdrawn(msg.execution_id);
+      if (!execution) return;
+      clearTimeout(execution.waitTimer);
+      execution.notStarted(this.#draining ? drainingError() : new NotStartedError("withdrawn: the execution actor it waited for was still busy"));
+      if (member.pending === 0) this.#next(member);
+    }
   }
 
-  #onMessage(proc: ExecutionProcess, msg: ChildMessage): void {
-    const current = proc.current;
-    if (msg.t === "progress" && current?.id === msg.execution_id) current.onProgress?.(msg.progress);
-    else if (msg.t === "done" && current?.id === msg.execution_id) this.#onDone(proc, current, msg);
-  }
-
-  #onDone(proc: ExecutionProcess, execution: Execution, msg: DoneMessage): void {
+  #onDone(member: PoolMember, execution: Execution, msg: DoneMessage): void {
     clearTimeout(execution.timer);
-    proc.current = undefined;
-    proc.executions++;
-    proc.memoryMb = msg.rss_mb;
-    const duration_ms = Date.now() - execution.startedAt.getTime();
+    member.executions++;
+    member.memoryMb = msg.rss_mb;
+    const duration_ms = Date.now() - execution.startedAt!.getTime();
     // A job that ends on its own after a kill began (it honoured ctx.signal) still ends for the kill's reason.
-    if (execution.killReason) execution.finish({ ok: false, error: killError(execution.killReason), duration_ms });
+    if (execution.killReason) execution.finish({ ok: false, error: killError(execution.killReason, member), duration_ms });
     else execution.finish(msg.outcome.ok ? { ok: true, value: msg.outcome.value, duration_ms } : { ok: false, error: msg.outcome.error, duration_ms });
-    const retireWhy = this.#retireReason(proc, execution);
-    if (retireWhy) void this.#retire(proc, retireWhy);
-    else this.#release(proc);
+    const retireWhy = this.#retireReason(member, execution);
+    if (retireWhy) member.retiring ??= retireWhy;
+    this.#next(member);
     this.opts.onChange();
   }
 
-  /** Why a process that just finished a job must not take another, if it must not. */
-  #retireReason(proc: ExecutionProcess, execution: Execution): string | undefined {
-    if (execution.killReason) return `killed (${execution.killReason})`;
-    if (proc.retireAfterJob) return "recycle requested";
-    if (proc.executions >= this.opts.maxExecutions) return "max executions reached";
-    if (proc.memoryMb > this.opts.maxMemoryMb) return "memory ceiling exceeded";
-    if (this.#draining) return "shutdown";
-    return undefined;
+  /** Why an actor that just finished a job must not take another, if it must not. */
+  #retireReason(member: PoolMember, execution: Execution): string | undefined {
+    return member.spent(execution, this.opts) ?? (this.#draining ? "shutdown" : undefined);
   }
 
-  #kill(proc: ExecutionProcess, execution: Execution, reason: KillReason): void {
-    if (proc.current !== execution || execution.killReason) return;
+  #kill(member: PoolMember, execution: Execution, reason: KillReason): void {
+    if (member.current !== execution || execution.killReason) return;
     execution.killReason = reason;
-    proc.child.send({ t: "abort", execution_id: execution.id, reason }, () => undefined);
-    // Unless the handler gives up by itself within the grace; either way the process is replaced.
+    member.abort(execution, reason);
+    // Unless the handler gives up by itself within the grace; either way the actor is replaced.
     setTimeout(() => {
-      if (proc.current === execution) proc.child.kill("SIGKILL");
+      if (member.current === execution) member.actor.kill();
     }, this.opts.killGraceMs).unref();
-    this.opts.log.warn({ child_pid: proc.pid, job_id: execution.jobId, correlation_id: execution.correlationId, reason }, "killing execution process");
+    this.opts.log.warn({ ...member.logFields(), job_id: execution.jobId, correlation_id: execution.correlationId, reason }, `killing execution ${member.noun}`);
   }
 
-  #onExit(proc: ExecutionProcess, code: number | null, signal: NodeJS.Signals | null): void {
-    const wasRetiring = proc.state === "killed";
-    proc.state = "killed";
-    this.#processes.delete(proc);
-    const execution = proc.current;
-    if (execution) {
+  /**
+   * The actor is gone. Its runs that started (the current one, and per the
+   * start ledger any queued one it got to) end as killed or crashed; the
+   * rest never started and go back to their callers unrun.
+   */
+  #onExit(member: PoolMember, how: ActorExit): void {
+    const wasRetiring = member.state === "killed";
+    member.state = "killed";
+    this.#members.delete(member);
+    const startedUpTo = member.actor.startedUpTo();
+    const held = [...(member.current ? [member.current] : []), ...member.queued];
+    member.current = undefined;
+    member.queued.length = 0;
+    let crashed: Execution | undefined;
+    for (const execution of held) {
       clearTimeout(execution.timer);
-      proc.current = undefined;
+      clearTimeout(execution.waitTimer);
+      if (!execution.startedAt && execution.seq > startedUpTo) {
+        execution.notStarted(new NotStartedError(`its execution ${member.noun} exited before starting it`));
+        continue;
+      }
+      if (!execution.startedAt) this.#begin(member, execution);
+      clearTimeout(execution.timer);
+      crashed ??= execution;
       const error: JobError = execution.killReason
-        ? killError(execution.killReason)
-        : { code: "crashed", message: `execution process exited mid-job (code ${code}, signal ${signal})` };
-      execution.finish({ ok: false, error, duration_ms: Date.now() - execution.startedAt.getTime() });
+        ? killError(execution.killReason, member)
+        : { code: "crashed", message: `execution ${member.noun} exited mid-job (code ${how.code}, ${how.error ?? `signal ${how.signal}`})` };
+      execution.finish({ ok: false, error, duration_ms: Date.now() - execution.startedAt!.getTime() });
     }
-    if (!wasRetiring || execution) {
+    if (!wasRetiring || crashed) {
       this.opts.log.warn(
-        { child_pid: proc.pid, code, signal, job_id: execution?.jobId, correlation_id: execution?.correlationId },
-        "execution process exited",
+        { ...member.logFields(), code: how.code, signal: how.signal, error: how.error, job_id: crashed?.jobId, correlation_id: crashed?.correlationId },
+        `execution ${member.noun} exited`,
       );
+    } else {
+      this.opts.log.info({ ...member.logFields(), code: how.code, signal: how.signal }, `retired execution ${member.noun} exited`);
     }
-    if (!wasRetiring && !execution?.killReason) this.#onCrash();
+    if (!wasRetiring && !crashed?.killReason) {
+      this.opts.metrics?.restarts.inc();
+      this.#restarts.crashed();
+    }
+    if (this.#draining && this.#busy() === 0) this.#drained?.();
     this.#replenish();
     this.opts.onChange();
   }
 
-  /**
-   * Restart intensity, as in OTP: up to max_restarts crashes per window are
-   * restarted one for one; past that, spawning backs off (1 s, doubling to
-   * 30 s) instead of spinning on a handler that kills every process.
-   */
-  #onCrash(): void {
-    const now = Date.now();
-    this.#crashes = this.#crashes.filter((t) => now - t < this.opts.restartWindowMs);
-    this.#crashes.push(now);
-    this.opts.metrics?.restarts.inc();
-    if (this.#crashes.length <= this.opts.maxRestarts) {
-      this.#backoffMs = 0;
-      this.#decision = "restart";
-      return;
+  #retire(member: PoolMember, why: string): Promise<void> {
+    if (member.ended) return Promise.resolve();
+    if (member.state !== "killed") {
+      member.state = "killed";
+      // Every retirement on purpose counts as a recycle; shutting down and trimming idle ones do not.
+      if (why !== "shutdown" && why !== "idle timeout") this.opts.metrics?.recycles.inc({ reason: why });
+      this.opts.log.info({ ...member.logFields(), why, executions: member.executions }, `retiring execution ${member.noun}`);
+      // Closing lets the actor exit on its own; a hard kill only if it hangs.
+      member.actor.close();
     }
-    this.#backoffMs = Math.min(MAX_SPAWN_BACKOFF_MS, Math.max(MIN_SPAWN_BACKOFF_MS, this.#backoffMs * 2));
-    this.#spawnNotBefore = now + this.#backoffMs;
-    this.#decision = "backoff";
-    this.opts.log.error(
-      { decision: "backoff", crashes_in_window: this.#crashes.length, window_ms: this.opts.restartWindowMs, backoff_ms: this.#backoffMs },
-      "execution processes keep crashing; spawning backs off",
-    );
-  }
-
-  supervision(): Supervision {
-    const now = Date.now();
-    const crashes = this.#crashes.filter((t) => now - t < this.opts.restartWindowMs).length;
-    const pausedMs = Math.max(0, this.#spawnNotBefore - now);
-    return { decision: pausedMs > 0 ? "backoff" : this.#decision, crashes_in_window: crashes, spawn_paused_ms: pausedMs };
-  }
-
-  #retire(proc: ExecutionProcess, why: string): Promise<void> {
-    if (proc.state === "killed" && proc.child.exitCode !== null) return Promise.resolve();
-    proc.state = "killed";
-    // Every retirement on purpose counts as a recycle; shutting down and trimming idle ones do not.
-    if (why !== "shutdown" && why !== "idle timeout") this.opts.metrics?.recycles.inc({ reason: why });
-    this.opts.log.info({ child_pid: proc.pid, why, executions: proc.executions }, "retiring execution process");
-    const exited = new Promise<void>((resolve) => {
-      if (proc.child.exitCode !== null || proc.child.signalCode !== null) resolve();
-      else proc.child.once("exit", () => resolve());
-    });
-    // Closing the IPC channel lets the child exit on its own; SIGKILL only if it hangs.
-    if (proc.child.connected) proc.child.disconnect();
-    const hardKill = setTimeout(() => proc.child.kill("SIGKILL"), this.opts.killGraceMs + 2000).unref();
-    return exited.finally(() => clearTimeout(hardKill));
+    const hardKill = setTimeout(() => member.actor.kill(), this.opts.killGraceMs + 2000).unref();
+    return member.gone().finally(() => clearTimeout(hardKill));
   }
 
   #retireIdle(): void {
     const now = Date.now();
-    let excess = this.#processes.size - this.opts.min;
-    for (const p of this.#processes) {
+    let excess = this.#members.size - this.opts.min;
+    for (const m of this.#members) {
       if (excess <= 0) break;
-      if (p.state === "idle" && now - p.idleSince >= this.opts.idleTimeoutMs) {
-        void this.#retire(p, "idle timeout");
+      if (m.state === "idle" && now - m.idleSince >= this.opts.idleTimeoutMs) {
+        void this.#retire(m, "idle timeout");
         excess--;
       }
     }

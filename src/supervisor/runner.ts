@@ -6,7 +6,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import { laneOfSubject, streams, type InterimRecord, type JobEnvelope } from "../contract/index.js";
+import { laneOfSubject, streams, type InterimRecord, type JobEnvelope, type JobError } from "../contract/index.js";
 import { guard } from "../platform/guard.js";
 import { ensureConsumer, laneConsumerConfig } from "../platform/nats.js";
 import { laneFor, recordOf, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
@@ -14,21 +14,16 @@ import { readJobMessage, type InboundJob } from "./inbound.js";
 import type { LaneOrder } from "./lane-order.js";
 import { NotStartedError, type ExecutionHandle, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
+import { runningVisibility } from "./running-record.js";
 import { cancelledError, lostRun, Settler } from "./settle.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
+import { hop, SpanKind } from "../platform/tracing.js";
 
-/** Progress reports are written to the job record at most this often. */
-const PROGRESS_WRITE_GAP_MS = 250;
-/**
- * A job shows as running (its interim record) once it has run this long.
- * Most jobs finish sooner, and for them the final record alone is written:
- * a fast job costs its message and its final record, nothing else.
- */
-const RUNNING_RECORD_DELAY_MS = 20;
 /**
  * While this supervisor's jobs run shorter than this (a moving average), it
- * holds up to a pool's worth of jobs beyond its free processes: a job held
- * back waits about one run, and no process idles through a pull round trip.
+ * holds up to the pool's queue capacity of jobs beyond its free processes
+ * (queued on busy actors, to start right after their current run): a job
+ * held back waits a few runs, and no actor idles through a pull round trip.
  * Longer jobs, or a run going long now, stop it: jobs are then pulled only
  * for free processes. A job pulled ahead that finds no free process within
  * PULLED_AHEAD_MAX_WAIT_MS is handed back (no attempt used) for a supervisor
@@ -149,7 +144,7 @@ export class Runner {
     }
     // Short jobs: ask for a pool's worth more than the free processes, so a process that
     // comes free finds its next job here instead of waiting a pull round trip for it.
-    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.capacity : 0;
+    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
     let credits = this.pool.capacity + ahead - this.#executing - outstanding;
     if (credits <= 0 || busy.length === 0) return;
     // Several busy lanes: requests end soon, so credits go back into the rotation.
@@ -281,12 +276,16 @@ export class Runner {
 
     this.#leased.add(msg);
     const interim: InterimRecord = { ...record, generation: job.generation };
-    const visibility = this.#runningVisibility(interim);
+    const visibility = runningVisibility(interim, this.store, this.opts.log);
+    const trace = hop(`bosun.run ${job.type}`, SpanKind.CONSUMER, job.traceparent, {
+      attributes: () => ({ "bosun.job_id": job.job_id, "bosun.queue": job.queue, "bosun.attempt": attempt, "bosun.worker_id": workerId }),
+    });
+    let runError: JobError | undefined;
     try {
       let handle: ExecutionHandle;
       try {
         handle = await this.pool.execute(
-          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id },
+          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id, traceparent: trace.traceparent },
           job.timeout_ms,
           { onProgress: visibility.progress, maxWaitMs: PULLED_AHEAD_MAX_WAIT_MS },
         );
@@ -302,12 +301,13 @@ export class Runner {
       }
       this.#running.set(job.job_id, handle);
       this.opts.metrics.queueWait.observe({ queue: job.queue, type: job.type }, Math.max(0, Date.now() - Date.parse(job.created_at)) / 1000);
-      record.owner = interim.owner = { worker_id: workerId, pid: handle.pid };
+      record.owner = interim.owner = { worker_id: workerId, pid: handle.pid, ...(handle.threadId !== undefined && { thread_id: handle.threadId }) };
       record.started_at = interim.started_at = new Date(handle.startedAt).toISOString();
       visibility.started();
       // A cancel that landed while the process was being acquired.
       if (cancels.has(job.job_id)) handle.kill("cancelled");
       const outcome = await handle.outcome;
+      if (!outcome.ok) runError = outcome.error;
       this.#typicalRunMs = Number.isFinite(this.#typicalRunMs)
         ? this.#typicalRunMs + RUN_MS_WEIGHT * (outcome.duration_ms - this.#typicalRunMs)
         : outcome.duration_ms;
@@ -320,6 +320,7 @@ export class Runner {
     } finally {
       visibility.stop();
       this.#leased.delete(msg);
+      trace.end(runError);
     }
   }
 
@@ -339,45 +340,6 @@ export class Runner {
         await new Promise((resolve) => setTimeout(resolve, SETTLE_RETRY_MS));
       }
     }
-  }
-
-  /**
-   * When the job's interim record says "running": RUNNING_RECORD_DELAY_MS
-   * after it started, or at its first progress report. Progress goes to the
-   * record at most every PROGRESS_WRITE_GAP_MS; a report inside the gap is
-   * written when it closes, so the last one shows.
-   */
-  #runningVisibility(record: InterimRecord): { started(): void; progress(fraction: number): void; stop(): void; readonly written: boolean } {
-    let lastWrite = 0;
-    let timer: NodeJS.Timeout | undefined;
-    let stopped = false;
-    const write = () => {
-      timer = undefined;
-      if (stopped) return;
-      lastWrite = Date.now();
-      this.store.putRunning(record);
-    };
-    const writeLater = guard(this.opts.log, "running record write", write);
-    return {
-      started: () => {
-        if (lastWrite === 0) timer ??= setTimeout(writeLater, RUNNING_RECORD_DELAY_MS);
-      },
-      progress: (fraction) => {
-        record.progress = fraction;
-        const wait = lastWrite + PROGRESS_WRITE_GAP_MS - Date.now();
-        if (wait <= 0) {
-          clearTimeout(timer);
-          write();
-        } else timer ??= setTimeout(writeLater, wait);
-      },
-      stop: () => {
-        stopped = true;
-        clearTimeout(timer);
-      },
-      get written() {
-        return lastWrite > 0;
-      },
-    };
   }
 
   /** Kills the local execution of a job whose cancel was requested anywhere. */

@@ -100,18 +100,22 @@ export class Settler {
 
   /**
    * The final record is the durable outcome (a cancel may have claimed it
-   * first: then the cancel stands, and keeps its own times).
+   * first: then the cancel stands, and keeps its own times). It carries the
+   * job's traceparent as a header, so a result read ties back to its trace.
    */
   async finish(job: JobEnvelope, record: JobStatus, end: Ending): Promise<void> {
-    await this.store.settleResult({
-      ...record,
-      state: end.state,
-      error: end.error,
-      finished_at: record.finished_at ?? new Date().toISOString(),
-      result: end.value ?? null,
-      duration_ms: end.durationMs,
-      generation: job.generation,
-    });
+    await this.store.settleResult(
+      {
+        ...record,
+        state: end.state,
+        error: end.error,
+        finished_at: record.finished_at ?? new Date().toISOString(),
+        result: end.value ?? null,
+        duration_ms: end.durationMs,
+        generation: job.generation,
+      },
+      job.traceparent,
+    );
     if (this.cancels.has(job.job_id)) this.cancels.releaseLater(job.job_id);
   }
 }

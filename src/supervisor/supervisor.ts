@@ -32,6 +32,8 @@ import { forEachGuarded, guard } from "../platform/guard.js";
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
 const CANCEL_SWEEP_MS = 10 * 60_000;
 
+const DRAIN_COUNTDOWN_MS = 5000;
+
 export type SupervisorState = "starting" | "running" | "draining" | "stopped";
 
 export class Supervisor {
@@ -82,6 +84,7 @@ export class Supervisor {
     const metrics = new SupervisorMetrics(() => this.#pool?.snapshot() ?? []);
     const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
     const pool = (this.#pool = new Pool({
+      isolation: config.isolation,
       min: config.min,
       max: config.max,
       maxExecutions: config.max_executions,
@@ -177,12 +180,15 @@ export class Supervisor {
   async stop(): Promise<void> {
     if (this.#state === "draining" || this.#state === "stopped") return;
     this.#transition("draining");
+    this.#heartbeats?.leave();
     await this.#service?.stop().catch(() => undefined);
     this.#forwarded?.unsubscribe();
     this.#operations?.stop();
     this.#ops?.stop();
     await this.#scheduler?.stop();
+    const countdown = this.#drainCountdown();
     await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
+    clearInterval(countdown);
     await this.#runner?.stop();
     clearInterval(this.#sweeper);
     this.#cancels?.stop();
@@ -212,6 +218,22 @@ export class Supervisor {
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
       heartbeat_ms: this.config.heartbeat_ms,
     };
+  }
+
+  /** While jobs still run, says every few seconds how many and how long until they are killed. */
+  #drainCountdown(): NodeJS.Timeout {
+    const deadline = Date.now() + this.config.grace_ms;
+    const say = () => {
+      const running = this.#pool?.snapshot().filter((p) => p.state === "busy").length ?? 0;
+      const secondsLeft = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      if (running === 0) return;
+      this.log.info(
+        { worker_id: this.workerId, running, seconds_left: secondsLeft },
+        `draining: ${running} job(s) still running, killed in ${secondsLeft} s unless they finish (a second Ctrl-C or SIGTERM stops now)`,
+      );
+    };
+    say();
+    return setInterval(say, DRAIN_COUNTDOWN_MS);
   }
 
   #transition(to: SupervisorState): void {

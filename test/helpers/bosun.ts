@@ -1,5 +1,5 @@
 /**
- * Bosun processes from dist/cli.js: supervisors and gateways started against
+ * Bosun processes from dist/cli/main.js: supervisors and gateways started against
  * a test's nats-server, ready once their log says so, stopped at teardown.
  */
 import { spawn } from "node:child_process";
@@ -8,7 +8,7 @@ import { ManagedProcess, withoutNodeOptions, type LogLine } from "./processes.js
 import { freePort } from "./ports.js";
 import { reportOnFailure, type TeardownHost } from "./teardown.js";
 
-export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const READY_TIMEOUT_MS = 20_000;
 
 /** Environment for a child: no BOSUN_* or NATS_URL leaking in from the shell running the tests. */
@@ -27,6 +27,8 @@ export interface SupervisorOptions {
   args?: string[];
   workerId?: string;
   env?: Record<string, string>;
+  /** Node flags before the CLI (e.g. ["--import", setup]); execution processes inherit them. */
+  nodeArgs?: string[];
 }
 
 export class BosunSupervisor {
@@ -44,9 +46,9 @@ export class BosunSupervisor {
     return this.proc.logs.filter((l) => l.msg === "execution process started").map((l) => Number(l.child_pid));
   }
 
-  /** Log lines with this msg. */
-  logsWith(msg: string): Record<string, unknown>[] {
-    return this.proc.logs.filter((l) => l.msg === msg);
+  /** Log lines with this msg (or a msg matching it). */
+  logsWith(msg: string | RegExp): Record<string, unknown>[] {
+    return this.proc.logs.filter((l) => (typeof msg === "string" ? l.msg === msg : typeof l.msg === "string" && msg.test(l.msg)));
   }
 
   stop(): ReturnType<ManagedProcess["stop"]> {
@@ -64,7 +66,7 @@ const isSupervisorRunning = (l: LogLine): boolean => l.json?.msg === "supervisor
 export async function startSupervisor(t: TeardownHost, natsUrl: string, opts: SupervisorOptions): Promise<BosunSupervisor> {
   const args = ["supervisor", "--queues", opts.queues.join(","), "--grace-ms", "1000", ...(opts.args ?? [])];
   if (opts.workerId) args.push("--worker-id", opts.workerId);
-  const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [CLI, ...args]), {
+  const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [...(opts.nodeArgs ?? []), CLI, ...args]), {
     name: `supervisor[${opts.workerId ?? opts.queues.join(",")}]`,
     env: cleanEnv({ NATS_URL: natsUrl, ...opts.env }),
     group: true,
@@ -80,6 +82,9 @@ export async function startSupervisor(t: TeardownHost, natsUrl: string, opts: Su
 export interface GatewayOptions {
   args?: string[];
   env?: Record<string, string>;
+  /** NATS is not up yet: ready once it listens (it answers 503 until NATS is reachable). */
+  natsDown?: boolean;
+  nodeArgs?: string[];
 }
 
 export class BosunGateway {
@@ -97,12 +102,12 @@ export class BosunGateway {
   }
 }
 
-/** Starts `bosun gateway` on a free port and waits for fastify's listening line. */
+/** Starts `bosun gateway` on a free port and waits for fastify's listening line (and its NATS connection). */
 export async function startGateway(t: TeardownHost, natsUrl: string, opts: GatewayOptions = {}): Promise<BosunGateway> {
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [CLI, "gateway", "--port", String(port), "--grace-ms", "500", ...(opts.args ?? [])]), {
+    const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [...(opts.nodeArgs ?? []), CLI, "gateway", "--port", String(port), "--grace-ms", "500", ...(opts.args ?? [])]), {
       name: `gateway:${port}`,
       env: cleanEnv({ NATS_URL: natsUrl, ...opts.env }),
       group: true,
@@ -113,6 +118,7 @@ export async function startGateway(t: TeardownHost, natsUrl: string, opts: Gatew
     reportOnFailure(t, () => proc.tail(30));
     try {
       await proc.waitForLog((l) => typeof l.json?.msg === "string" && l.json.msg.startsWith("Server listening at"), READY_TIMEOUT_MS, "Server listening");
+      if (!opts.natsDown) await proc.waitForLog((l) => l.json?.msg === "NATS connected", READY_TIMEOUT_MS, "NATS connected");
       return new BosunGateway(proc, port);
     } catch (err) {
       // Most likely the port was taken between picking and binding: try another.
@@ -130,7 +136,7 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `node dist/cli.js ...args` to completion (killed after timeoutMs). */
+/** Runs `node dist/cli/main.js ...args` to completion (killed after timeoutMs). */
 export function runCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(...withoutNodeOptions(process.execPath, [CLI, ...args]), { env: cleanEnv(opts.env), stdio: ["ignore", "pipe", "pipe"] });

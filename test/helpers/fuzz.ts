@@ -1,7 +1,8 @@
 /**
  * Generators for the fuzz test (fast-check, seeded): HTTP requests over
  * every route of the operations table, NATS requests to every API and
- * control subject, and junk for every subject Bosun reads. Handlers are
+ * control subject, junk for every subject Bosun reads, and command lines
+ * for the `bosun` CLI (dist/cli/main.js). Handlers are
  * kept cheap (sleep at most 50 ms, no crash or cpu jobs) and no generated
  * request pauses submissions, so what is measured is the input boundary.
  */
@@ -23,6 +24,9 @@ export interface NatsCase {
   data: Uint8Array;
   headers: Record<string, string>;
 }
+
+/** Arguments of one `bosun` run (NATS_URL names the test's server). */
+export type CliCase = string[];
 
 export interface JunkCase {
   subject: string;
@@ -116,7 +120,10 @@ function requestBody(operation: string, queue: string, workerId: string): fc.Arb
         3,
       );
     case "workers_recycle":
-      return fc.record({ worker_id: mostly(fc.constant(workerId)), pid: mostly(fc.integer({ min: 1, max: 99999 })) }, { requiredKeys: ["worker_id"] });
+      return fc.record(
+        { worker_id: mostly(fc.constant(workerId)), pid: mostly(fc.integer({ min: 1, max: 99999 })), thread_id: mostly(fc.integer({ min: 0, max: 64 })) },
+        { requiredKeys: ["worker_id"] },
+      );
     case "ops_set":
       // Never pause: that would turn the rest of the run into 503s.
       return someOf(
@@ -145,6 +152,12 @@ function bodyText(near: fc.Arbitrary<Record<string, unknown>>): fc.Arbitrary<str
 const ids = (queue: string) => fc.oneof(token, issuedId(queue), anyString.map((s) => encodeURIComponent(s)), fc.constantFrom("%E0%A4%A", "%2A", "%3E", "a%20b", "x".repeat(300)));
 const methods = fc.constantFrom("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS");
 const headerValue = fc.oneof(token, fc.string({ maxLength: 40 }).filter((s) => /^[\x20-\x7e]*$/.test(s)), fc.constant("c".repeat(300)));
+/** W3C traceparents: valid ones (a trace goes on into the job), and near misses (a fresh trace starts). */
+const traceparent = fc.oneof(
+  fc.tuple(fc.stringMatching(/^[0-9a-f]{32}$/), fc.stringMatching(/^[0-9a-f]{16}$/)).map(([trace, span]) => `00-${trace}-${span}-01`),
+  fc.constantFrom(`00-${"0".repeat(32)}-${"1".repeat(16)}-01`, `ff-${"a".repeat(32)}-${"b".repeat(16)}-01`, `00-${"A".repeat(32)}-${"b".repeat(16)}-01`, "t".repeat(200)),
+  headerValue,
+);
 
 export function httpCases(seed: number, count: number, queue: string, workerId: string): HttpCase[] {
   const submit = { method: "POST", url: "/api/jobs", operation: "jobs_submit" };
@@ -154,7 +167,9 @@ export function httpCases(seed: number, count: number, queue: string, workerId: 
     submit,
     submit,
     ...httpRoutes.map((r) => ({ method: r.method, url: r.url, operation: r.url.includes("maintenance") ? "maintenance" : r.operation })),
-    ...["/api/jobs/:job_id/events", "/api/platform/workers/stream", "/healthz", "/readyz", "/metrics", "/openapi.json", "/nope/:job_id"].map((url) => ({ method: "GET", url, operation: "none" })),
+    ...["/api/jobs/:job_id/events", "/api/platform/workers/stream", "/healthz", "/readyz", "/metrics", "/openapi.json", "/nope/:job_id", "/ui", "/ui/:job_id", "/docs", "/docs/:job_id"].map(
+      (url) => ({ method: "GET", url, operation: "none" }),
+    ),
   ];
   const structured = fc
     .record({
@@ -163,12 +178,17 @@ export function httpCases(seed: number, count: number, queue: string, workerId: 
       ),
       otherMethod: sometimes(methods, 6),
       id: fc.oneof(ids(queue), fc.constant(workerId)),
-      query: fc.dictionary(fc.oneof(fc.constantFrom("wait_ms", "limit", "state", "queue", "tenant", "pid", "cursor"), anyString.map(encodeURIComponent)), anyString.map(encodeURIComponent), { maxKeys: 3 }),
+      query: fc.dictionary(
+        fc.oneof(fc.constantFrom("wait_ms", "limit", "state", "queue", "tenant", "type", "pid", "thread_id", "cursor"), anyString.map(encodeURIComponent)),
+        anyString.map(encodeURIComponent),
+        { maxKeys: 3 },
+      ),
       contentType: sometimes(fc.constantFrom("application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=utf-16"), 2),
       accept: sometimes(fc.constantFrom("text/event-stream", "application/json", "*/*", "text/html", "image/png;q=0"), 4),
       correlation: sometimes(headerValue, 3),
+      trace: sometimes(traceparent, 3),
     })
-    .map(({ route: { route, body }, otherMethod, id, query, contentType, accept, correlation }): HttpCase => {
+    .map(({ route: { route, body }, otherMethod, id, query, contentType, accept, correlation, trace }): HttpCase => {
       const path = route.url.replace(/:[a-z_]+/g, id);
       const qs = Object.entries(query)
         .map(([k, v]) => `${k}=${v}`)
@@ -177,6 +197,7 @@ export function httpCases(seed: number, count: number, queue: string, workerId: 
       if (contentType) headers["content-type"] = contentType;
       if (accept) headers.accept = accept;
       if (correlation) headers["x-correlation-id"] = correlation;
+      if (trace) headers.traceparent = trace;
       const method = otherMethod ?? route.method;
       const sendsBody = method !== "GET" && method !== "HEAD";
       return { method, path: qs ? `${path}?${qs}` : path, headers, ...(sendsBody && body !== undefined && { body: unpaused(body) }) };
@@ -214,7 +235,11 @@ export function natsCases(seed: number, count: number, queue: string, workerId: 
       ),
     }),
   );
-  const headers = fc.dictionary(fc.constantFrom("x-correlation-id", "Authorization", "Nats-Msg-Id", "X-Any"), fc.oneof(headerValue, fc.constant("c".repeat(100_000))), { maxKeys: 2 });
+  const headers = fc.dictionary(
+    fc.constantFrom("x-correlation-id", "traceparent", "Authorization", "Nats-Msg-Id", "X-Any"),
+    fc.oneof(headerValue, traceparent, fc.constant("c".repeat(100_000))),
+    { maxKeys: 2 },
+  );
   return fc.sample(
     fc.tuple(target, headers).map(([c, h]) => ({ ...c, data: encoder.encode(unpaused(new TextDecoder().decode(c.data))), headers: h })),
     { seed, numRuns: count },
@@ -245,7 +270,12 @@ export function junkCases(seed: number, count: number, queue: string, heartbeat:
     { weight: 1, arbitrary: fc.string({ maxLength: 100 }) },
     { weight: 1, arbitrary: fc.constantFrom(deep(5000), "true", "") },
   );
-  const headers = fc.dictionary(fc.constantFrom("Bosun-Attempt-Offset", "Bosun-Due-At", "KV-Operation"), fc.oneof(anyString.filter((s) => !/[\r\n]/.test(s)), smallInt.map(String)), { maxKeys: 2 });
+  const headers = fc.dictionary(
+    // Bosun-Heartbeat: leaving makes a heartbeat a supervisor's last; traceparent rides on results.
+    fc.constantFrom("Bosun-Attempt-Offset", "Bosun-Due-At", "KV-Operation", "Bosun-Heartbeat", "traceparent"),
+    fc.oneof(anyString.filter((s) => !/[\r\n]/.test(s)), smallInt.map(String), fc.constant("leaving"), traceparent),
+    { maxKeys: 2 },
+  );
   return fc.sample(
     fc.record({ subject, data, headers }).map((c) => ({
       ...c,
@@ -254,4 +284,55 @@ export function junkCases(seed: number, count: number, queue: string, heartbeat:
     })),
     { seed, numRuns: count },
   );
+}
+
+/**
+ * Command lines for `bosun`: its client commands with near-valid and
+ * hostile arguments (ids, JSON payloads, flag values, assignments), unknown
+ * commands and flags. `watch` is left out (it follows a job for up to a
+ * day) and waits are kept short.
+ */
+export function cliCases(seed: number, count: number, queue: string): CliCase[] {
+  const arg = fc.oneof({ weight: 3, arbitrary: anyString.filter((s) => !s.includes("\u0000")) }, { weight: 1, arbitrary: fc.constantFrom("--", "-", "--help", "-x", "--no-such-flag") });
+  const id = fc.oneof(issuedId(queue), token, arg);
+  const oneJob = fc.tuple(fc.constantFrom("status", "result", "cancel", "retry"), id).map(([c, i]) => [c, i]);
+  const payload = fc.oneof(json.map((v) => JSON.stringify(v)), arg, fc.constant(deep(5000)));
+  const submit = fc
+    .tuple(
+      // No sleep: a random payload could hold a process past the run (the HTTP cases cap its ms).
+      fc.oneof(fc.constantFrom("echo", "noop", "fail"), arg),
+      sometimes(payload, 2),
+      someOf(
+        {
+          "--queue": fc.oneof(fc.constant(queue), arg),
+          "--wait-ms": fc.oneof(fc.integer({ min: 0, max: 3000 }).map(String), arg),
+          "--max-attempts": fc.oneof(fc.integer({ min: 0, max: 200 }).map(String), arg),
+          "--timeout-ms": fc.oneof(fc.integer({ min: 0, max: 60_000 }).map(String), arg),
+        },
+        3,
+      ),
+    )
+    .map(([type, body, flags]) => ["submit", type, ...(body === undefined ? [] : [body]), ...Object.entries(flags).flatMap(([k, v]) => [k, String(v)])]);
+  const jobs = someOf(
+    {
+      "--state": fc.oneof(fc.constantFrom("queued", "succeeded", "dead"), arg),
+      "--queue": fc.oneof(fc.constant(queue), arg),
+      "--type": fc.oneof(fc.constant("echo"), arg),
+      "--limit": fc.oneof(fc.integer({ min: 0, max: 2000 }).map(String), arg),
+      "--cursor": arg,
+    },
+    3,
+  ).map((flags) => ["jobs", ...Object.entries(flags).flatMap(([k, v]) => [k, String(v)])]);
+  const platform = fc.oneof(
+    fc.constant(["workers"]),
+    fc.constant(["queue"]),
+    fc.constant(["ops", "get"]),
+    // Never a pause: the other fuzz runs share this queue.
+    fc.array(fc.oneof(fc.constantFrom("submissions_paused=false", `${queue}.submissions_paused=false`, "submissions_paused=maybe", "=", "a.b.c=false"), arg), { minLength: 0, maxLength: 2 }).map((a) => ["ops", "set", ...a]),
+  );
+  const junk = fc.array(arg, { minLength: 0, maxLength: 3 });
+  const line = fc
+    .tuple(fc.oneof({ weight: 3, arbitrary: oneJob }, { weight: 3, arbitrary: submit }, { weight: 2, arbitrary: jobs }, { weight: 2, arbitrary: platform }, { weight: 1, arbitrary: junk }), sometimes(fc.constant("--json"), 3))
+    .map(([argv, json]) => [...argv, ...(json ? [json] : [])].map((a) => a.replace(/submissions_paused=true/g, "submissions_paused=false")));
+  return fc.sample(line, { seed, numRuns: count });
 }

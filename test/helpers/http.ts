@@ -59,6 +59,6 @@ export interface JobStatus {
   state: string;
   attempts: number;
   max_attempts: number;
-  owner: { worker_id: string; pid: number } | null;
+  owner: { worker_id: string; pid: number; thread_id?: number } | null;
   error: { code: string; message: string } | null;
 }

@@ -16,6 +16,8 @@ const decoder = new TextDecoder();
 export interface Owner {
   worker_id: string;
   pid: number;
+  /** With thread isolation: the thread that ran it (pid is then the supervisor's). */
+  thread_id?: number;
 }
 
 /**
@@ -56,7 +58,7 @@ export class OwnerWatch {
     if (!record.owner) return;
     const list = this.owners.get(jobId) ?? [];
     const last = list[list.length - 1];
-    if (!last || last.pid !== record.owner.pid || last.worker_id !== record.owner.worker_id) list.push(record.owner);
+    if (!last || last.pid !== record.owner.pid || last.thread_id !== record.owner.thread_id || last.worker_id !== record.owner.worker_id) list.push(record.owner);
     this.owners.set(jobId, list);
   }
 

@@ -1,0 +1,143 @@
+/**
+ * The cost of tracing on noop throughput (issue 16): the same workload on
+ * the same nats-server, alternating per round between
+ *   baseline  Bosun built from BENCH_BASELINE_REF (default main: no tracing code),
+ *   off       this build, no OpenTelemetry SDK (the API's no-op spans; the traceparent still travels),
+ *   sdk       this build with a no-op SDK in every process (spans recorded, exported nowhere),
+ *   sdk+als   the same plus the SDK's AsyncLocalStorage context manager (as NodeSDK registers it).
+ * Each run: a fresh supervisor (pool 4) and gateway, a warm-up, then N noop
+ * jobs with 64 submits outstanding, each submit waiting for its result
+ * (wait_ms), over NATS and over HTTP. Run under the heavy lock:
+ *   flock /tmp/bosun-heavy.lock npm run bench:tracing
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { api, streams } from "../src/contract/index.js";
+import { Procs, waitUntil, type Proc } from "./procs.js";
+import { median, nowMs, pump } from "./stats.js";
+
+const JOBS = Math.round(Number(process.env.BENCH_TRACING_JOBS ?? 6000));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const INFLIGHT = 64;
+const WAIT_MS = 30_000;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+type Mode = "baseline" | "off" | "sdk" | "sdk+als";
+type Via = "nats" | "http";
+
+const procs = new Procs();
+const baselineRef = process.env.BENCH_BASELINE_REF ?? "main";
+
+/** The baseline's dist/, built from its git ref into a folder beside this build (node_modules shared). */
+function buildBaseline(): string {
+  const dir = path.join(procs.tmp, "baseline");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const archive = execFileSync("git", ["archive", baselineRef, "src", "package.json", "tsconfig.json", "tsconfig.build.json"], { cwd: procs.root });
+  execFileSync("tar", ["-x", "-C", dir], { input: archive });
+  symlinkSync(path.join(procs.root, "node_modules"), path.join(dir, "node_modules"));
+  execFileSync(path.join(procs.root, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: dir, stdio: "inherit" });
+  // The commander CLI's entry, or the single-file one of a build before it.
+  const entry = path.join(dir, "dist", "cli", "main.js");
+  return existsSync(entry) ? entry : path.join(dir, "dist", "cli.js");
+}
+
+function start(mode: Mode, cli: string, natsUrl: string, queue: string, gatewayPort: number): Proc[] {
+  const node = mode.startsWith("sdk") ? ["--import", path.join(procs.root, "bench", "tracing-noop-sdk.mjs")] : [];
+  const env = { NATS_URL: natsUrl, BOSUN_LOG_LEVEL: "warn", BENCH_TRACING_ALS: mode === "sdk+als" ? "1" : "0" };
+  return [
+    procs.spawn(`supervisor-${mode}`, process.execPath, [...node, cli, "supervisor", "--queues", queue, "--min", "4", "--max", "4"], { env }),
+    procs.spawn(`gateway-${mode}`, process.execPath, [...node, cli, "gateway", "--host", "127.0.0.1", "--port", String(gatewayPort)], { env }),
+  ];
+}
+
+async function submitNats(nc: NatsConnection, queue: string): Promise<void> {
+  const msg = await nc.request(api.jobsSubmit, encoder.encode(JSON.stringify({ type: "noop", queue, wait_ms: WAIT_MS })), { timeout: WAIT_MS + 5000 });
+  const reply = JSON.parse(decoder.decode(msg.data)) as { state?: string };
+  if (reply.state !== "succeeded") throw new Error(`submit over NATS: ${decoder.decode(msg.data).slice(0, 300)}`);
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: INFLIGHT });
+function submitHttp(port: number, queue: string): Promise<void> {
+  const body = JSON.stringify({ type: "noop", queue });
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: "127.0.0.1", port, path: `/api/jobs?wait_ms=${WAIT_MS}`, method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (c: string) => (text += c));
+        res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`POST /api/jobs: ${res.statusCode} ${text.slice(0, 300)}`))));
+      },
+    );
+    req.once("error", reject);
+    req.end(body);
+  });
+}
+
+async function run(mode: Mode, cli: string, natsUrl: string, nc: NatsConnection, round: number): Promise<Record<Via, number>> {
+  const queue = `trace_${mode.replace("+", "_")}_${round}`;
+  const { freePort } = await import("./procs.js");
+  const port = await freePort();
+  const started = start(mode, cli, natsUrl, queue, port);
+  try {
+    await waitUntil(`${mode} gateway and supervisor`, async () => {
+      try {
+        await submitHttp(port, queue);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 30_000);
+    await pump(500, INFLIGHT, () => submitNats(nc, queue));
+    const figures = {} as Record<Via, number>;
+    for (const via of ["nats", "http"] as const) {
+      const t0 = nowMs();
+      await pump(JOBS, INFLIGHT, () => (via === "nats" ? submitNats(nc, queue) : submitHttp(port, queue)));
+      figures[via] = JOBS / ((nowMs() - t0) / 1000);
+    }
+    return figures;
+  } finally {
+    for (const p of started) await procs.stop(p, 5000);
+    const jsm = await jetstreamManager(nc);
+    for (const s of [streams.jobs, streams.results]) await jsm.streams.purge(s).catch(() => undefined);
+  }
+}
+
+async function main(): Promise<void> {
+  const baselineCli = buildBaseline();
+  const cli = procs.cli;
+  if (!existsSync(cli)) throw new Error("build first: npm run build");
+  const { url } = await procs.startNats();
+  const nc = await connect({ servers: url, noAsyncTraces: true });
+  const modes: Mode[] = ["baseline", "off", "sdk", "sdk+als"];
+  const results = Object.fromEntries(modes.map((m) => [m, { nats: [], http: [] }])) as unknown as Record<Mode, Record<Via, number[]>>;
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      // Rotate the order each round, so no mode always runs on a warmer (or busier) machine.
+      for (const mode of [...modes.slice(round % modes.length), ...modes.slice(0, round % modes.length)]) {
+        const f = await run(mode, mode === "baseline" ? baselineCli : cli, url, nc, round);
+        results[mode].nats.push(f.nats);
+        results[mode].http.push(f.http);
+        console.log(`round ${round + 1} ${mode.padEnd(8)} nats ${f.nats.toFixed(0)} jobs/s  http ${f.http.toFixed(0)} jobs/s`);
+      }
+    }
+  } finally {
+    await nc.close();
+    await procs.stopAll();
+    procs.removeTmp();
+  }
+  console.log(`\nnoop throughput, ${JOBS} jobs per run, ${INFLIGHT} submits with wait_ms outstanding, median of ${ROUNDS} rounds (baseline = ${baselineRef}):`);
+  for (const via of ["nats", "http"] as const) {
+    const base = median(results.baseline[via]);
+    const line = modes.map((m) => `${m} ${median(results[m][via]).toFixed(0)} (${((median(results[m][via]) / base - 1) * 100).toFixed(1)} %)`).join("  ");
+    console.log(`  ${via.padEnd(4)}  ${line}`);
+  }
+}
+
+await main();

@@ -1,0 +1,17 @@
+/**
+ * A lane's code (see subjects.ts): 8 base62 characters of the SHA-256 of
+ * its queue, target, band and tenant. Apart from subjects.ts because it
+ * needs node:crypto, and the browser's typed client and dashboard read the
+ * rest of the contract.
+ */
+import { createHash } from "node:crypto";
+import { LANE_CODE_LENGTH, type Band } from "./subjects.js";
+
+const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+export function laneCode(queue: string, target: string, band: Band, tenant: string | null): string {
+  const digest = createHash("sha256").update(`${queue}\n${target}\n${band}\n${tenant ?? "_"}`).digest();
+  let code = "";
+  for (let i = 0; i < LANE_CODE_LENGTH; i++) code += BASE62[digest[i]! % 62];
+  return code;
+}
