@@ -52,6 +52,8 @@ t.test("usage errors: one line naming the problem and where help is, exit 2", as
     [["frobnicate"], /^bosun: unknown command 'frobnicate' \(see bosun --help\)$/],
     [["submit"], /^bosun: missing required argument 'type' \(see bosun submit --help\)$/],
     [["submit", "echo", "{not json"], /^bosun: PAYLOAD is not valid JSON: \{not json$/],
+    // The API's nesting limit, checked before anything is sent (JSON.stringify would overflow its stack).
+    [["submit", "echo", `${"[".repeat(5000)}${"]".repeat(5000)}`], /^bosun: PAYLOAD is refused \(JSON is nested deeper than 64 levels\): \[{80}…$/],
     [["submit", "echo", "--wait-ms", "soon"], /^bosun: --wait-ms must be a whole number, not "soon"$/],
     [["status"], /^bosun: missing required argument 'job_id' \(see bosun status --help\)$/],
     [["workers", "--bogus"], /^bosun: unknown option '--bogus' \(see bosun workers --help\)$/],

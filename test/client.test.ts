@@ -12,6 +12,7 @@ import {
   ConflictError,
   connect,
   connectHttp,
+  IdempotencyConflictError,
   methodName,
   NotFinishedError,
   NotFoundError,
@@ -75,6 +76,15 @@ for (const [transport, client] of [
     const err = await client.get("nosuchjob0000000000000").catch((e: unknown) => e);
     t.ok(err instanceof BosunError, "every client error is a BosunError");
     t.match(err, { code: "not_found", status: 404 });
+    // Too deep to encode: the request's fault (never "unreachable").
+    let deep: unknown = [];
+    for (let i = 0; i < 20_000; i++) deep = [deep];
+    await t.rejects(client.submit({ type: "echo", queue, payload: deep as never }), ValidationError);
+    const key = uniqueName("idem");
+    const first = await client.submit({ type: "echo", queue, payload: { n: 1 }, idempotency_key: key });
+    const reused = await client.submit({ type: "echo", queue, payload: { n: 2 }, idempotency_key: key }).catch((e: unknown) => e);
+    t.ok(reused instanceof IdempotencyConflictError, "a key reused with another payload: IdempotencyConflictError", { reused });
+    t.match(reused, { code: "idempotency_conflict", status: 409, jobId: first.job_id });
   });
 
   t.test(`${transport}: events follow a job to its end; result before it ends is not_finished`, async (t) => {
@@ -161,6 +171,15 @@ t.test("CLI through the client: submit --wait with progress, watch, jobs, result
   const dead = await runCli(["jobs", "--queue", queue, "--state", "dead", "--json", ...nats]);
   const deadJobs = (JSON.parse(dead.stdout) as { jobs: { state: string; job_id: string }[] }).jobs;
   t.ok(deadJobs.length > 0 && deadJobs.every((j) => j.state === "dead"), "jobs --state dead --json lists dead jobs only");
+  // Records' paged listing: {jobs, next_cursor}, and --cursor takes the next page.
+  const first = await runCli(["jobs", "--queue", queue, "--limit", "1", "--json", ...nats]);
+  const page1 = JSON.parse(first.stdout) as { jobs: { job_id: string }[]; next_cursor: string | null };
+  t.ok(page1.jobs.length === 1 && typeof page1.next_cursor === "string", "a page of one names the next page", { page1 });
+  const second = await runCli(["jobs", "--queue", queue, "--limit", "1", "--cursor", page1.next_cursor ?? "", "--json", ...nats]);
+  const page2 = JSON.parse(second.stdout) as { jobs: { job_id: string }[] };
+  t.ok(page2.jobs.length === 1 && page2.jobs[0]!.job_id !== page1.jobs[0]!.job_id, "--cursor lists the next page");
+  const plain = await runCli(["jobs", "--queue", queue, "--limit", "1", ...nats]);
+  t.match(plain.stdout, `next page: --cursor ${page1.next_cursor}`, "the table names the next page's cursor");
 
   const shown = await runCli(["result", result.job_id, ...nats]);
   t.match(JSON.parse(shown.stdout), { job_id: result.job_id, state: "succeeded" }, "result prints the result");

@@ -28,7 +28,7 @@ const counts = {
   nats: Number(process.env.FUZZ_NATS ?? 1000),
   junk: Number(process.env.FUZZ_JUNK ?? 600),
   // Each is a node process start: a few dozen cover the commands.
-  cli: Number(process.env.FUZZ_CLI ?? 40),
+  cli: Number(process.env.FUZZ_CLI ?? 24),
 };
 t.comment(`fuzz seed ${seed} (repeat with FUZZ_SEED=${seed}); ${counts.http} HTTP, ${counts.nats} NATS, ${counts.junk} junk, ${counts.cli} CLI`);
 /** No request may take longer: the gateway's NATS timeout (5 s) plus the largest wait_ms generated (3 s), with room. */

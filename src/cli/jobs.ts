@@ -4,7 +4,7 @@
  */
 import { Option, type Command } from "commander";
 import type { BosunClient } from "../client/index.js";
-import { JobState, MAX_WAIT_MS, type JobResult, type JobStatus } from "../contract/index.js";
+import { BosunError, JobState, MAX_WAIT_MS, parseJson, type JobResult, type JobStatus } from "../contract/index.js";
 import { CommandError, ExitCode } from "./errors.js";
 import { withApi } from "./nats-request.js";
 import { clientOptions, print, table, type ClientOptions } from "./output.js";
@@ -22,12 +22,14 @@ const count = (name: string) => (text: string) => {
   return n;
 };
 
+/** The payload argument, held to the API's JSON limits (nesting depth) before anything is sent. */
 function parsePayload(text: string | undefined): unknown {
   if (text === undefined) return {};
   try {
-    return JSON.parse(text);
-  } catch {
-    throw new CommandError(`PAYLOAD is not valid JSON: ${text}`, ExitCode.usage);
+    return parseJson(text);
+  } catch (err) {
+    const why = err instanceof BosunError && err.code === "validation_error" ? `refused (${err.message})` : "not valid JSON";
+    throw new CommandError(`PAYLOAD is ${why}: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}`, ExitCode.usage);
   }
 }
 

@@ -6,7 +6,7 @@
 import { errorCodes } from "../contract/errors.js";
 import type { JobEvent } from "../contract/schemas.js";
 import type { CallOptions, Transport } from "./client.js";
-import { errorFor, UnavailableError } from "./errors.js";
+import { errorFor, UnavailableError, ValidationError } from "./errors.js";
 import type { RouteInfo, RouteTable } from "./routes.js";
 import { readSse } from "./sse.js";
 
@@ -50,9 +50,16 @@ export class HttpTransport implements Transport {
     const headers: Record<string, string> = { accept, ...this.options.headers?.() };
     if (this.options.key) headers.authorization = `Bearer ${this.options.key}`;
     if (body !== undefined) headers["content-type"] = "application/json";
+    let json: string | undefined;
+    try {
+      json = body === undefined ? undefined : JSON.stringify(body);
+    } catch (err) {
+      // Nesting too deep for JSON.stringify (or a cycle): the request's fault, not the gateway's.
+      throw new ValidationError("validation_error", `the request cannot be sent as JSON: ${(err as Error).message}`, undefined, { cause: err });
+    }
     let res: Response;
     try {
-      res = await this.#fetch(`${this.#base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+      res = await this.#fetch(`${this.#base}${path}`, { method, headers, body: json, signal });
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new UnavailableError("unavailable", `the gateway at ${this.#base || "this origin"} is unreachable`, undefined, { cause: err });

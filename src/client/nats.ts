@@ -38,9 +38,16 @@ export class NatsTransport implements Transport {
     for (const [name, value] of Object.entries(this.options.headers?.() ?? {})) headers.set(name, value);
     const waitMs = (input as { wait_ms?: unknown } | null)?.wait_ms;
     const timeout = (this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS) + (typeof waitMs === "number" ? waitMs : 0);
+    let data: Uint8Array;
+    try {
+      data = encodeJson(input ?? {});
+    } catch (err) {
+      // Nesting too deep for JSON.stringify (or a cycle): the request's fault, not the connection's.
+      throw typed(new BosunError("validation_error", `the request cannot be sent as JSON: ${(err as Error).message}`, undefined, { cause: err }));
+    }
     let reply;
     try {
-      const request = this.nc.request(subject, encodeJson(input ?? {}), { timeout, headers });
+      const request = this.nc.request(subject, data, { timeout, headers });
       reply = await (opts.signal ? Promise.race([request, aborted(opts.signal)]) : request);
     } catch (err) {
       if (opts.signal?.aborted) throw err;

@@ -1,7 +1,7 @@
 /**
- * When a running job shows as running: its interim record is written only
- * once the run has lasted a moment (or reports progress), so a fast job
- * costs its message and its final record, nothing else.
+ * A running job's interim record (owner, progress): written only once the
+ * job has run a while, so a fast job costs its message and its final
+ * record, nothing else.
  */
 import type { Logger } from "pino";
 import type { InterimRecord } from "../contract/index.js";
@@ -12,16 +12,15 @@ import type { JobStore } from "../records/index.js";
 const PROGRESS_WRITE_GAP_MS = 250;
 /**
  * A job shows as running (its interim record) once it has run this long.
- * Most jobs finish sooner, and for them the final record alone is written.
+ * Most jobs finish sooner, and for them the final record alone is written:
+ * a fast job costs its message and its final record, nothing else.
  */
 const RUNNING_RECORD_DELAY_MS = 20;
 
 export interface RunningVisibility {
-  /** The run began: the record is written RUNNING_RECORD_DELAY_MS from now, unless it ends first. */
   started(): void;
   progress(fraction: number): void;
   stop(): void;
-  /** Whether an interim record was written (it is removed once the outcome is stored). */
   readonly written: boolean;
 }
 
