@@ -18,6 +18,7 @@ import {
   streams,
 } from "../contract/index.js";
 import type { HandlerDefinition } from "./handlers.js";
+import { DEFAULT_NATS_URL, natsOptions } from "../platform/nats-options.js";
 
 const HOUR_MS = 3_600_000;
 const CLEANUP_CONCURRENCY = 16;
@@ -26,9 +27,7 @@ const defaultTempDir = () => process.env.BOSUN_TEMP_DIR || path.join(os.tmpdir()
 
 let connection: Promise<NatsConnection> | undefined;
 async function nats(): Promise<NatsConnection> {
-  connection ??= import("@nats-io/transport-node").then(({ connect }) =>
-    connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222", noAsyncTraces: true, name: "bosun-maintenance" }),
-  );
+  connection ??= import("@nats-io/transport-node").then(({ connect }) => connect(natsOptions(process.env.NATS_URL ?? DEFAULT_NATS_URL, "bosun-maintenance")));
   return connection;
 }
 
@@ -42,9 +41,11 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
       const nc = await nats();
       const { Kvm } = await import("@nats-io/kv");
       const { jetstreamManager } = await import("@nats-io/jetstream");
-      const { dropLastMessage } = await import("../platform/stream-reads.js");
+      const { dropLastMessage, StreamReader } = await import("../platform/stream-reads.js");
       const kv = await new Kvm(nc).open(buckets.jobs);
       const jsm = await jetstreamManager(nc);
+      // Not on a hot path: a miss is always confirmed at the leader, replicated or not.
+      const reader = new StreamReader(jsm, { confirmMisses: true });
       const { currentRecords } = await import("../supervisor/records.js");
       const old = (await currentRecords(kv, jsm))
         .filter((record) => FINAL_STATES.has(record.state) && Date.parse(record.finished_at ?? "") < cutoff)
@@ -57,8 +58,8 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
         Array.from({ length: CLEANUP_CONCURRENCY }, async () => {
           for (const { jobId, queue } of pending) {
             await kv.purge(jobId);
-            if (await dropLastMessage(jsm, streams.results, resultSubject(jobId))) results++;
-            if (await dropLastMessage(jsm, streams.dead, deadSubject(queue, jobId))) deadLetters++;
+            if (await dropLastMessage(reader, streams.results, resultSubject(jobId))) results++;
+            if (await dropLastMessage(reader, streams.dead, deadSubject(queue, jobId))) deadLetters++;
           }
         }),
       );

@@ -1,38 +1,15 @@
 /**
- * The NATS connection and the topology (streams, consumers, KV buckets),
- * created or updated idempotently so any number of supervisors can start
- * together. Only features nats-server 2.9 has are used.
+ * The NATS connection every Bosun process opens, and reading the `bosun`
+ * service's replies. The streams and buckets are in topology.ts.
  */
 import { connect } from "@nats-io/transport-node";
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
-import {
-  AckPolicy,
-  DiscardPolicy,
-  RetentionPolicy,
-  StorageType,
-  jetstreamManager,
-  type JetStreamManager,
-  type StreamConfig,
-  type ConsumerConfig,
-} from "@nats-io/jetstream";
-import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
-import { errors, nanos } from "@nats-io/nats-core";
-import {
-  BosunError,
-  buckets,
-  isErrorCode,
-  type ErrorReply,
-  DEAD_WILDCARD,
-  HEARTBEATS_WILDCARD,
-  SCHEDULED_WILDCARD,
-  SCHEDULER_CONSUMER,
-  JOBS_WILDCARD,
-  jobSubject,
-  queueConsumer,
-  RESULTS_WILDCARD,
-  streams,
-} from "../contract/index.js";
+import { errors } from "@nats-io/nats-core";
+import { BosunError, isErrorCode, type ErrorReply } from "../contract/index.js";
 import type { Logger } from "pino";
+import { natsOptions } from "./nats-options.js";
+
+export { natsOptions, natsServers } from "./nats-options.js";
 
 export const SERVICE_ERROR_HEADER = "Nats-Service-Error-Code";
 const decoder = new TextDecoder();
@@ -57,19 +34,13 @@ export const tooLargeForNats = (err: unknown): BosunError =>
   new BosunError("payload_too_large", "message is larger than the NATS server's max_payload", undefined, { cause: err });
 
 export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: url,
-    name,
-    // nats.js builds two Error objects per request for async stack traces otherwise.
-    noAsyncTraces: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    timeout: 3000,
-  });
+  const nc = await connect(natsOptions(url, name));
   coalesceWrites(nc, log);
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") log.warn({ nats: s.type }, "nats connection status");
+      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error" || s.type === "staleConnection") {
+        log.warn({ nats: s.type, server: "server" in s ? s.server : undefined }, "nats connection status");
+      }
     }
   })();
   return nc;
@@ -99,151 +70,5 @@ function coalesceWrites(nc: NatsConnection, log: Logger): void {
       scheduled = false;
       flushNow();
     });
-  };
-}
-
-export interface TopologyOptions {
-  queues: readonly string[];
-  leaseMs: number;
-  resultsTtlMs: number;
-  idempotencyWindowMs: number;
-}
-
-const DUPLICATE_WINDOW_MS = 120_000;
-const HEARTBEAT_MAX_AGE_MS = 3_600_000;
-
-type NamedStreamConfig = Partial<StreamConfig> & { name: string };
-
-function streamConfigs(opts: TopologyOptions): NamedStreamConfig[] {
-  return [
-    {
-      name: streams.jobs,
-      subjects: [JOBS_WILDCARD],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-    },
-    {
-      name: streams.results,
-      subjects: [RESULTS_WILDCARD],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      max_msgs_per_subject: 1,
-      max_age: nanos(opts.resultsTtlMs),
-      allow_direct: true,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-    },
-    {
-      name: streams.scheduled,
-      subjects: [SCHEDULED_WILDCARD],
-      retention: RetentionPolicy.Workqueue,
-      storage: StorageType.File,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-    },
-    {
-      name: streams.dead,
-      subjects: [DEAD_WILDCARD],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      max_msgs_per_subject: 1,
-      allow_direct: true,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-    },
-    {
-      name: streams.heartbeats,
-      subjects: [HEARTBEATS_WILDCARD],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.Memory,
-      max_msgs_per_subject: 1,
-      max_age: nanos(HEARTBEAT_MAX_AGE_MS),
-      allow_direct: true,
-      discard: DiscardPolicy.Old,
-    },
-  ];
-}
-
-export function queueConsumerConfig(queue: string, leaseMs: number): Partial<ConsumerConfig> {
-  return {
-    durable_name: queueConsumer(queue),
-    filter_subject: jobSubject(queue),
-    ack_policy: AckPolicy.Explicit,
-    // The ack deadline is the job's lease: a supervisor that dies loses its jobs after it.
-    ack_wait: nanos(leaseMs),
-    max_deliver: -1,
-    // Supervisors bound their own in-flight work with pull credits.
-    max_ack_pending: 100_000,
-    max_waiting: 512,
-  };
-}
-
-const schedulerConsumerConfig: Partial<ConsumerConfig> = {
-  durable_name: SCHEDULER_CONSUMER,
-  filter_subject: SCHEDULED_WILDCARD,
-  ack_policy: AckPolicy.Explicit,
-  ack_wait: nanos(10_000),
-  max_deliver: -1,
-  // Parked messages count as pending while they wait out their delay.
-  max_ack_pending: 1_000_000,
-  max_waiting: 512,
-};
-
-/** Retries a provisioning step that can lose a race with another supervisor. */
-async function settle<T>(what: string, step: () => Promise<T>): Promise<T> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    try {
-      return await step();
-    } catch (err) {
-      lastError = err;
-      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
-    }
-  }
-  throw new Error(`could not provision ${what}: ${(lastError as Error)?.message}`, { cause: lastError });
-}
-
-async function ensureStream(jsm: JetStreamManager, config: NamedStreamConfig): Promise<void> {
-  await settle(`stream ${config.name}`, async () => {
-    try {
-      await jsm.streams.add(config);
-    } catch (err) {
-      // Exists with another config (an older Bosun, other limits): bring it to ours.
-      if (!/already in use|exists/i.test((err as Error).message)) throw err;
-      await jsm.streams.update(config.name, config);
-    }
-  });
-}
-
-async function ensureConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig>): Promise<void> {
-  await settle(`consumer ${config.durable_name}`, async () => {
-    try {
-      await jsm.consumers.add(stream, config);
-    } catch (err) {
-      if (!/already|exists/i.test((err as Error).message)) throw err;
-      await jsm.consumers.update(stream, config.durable_name!, config);
-    }
-  });
-}
-
-export interface Topology {
-  jsm: JetStreamManager;
-  jobsKv: KV;
-  opsKv: KV;
-  idempotencyKv: KV;
-  cancelsKv: KV;
-}
-
-export async function provisionTopology(nc: NatsConnection, opts: TopologyOptions): Promise<Topology> {
-  const jsm = await jetstreamManager(nc);
-  for (const config of streamConfigs(opts)) await ensureStream(jsm, config);
-  for (const queue of opts.queues) await ensureConsumer(jsm, streams.jobs, queueConsumerConfig(queue, opts.leaseMs));
-  await ensureConsumer(jsm, streams.scheduled, schedulerConsumerConfig);
-  const kvm = new Kvm(nc);
-  const bucket = (name: string, options: Partial<KvOptions>) => settle(`bucket ${name}`, () => kvm.create(name, { storage: StorageType.File, ...options }));
-  return {
-    jsm,
-    jobsKv: await bucket(buckets.jobs, { history: 1 }),
-    opsKv: await bucket(buckets.ops, { history: 5 }),
-    idempotencyKv: await bucket(buckets.idempotency, { history: 1, ttl: opts.idempotencyWindowMs }),
-    cancelsKv: await bucket(buckets.cancels, { history: 1, ttl: opts.resultsTtlMs }),
   };
 }

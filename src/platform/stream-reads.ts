@@ -1,9 +1,52 @@
 /**
  * Reads shared by the supervisor's store and the maintenance tasks (which
  * load this module only when they run, to keep execution processes lean).
+ * Every read of one stored message goes through StreamReader.
  */
-import { DeliverPolicy, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, type DirectMsgRequest, type JetStreamManager, type JsMsg, type StoredMsg } from "@nats-io/jetstream";
 import { KvWatchInclude, type KV, type KvEntry } from "@nats-io/kv";
+
+/**
+ * Reads one stored message by literal subject or sequence with a direct
+ * get, which any replica of the stream answers: cheap, and spread over the
+ * nodes. A replica that lags (right after a partition heals, a node that
+ * rejoined) may lack a message the leader has, so when streams are
+ * replicated a miss is asked again of the stream leader (a JetStream API
+ * get, answered by the leader only) before it counts: a miss never says
+ * "not there" for something accepted. A hit may still be a lagging
+ * replica's older message on that subject; `fromLeader` is for the read
+ * that must be the newest.
+ */
+export class StreamReader {
+  readonly #confirmMisses: boolean;
+
+  constructor(
+    readonly jsm: JetStreamManager,
+    opts: { confirmMisses: boolean },
+  ) {
+    this.#confirmMisses = opts.confirmMisses;
+  }
+
+  /** The last message on a literal subject (never a wildcard: see D1 on BOARD.md), or null. */
+  last(stream: string, subject: string): Promise<StoredMsg | null> {
+    return this.#read(stream, { last_by_subj: subject });
+  }
+
+  bySeq(stream: string, seq: number): Promise<StoredMsg | null> {
+    return this.#read(stream, { seq });
+  }
+
+  /** Asks the stream leader, whatever the replicas hold. */
+  async fromLeader(stream: string, query: { last_by_subj: string } | { seq: number }): Promise<StoredMsg | null> {
+    return (await this.jsm.streams.getMessage(stream, query)) ?? null;
+  }
+
+  async #read(stream: string, query: { last_by_subj: string } | { seq: number }): Promise<StoredMsg | null> {
+    const msg = await this.jsm.direct.getMessage(stream, query as DirectMsgRequest);
+    if (msg || !this.#confirmMisses) return msg;
+    return this.fromLeader(stream, query);
+  }
+}
 
 /** Visits the latest value of every key stored when it is called, once, then stops. */
 export async function scanLatest(kv: KV, visit: (entry: KvEntry) => void): Promise<void> {
@@ -29,10 +72,10 @@ export async function dropMessage(jsm: JetStreamManager, stream: string, seq: nu
 }
 
 /** Deletes the last message on a subject; false when there was none. */
-export async function dropLastMessage(jsm: JetStreamManager, stream: string, subject: string): Promise<boolean> {
-  const msg = await jsm.direct.getMessage(stream, { last_by_subj: subject });
+export async function dropLastMessage(reader: StreamReader, stream: string, subject: string): Promise<boolean> {
+  const msg = await reader.last(stream, subject);
   if (!msg) return false;
-  await dropMessage(jsm, stream, msg.seq);
+  await dropMessage(reader.jsm, stream, msg.seq);
   return true;
 }
 

@@ -19,6 +19,7 @@ import {
 import { operations, type OperationName } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
+import { unavailableOf } from "../platform/nats-errors.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
 import type { JobStore } from "./store.js";
@@ -81,7 +82,8 @@ export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger
   try {
     msg.respond(encodeJson(await work()));
   } catch (err) {
-    const error = isMaxPayloadError(err) ? tooLargeForNats(err) : toBosunError(err);
+    // A cluster electing a leader (or a node gone) is unavailability, never internal_error.
+    const error = isMaxPayloadError(err) ? tooLargeForNats(err) : (unavailableOf(err) ?? toBosunError(err));
     if (error.code === "internal_error") log.error({ err, endpoint: endpointName }, "request failed");
     const headers = natsHeaders();
     headers.set(SERVICE_ERROR_HEADER, String(error.status));

@@ -5,7 +5,7 @@
  * and queues are served by someone alive.
  */
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import type { JetStreamManager } from "@nats-io/jetstream";
+import type { StreamReader } from "../platform/stream-reads.js";
 import type { Logger } from "pino";
 import {
   encodeJson,
@@ -37,13 +37,13 @@ export class Heartbeats {
     private readonly opts: { workerId: string; intervalMs: number; log: Logger; snapshot(): WorkerInfo },
   ) {}
 
-  async start(jsm: JetStreamManager): Promise<void> {
+  async start(reader: StreamReader): Promise<void> {
     this.#sub = this.nc.subscribe(HEARTBEATS_WILDCARD, {
       callback: (err, msg) => {
         if (!err) this.#record(msg.data, Date.now());
       },
     });
-    await this.#loadStored(jsm);
+    await this.#loadStored(reader);
     this.publishNow();
     this.#timer = setInterval(() => this.publishNow(), this.opts.intervalMs);
   }
@@ -90,12 +90,12 @@ export class Heartbeats {
     }
   }
 
-  async #loadStored(jsm: JetStreamManager): Promise<void> {
-    const info = await jsm.streams.info(streams.heartbeats, { subjects_filter: HEARTBEATS_WILDCARD });
+  async #loadStored(reader: StreamReader): Promise<void> {
+    const info = await reader.jsm.streams.info(streams.heartbeats, { subjects_filter: HEARTBEATS_WILDCARD });
     const subjects = Object.keys(info.state.subjects ?? {});
     await Promise.all(
       subjects.map(async (subject) => {
-        const msg = await jsm.direct.getMessage(streams.heartbeats, { last_by_subj: subject });
+        const msg = await reader.last(streams.heartbeats, subject);
         if (msg) this.#record(msg.data, msg.time.getTime());
       }),
     );

@@ -55,6 +55,12 @@ export interface IntakeDeps {
 
 const decoder = new TextDecoder();
 const FORWARD_TIMEOUT_MS = 5000;
+/**
+ * How long a submit keeps retrying writes the stream cannot take (a leader
+ * election takes 4-9 s, up to ~16 s after a partition heals), then answers
+ * 503 with Retry-After; within the gateway's default 5 s request timeout.
+ */
+export const SUBMIT_RETRY_MS = 4000;
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
@@ -96,7 +102,9 @@ export class Intake {
     try {
       // Both writes leave in one flush; the server stores them in this order. A fresh
       // nuid never collides, so the create cannot fail where the publish succeeds.
-      await Promise.all([store.create(record), scheduled ? store.schedule(job, 0, dueAt) : store.enqueue(job, 0)]);
+      // Through an election both are retried for a while (their message ids make that safe).
+      const retry = { retryForMs: SUBMIT_RETRY_MS };
+      await Promise.all([store.create(record, retry), scheduled ? store.schedule(job, 0, dueAt, retry) : store.enqueue(job, 0, "", retry)]);
     } catch (err) {
       waiter?.cancel();
       if (indexKey) await idempotency.release(indexKey).catch(() => undefined);

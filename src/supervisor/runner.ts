@@ -164,7 +164,7 @@ export class Runner {
   async #onJob(msg: JobMessage): Promise<void> {
     this.#unsettled++;
     if (this.#state !== "running") {
-      // Arrived after intake stopped: straight back for another supervisor.
+      // Arrived after intake stopped: straight back for another supervisor (else it returns after its lease).
       await this.#handBack(msg);
       this.#settled();
       return;
@@ -200,14 +200,16 @@ export class Runner {
    * attempt number: JetStream would count a nak as a delivery, and the job
    * would lose an attempt it never used.
    */
-  async #handBack(msg: JobMessage, parsed?: JobEnvelope): Promise<void> {
+  async #handBack(msg: JobMessage, parsed?: JobEnvelope): Promise<boolean> {
     try {
       const job = parsed ?? parseWith(JobEnvelope, JSON.parse(decoder.decode(msg.data)));
       const offset = Number(msg.header(headerNames.attemptOffset) ?? 0) + msg.deliveryCount - 1;
       await this.store.enqueue(job, offset, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
       msg.ack();
+      return true;
     } catch (err) {
-      this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back; it returns after its lease");
+      this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back");
+      return false;
     }
   }
 
@@ -228,12 +230,12 @@ export class Runner {
     const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null });
 
     if (cancels.has(job.job_id)) {
-      await this.#finish(job, record, { state: "cancelled", error: cancelledError, durationMs: null });
+      await this.#finish(msg, job, record, { state: "cancelled", error: cancelledError, durationMs: null });
       msg.ack();
       return;
     }
     if (attempt > job.max_attempts) {
-      await this.#bury(job, record, history, lostRun(attempt - 1), null);
+      await this.#bury(msg, job, record, history, lostRun(attempt - 1), null);
       msg.ack();
       return;
     }
@@ -242,15 +244,24 @@ export class Runner {
     const visibility = this.#runningVisibility(record);
     try {
       let handle: ExecutionHandle;
-      try {
-        handle = await this.pool.execute(
+      const execute = (maxWaitMs?: number) =>
+        this.pool.execute(
           { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id },
           job.timeout_ms,
-          { onProgress: visibility.progress, maxWaitMs: PULLED_AHEAD_MAX_WAIT_MS },
+          { onProgress: visibility.progress, maxWaitMs },
         );
+      try {
+        try {
+          handle = await execute(PULLED_AHEAD_MAX_WAIT_MS);
+        } catch (err) {
+          // A job that cannot be handed back now (the stream is electing a leader) waits here for a
+          // process: left to its lease it would come back counted as an attempt it never had.
+          if (!(err instanceof NotStartedError) || (await this.#handBack(msg, job)) || this.#state !== "running") throw err;
+          handle = await execute();
+        }
       } catch (err) {
         if (err instanceof NotStartedError) {
-          await this.#handBack(msg, job);
+          if (this.#state !== "running") this.opts.log.warn({ job_id: job.job_id, seq: msg.streamSeq }, "job not started while draining; it returns after its lease");
           return;
         }
         // No process could be started: the attempt counts, so a broken handler module cannot loop forever.
@@ -349,7 +360,7 @@ export class Runner {
     else if (outcome.error.code === "cancelled") metrics.cancelled.inc(labels);
     else if (outcome.error.code !== "shutdown") metrics.failed.inc(labels);
     if (outcome.ok) {
-      await this.#finish(job, { ...record, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms }, recordShown);
+      await this.#finish(msg, job, { ...record, progress: 1 }, { state: "succeeded", value: outcome.value, error: null, durationMs: outcome.duration_ms }, recordShown);
       log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
     } else if (outcome.error.code === "shutdown") {
       // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
@@ -357,14 +368,14 @@ export class Runner {
       log.warn(logCtx, "job handed back after the drain grace period");
       return;
     } else if (outcome.error.code === "cancelled") {
-      await this.#finish(job, record, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms });
+      await this.#finish(msg, job, record, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms });
       log.info(logCtx, "job cancelled while running");
     } else if (record.attempts < job.max_attempts) {
       await this.#retryLater(job, record, [...history, outcome.error]);
       metrics.retried.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job attempt failed");
     } else {
-      await this.#bury(job, record, history, outcome.error, outcome.duration_ms);
+      await this.#bury(msg, job, record, history, outcome.error, outcome.duration_ms);
       metrics.dead.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
     }
@@ -386,20 +397,23 @@ export class Runner {
   }
 
   /** Dead: kept in the dead-letter stream with every attempt's error, then finished. */
-  async #bury(job: JobEnvelope, record: JobStatus, history: JobError[], lastError: JobError, durationMs: number | null): Promise<void> {
+  async #bury(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], lastError: JobError, durationMs: number | null): Promise<void> {
     const errors = [...history, lastError];
     const dead = { ...record, state: "dead" as const, owner: null, error: lastError, finished_at: new Date().toISOString() };
     await this.store.bury({ job: { ...job, errors }, record: dead });
-    await this.#finish(job, dead, { state: "dead", error: lastError, durationMs });
+    await this.#finish(msg, job, dead, { state: "dead", error: lastError, durationMs });
   }
 
   /**
    * The result is the durable outcome (a cancel may have claimed it first:
-   * then the cancel stands). The record is brought to the final state only
+   * then the cancel stands). The run is named by its delivery (this
+   * supervisor, stream sequence, delivery count) so a retried write of it
+   * is recognised as the same run. The record is brought to the final state only
    * where a reader could find it stale on its own: it showed "running", or
    * the job did not succeed (retry and cleanup go by dead/cancelled records).
    */
   async #finish(
+    msg: JobMessage,
     job: JobEnvelope,
     record: JobStatus,
     end: { state: "succeeded" | "cancelled" | "dead"; value?: unknown; error: JobError | null; durationMs: number | null },
@@ -413,7 +427,7 @@ export class Runner {
       attempts: record.attempts,
       duration_ms: end.durationMs,
       correlation_id: job.correlation_id,
-    });
+    }, `${this.opts.workerId}.${msg.streamSeq}.${msg.deliveryCount}`);
     if (!recordShown && standing.state === "succeeded") return;
     // Not acked: the result is stored already, and status reads fall back on it.
     this.store.putInterim({ ...record, state: standing.state, owner: null, error: standing.error, finished_at: record.finished_at ?? new Date().toISOString() });

@@ -5,7 +5,8 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { dropMessage, scanLastPerSubject } from "../platform/stream-reads.js";
+import { dropMessage, scanLastPerSubject, type StreamReader } from "../platform/stream-reads.js";
+import { kvStream } from "../platform/topology.js";
 import { currentRecords, withResult, type StoredResult } from "./records.js";
 import {
   BosunError,
@@ -27,23 +28,35 @@ import {
   type JobEnvelope,
   type ListJobsRequest,
 } from "../contract/index.js";
-import { StreamWriteError, type StreamWriter } from "../platform/stream-writer.js";
+import { StreamWriteError, type StreamWriter, type WriteOptions } from "../platform/stream-writer.js";
 
 const decoder = new TextDecoder();
 const WRONG_LAST_SEQUENCE = 10071;
+const KV_OPERATION_HEADER = "KV-Operation";
+
+/** For writes with a message id: retry while the stream cannot take them (see StreamWriter). */
+type Retry = Pick<WriteOptions, "retryForMs">;
 
 
 export class JobStore {
+  private readonly jsm: JetStreamManager;
+
   constructor(
     private readonly writer: StreamWriter,
-    private readonly jsm: JetStreamManager,
+    private readonly reader: StreamReader,
     private readonly kv: KV,
-  ) {}
+  ) {
+    this.jsm = reader.jsm;
+  }
 
-  /** Creates the record; fails with `conflict` if the id exists, so a job is created once. */
-  async create(record: JobStatus): Promise<void> {
+  /**
+   * Creates the record; fails with `conflict` if the id exists, so a job is
+   * created once. The message id makes a retry of a create that did land a
+   * no-op (JetStream checks it before the expected sequence).
+   */
+  async create(record: JobStatus, retry: Retry = {}): Promise<void> {
     try {
-      await this.writer.publish(kvKeySubject(buckets.jobs, record.job_id), encodeJson(record), { expectLastSubjectSeq: 0 });
+      await this.writer.publish(kvKeySubject(buckets.jobs, record.job_id), encodeJson(record), { expectLastSubjectSeq: 0, msgId: `${record.job_id}.created`, ...retry });
     } catch (err) {
       if (err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE) {
         throw new BosunError("conflict", `job ${record.job_id} exists already`);
@@ -73,10 +86,12 @@ export class JobStore {
     this.writer.publishUnacked(kvKeySubject(buckets.jobs, record.job_id), encodeJson(record));
   }
 
+  /** Through the stream reader, not kv.get: a lagging replica must not make an accepted job unknown. */
   async get(jobId: string): Promise<{ record: JobStatus; revision: number } | null> {
-    const entry = await this.kv.get(jobId);
-    if (!entry || entry.operation !== "PUT") return null;
-    return { record: parseWith(JobStatus, entry.json()), revision: entry.revision };
+    const msg = await this.reader.last(kvStream(buckets.jobs), kvKeySubject(buckets.jobs, jobId));
+    // A KV delete or purge is a message with a KV-Operation header and no value.
+    if (!msg || msg.header.get(KV_OPERATION_HEADER)) return null;
+    return { record: parseWith(JobStatus, msg.json()), revision: msg.seq };
   }
 
   async require(jobId: string): Promise<{ record: JobStatus; revision: number }> {
@@ -102,18 +117,20 @@ export class JobStore {
    * re-publish of the same attempt (a retried submit, a replayed retry) a no-op;
    * `tag` sets apart a deliberate second message for the same attempt (a hand-back).
    */
-  async enqueue(envelope: JobEnvelope, attemptOffset: number, tag = ""): Promise<void> {
+  async enqueue(envelope: JobEnvelope, attemptOffset: number, tag = "", retry: Retry = {}): Promise<void> {
     await this.writer.publish(jobSubject(envelope.queue), encodeJson(envelope), {
       msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}${tag && `.${tag}`}`,
       headers: { [headerNames.attemptOffset]: String(attemptOffset) },
+      ...retry,
     });
   }
 
   /** Parks an attempt of a job until `dueAt` (epoch ms); the scheduler enqueues it then. */
-  async schedule(envelope: JobEnvelope, attemptOffset: number, dueAt: number): Promise<void> {
+  async schedule(envelope: JobEnvelope, attemptOffset: number, dueAt: number, retry: Retry = {}): Promise<void> {
     await this.writer.publish(scheduledSubject(envelope.queue), encodeJson(envelope), {
       msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}.scheduled`,
       headers: { [headerNames.attemptOffset]: String(attemptOffset), [headerNames.dueAt]: String(dueAt) },
+      ...retry,
     });
   }
 
@@ -125,7 +142,7 @@ export class JobStore {
 
   /** The job's dead letter and where it is stored (to drop exactly that one later). */
   async deadLetter(queue: string, jobId: string): Promise<{ letter: DeadLetter; seq: number } | null> {
-    const msg = await this.jsm.direct.getMessage(streams.dead, { last_by_subj: deadSubject(queue, jobId) });
+    const msg = await this.reader.last(streams.dead, deadSubject(queue, jobId));
     return msg ? { letter: parseWith(DeadLetter, JSON.parse(decoder.decode(msg.data))), seq: msg.seq } : null;
   }
 
@@ -173,11 +190,12 @@ export class JobStore {
   /**
    * Stores a result only if the job has none yet; false if it has one. A
    * cancel and a finishing run race through this, so exactly one of them
-   * decides how the job ended.
+   * decides how the job ended. With `writeId` (one per run), a retry of a
+   * claim that landed unacknowledged is a no-op, not a lost race.
    */
-  async claimResult(result: JobResult): Promise<boolean> {
+  async claimResult(result: JobResult, writeId?: string): Promise<boolean> {
     try {
-      await this.writer.publish(resultSubject(result.job_id), encodeJson(result), { expectLastSubjectSeq: 0 });
+      await this.writer.publish(resultSubject(result.job_id), encodeJson(result), { expectLastSubjectSeq: 0, ...(writeId && { msgId: writeId }) });
       return true;
     } catch (err) {
       if (err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE) return false;
@@ -187,15 +205,18 @@ export class JobStore {
 
   /**
    * Stores a finished run's result and returns the one that stands: a cancel
-   * that got there first wins; an earlier run's result (its supervisor died
-   * before acking) is replaced, so `attempts` counts every run.
+   * that got there first wins; another run's result (its supervisor died
+   * before acking, or JetStream lost a delivery count in a crash) is
+   * replaced, and this run counts after it, so `attempts` counts every run
+   * that finished even where the delivery count did not.
    */
-  async settleResult(result: JobResult): Promise<JobResult> {
-    if (await this.claimResult(result)) return result;
+  async settleResult(result: JobResult, runId: string): Promise<JobResult> {
+    if (await this.claimResult(result, `${result.job_id}.run.${runId}`)) return result;
     const existing = await this.getResult(result.job_id);
     if (existing?.state === "cancelled") return existing;
-    await this.writer.publish(resultSubject(result.job_id), encodeJson(result), { msgId: `${result.job_id}.${result.attempts}` });
-    return result;
+    const counted = existing && existing.attempts >= result.attempts ? { ...result, attempts: existing.attempts + 1 } : result;
+    await this.writer.publish(resultSubject(result.job_id), encodeJson(counted), { msgId: `${result.job_id}.${counted.attempts}.run.${runId}` });
+    return counted;
   }
 
   async getResult(jobId: string): Promise<JobResult | null> {
@@ -204,7 +225,7 @@ export class JobStore {
 
   /** The job's result with where and when it was stored. */
   async storedResult(jobId: string): Promise<StoredResult | null> {
-    const msg = await this.jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(jobId) });
+    const msg = await this.reader.last(streams.results, resultSubject(jobId));
     return msg ? { result: parseWith(JobResult, JSON.parse(decoder.decode(msg.data))), time: msg.time, seq: msg.seq } : null;
   }
 }

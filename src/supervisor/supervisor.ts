@@ -12,7 +12,8 @@ import type { Logger } from "pino";
 import type { WorkerInfo } from "../contract/index.js";
 import { loadHandlers } from "../actors/handlers.js";
 import type { SupervisorConfig } from "../platform/config.js";
-import { connectNats, provisionTopology } from "../platform/nats.js";
+import { connectNats } from "../platform/nats.js";
+import { provisionTopology } from "../platform/topology.js";
 import { serveForwardedSubmits, startApi } from "./api.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
@@ -70,9 +71,10 @@ export class Supervisor {
       leaseMs: config.lease_ms,
       resultsTtlMs: config.results_ttl_ms,
       idempotencyWindowMs: config.idempotency_window_ms,
-    });
+      replicas: config.replicas,
+    }, log);
     const writer = (this.#writer = new StreamWriter(nc));
-    const store = new JobStore(writer, topology.jsm, topology.jobsKv);
+    const store = new JobStore(writer, topology.reader, topology.jobsKv);
 
     const metrics = new SupervisorMetrics(() => this.#pool?.snapshot() ?? []);
     const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
@@ -123,7 +125,7 @@ export class Supervisor {
     pool.start();
     await cancels.start();
     await ops.watch(topology.opsKv);
-    await heartbeats.start(topology.jsm);
+    await heartbeats.start(topology.reader);
     operations.start();
     this.#service = await startApi(nc, { workerId, intake, operations, store, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, log);

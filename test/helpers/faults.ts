@@ -18,6 +18,7 @@ import type { JobResult, JobStatus } from "./http.js";
 import { requestJson } from "./nats-client.js";
 import type { TeardownHost } from "./teardown.js";
 import { waitFor } from "./wait.js";
+import { natsOptions } from "../../src/platform/nats-options.js";
 
 export const COUNT_HANDLERS = fileURLToPath(new URL("../fixtures/count-handlers.js", import.meta.url));
 
@@ -153,7 +154,7 @@ export function startCountingSupervisor(t: TeardownHost, natsUrl: string, runs: 
 
 /** A client that keeps reconnecting forever (for tests that restart nats-server). */
 export async function connectResilient(t: TeardownHost, url: string): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 200, timeout: 3000 });
+  const nc = await connect({ ...natsOptions(url, "bosun-test"), reconnectTimeWait: 200 });
   t.teardown(async () => {
     await nc.close().catch(() => undefined);
   });
