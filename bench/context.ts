@@ -19,11 +19,15 @@ export interface Counts {
   /** Untimed jobs before each timed phase (process start-up, JIT, connections). */
   warmup: number;
   latencyWarmup: number;
+  /** Workload 6: noop jobs per cluster / single-server scale-out run. */
+  clusterJobs: number;
 }
 
 export interface Ctx {
   procs: Procs;
   natsUrl: string;
+  /** The single nats-server's pid (CPU per job in workload 6). */
+  natsPids: number[];
   /** The harness's own NATS client (noAsyncTraces on, like Bosun's processes). */
   nc: NatsConnection;
   /** The gateway in use; replaced (and the incident noted) if it is found dead before an HTTP run. */

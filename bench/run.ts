@@ -6,7 +6,7 @@
  *
  *   BENCH_SCALE=0.05   scale the job counts down (a quick check of the harness)
  *   BENCH_ROUNDS=3     rounds per workload
- *   BENCH_ONLY=throughput,latency,limit,scale   run only these workloads
+ *   BENCH_ONLY=throughput,latency,limit,scale,cluster   run only these workloads
  *   BENCH_OUT=path     where to write the report (default bench/RESULTS.md)
  *   BENCH_KEEP_TMP=1   keep the temp dir (server data, every process's log)
  */
@@ -22,6 +22,7 @@ import { describeEnvironment, evaluate, renderReport, type Environment } from ".
 import { bosunCpu, bosunLatency, bosunScaleOut, bosunThroughput } from "./workloads/bosun.js";
 import { bullLatency, bullThroughput } from "./workloads/bullmq.js";
 import { rawJetStream } from "./workloads/jetstream.js";
+import { bosunClusterScale, closeClusterTarget } from "./workloads/cluster.js";
 
 interface RunDef {
   name: string;
@@ -62,6 +63,13 @@ const workloads: Workload[] = [
       { name: "Bosun cpu pool 4", run: (ctx) => bosunCpu(ctx, 4) },
     ],
   },
+  {
+    name: "cluster",
+    runs: [1, 2, 3].flatMap((n) => [
+      { name: `Bosun ${n} supervisor(s), single server`, run: (ctx: Ctx) => bosunClusterScale(ctx, "single", n) },
+      { name: `Bosun ${n} supervisor(s), 3-node cluster R3`, run: (ctx: Ctx) => bosunClusterScale(ctx, "cluster", n) },
+    ]),
+  },
 ];
 
 function numberEnv(name: string, fallback: number): number {
@@ -92,6 +100,7 @@ async function main(): Promise<number> {
     pool: 4,
     warmup: 256,
     latencyWarmup: 50,
+    clusterJobs: Math.max(100, Math.round(5_000 * scale)),
   };
   const partial = scale !== 1 || rounds !== 3 || selected.length !== workloads.length;
 
@@ -130,6 +139,7 @@ async function main(): Promise<number> {
     ctx = {
       procs,
       natsUrl: nats.url,
+      natsPids: [nats.proc.pid],
       nc: await connect({ servers: nats.url, name: "bosun-bench", noAsyncTraces: true }),
       gateway: gateway.proc,
       gatewayPort: gateway.port,
@@ -173,6 +183,7 @@ async function main(): Promise<number> {
     ctx?.http.destroy();
     ctx?.redis.disconnect();
     await ctx?.nc.close().catch(() => undefined);
+    await closeClusterTarget();
     await procs.stopAll();
     // Members of a killed group may take a moment to be gone.
     let left = procs.leftovers();

@@ -132,7 +132,7 @@ interface BatchTiming {
 }
 
 /** Submits `n` jobs with `inflight` submits outstanding, until every result has arrived. */
-async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: { type: string; payload?: (i: number) => unknown }): Promise<BatchTiming> {
+export async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: { type: string; payload?: (i: number) => unknown }): Promise<BatchTiming> {
   const tracker = new ResultTracker(ctx.nc);
   try {
     await ctx.nc.flush(); // the subscription is on the server before the first job can finish
@@ -151,13 +151,13 @@ async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: { typ
   }
 }
 
-interface Cluster {
+export interface Cluster {
   queue: string;
   supervisors: Proc[];
 }
 
 /** Starts supervisors serving a fresh queue and waits until each one answers as a `bosun` service. */
-async function startCluster(ctx: Ctx, label: string, supervisors: number, pool: number): Promise<Cluster> {
+export async function startCluster(ctx: Ctx, label: string, supervisors: number, pool: number): Promise<Cluster> {
   const queue = freshName(label);
   const ids = Array.from({ length: supervisors }, (_, i) => `${queue}-s${i + 1}`);
   const procs = ids.map((workerId) => ctx.procs.startSupervisor(ctx.natsUrl, { workerId, queue, pool }));
@@ -188,7 +188,7 @@ async function pingWorkerIds(nc: NatsConnection): Promise<Set<string>> {
 }
 
 /** Stops the supervisors (graceful drain), then removes what the run left in JetStream. */
-async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
+export async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
   await Promise.all(cluster.supervisors.map((p) => ctx.procs.stop(p)));
   const jsm = await jetstreamManager(ctx.nc);
   await jsm.consumers.delete(streams.jobs, queueConsumer(cluster.queue)).catch(() => undefined);
@@ -196,7 +196,7 @@ async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
 }
 
 /** Fails fast if a supervisor (or, over HTTP, the gateway) dies mid-run instead of waiting for the run's timeout. */
-async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, via: Via = "nats"): Promise<T> {
+export async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, via: Via = "nats"): Promise<T> {
   const watched = via === "http" ? [...cluster.supervisors, ctx.gateway] : cluster.supervisors;
   const died = Promise.race(watched.map((p) => p.exited.then(() => p)));
   const result = await Promise.race([work.then((value) => ({ value })), died]);

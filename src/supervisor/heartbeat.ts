@@ -6,6 +6,7 @@
  */
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import type { StreamReader } from "../platform/stream-reads.js";
+import type { StreamWriter } from "../platform/stream-writer.js";
 import type { Logger } from "pino";
 import {
   encodeJson,
@@ -53,6 +54,15 @@ export class Heartbeats {
     if (this.#pending) return;
     const wait = Math.max(0, this.#lastSent + MIN_GAP_MS - Date.now());
     this.#pending = setTimeout(() => this.publishNow(), wait);
+  }
+
+  /**
+   * Publishes a heartbeat and waits until the stream has stored it: an
+   * acknowledged write, which a node cut off from the cluster's majority
+   * cannot get. The runner's outcome gate asks this before it takes jobs again.
+   */
+  async confirm(writer: StreamWriter): Promise<void> {
+    await writer.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()));
   }
 
   publishNow(): void {

@@ -22,9 +22,13 @@ const WORKING = new TextEncoder().encode("+WPI");
 const TERM = new TextEncoder().encode("+TERM");
 
 /** One delivered job message and the acks JetStream understands for it. */
+let receipts = 0;
+
 export class JobMessage {
   readonly deliveryCount: number;
   readonly streamSeq: number;
+  /** Unique in this process for every message received: names the run it starts. */
+  readonly receipt = ++receipts;
   constructor(private readonly msg: Msg) {
     // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.… (v1) or with domain + account hash first (v2).
     const tokens = (msg.reply ?? "").split(".");

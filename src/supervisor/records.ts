@@ -8,6 +8,8 @@ export interface StoredResult {
   /** When JetStream stored it. */
   time: Date;
   seq: number;
+  /** The Nats-Msg-Id it was written with: names the run that wrote it. */
+  writeId?: string;
 }
 
 /** A job record as its envelope and attempt count imply; callers override the rest. */

@@ -18,6 +18,8 @@ import { backoffDelay } from "./backoff.js";
 import type { CancelRegistry } from "./cancels.js";
 import { cancelledError } from "./intake.js";
 import { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type Pool } from "./pool.js";
+import { OutcomeGate } from "./outcome-gate.js";
+import { UncountedRuns } from "./uncounted.js";
 import { JobMessage, Puller } from "./puller.js";
 import { recordOf } from "./records.js";
 import type { JobStore } from "./store.js";
@@ -44,7 +46,6 @@ const RUNNING_RECORD_DELAY_MS = 20;
 const PULL_AHEAD_MAX_RUN_MS = 50;
 const PULLED_AHEAD_MAX_WAIT_MS = 2 * PULL_AHEAD_MAX_RUN_MS;
 const RUN_MS_WEIGHT = 0.2;
-const SETTLE_RETRY_MS = 500;
 
 export interface RunnerOptions {
   workerId: string;
@@ -53,6 +54,8 @@ export interface RunnerOptions {
   queues: readonly string[];
   leaseMs: number;
   log: Logger;
+  /** Resolves once an acknowledged write gets through (this node reaches the cluster's majority). */
+  canStoreOutcomes(): Promise<unknown>;
 }
 
 export type RunnerState = "running" | "draining" | "stopped";
@@ -63,6 +66,9 @@ export class Runner {
   #executing = 0;
   /** Jobs received whose outcome is not yet stored and acked. */
   #unsettled = 0;
+  /** Closed while job outcomes cannot be stored: nothing is pulled or started then. */
+  readonly #gate: OutcomeGate;
+  readonly #uncounted: UncountedRuns;
   #next = 0;
   #refillPending = false;
   /** Moving average of run times; unknown (no pull-ahead) until a job has run. */
@@ -83,6 +89,15 @@ export class Runner {
     // One queue can wait on the server for the whole expiry while holding a credit; with
     // several queues keep that short so an idle queue does not starve a busy one.
     const expiresMs = opts.queues.length > 1 ? 1000 : 10_000;
+    this.#uncounted = new UncountedRuns(store, opts.log);
+    this.#gate = new OutcomeGate({
+      log: opts.log,
+      probe: opts.canStoreOutcomes,
+      onOpen: () => {
+        this.#refillSoon();
+        void this.#uncounted.flush();
+      },
+    });
     this.#pullers = opts.queues.map(
       (queue) =>
         new Puller(nc, {
@@ -110,7 +125,7 @@ export class Runner {
 
   /** Asks the server for as many jobs as there are free processes not already asked for (see PULL_AHEAD_MAX_RUN_MS). */
   refill(): void {
-    if (this.#state !== "running") return;
+    if (this.#state !== "running" || this.#gate.closed) return;
     const outstanding = this.#pullers.reduce((n, p) => n + p.outstanding, 0);
     // Short jobs: ask for a pool's worth more than the free processes, so a process that
     // comes free finds its next job here instead of waiting a pull round trip for it.
@@ -157,14 +172,18 @@ export class Runner {
 
   async stop(): Promise<void> {
     this.#state = "stopped";
+    this.#gate.stop();
+    this.#uncounted.stop();
     clearInterval(this.#leaseTimer);
     await Promise.all(this.#pullers.map((p) => p.close()));
   }
 
   async #onJob(msg: JobMessage): Promise<void> {
     this.#unsettled++;
-    if (this.#state !== "running") {
-      // Arrived after intake stopped: straight back for another supervisor (else it returns after its lease).
+    if (this.#state !== "running" || this.#gate.closed) {
+      // Arrived after intake stopped, or on a pull made before outcomes stopped getting stored:
+      // straight back for another supervisor (or, cut off, back after its lease) rather than run
+      // here where its outcome could not be reported.
       await this.#handBack(msg);
       this.#settled();
       return;
@@ -295,15 +314,17 @@ export class Runner {
    * alive; past it, the job runs again elsewhere, which is the guarantee.
    */
   async #settleRetrying(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], outcome: ExecutionOutcome, recordShown: boolean): Promise<void> {
-    const deadline = Date.now() + this.opts.leaseMs;
-    for (;;) {
-      try {
-        return await this.#settle(msg, job, record, history, outcome, recordShown);
-      } catch (err) {
-        if (Date.now() >= deadline || this.#state === "stopped") throw err;
-        this.opts.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "storing a job outcome failed; retrying");
-        await new Promise((resolve) => setTimeout(resolve, SETTLE_RETRY_MS));
-      }
+    try {
+      await this.#gate.store(
+        () => this.#settle(msg, job, record, history, outcome, recordShown),
+        Date.now() + this.opts.leaseMs,
+        () => this.#state === "stopped",
+        (err) => this.opts.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "storing a job outcome failed; retrying"),
+      );
+    } catch (err) {
+      // It runs again elsewhere; this run is still counted once writes get through.
+      this.#uncounted.add(job.job_id, record.attempts, this.#runId(msg));
+      throw err;
     }
   }
 
@@ -404,11 +425,16 @@ export class Runner {
     await this.#finish(msg, job, dead, { state: "dead", error: lastError, durationMs });
   }
 
+  #runId(msg: JobMessage): string {
+    return `${this.opts.workerId}.${msg.receipt}`;
+  }
+
   /**
    * The result is the durable outcome (a cancel may have claimed it first:
-   * then the cancel stands). The run is named by its delivery (this
-   * supervisor, stream sequence, delivery count) so a retried write of it
-   * is recognised as the same run. The record is brought to the final state only
+   * then the cancel stands). The run is named by this supervisor and its
+   * receipt of the message, so a retried write of it is recognised as the
+   * same run, and a second delivery JetStream numbered the same (a consumer
+   * leader lost its state) as another. The record is brought to the final state only
    * where a reader could find it stale on its own: it showed "running", or
    * the job did not succeed (retry and cleanup go by dead/cancelled records).
    */
@@ -427,7 +453,7 @@ export class Runner {
       attempts: record.attempts,
       duration_ms: end.durationMs,
       correlation_id: job.correlation_id,
-    }, `${this.opts.workerId}.${msg.streamSeq}.${msg.deliveryCount}`);
+    }, this.#runId(msg));
     if (!recordShown && standing.state === "succeeded") return;
     // Not acked: the result is stored already, and status reads fall back on it.
     this.store.putInterim({ ...record, state: standing.state, owner: null, error: standing.error, finished_at: record.finished_at ?? new Date().toISOString() });

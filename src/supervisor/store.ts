@@ -34,6 +34,9 @@ const decoder = new TextDecoder();
 const WRONG_LAST_SEQUENCE = 10071;
 const KV_OPERATION_HEADER = "KV-Operation";
 
+/** Ends the message id of a result write, naming the run (supervisor + receipt) that wrote it. */
+const runWriteSuffix = (runId: string) => `.run.${runId}`;
+
 /** For writes with a message id: retry while the stream cannot take them (see StreamWriter). */
 type Retry = Pick<WriteOptions, "retryForMs">;
 
@@ -211,12 +214,35 @@ export class JobStore {
    * that finished even where the delivery count did not.
    */
   async settleResult(result: JobResult, runId: string): Promise<JobResult> {
-    if (await this.claimResult(result, `${result.job_id}.run.${runId}`)) return result;
+    if (await this.claimResult(result, `${result.job_id}${runWriteSuffix(runId)}`)) return result;
     const existing = await this.getResult(result.job_id);
     if (existing?.state === "cancelled") return existing;
     const counted = existing && existing.attempts >= result.attempts ? { ...result, attempts: existing.attempts + 1 } : result;
-    await this.writer.publish(resultSubject(result.job_id), encodeJson(counted), { msgId: `${result.job_id}.${counted.attempts}.run.${runId}` });
+    await this.writer.publish(resultSubject(result.job_id), encodeJson(counted), { msgId: `${result.job_id}.${counted.attempts}${runWriteSuffix(runId)}` });
     return counted;
+  }
+
+  /**
+   * Counts a run of `attempt` that never reported (see UncountedRuns) into
+   * the job's result: raised to attempt + 1 unless it counts beyond it
+   * already (a redelivery that knew of this run does). False while the job
+   * has no result yet. Compare-and-set on the result, so a run finishing
+   * meanwhile is not overwritten.
+   */
+  async countUnreportedRun(jobId: string, attempt: number, runId: string): Promise<boolean> {
+    for (let tries = 0; tries < 5; tries++) {
+      const stored = await this.storedResult(jobId);
+      if (!stored) return false;
+      // Its own write landed after all (only the ack was lost), or the count is past it already.
+      if (stored.writeId?.endsWith(runWriteSuffix(runId)) || stored.result.attempts > attempt) return true;
+      try {
+        await this.writer.publish(resultSubject(jobId), encodeJson({ ...stored.result, attempts: attempt + 1 }), { expectLastSubjectSeq: stored.seq });
+        return true;
+      } catch (err) {
+        if (!(err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE)) throw err;
+      }
+    }
+    return false;
   }
 
   async getResult(jobId: string): Promise<JobResult | null> {
@@ -226,6 +252,6 @@ export class JobStore {
   /** The job's result with where and when it was stored. */
   async storedResult(jobId: string): Promise<StoredResult | null> {
     const msg = await this.reader.last(streams.results, resultSubject(jobId));
-    return msg ? { result: parseWith(JobResult, JSON.parse(decoder.decode(msg.data))), time: msg.time, seq: msg.seq } : null;
+    return msg ? { result: parseWith(JobResult, JSON.parse(decoder.decode(msg.data))), time: msg.time, seq: msg.seq, writeId: msg.header?.get("Nats-Msg-Id") || undefined } : null;
   }
 }

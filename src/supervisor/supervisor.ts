@@ -101,7 +101,15 @@ export class Supervisor {
     const cancels = (this.#cancels = new CancelRegistry(topology.cancelsKv, log));
     const ops = (this.#ops = new OpsFlagsView(log));
     const operations = (this.#operations = new Operations({ nc, jsm: topology.jsm, opsKv: topology.opsKv, ops, heartbeats, pool, workerId, log }));
-    const runner = (this.#runner = new Runner(nc, store, pool, { workerId, cancels, metrics, queues: config.queues, leaseMs: config.lease_ms, log }));
+    const runner = (this.#runner = new Runner(nc, store, pool, {
+      workerId,
+      cancels,
+      metrics,
+      queues: config.queues,
+      leaseMs: config.lease_ms,
+      log,
+      canStoreOutcomes: () => heartbeats.confirm(writer),
+    }));
     const scheduler = (this.#scheduler = new Scheduler(nc, store, cancels, log));
     const intake = new Intake({
       nc,

@@ -204,9 +204,14 @@ export function submitAll(nc: NatsConnection, bodies: readonly Record<string, un
 
 const RESULTS_STREAM = "BOSUN_RESULTS";
 
-/** The stored result of a job (the latest one), straight from the results stream. */
-export async function storedResult(jsm: JetStreamManager, jobId: string): Promise<JobResult | null> {
-  const msg = await jsm.direct.getMessage(RESULTS_STREAM, { last_by_subj: `bosun.results.${jobId}` });
+/**
+ * The stored result of a job (the latest one), straight from the results
+ * stream. With `confirm`, a miss is asked again of the stream leader: in a
+ * cluster a lagging replica may answer a direct get.
+ */
+export async function storedResult(jsm: JetStreamManager, jobId: string, confirm = false): Promise<JobResult | null> {
+  const query = { last_by_subj: `bosun.results.${jobId}` };
+  const msg = (await jsm.direct.getMessage(RESULTS_STREAM, query)) ?? (confirm ? await jsm.streams.getMessage(RESULTS_STREAM, query) : null);
   return msg ? (JSON.parse(decoder.decode(msg.data)) as JobResult) : null;
 }
 
@@ -243,7 +248,7 @@ export async function finalResults(nc: NatsConnection, ids: readonly string[]): 
   const jsm = await jetstreamManager(nc, { timeout: 10_000 });
   const out = new Map<string, JobResult | null>();
   await mapLimit(ids, 64, async (id) => {
-    out.set(id, await storedResult(jsm, id));
+    out.set(id, await storedResult(jsm, id, true));
   });
   return out;
 }
