@@ -2,14 +2,16 @@
  * A real three-node JetStream cluster (each node in its own network
  * namespace when the machine allows it), a supervisor on every node, a
  * gateway: the stream leader's node SIGKILLed mid-run, a node back with an
- * empty disk, and the same kill with one replica to show what R1 loses.
+ * empty disk, and how replicas are decided and reported.
  * Every test ends with exact counts from the run log (see cluster-run.ts).
  */
 import t from "tap";
 import { setTimeout as sleep } from "node:timers/promises";
+import { runCli, startSupervisor } from "./helpers/bosun.js";
+import { NatsCluster } from "./helpers/cluster.js";
 import { ClusterRun } from "./helpers/cluster-run.js";
 import { secs } from "./helpers/faults.js";
-import { waitFor } from "./helpers/wait.js";
+import { uniqueName, waitFor } from "./helpers/wait.js";
 
 const JOBS = 3000;
 const RATE = 300;
@@ -108,4 +110,27 @@ t.test("R3: a node back with an empty disk mid-run: none lost, and it catches up
   t.equal(figures.attemptsBelowRuns, 0, "every run is counted in attempts");
   t.notOk(ClusterRun.tally(run.reads).not_found, "no read said not_found");
   t.notOk(ClusterRun.tally(run.submits).internal_error, "no submit answered internal_error");
+});
+
+t.test("replicas: detected from the cluster, an existing R1 stream reported with its fix, scaled only by an explicit --replicas; NATS_URL lists servers", async (t) => {
+  const cluster = await NatsCluster.start(t);
+  const { jsm } = await cluster.client(t);
+  // Made R1 by hand (an older Bosun did the same): a supervisor must not keep it silently.
+  await jsm.streams.add({ name: "BOSUN_DEAD", subjects: ["bosun.dead.>"], num_replicas: 1, max_msgs_per_subject: 1, allow_direct: true });
+  // The first server listed is down: the supervisor must get to the others.
+  const url = ["nats://127.0.0.1:1", cluster.url].join(",");
+  const first = await startSupervisor(t, url, { queues: [uniqueName("rep")] });
+  const provisioned = first.logsWith("topology provisioned")[0];
+  t.match(provisioned, { replicas: 3, under_replicated: 1 }, "3 replicas decided from the cluster; one stream under-replicated");
+  const warning = first.logsWith("stream BOSUN_DEAD has 1 replica(s), 3 asked: kept as it is")[0];
+  t.match(warning, { stream: "BOSUN_DEAD", replicas: 1, wanted: 3, fix: /--replicas 3.*nats stream edit BOSUN_DEAD --replicas 3/ }, "the R1 stream is reported with how to fix it");
+  t.equal((await jsm.streams.info("BOSUN_DEAD")).config.num_replicas, 1, "and kept as it was (the detected default scales nothing)");
+  t.equal((await jsm.streams.info("BOSUN_JOBS")).config.num_replicas, 3, "new streams are R3");
+
+  const second = await startSupervisor(t, cluster.url, { queues: [uniqueName("rep")], args: ["--replicas", "3"] });
+  t.match(second.logsWith("topology provisioned")[0], { replicas: 3, why: "--replicas", under_replicated: 0 }, "an explicit --replicas 3 leaves nothing under-replicated");
+  t.equal((await jsm.streams.info("BOSUN_DEAD")).config.num_replicas, 3, "it scaled the R1 stream to 3");
+  const bad = await runCli(["supervisor"], { env: { NATS_URL: "nats://127.0.0.1:4222,not-a-url" } });
+  t.not(bad.code, 0, "a malformed server in the list stops the supervisor");
+  t.match(bad.stderr + bad.stdout, /NATS_URL.*comma-separated/, "with one line naming NATS_URL");
 });

@@ -3,8 +3,8 @@
  * namespace) and healed: nothing lost, the cut-off supervisor stops taking
  * jobs it cannot report on and takes them again after the heal, and reads
  * during and right after the heal (when the rejoined replicas lag) never
- * say not_found. Then the same node kill as cluster.test.ts with
- * `--replicas 1`, printed to show what one copy loses (not asserted).
+ * say not_found. Then a node kill with `--replicas 1`, the node back
+ * with an empty disk, printed to show what one copy loses (not asserted).
  */
 import t from "tap";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -73,7 +73,7 @@ t.test(`R3: one node cut off for ${CUT_MS / 1000} s mid-run, then healed: none l
   t.ok(Number.isFinite(resumedAfter), `the cut-off supervisor runs jobs again after the heal (${secs(resumedAfter)})`);
 });
 
-t.test("R1 for comparison: the jobs stream's node SIGKILLed mid-run and restarted (printed, not asserted)", async (t) => {
+t.test("R1 for comparison: the jobs stream's node SIGKILLed mid-run and back 5 s later with an empty disk (printed, not asserted)", async (t) => {
   const jobs = 1000;
   const run = await ClusterRun.start(t, { replicas: 1 });
   run.startReading();
@@ -82,6 +82,7 @@ t.test("R1 for comparison: the jobs stream's node SIGKILLed mid-run and restarte
   const victim = (await run.cluster.leaderOf(run.jsm, "BOSUN_JOBS"))!;
   const killedAt = run.now();
   await run.cluster.kill(victim);
+  await run.cluster.wipe(victim);
   await sleep(5000);
   const restartedAt = run.now();
   await run.cluster.restart(victim);
@@ -90,9 +91,9 @@ t.test("R1 for comparison: the jobs stream's node SIGKILLed mid-run and restarte
   await run.stopReading();
   const recovery = run.submitRecovery(killedAt);
   t.comment(
-    `R1: killed n${victim + 1} at ${secs(killedAt)}, restarted at ${secs(restartedAt)}; submits: ${JSON.stringify(ClusterRun.tally(run.submits))}; ` +
+    `R1: killed n${victim + 1} (held BOSUN_JOBS) at ${secs(killedAt)}, back with an empty disk at ${secs(restartedAt)}; submits: ${JSON.stringify(ClusterRun.tally(run.submits))}; ` +
       `reads: ${JSON.stringify(ClusterRun.tally(run.reads))}; refused tries after the kill ${recovery.refusedTries}, accepted again ${secs(recovery.acceptedAgainMs)} after it; ` +
       `jobs ${figures.jobs}, lost ${figures.lost}, not succeeded ${figures.notSucceeded}, ran twice ${figures.ranTwice}, attempts above runs ${figures.attemptsAboveRuns}, below ${figures.attemptsBelowRuns}`,
   );
-  t.pass("R1 figures printed above");
+  t.pass("R1 figures printed above (the R3 run of the same in cluster.test.ts loses none)");
 });
