@@ -21,11 +21,15 @@ export interface Counts {
   latencyWarmup: number;
   /** Workload 6: finished jobs kept at each measuring point. */
   growthSizes: number[];
+  /** Workload 7: noop jobs per cluster / single-server scale-out run. */
+  clusterJobs: number;
 }
 
 export interface Ctx {
   procs: Procs;
   natsUrl: string;
+  /** The single nats-server's pid (CPU per job in workload 6). */
+  natsPids: number[];
   /** The harness's own NATS client (noAsyncTraces on, like Bosun's processes). */
   nc: NatsConnection;
   /** The gateway in use; replaced (and the incident noted) if it is found dead before an HTTP run. */

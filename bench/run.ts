@@ -6,7 +6,7 @@
  *
  *   BENCH_SCALE=0.05   scale the job counts down (a quick check of the harness)
  *   BENCH_ROUNDS=3     rounds per workload
- *   BENCH_ONLY=throughput,latency,limit,scale   run only these workloads (growth: only when named)
+ *   BENCH_ONLY=throughput,latency,limit,scale,cluster   run only these workloads (growth: only when named)
  *   BENCH_GROWTH_MAX=1000000   the largest size the growth workload keeps
  *   BENCH_OUT=path     where to write the report (default bench/RESULTS.md)
  *   BENCH_KEEP_TMP=1   keep the temp dir (server data, every process's log)
@@ -24,6 +24,7 @@ import { bosunCpu, bosunLatency, bosunScaleOut, bosunThroughput } from "./worklo
 import { bullLatency, bullThroughput } from "./workloads/bullmq.js";
 import { rawJetStream } from "./workloads/jetstream.js";
 import { bosunGrowth, growthSizes } from "./workloads/growth.js";
+import { bosunClusterScale, closeClusterTarget } from "./workloads/cluster.js";
 
 interface RunDef {
   name: string;
@@ -67,6 +68,13 @@ const workloads: Workload[] = [
     ],
   },
   { name: "growth", optIn: true, runs: [{ name: "Bosun records kept", run: (ctx) => bosunGrowth(ctx) }] },
+  {
+    name: "cluster",
+    runs: [1, 2, 3].flatMap((n) => [
+      { name: `Bosun ${n} supervisor(s), single server`, run: (ctx: Ctx) => bosunClusterScale(ctx, "single", n) },
+      { name: `Bosun ${n} supervisor(s), 3-node cluster R3`, run: (ctx: Ctx) => bosunClusterScale(ctx, "cluster", n) },
+    ]),
+  },
 ];
 
 function numberEnv(name: string, fallback: number): number {
@@ -98,6 +106,7 @@ async function main(): Promise<number> {
     warmup: 256,
     latencyWarmup: 50,
     growthSizes: growthSizes(scale, numberEnv("BENCH_GROWTH_MAX", 1_000_000)),
+    clusterJobs: Math.max(100, Math.round(5_000 * scale)),
   };
   const partial = scale !== 1 || rounds !== 3 || selected.length !== workloads.filter((w) => !w.optIn).length;
 
@@ -136,6 +145,7 @@ async function main(): Promise<number> {
     ctx = {
       procs,
       natsUrl: nats.url,
+      natsPids: [nats.proc.pid],
       nc: await connect({ servers: nats.url, name: "bosun-bench", noAsyncTraces: true }),
       gateway: gateway.proc,
       gatewayPort: gateway.port,
@@ -179,6 +189,7 @@ async function main(): Promise<number> {
     ctx?.http.destroy();
     ctx?.redis.disconnect();
     await ctx?.nc.close().catch(() => undefined);
+    await closeClusterTarget();
     await procs.stopAll();
     // Members of a killed group may take a moment to be gone.
     let left = procs.leftovers();

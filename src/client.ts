@@ -18,6 +18,7 @@ import {
 } from "./contract/index.js";
 import { jobEvents } from "./gateway/events.js";
 import { readReply } from "./platform/nats.js";
+import { DEFAULT_NATS_URL, natsOptions } from "./platform/nats-options.js";
 
 
 class CommandError extends Error {
@@ -28,7 +29,7 @@ class CommandError extends Error {
 }
 
 async function withNats<T>(url: string | undefined, work: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connect({ servers: url ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222", noAsyncTraces: true, timeout: 3000 });
+  const nc = await connect(natsOptions(url ?? process.env.NATS_URL ?? DEFAULT_NATS_URL, "bosun-cli"));
   try {
     return await work(nc);
   } finally {

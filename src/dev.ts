@@ -10,6 +10,7 @@ import { mkdirSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { createLogger } from "./platform/logger.js";
+import { DEFAULT_NATS_URL, natsOptions } from "./platform/nats-options.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CLI = fileURLToPath(new URL("./cli.js", import.meta.url));
@@ -22,7 +23,7 @@ function findNatsServer(): string | undefined {
 
 async function natsAnswers(url: string): Promise<boolean> {
   try {
-    const nc = await connect({ servers: url, timeout: 1000, reconnect: false });
+    const nc = await connect({ ...natsOptions(url, "bosun-dev-probe"), timeout: 1000, reconnect: false });
     await nc.close();
     return true;
   } catch {
@@ -43,7 +44,7 @@ const exited = (child: ChildProcess) =>
   child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once("exit", () => r()));
 
 export async function runDev(argv: string[]): Promise<number> {
-  const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+  const natsUrl = process.env.NATS_URL ?? DEFAULT_NATS_URL;
   // On a terminal every process's JSON lines go through one pino-pretty; piped, they stay JSON.
   const pretty = process.stdout.isTTY;
   const stdio = pretty ? (["ignore", "pipe", "inherit"] as const) : (["ignore", "inherit", "inherit"] as const);

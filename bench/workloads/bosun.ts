@@ -131,7 +131,7 @@ interface BatchTiming {
 }
 
 /** Submits `n` jobs with `inflight` submits outstanding, until every result has arrived. */
-async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: { type: string; payload?: (i: number) => unknown }): Promise<BatchTiming> {
+export async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: { type: string; payload?: (i: number) => unknown }): Promise<BatchTiming> {
   const tracker = new ResultTracker(ctx.nc);
   try {
     await ctx.nc.flush(); // the subscription is on the server before the first job can finish
@@ -197,7 +197,7 @@ export async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
 }
 
 /** Fails fast if a supervisor (or, over HTTP, the gateway) dies mid-run instead of waiting for the run's timeout. */
-async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, via: Via = "nats"): Promise<T> {
+export async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, via: Via = "nats"): Promise<T> {
   const watched = via === "http" ? [...cluster.supervisors, ctx.gateway] : cluster.supervisors;
   const died = Promise.race(watched.map((p) => p.exited.then(() => p)));
   const result = await Promise.race([work.then((value) => ({ value })), died]);

@@ -4,6 +4,7 @@ import { failStartup, onShutdownSignals } from "../platform/lifecycle.js";
 import { createLogger } from "../platform/logger.js";
 import { logUnhandledRejections } from "../platform/guard.js";
 import { buildGateway } from "./app.js";
+import { natsOptions } from "../platform/nats-options.js";
 import { OpsFlagsView } from "../platform/ops.js";
 
 export async function runGateway(argv: string[]): Promise<void> {
@@ -16,14 +17,7 @@ export async function runGateway(argv: string[]): Promise<void> {
   const log = createLogger("bosun.gateway");
   logUnhandledRejections(log);
   // The gateway starts even while NATS is down and answers 503 until it is up.
-  const nc = await connect({
-    servers: config.nats_url,
-    name: "bosun-gateway",
-    noAsyncTraces: true,
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-  });
+  const nc = await connect({ ...natsOptions(config.nats_url, "bosun-gateway"), waitOnFirstConnect: true });
   const ops = new OpsFlagsView(log);
   ops.watchWhenReady(nc);
   const app = await buildGateway({ nc, config, log, ops });

@@ -42,6 +42,7 @@ import {
   type LaneRegistry,
 } from "../records/index.js";
 import { assertFitsJobMessage, readReply } from "../platform/nats.js";
+import { unavailableOf } from "../platform/nats-errors.js";
 import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
@@ -74,6 +75,12 @@ export interface IntakeDeps {
 const FORWARD_TIMEOUT_MS = 5000;
 /** Supervisors a submit is offered to before it is refused (each costs a no-responders round trip when gone). */
 const MAX_FORWARD_TRIES = 3;
+/**
+ * How long a submit keeps retrying writes the stream cannot take (a leader
+ * election takes 4-9 s, up to ~16 s after a partition heals), then answers
+ * 503 with Retry-After; within the gateway's default 5 s request timeout.
+ */
+export const SUBMIT_RETRY_MS = 4000;
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
@@ -119,10 +126,14 @@ export class Intake {
     const waiter = req.wait_ms ? this.#waitForResult(job.job_id, req.wait_ms) : undefined;
     try {
       // The one acknowledged write of a submit: the message carries every field of the record.
-      await (scheduled ? store.schedule(job, 0, dueAt) : store.enqueue(job, 0));
+      // Through an election it is retried for a while (its message id makes that safe).
+      const retry = { retryForMs: SUBMIT_RETRY_MS };
+      await (scheduled ? store.schedule(job, 0, dueAt, retry) : store.enqueue(job, 0, "", retry));
     } catch (err) {
       waiter?.cancel();
-      if (indexKey) await idempotency.release(indexKey).catch(() => undefined);
+      // Unavailable: the write may have landed unacknowledged. The key stays claimed then, so a
+      // retry finds that job if it did (or takes the stale claim over), never a second job.
+      if (indexKey && !unavailableOf(err)) await idempotency.release(indexKey).catch(() => undefined);
       throw err;
     }
     const state = scheduled ? "scheduled" : "queued";
