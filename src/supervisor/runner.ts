@@ -17,16 +17,9 @@ import { NotStartedError, type ExecutionHandle, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
 import { cancelledError, lostRun, runIdOf, Settler } from "./settle.js";
 import { UncountedRuns } from "./uncounted.js";
+import { runningVisibility } from "./running-record.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 
-/** Progress reports are written to the job record at most this often. */
-const PROGRESS_WRITE_GAP_MS = 250;
-/**
- * A job shows as running (its interim record) once it has run this long.
- * Most jobs finish sooner, and for them the final record alone is written:
- * a fast job costs its message and its final record, nothing else.
- */
-const RUNNING_RECORD_DELAY_MS = 20;
 /**
  * While this supervisor's jobs run shorter than this (a moving average), it
  * holds up to a pool's worth of jobs beyond its free processes: a job held
@@ -305,7 +298,7 @@ export class Runner {
 
     this.#leased.add(msg);
     const interim: InterimRecord = { ...record, generation: job.generation };
-    const visibility = this.#runningVisibility(interim);
+    const visibility = runningVisibility(interim, this.store, this.opts.log);
     try {
       let handle: ExecutionHandle;
       const execute = (maxWaitMs?: number) =>
@@ -375,45 +368,6 @@ export class Runner {
       this.#uncounted.add(job.job_id, job.generation, attempt, runId);
       throw err;
     }
-  }
-
-  /**
-   * When the job's interim record says "running": RUNNING_RECORD_DELAY_MS
-   * after it started, or at its first progress report. Progress goes to the
-   * record at most every PROGRESS_WRITE_GAP_MS; a report inside the gap is
-   * written when it closes, so the last one shows.
-   */
-  #runningVisibility(record: InterimRecord): { started(): void; progress(fraction: number): void; stop(): void; readonly written: boolean } {
-    let lastWrite = 0;
-    let timer: NodeJS.Timeout | undefined;
-    let stopped = false;
-    const write = () => {
-      timer = undefined;
-      if (stopped) return;
-      lastWrite = Date.now();
-      this.store.putRunning(record);
-    };
-    const writeLater = guard(this.opts.log, "running record write", write);
-    return {
-      started: () => {
-        if (lastWrite === 0) timer ??= setTimeout(writeLater, RUNNING_RECORD_DELAY_MS);
-      },
-      progress: (fraction) => {
-        record.progress = fraction;
-        const wait = lastWrite + PROGRESS_WRITE_GAP_MS - Date.now();
-        if (wait <= 0) {
-          clearTimeout(timer);
-          write();
-        } else timer ??= setTimeout(writeLater, wait);
-      },
-      stop: () => {
-        stopped = true;
-        clearTimeout(timer);
-      },
-      get written() {
-        return lastWrite > 0;
-      },
-    };
   }
 
   /** Kills the local execution of a job whose cancel was requested anywhere. */
