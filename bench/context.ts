@@ -29,13 +29,15 @@ export interface Counts {
   latencyWarmup: number;
   /** Workload 6: finished jobs kept at each measuring point. */
   growthSizes: number[];
+  /** Workload 7: noop jobs per cluster / single-server scale-out run. */
+  clusterJobs: number;
 }
 
 export interface Ctx {
   procs: Procs;
   natsUrl: string;
-  /** nats-server's pid, for CPU accounting. */
-  natsPid: number;
+  /** The nats-servers' pids (CPU accounting). */
+  natsPids: number[];
   redisPid: number;
   /** The harness's own NATS client (noAsyncTraces on, like Bosun's processes). */
   nc: NatsConnection;

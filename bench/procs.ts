@@ -5,7 +5,7 @@
  * killed at the end of the run, on error, on Ctrl-C, or when this process exits.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import os from "node:os";
@@ -165,7 +165,7 @@ export class Procs {
 
   async stopAll(): Promise<void> {
     // Clients first (supervisors, gateways, workers), servers last.
-    const servers = [...this.#live].filter((p) => p.name === "nats-server" || p.name === "redis-server");
+    const servers = [...this.#live].filter((p) => p.name === "nats-server" || p.name === "redis-server" || p.name.startsWith("nats-cluster"));
     await Promise.all([...this.#live].filter((p) => !servers.includes(p)).map((p) => this.stop(p, 5000)));
     await Promise.all(servers.map((p) => this.stop(p, 5000)));
   }
@@ -219,10 +219,56 @@ export class Procs {
     return { port, proc };
   }
 
-  startSupervisor(natsUrl: string, opts: { workerId: string; queue: string; pool: number; isolation: "process" | "thread" }): Proc {
+  /**
+   * A JetStream cluster of `nodes` nats-servers on loopback (distinct ports),
+   * each including the shipped nats-cluster/common.conf, as `bosun dev
+   * --cluster 3` and the cluster tests run them. Resolves once every node
+   * routes to the others and JetStream has a meta leader.
+   */
+  async startNatsCluster(nodes = 3): Promise<{ url: string; procs: Proc[] }> {
+    const binary = ensureDebianPackage("nats-server", "nats-server");
+    const common = path.join(this.root, "nats-cluster", "common.conf");
+    const ports = await Promise.all(Array.from({ length: nodes }, async () => ({ client: await freePort(), route: await freePort() })));
+    const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(", ");
+    const procs = ports.map((p, i) => {
+      const conf = path.join(this.tmp, `cluster-n${i + 1}.conf`);
+      writeFileSync(
+        conf,
+        [
+          `server_name: bench-n${i + 1}`,
+          `listen: 127.0.0.1:${p.client}`,
+          `jetstream { store_dir: "${path.join(this.tmp, `cluster-n${i + 1}`)}" }`,
+          `cluster { name: bosun_bench, listen: 127.0.0.1:${p.route}, routes: [${routes}] }`,
+          `include "${path.relative(this.tmp, common)}"`,
+        ].join("\n"),
+      );
+      return this.spawn(`nats-cluster-n${i + 1}`, binary, ["-c", conf]);
+    });
+    const urls = ports.map((p) => `nats://127.0.0.1:${p.client}`);
+    await waitUntil(
+      "a 3-node JetStream cluster",
+      async () => {
+        for (const url of urls) {
+          const nc = await connect({ servers: url, timeout: 500, reconnect: false });
+          try {
+            if ((nc.info?.connect_urls?.length ?? 0) < nodes) return false;
+            const info = JSON.parse(new TextDecoder().decode((await nc.request("$JS.API.INFO", "", { timeout: 2000 })).data)) as { error?: unknown };
+            if (info.error) return false;
+          } finally {
+            await nc.close();
+          }
+        }
+        return true;
+      },
+      30_000,
+    );
+    return { url: urls.join(","), procs };
+  }
+
+  startSupervisor(natsUrl: string, opts: { workerId: string; queue: string; pool: number; isolation?: "process" | "thread" }): Proc {
     const args = ["supervisor", "--worker-id", opts.workerId, "--queues", opts.queue, "--min", String(opts.pool), "--max", String(opts.pool)];
     // The default said only when it is not, so an older build (BENCH_CLI) runs too.
-    if (opts.isolation !== "process") args.push("--isolation", opts.isolation);
+    if (opts.isolation && opts.isolation !== "process") args.push("--isolation", opts.isolation);
     return this.spawn(`supervisor-${opts.workerId}`, process.execPath, [...profiling(), this.cli, ...args], { env: bosunEnv(natsUrl) });
   }
 
@@ -304,6 +350,48 @@ export function childrenOf(pid: number): number[] {
     // process ended
   }
   return out;
+}
+
+/** CPU time (user + system, ms) a process itself has used so far. */
+function cpuMs(pid: number): number | undefined {
+  const cpu = cpuOf(pid);
+  return cpu && cpu.self * 1000;
+}
+
+/**
+ * CPU used by some processes and their children over a span, sampled every
+ * `intervalMs` so that a child replaced meanwhile (a recycled execution
+ * process) still counts up to its last sample.
+ */
+export class CpuSampler {
+  readonly #first = new Map<number, number>();
+  readonly #last = new Map<number, number>();
+  readonly #timer: NodeJS.Timeout;
+  constructor(
+    private readonly roots: () => number[],
+    intervalMs = 200,
+  ) {
+    this.#sample();
+    this.#timer = setInterval(() => this.#sample(), intervalMs);
+  }
+
+  #sample(): void {
+    for (const pid of this.roots().flatMap((root) => [root, ...childrenOf(root)])) {
+      const ms = cpuMs(pid);
+      if (ms === undefined) continue;
+      if (!this.#first.has(pid)) this.#first.set(pid, ms);
+      this.#last.set(pid, ms);
+    }
+  }
+
+  /** CPU ms used since the start, per root pid's tree summed. */
+  stop(): number {
+    this.#sample();
+    clearInterval(this.#timer);
+    let total = 0;
+    for (const [pid, last] of this.#last) total += last - this.#first.get(pid)!;
+    return total;
+  }
 }
 
 /** Peak resident memory (VmHWM, MiB) of a process over its whole life, read now. */

@@ -149,6 +149,18 @@ export function sections(c: Counts): Section[] {
         ];
       }),
     },
+    {
+      title: "9. Cluster: scale-out on three nodes",
+      about: `${c.clusterJobs.toLocaleString("en")} \`noop\` jobs per run over the NATS API, with 1, 2 and 3 supervisors (pool ${c.pool} each) on a three-node JetStream cluster on loopback (every stream and bucket R3, as Bosun provisions it there) and on the single server. CPU per job: user + system time of the nats-servers, the supervisors and their execution processes over the timed batch, divided by the jobs; on ${os.cpus().length} cores the throughput cannot pass cores × 1000 ÷ that.`,
+      metrics: [1, 2, 3].flatMap((n) => [
+        m(`cluster.single_${n}`, `single server, ${n} supervisor(s)`, "jobs/s"),
+        m(`cluster.cluster_${n}`, `3-node cluster R3, ${n} supervisor(s)`, "jobs/s"),
+        m(`cluster.single_${n}.cpu_per_job`, `single server, ${n}: CPU per job (all processes)`, "ms", 2),
+        m(`cluster.cluster_${n}.cpu_per_job`, `cluster R3, ${n}: CPU per job (all processes)`, "ms", 2),
+        m(`cluster.single_${n}.nats_cpu_per_job`, `single server, ${n}: nats-server CPU per job`, "ms", 2),
+        m(`cluster.cluster_${n}.nats_cpu_per_job`, `cluster R3, ${n}: nats-servers' CPU per job`, "ms", 2),
+      ]),
+    },
   ] satisfies Section[]).sort((a, b) => parseInt(a.title) - parseInt(b.title));
 }
 
@@ -184,6 +196,11 @@ export const targets: Target[] = [
   { label: "5 ms CPU jobs, pool 2: Bosun thread ÷ BullMQ in-process", num: "cpu5.bosun_thread", den: "cpu5.bullmq_inprocess", op: "info" },
   { label: "noop, NATS ÷ raw JetStream limit", num: "tp.bosun_nats", den: "js.limit", op: "info" },
   { label: "Scale-out: 2 supervisors ÷ 1", num: "scale.supervisors_2", den: "scale.supervisors_1", op: "info" },
+  { label: "Cluster R3 ÷ single server, 1 supervisor", num: "cluster.cluster_1", den: "cluster.single_1", op: "info" },
+  { label: "Cluster R3 ÷ single server, 3 supervisors", num: "cluster.cluster_3", den: "cluster.single_3", op: "info" },
+  { label: "Cluster scale-out: 2 supervisors ÷ 1", num: "cluster.cluster_2", den: "cluster.cluster_1", op: "info" },
+  { label: "Cluster scale-out: 3 supervisors ÷ 1", num: "cluster.cluster_3", den: "cluster.cluster_1", op: "info" },
+  { label: "Cluster CPU per job ÷ single server's, 1 supervisor", num: "cluster.cluster_1.cpu_per_job", den: "cluster.single_1.cpu_per_job", op: "info" },
   { label: "CPU 20 ms: pool 2 ÷ pool 1", num: "cpu.pool_2", den: "cpu.pool_1", op: "info" },
   { label: "CPU 20 ms: pool 4 ÷ pool 2", num: "cpu.pool_4", den: "cpu.pool_2", op: "info" },
   { label: "Memory: Bosun supervisor ÷ BullMQ in-process worker process", num: "mem.supervisor", den: "mem.bullmq_inprocess_host", op: "info" },

@@ -6,7 +6,7 @@
  *
  *   BENCH_SCALE=0.05   scale the job counts down (a quick check of the harness)
  *   BENCH_ROUNDS=3     rounds per workload
- *   BENCH_ONLY=throughput,latency,realistic,limit,scale   run only these workloads (growth: only when named)
+ *   BENCH_ONLY=throughput,latency,realistic,limit,scale,cluster   run only these workloads (growth: only when named)
  *   BENCH_GROWTH_MAX=1000000   the largest size the growth workload keeps
  *   BENCH_RUNS=a,b     within those, only runs whose name contains one of these (for profiling)
  *   BENCH_CPU_PROF=dir supervisors and the gateway run with node --cpu-prof into dir
@@ -27,6 +27,7 @@ import { bosunCpu, bosunLatency, bosunRealistic, bosunScaleOut, bosunThroughput 
 import { bullLatency, bullRealistic, bullThroughput } from "./workloads/bullmq.js";
 import { rawJetStream } from "./workloads/jetstream.js";
 import { bosunGrowth, growthSizes } from "./workloads/growth.js";
+import { bosunClusterScale, closeClusterTarget } from "./workloads/cluster.js";
 
 interface RunDef {
   name: string;
@@ -85,6 +86,13 @@ const workloads: Workload[] = [
     ],
   },
   { name: "growth", optIn: true, runs: [{ name: "Bosun records kept", run: (ctx) => bosunGrowth(ctx) }] },
+  {
+    name: "cluster",
+    runs: [1, 2, 3].flatMap((n) => [
+      { name: `Bosun ${n} supervisor(s), single server`, run: (ctx: Ctx) => bosunClusterScale(ctx, "single", n) },
+      { name: `Bosun ${n} supervisor(s), 3-node cluster R3`, run: (ctx: Ctx) => bosunClusterScale(ctx, "cluster", n) },
+    ]),
+  },
 ];
 
 function numberEnv(name: string, fallback: number): number {
@@ -123,6 +131,7 @@ async function main(): Promise<number> {
     warmup: 256,
     latencyWarmup: 50,
     growthSizes: growthSizes(scale, numberEnv("BENCH_GROWTH_MAX", 1_000_000)),
+    clusterJobs: Math.max(100, Math.round(5_000 * scale)),
   };
   const partial =
     scale !== 1 || rounds !== 3 || selected.length !== workloads.filter((w) => !w.optIn).length || runFilter !== undefined || process.env.BENCH_CLI !== undefined;
@@ -162,7 +171,7 @@ async function main(): Promise<number> {
     ctx = {
       procs,
       natsUrl: nats.url,
-      natsPid: nats.proc.pid,
+      natsPids: [nats.proc.pid],
       redisPid: redisServer.proc.pid,
       nc: await connect({ servers: nats.url, name: "bosun-bench", noAsyncTraces: true }),
       gateway: gateway.proc,
@@ -209,6 +218,7 @@ async function main(): Promise<number> {
     ctx?.http.destroy();
     ctx?.redis.disconnect();
     await ctx?.nc.close().catch(() => undefined);
+    await closeClusterTarget();
     await procs.stopAll();
     // Members of a killed group may take a moment to be gone.
     let left = procs.leftovers();

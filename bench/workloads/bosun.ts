@@ -132,7 +132,7 @@ interface BatchTiming {
 }
 
 /** Submits `n` jobs with `inflight` submits outstanding, until every result has arrived. */
-async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: JobShape): Promise<BatchTiming> {
+export async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: JobShape): Promise<BatchTiming> {
   const tracker = new ResultTracker(ctx.nc);
   try {
     await ctx.nc.flush(); // the subscription is on the server before the first job can finish
@@ -198,7 +198,7 @@ export async function stopCluster(ctx: Ctx, cluster: Cluster): Promise<void> {
 }
 
 /** Fails fast if a supervisor (or, over HTTP, the gateway) dies mid-run instead of waiting for the run's timeout. */
-async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, via: Via = "nats"): Promise<T> {
+export async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, via: Via = "nats"): Promise<T> {
   const watched = via === "http" ? [...cluster.supervisors, ctx.gateway] : cluster.supervisors;
   const died = Promise.race(watched.map((p) => p.exited.then(() => p)));
   const result = await Promise.race([work.then((value) => ({ value })), died]);
@@ -246,7 +246,7 @@ async function bosunRun(ctx: Ctx, run: BosunRun): Promise<Figures> {
     await guarded(ctx, cluster, runBatch(ctx, via, cluster.queue, warmup, { type: "noop" }), via);
     const supervisor = cluster.supervisors[0]!;
     const sampler = new MemorySampler(supervisor.pid);
-    const cpu = new CpuMeter({ supervisor: supervisor.pid, nats: ctx.natsPid, ...(via === "http" && { gateway: ctx.gateway.pid }) }, supervisor.pid);
+    const cpu = new CpuMeter({ supervisor: supervisor.pid, nats: ctx.natsPids[0]!, ...(via === "http" && { gateway: ctx.gateway.pid }) }, supervisor.pid);
     let mem;
     let used;
     let timing;

@@ -10,6 +10,7 @@ import path from "node:path";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { CleanupRunsPayload, CleanupTempFilesPayload } from "../contract/index.js";
 import type { HandlerDefinition } from "./handlers.js";
+import { DEFAULT_NATS_URL, natsOptions } from "../platform/nats-options.js";
 
 const HOUR_MS = 3_600_000;
 const defaultMaxAgeHours = () => {
@@ -21,9 +22,7 @@ const defaultTempDir = () => process.env.BOSUN_TEMP_DIR || path.join(os.tmpdir()
 
 let connection: Promise<NatsConnection> | undefined;
 async function nats(): Promise<NatsConnection> {
-  connection ??= import("@nats-io/transport-node").then(({ connect }) =>
-    connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222", noAsyncTraces: true, name: "bosun-maintenance" }),
-  );
+  connection ??= import("@nats-io/transport-node").then(({ connect }) => connect(natsOptions(process.env.NATS_URL ?? DEFAULT_NATS_URL, "bosun-maintenance")));
   return connection;
 }
 

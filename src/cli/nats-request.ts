@@ -5,9 +5,9 @@
  */
 import type { BosunClient } from "../client/index.js";
 import { BosunError } from "../contract/errors.js";
+import { DEFAULT_NATS_URL } from "../platform/nats-options.js";
 import { CommandError, ExitCode } from "./errors.js";
 
-export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
 const CONNECT_TIMEOUT_MS = 3000;
 const REQUEST_TIMEOUT_MS = 5000;
 
@@ -20,7 +20,7 @@ export async function withApi<T>(natsFlag: string | undefined, work: (api: Bosun
   const { connect } = await import("../client/index.js");
   let api: BosunClient;
   try {
-    api = await connect({ servers: url.split(","), key: process.env.BOSUN_API_KEY || undefined, timeoutMs: REQUEST_TIMEOUT_MS, nats: { timeout: CONNECT_TIMEOUT_MS } });
+    api = await connect({ servers: url, key: process.env.BOSUN_API_KEY || undefined, timeoutMs: REQUEST_TIMEOUT_MS, nats: { timeout: CONNECT_TIMEOUT_MS } });
   } catch (err) {
     throw new CommandError(
       `cannot reach NATS at ${url} (${(err as Error).message}). Is nats-server running? \`bosun dev\` starts one; --nats URL or NATS_URL names another`,

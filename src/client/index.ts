@@ -5,6 +5,7 @@
  */
 import { connect as connectNats, type NodeConnectionOptions } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { DEFAULT_NATS_URL, natsOptions } from "../platform/nats-options.js";
 import { traceHeaders } from "../platform/tracing.js";
 import { createClient, type BosunClient } from "./client.js";
 import { HttpTransport, type HttpOptions } from "./http.js";
@@ -28,8 +29,13 @@ export async function connect(opts: ConnectOptions = {}): Promise<BosunClient> {
   const { servers, nc: given, nats, ...transport } = opts;
   const nc =
     given ??
-    (await connectNats({ servers: servers ?? process.env.NATS_URL?.split(",") ?? "nats://127.0.0.1:4222", noAsyncTraces: true, timeout: 3000, ...nats }));
+    (await connectNats({ ...natsOptions(serverList(servers), "bosun-client"), ...nats }));
   return createClient(new NatsTransport(nc, { ...transport, headers: withTrace(transport.headers), ownsConnection: !given }));
+}
+
+/** The servers given, else NATS_URL (comma-separated), else the local default. */
+function serverList(servers: string | string[] | undefined): string {
+  return (Array.isArray(servers) ? servers.join(",") : servers) ?? process.env.NATS_URL ?? DEFAULT_NATS_URL;
 }
 
 /** A client over a gateway's HTTP API (same methods, same errors). */

@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { natsOptions } from "../platform/nats-options.js";
 import { DevChild } from "./processes.js";
 import { DevError, isAlive, commandLineOf } from "./util.js";
 
@@ -26,7 +27,7 @@ export function findNatsServer(): string | undefined {
 
 export async function natsAnswers(url: string): Promise<boolean> {
   try {
-    const nc = await connect({ servers: url, timeout: 1000, reconnect: false, noAsyncTraces: true });
+    const nc = await connect({ ...natsOptions(url, "bosun-dev-probe"), timeout: 1000, reconnect: false });
     await nc.close();
     return true;
   } catch {

@@ -9,6 +9,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { BosunError } from "../contract/index.js";
 import { forEachGuarded } from "../platform/guard.js";
+import { natsOptions } from "../platform/nats-options.js";
 
 /** Said once when NATS still has not answered this long after start. */
 const SLOW_FIRST_CONNECT_MS = 1000;
@@ -29,14 +30,7 @@ export class NatsLink {
     if (this.#ready) return this.#ready;
     const { url, log } = this;
     const slow = setTimeout(() => log.warn({ nats_url: url }, "NATS is not reachable yet; answering 503 until it is"), SLOW_FIRST_CONNECT_MS);
-    this.#ready = connect({
-      servers: url,
-      name: "bosun-gateway",
-      noAsyncTraces: true,
-      waitOnFirstConnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-    }).then((nc) => {
+    this.#ready = connect({ ...natsOptions(url, "bosun-gateway"), waitOnFirstConnect: true }).then((nc) => {
       clearTimeout(slow);
       this.#nc = nc;
       this.#up = true;

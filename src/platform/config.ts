@@ -5,13 +5,18 @@
  */
 import { z } from "zod";
 import { HTTP_REQUEST_TIMEOUT_MS, NAME_PATTERN } from "../contract/index.js";
+import { DEFAULT_NATS_URL } from "./nats-options.js";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const flag = z
   .union([z.boolean(), z.enum(["true", "false", "1", "0", "on", "off"])])
   .transform((v) => v === true || v === "true" || v === "1" || v === "on");
 
-const natsUrl = z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$/, "must look like nats://host:port").default("nats://127.0.0.1:4222");
+/** One server or several, comma-separated (a cluster): each must look like nats://host:port. */
+const natsUrl = z
+  .string()
+  .regex(/^\s*(nats|tls|ws|wss):\/\/[^\s,]+\s*(,\s*(nats|tls|ws|wss):\/\/[^\s,]+\s*)*$/, "must look like nats://host:port, or several of those comma-separated")
+  .default(DEFAULT_NATS_URL);
 
 export const SupervisorConfig = z
   .object({
@@ -52,6 +57,7 @@ export const SupervisorConfig = z
     cleanup_max_age_hours: z.coerce.number().positive().default(168).describe("default age for the maintenance cleanup tasks"),
     temp_dir: z.string().min(1).optional().describe("the only tree maintenance.cleanup_temp_files may clean (default $TMPDIR/bosun)"),
     metrics_host: z.string().min(1).default("127.0.0.1").describe("interface of the metrics server"),
+    replicas: int(1, 5).optional().describe("copies of every stream and bucket (default: 1 on a single server, 3 in a cluster of 3 or more nodes)"),
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type SupervisorConfig = z.infer<typeof SupervisorConfig>;

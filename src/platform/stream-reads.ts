@@ -2,6 +2,16 @@
  * Every read of a stored message by subject or sequence goes through here
  * (the job store, the listing, retention), so how a miss is confirmed is
  * decided in one place.
+ *
+ * A direct get is answered by any replica of a stream: cheap, and spread
+ * over the nodes. A replica that lags (right after a partition heals, a node
+ * that rejoined with an empty disk) may lack a message the leader has, so
+ * when the server is in a cluster and the stream has more than one replica,
+ * a miss of `readLast`/`readSeq` is asked again of the stream leader (a
+ * JetStream API get, answered by the leader only) before it counts: a miss
+ * never says "not there" for something accepted. A hit may still be a
+ * lagging replica's older message on that subject; `readLastFromLeader` is
+ * for the read that must be the newest.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
@@ -26,7 +36,19 @@ interface Waiter {
 
 class ReadError extends Error {
   override readonly name = "ReadError";
+  constructor(
+    message: string,
+    /** A timeout or a 503 (no responders, an election): unavailableOf() maps it to 503 `unavailable`. */
+    readonly transient = false,
+  ) {
+    super(message);
+  }
 }
+
+/** How long a stream's replica count is trusted (an explicit --replicas may scale it). */
+const REPLICAS_TTL_MS = 30_000;
+
+type LeaderQuery = { last_by_subj: string } | { seq: number };
 
 /**
  * Direct gets over one long-lived inbox subscription: nats.js's
@@ -40,9 +62,42 @@ class DirectReader {
   #seq = 0;
   #sweeper: NodeJS.Timeout | undefined;
 
-  constructor(private readonly nc: NatsConnection) {
+  readonly #replicated = new Map<string, { replicated: Promise<boolean>; until: number }>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
+  ) {
     this.#sub = nc.subscribe(`${this.#inbox}.*`, { callback: (_err, msg) => this.#onReply(msg) });
     void this.#sub.closed.then(() => this.#failAll("connection closed"));
+  }
+
+  /** A direct get whose miss is confirmed at the stream leader when the stream is replicated. */
+  async confirmed(stream: string, query: LeaderQuery): Promise<StoredMessage | null> {
+    const msg = await this.get(stream, query);
+    if (msg || !(await this.#isReplicated(stream))) return msg;
+    return this.fromLeader(stream, query);
+  }
+
+  /** Asks the stream leader, whatever the replicas hold. */
+  async fromLeader(stream: string, query: LeaderQuery): Promise<StoredMessage | null> {
+    const m = await this.jsm.streams.getMessage(stream, query);
+    return m ? { seq: m.seq, subject: m.subject, time: m.time, data: m.data, headers: m.header } : null;
+  }
+
+  /** Only a clustered server can hold lagging replicas; the replica count is looked up once per stream (for a while). */
+  #isReplicated(stream: string): Promise<boolean> {
+    if (!this.nc.info?.cluster) return Promise.resolve(false);
+    const now = Date.now();
+    const known = this.#replicated.get(stream);
+    if (known && known.until > now) return known.replicated;
+    const replicated = this.jsm.streams.info(stream).then(
+      (info) => (info.config.num_replicas ?? 1) > 1,
+      // Unknown: confirming costs one read, trusting a miss may lose a job.
+      () => true,
+    );
+    this.#replicated.set(stream, { replicated, until: now + REPLICAS_TTL_MS });
+    return replicated;
   }
 
   get(stream: string, request: Record<string, unknown>): Promise<StoredMessage | null> {
@@ -77,7 +132,7 @@ class DirectReader {
     if (h?.code === 404) return waiter.resolve(null);
     const seq = Number(h?.get("Nats-Sequence"));
     if (!h || (h.code && h.code >= 300) || !Number.isSafeInteger(seq)) {
-      return waiter.reject(new ReadError(`direct get failed: ${h?.code ?? ""} ${h?.description ?? "no headers"}`));
+      return waiter.reject(new ReadError(`direct get failed: ${h?.code ?? ""} ${h?.description ?? "no headers"}`, h?.code === 503 || h?.code === 408));
     }
     waiter.resolve({ seq, subject: h.get("Nats-Subject"), time: new Date(h.get("Nats-Time-Stamp")), data: msg.data, headers: h });
   }
@@ -87,13 +142,13 @@ class DirectReader {
     for (const [id, waiter] of this.#waiters) {
       if (waiter.deadline > now) break;
       this.#waiters.delete(id);
-      waiter.reject(new ReadError(`no direct get reply within ${READ_TIMEOUT_MS} ms`));
+      waiter.reject(new ReadError(`no direct get reply within ${READ_TIMEOUT_MS} ms`, true));
     }
   }
 
   #failAll(why: string): void {
     clearInterval(this.#sweeper);
-    for (const w of this.#waiters.values()) w.reject(new ReadError(why));
+    for (const w of this.#waiters.values()) w.reject(new ReadError(why, true));
     this.#waiters.clear();
   }
 }
@@ -102,7 +157,7 @@ const readers = new WeakMap<NatsConnection, DirectReader>();
 function readerOf(jsm: JetStreamManager): DirectReader {
   const nc = (jsm as unknown as { nc: NatsConnection }).nc;
   let reader = readers.get(nc);
-  if (!reader) readers.set(nc, (reader = new DirectReader(nc)));
+  if (!reader) readers.set(nc, (reader = new DirectReader(nc, jsm)));
   return reader;
 }
 
@@ -112,15 +167,24 @@ function readerOf(jsm: JetStreamManager): DirectReader {
  * linear in the subjects stored).
  */
 export function readLast(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredMessage | null> {
-  return readerOf(jsm).get(stream, { last_by_subj: subject });
+  return readerOf(jsm).confirmed(stream, { last_by_subj: subject });
 }
 
-/** The message at a sequence, or null when it is gone. */
+/** The message at a sequence, or null when it is gone (a miss confirmed like readLast's). */
 export function readSeq(jsm: JetStreamManager, stream: string, seq: number): Promise<StoredMessage | null> {
-  return readerOf(jsm).get(stream, { seq });
+  return readerOf(jsm).confirmed(stream, { seq });
 }
 
-/** The first message at or after a sequence (any subject), or null: the server skips deleted ones. */
+/** The last message on a literal subject as the stream leader has it: for a read that must be the newest. */
+export function readLastFromLeader(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredMessage | null> {
+  return readerOf(jsm).fromLeader(stream, { last_by_subj: subject });
+}
+
+/**
+ * The first message at or after a sequence (any subject), or null: the server
+ * skips deleted ones. Listing pages walk with it; a miss there is the end of
+ * a page, not a job's absence, so it is not confirmed.
+ */
 export function readFirstFrom(jsm: JetStreamManager, stream: string, seq: number): Promise<StoredMessage | null> {
   return readerOf(jsm).get(stream, { seq, next_by_subj: ">" });
 }

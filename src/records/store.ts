@@ -27,7 +27,7 @@ import {
   streams,
   type JobStatus,
 } from "../contract/index.js";
-import { StreamWriteError, type StreamWriter } from "../platform/stream-writer.js";
+import { StreamWriteError, type StreamWriter, type WriteOptions } from "../platform/stream-writer.js";
 import { TRACEPARENT } from "../platform/tracing.js";
 import { readParked, readStored, type StoredLike } from "./decode.js";
 import { statusOf, type JobSources, type ParkedJob } from "./status.js";
@@ -35,6 +35,10 @@ import { statusOf, type JobSources, type ParkedJob } from "./status.js";
 const WRONG_LAST_SEQUENCE = 10071;
 /** The job's trace on its final record's message (the record itself is the contract's JobResult shape). */
 const traceHeaders = (traceparent: string | undefined) => (traceparent ? { [TRACEPARENT]: traceparent } : undefined);
+/** Ends the message id of a final record's write, naming the run (supervisor + receipt) that wrote it. */
+const runWriteSuffix = (runId: string) => `.run.${runId}`;
+/** For writes with a message id: retry while the stream cannot take them (see StreamWriter). */
+type Retry = Pick<WriteOptions, "retryForMs">;
 export const INTERIM_STREAM = `KV_${buckets.jobs}`;
 /** Where a job's interim record is (its key in bosun_jobs). */
 export const interimSubject = (jobId: string): string => kvKeySubject(buckets.jobs, jobId);
@@ -73,18 +77,20 @@ export class JobStore {
    * re-publish of the same attempt (a retried submit, a replayed retry) a no-op;
    * `tag` sets apart a deliberate second message for the same attempt (a hand-back).
    */
-  async enqueue(envelope: JobEnvelope, attemptOffset: number, tag = ""): Promise<void> {
+  async enqueue(envelope: JobEnvelope, attemptOffset: number, tag = "", retry: Retry = {}): Promise<void> {
     await this.writer.publish(jobSubject(envelope.job_id), encodeJson(envelope), {
       msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}${tag && `.${tag}`}`,
       headers: { [headerNames.attemptOffset]: String(attemptOffset) },
+      ...retry,
     });
   }
 
   /** Parks an attempt of a job until `dueAt` (epoch ms); the scheduler enqueues it then. */
-  async schedule(envelope: JobEnvelope, attemptOffset: number, dueAt: number): Promise<void> {
+  async schedule(envelope: JobEnvelope, attemptOffset: number, dueAt: number, retry: Retry = {}): Promise<void> {
     await this.writer.publish(scheduledSubject(envelope.job_id), encodeJson(envelope), {
       msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}.scheduled`,
       headers: { [headerNames.attemptOffset]: String(attemptOffset), [headerNames.dueAt]: String(dueAt) },
+      ...retry,
     });
   }
 
@@ -105,11 +111,16 @@ export class JobStore {
   /**
    * Stores a final record only if the job has none yet; false if it has one.
    * A cancel and a finishing run race through this, so exactly one of them
-   * decides how the job ended.
+   * decides how the job ended. With `writeId` (one per run), a retry of a
+   * claim that landed unacknowledged is a no-op, not a lost race.
    */
-  async claimResult(record: FinalRecord, traceparent?: string): Promise<boolean> {
+  async claimResult(record: FinalRecord, opts: { writeId?: string; traceparent?: string } = {}): Promise<boolean> {
     try {
-      await this.writer.publish(resultSubject(record.job_id), encodeJson(record), { expectLastSubjectSeq: 0, headers: traceHeaders(traceparent) });
+      await this.writer.publish(resultSubject(record.job_id), encodeJson(record), {
+        expectLastSubjectSeq: 0,
+        headers: traceHeaders(opts.traceparent),
+        ...(opts.writeId && { msgId: opts.writeId }),
+      });
       return true;
     } catch (err) {
       if (err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE) return false;
@@ -119,25 +130,55 @@ export class JobStore {
 
   /**
    * Stores a finished run's final record and returns the one that stands: a
-   * cancel that got there first wins; an earlier run's (its supervisor died
-   * before acking) is replaced, so `attempts` counts every run.
+   * cancel that got there first wins; another run's (its supervisor died
+   * before acking, or JetStream lost a delivery count in a crash or a
+   * partition) is replaced, and this run counts after it, so `attempts`
+   * counts every run that finished even where the delivery count did not.
+   * `runId` names the run (see runIdOf in supervisor/settle.ts).
    */
-  async settleResult(record: FinalRecord, traceparent?: string): Promise<FinalRecord> {
-    if (await this.claimResult(record, traceparent)) return record;
+  async settleResult(record: FinalRecord, runId: string, traceparent?: string): Promise<FinalRecord> {
+    if (await this.claimResult(record, { writeId: `${record.job_id}${runWriteSuffix(runId)}`, traceparent })) return record;
     const existing = (await this.finalRecord(record.job_id))?.record;
-    if (existing?.state === "cancelled" && existing.generation === record.generation) return existing;
-    await this.writer.publish(resultSubject(record.job_id), encodeJson(record), {
-      msgId: `${record.job_id}.${record.generation}.${record.attempts}`,
+    const same = existing?.generation === record.generation;
+    if (existing?.state === "cancelled" && same) return existing;
+    const counted = existing && same && existing.attempts >= record.attempts ? { ...record, attempts: existing.attempts + 1 } : record;
+    await this.writer.publish(resultSubject(record.job_id), encodeJson(counted), {
+      msgId: `${record.job_id}.${record.generation}.${counted.attempts}${runWriteSuffix(runId)}`,
       headers: traceHeaders(traceparent),
     });
-    return record;
+    return counted;
   }
 
-  async finalRecord(jobId: string): Promise<{ record: FinalRecord; seq: number; time: Date } | null> {
+  /**
+   * Counts a run of `attempt` that never reported (see UncountedRuns) into
+   * the job's final record: raised to attempt + 1 unless it counts beyond it
+   * already (a redelivery that knew of this run does). False while the job
+   * has no final record yet. Compare-and-set on the record, so a run
+   * finishing meanwhile is not overwritten.
+   */
+  async countUnreportedRun(jobId: string, generation: number, attempt: number, runId: string): Promise<boolean> {
+    for (let tries = 0; tries < 5; tries++) {
+      const stored = await this.finalRecord(jobId);
+      if (!stored) return false;
+      const { record, seq, writeId } = stored;
+      // Its own write landed after all (only the ack was lost), the count is past it already, or the job was retried since.
+      if (writeId?.endsWith(runWriteSuffix(runId)) || record.attempts > attempt || record.generation !== generation) return true;
+      try {
+        await this.writer.publish(resultSubject(jobId), encodeJson({ ...record, attempts: attempt + 1 }), { expectLastSubjectSeq: seq });
+        return true;
+      } catch (err) {
+        if (!(err instanceof StreamWriteError && err.errCode === WRONG_LAST_SEQUENCE)) throw err;
+      }
+    }
+    return false;
+  }
+
+  /** The job's final record, where and when it was stored, and the message id it was written with (names the run). */
+  async finalRecord(jobId: string): Promise<{ record: FinalRecord; seq: number; time: Date; writeId?: string } | null> {
     if (!isJobId(jobId)) return null;
     const msg = await readLast(this.jsm, streams.results, resultSubject(jobId));
     const record = msg && readBack.final(msg, this.log);
-    return record ? { record, seq: msg!.seq, time: msg!.time } : null;
+    return record ? { record, seq: msg!.seq, time: msg!.time, writeId: msg!.headers.get("Nats-Msg-Id") || undefined } : null;
   }
 
   async deadLetter(jobId: string): Promise<{ letter: DeadLetter; seq: number } | null> {

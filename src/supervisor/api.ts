@@ -23,6 +23,7 @@ import { VERSION } from "../platform/version.js";
 import { onMessage } from "../platform/guard.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, SERVICE_ERROR_TEXT_HEADER, tooLargeForNats } from "../platform/nats.js";
 import { hop, SpanKind, TRACEPARENT, validTraceparent, type Hop } from "../platform/tracing.js";
+import { unavailableOf } from "../platform/nats-errors.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
 
@@ -101,7 +102,8 @@ export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger
     msg.respond(encodeJson(await work()));
     count?.ok(performance.now() - started);
   } catch (err) {
-    const reply = errorReply(isMaxPayloadError(err) ? tooLargeForNats(err) : err);
+    // A cluster electing a leader (or a node gone) is unavailability, never internal_error.
+    const reply = errorReply(isMaxPayloadError(err) ? tooLargeForNats(err) : (unavailableOf(err) ?? err));
     if (reply.status >= 500 && reply.body.error.code === "internal_error") log.error({ err, endpoint: endpointName }, "request failed");
     const headers = natsHeaders();
     headers.set(SERVICE_ERROR_HEADER, String(reply.status));

@@ -6,6 +6,8 @@
  */
 import { headers, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { readLast } from "../platform/stream-reads.js";
+import type { StreamWriter } from "../platform/stream-writer.js";
 import type { Logger } from "pino";
 import {
   encodeJson,
@@ -61,6 +63,15 @@ export class Heartbeats {
     if (this.#pending) return;
     const wait = Math.max(0, this.#lastSent + MIN_GAP_MS - Date.now());
     this.#pending = setTimeout(guard(this.opts.log, "heartbeat timer", () => this.publishNow()), wait);
+  }
+
+  /**
+   * Publishes a heartbeat and waits until the stream has stored it: an
+   * acknowledged write, which a node cut off from the cluster's majority
+   * cannot get. The runner's outcome gate asks this before it takes jobs again.
+   */
+  async confirm(writer: StreamWriter): Promise<void> {
+    await writer.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()));
   }
 
   publishNow(): void {
@@ -136,8 +147,8 @@ export class Heartbeats {
     const subjects = Object.keys(info.state.subjects ?? {}).slice(0, MAX_TRACKED_WORKERS);
     await Promise.all(
       subjects.map(async (subject) => {
-        const msg = await jsm.direct.getMessage(streams.heartbeats, { last_by_subj: subject });
-        if (msg) this.#record(msg.subject, msg.data, msg.time.getTime(), isLeaving(msg.header));
+        const msg = await readLast(jsm, streams.heartbeats, subject);
+        if (msg) this.#record(msg.subject, msg.data, msg.time.getTime(), isLeaving(msg.headers));
       }),
     );
   }

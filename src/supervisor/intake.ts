@@ -15,6 +15,8 @@ import {
   FINAL_STATES,
   errorReply,
   FinalRecord,
+  isJobId,
+  laneOf,
   parseWith,
   resultSubject,
   streams,
@@ -42,6 +44,7 @@ import {
   type LaneRegistry,
 } from "../records/index.js";
 import { assertFitsJobMessage, readReply } from "../platform/nats.js";
+import { unavailableOf } from "../platform/nats-errors.js";
 import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import { TRACEPARENT } from "../platform/tracing.js";
@@ -75,6 +78,12 @@ export interface IntakeDeps {
 const FORWARD_TIMEOUT_MS = 5000;
 /** Supervisors a submit is offered to before it is refused (each costs a no-responders round trip when gone). */
 const MAX_FORWARD_TRIES = 3;
+/**
+ * How long a submit keeps retrying writes the stream cannot take (a leader
+ * election takes 4-9 s, up to ~16 s after a partition heals), then answers
+ * 503 with Retry-After; within the gateway's default 5 s request timeout.
+ */
+export const SUBMIT_RETRY_MS = 4000;
 
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
@@ -104,14 +113,18 @@ export class Intake {
       }
     }
     const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
-    const job = this.#envelope(lane.code, req, handler, headerCorrelationId, traceparent);
+    let job = this.#envelope(lane.code, req, handler, headerCorrelationId, traceparent);
     // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
     assertFitsJobMessage(this.deps.nc, job);
     await this.deps.lanes.ensure(lane);
     const indexKey = req.idempotency_key === undefined ? undefined : IdempotencyIndex.keyFor(job.tenant, req.idempotency_key);
+    let adopted = false;
     if (indexKey) {
-      const existing = await this.#existingFor(indexKey, job.job_id, IdempotencyIndex.fingerprint(job.type, job.payload));
-      if (existing) return this.#replyForExisting(existing, req.wait_ms);
+      const existing = await this.#existingFor(indexKey, job.job_id, lane.code, IdempotencyIndex.fingerprint(job.type, job.payload));
+      if (existing?.adopt) {
+        job = { ...job, job_id: existing.jobId };
+        adopted = true;
+      } else if (existing) return this.#replyForExisting(existing.jobId, req.wait_ms);
     }
 
     const dueAt = req.run_at ? Date.parse(req.run_at) : req.delay_ms ? Date.now() + req.delay_ms : 0;
@@ -120,10 +133,14 @@ export class Intake {
     const waiter = req.wait_ms ? this.#waitForResult(job.job_id, req.wait_ms) : undefined;
     try {
       // The one acknowledged write of a submit: the message carries every field of the record.
-      await (scheduled ? store.schedule(job, 0, dueAt) : store.enqueue(job, 0));
+      // Through an election it is retried for a while (its message id makes that safe).
+      const retry = { retryForMs: SUBMIT_RETRY_MS };
+      await (scheduled ? store.schedule(job, 0, dueAt, retry) : store.enqueue(job, 0, "", retry));
     } catch (err) {
       waiter?.cancel();
-      if (indexKey) await idempotency.release(indexKey).catch(() => undefined);
+      // Unavailable: the write may have landed unacknowledged. The key stays claimed then, so a
+      // retry finds that job if it did (or takes the stale claim over), never a second job.
+      if (indexKey && !adopted && !unavailableOf(err)) await idempotency.release(indexKey).catch(() => undefined);
       throw err;
     }
     const state = scheduled ? "scheduled" : "queued";
@@ -194,7 +211,7 @@ export class Intake {
       result: null,
       duration_ms: null,
       generation,
-    }, waiting?.traceparent);
+    }, { traceparent: waiting?.traceparent });
     if (!claimed) {
       // It ran and finished meanwhile (fast jobs never show as running).
       const now = await store.status(jobId);
@@ -263,7 +280,14 @@ export class Intake {
    * submit holds the key. Another type or payload under the key is a
    * conflict: the caller learns its job was not taken, and which one was.
    */
-  async #existingFor(indexKey: string, jobId: string, fingerprint: string): Promise<string | undefined> {
+  /**
+   * The job a key already names: `{ jobId }` when it is stored; `{ jobId,
+   * adopt }` when it is not (yet): its claimer may still be writing it, or
+   * got a 503 after an election and left the key claimed. Then this submit
+   * writes the job under the claimed id: the job message's id makes the two
+   * writes one job, whichever lands. Undefined: the key is this submit's.
+   */
+  async #existingFor(indexKey: string, jobId: string, laneCode: string, fingerprint: string): Promise<{ jobId: string; adopt?: true } | undefined> {
     const { idempotency, store } = this.deps;
     const claim = await idempotency.claim(indexKey, jobId, fingerprint);
     if (claim.claimed) return undefined;
@@ -274,9 +298,12 @@ export class Intake {
       if (err instanceof BosunError && err.code === "not_found") return undefined;
       throw err;
     });
-    if (found) return claim.jobId;
+    if (found) return { jobId: claim.jobId };
     // The claimer died before writing its job, or the job is past its retention: take the key over once the claim is stale.
     if (await idempotency.takeOver(indexKey, jobId, fingerprint, claim)) return undefined;
+    // Fresh and not stored: written under the claimed id (same lane: the id is built on it; the claim is
+    // younger than the job stream's duplicate window, so a write of it that did land makes this one a no-op).
+    if (isJobId(claim.jobId) && laneOf(claim.jobId) === laneCode) return { jobId: claim.jobId, adopt: true };
     throw new BosunError("unavailable", "a submit with this idempotency key is still being accepted; retry shortly");
   }
 

@@ -6,6 +6,13 @@
  * nats.js's fetch() opens a subscription per call and consume() refills on
  * delivery rather than on completion (it hoards), so this speaks the pull
  * protocol directly over one long-lived inbox subscription.
+ *
+ * Every pull request asks for idle heartbeats. A consumer leader that dies
+ * or is cut off ends its pull requests without a word (no 408, no 409), so
+ * a request that hears nothing for a few heartbeats is counted as gone and
+ * its credits go back to the caller, who pulls again: from the new leader,
+ * once elected. That is all re-pulling needs after an election, a
+ * partition or a reconnect.
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { Logger } from "pino";
@@ -15,10 +22,14 @@ const ACK = new TextEncoder().encode("+ACK");
 const WORKING = new TextEncoder().encode("+WPI");
 const TERM = new TextEncoder().encode("+TERM");
 
+let receipts = 0;
+
 /** One delivered job message and the acks JetStream understands for it. */
 export class JobMessage {
   readonly deliveryCount: number;
   readonly streamSeq: number;
+  /** Unique in this process for every message received: names the run it starts. */
+  readonly receipt = ++receipts;
   constructor(private readonly msg: Msg) {
     // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.… (v1) or with domain + account hash first (v2).
     const tokens = (msg.reply ?? "").split(".");
@@ -55,8 +66,18 @@ export class JobMessage {
 
 interface PullRequest {
   remaining: number;
-  timer: NodeJS.Timeout;
+  /** Last time the server showed this request alive (sent, a heartbeat, a message). */
+  heardAt: number;
+  /** Silence this long (a few of its idle heartbeats missed) ends it. */
+  silentAfterMs: number;
+  expiresAt: number;
 }
+
+/** The server sends a heartbeat on an idle pull request this often (at most half its expiry); SILENT_BEATS missed end it. */
+export const PULL_HEARTBEAT_MS = 1000;
+const SILENT_BEATS = 3;
+const SWEEP_MS = 500;
+const IDLE_HEARTBEAT = 100;
 
 export interface PullerOptions {
   stream: string;
@@ -73,8 +94,10 @@ export class Puller {
   readonly #inbox = createInbox();
   readonly #requests = new Map<string, PullRequest>();
   readonly #nextSubject: string;
+  readonly #sweeper: NodeJS.Timeout;
   #sub: Subscription;
   #seq = 0;
+  #silentSince = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -82,6 +105,8 @@ export class Puller {
   ) {
     this.#nextSubject = `$JS.API.CONSUMER.MSG.NEXT.${opts.stream}.${opts.consumer}`;
     this.#sub = nc.subscribe(`${this.#inbox}.*`, { callback: onMessage(opts.log, "pull subscription", (msg) => this.#onMsg(msg)) });
+    this.#sweeper = setInterval(guard(opts.log, "pull sweep", () => this.#sweep()), SWEEP_MS);
+    this.#sweeper.unref();
   }
 
   /** Messages asked for and not yet delivered. */
@@ -94,48 +119,77 @@ export class Puller {
   pull(batch: number, expiresMs = this.opts.expiresMs): void {
     if (batch <= 0 || this.#sub.isClosed()) return;
     const reply = `${this.#inbox}.${++this.#seq}`;
-    // Reclaim the credits ourselves if the server's 408 never comes (e.g. it restarted).
-    const timer = setTimeout(guard(this.opts.log, "pull expiry", () => this.#end(reply)), expiresMs + 5000);
-    this.#requests.set(reply, { remaining: batch, timer });
-    this.nc.publish(this.#nextSubject, JSON.stringify({ batch, expires: expiresMs * 1_000_000 }), { reply });
+    const now = Date.now();
+    // The server wants a heartbeat at most half the expiry; silence is judged against the request's own.
+    const heartbeatMs = Math.max(50, Math.min(PULL_HEARTBEAT_MS, Math.floor(expiresMs / 2)));
+    // Reclaim the credits ourselves if the server's 408 never comes (e.g. it restarted), or it goes silent.
+    this.#requests.set(reply, { remaining: batch, heardAt: now, silentAfterMs: SILENT_BEATS * heartbeatMs, expiresAt: now + expiresMs + 5000 });
+    this.nc.publish(this.#nextSubject, JSON.stringify({ batch, expires: expiresMs * 1_000_000, idle_heartbeat: heartbeatMs * 1_000_000 }), { reply });
   }
 
   /** Forgets every open request: after a reconnect the server may have lost them. */
   reset(): void {
-    for (const r of this.#requests.values()) clearTimeout(r.timer);
     this.#requests.clear();
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#sweeper);
     this.reset();
     await this.#sub.drain().catch(() => undefined);
   }
 
   #end(reply: string): void {
-    const request = this.#requests.get(reply);
-    if (!request) return;
-    clearTimeout(request.timer);
-    this.#requests.delete(reply);
+    if (!this.#requests.delete(reply)) return;
     this.opts.onCreditsReturned();
+  }
+
+  /** Ends requests the server stopped answering for (a leader gone) or kept past their expiry. */
+  #sweep(): void {
+    const now = Date.now();
+    let silent = 0;
+    for (const [reply, request] of this.#requests) {
+      const quiet = now - request.heardAt > request.silentAfterMs;
+      if (!quiet && now < request.expiresAt) continue;
+      if (quiet) silent++;
+      this.#requests.delete(reply);
+    }
+    if (silent > 0) {
+      // Once per silent spell, not every sweep while the consumer has no leader.
+      if (!this.#silentSince) this.opts.log.warn({ consumer: this.opts.consumer, requests: silent }, "pull requests went silent (consumer leader lost?); pulling again");
+      this.#silentSince ||= now;
+      this.opts.onCreditsReturned();
+    }
   }
 
   #onMsg(msg: Msg): void {
     const code = msg.headers?.code ?? 0;
     if (code >= 100 && msg.data.length === 0 && !msg.reply) {
-      // Status for one pull request: 408 expired, 409 ended (max waiting, consumer deleted, ...).
+      if (code === IDLE_HEARTBEAT) {
+        this.#heard(msg.subject);
+        return;
+      }
+      // Status for one pull request: 408 expired, 409 ended (max waiting, leadership change, consumer deleted, ...).
       if (code === 409) this.opts.log.warn({ consumer: this.opts.consumer, status: msg.headers?.description }, "pull request ended");
       this.#end(msg.subject);
       return;
     }
-    // The server fills pull requests first come first served.
+    // A message carries its stream subject, not the request's: the server fills requests first come first served.
     for (const [reply, request] of this.#requests) {
       request.remaining--;
-      if (request.remaining <= 0) {
-        clearTimeout(request.timer);
-        this.#requests.delete(reply);
-      }
+      request.heardAt = Date.now();
+      if (request.remaining <= 0) this.#requests.delete(reply);
       break;
     }
     this.opts.onJob(new JobMessage(msg));
+  }
+
+  #heard(reply: string): void {
+    const request = this.#requests.get(reply);
+    if (!request) return;
+    request.heardAt = Date.now();
+    if (this.#silentSince) {
+      this.opts.log.info({ consumer: this.opts.consumer, silent_ms: request.heardAt - this.#silentSince }, "pull requests answered again");
+      this.#silentSince = 0;
+    }
   }
 }

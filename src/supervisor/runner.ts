@@ -8,14 +8,16 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
 import { laneOfSubject, streams, type InterimRecord, type JobEnvelope, type JobError } from "../contract/index.js";
 import { guard } from "../platform/guard.js";
-import { ensureConsumer, laneConsumerConfig } from "../platform/nats.js";
+import { ensureConsumer, laneConsumerConfig } from "../platform/topology.js";
 import { laneFor, recordOf, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
 import { readJobMessage, type InboundJob } from "./inbound.js";
 import type { LaneOrder } from "./lane-order.js";
+import { OutcomeGate } from "./outcome-gate.js";
 import { NotStartedError, type ExecutionHandle, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
+import { cancelledError, lostRun, runIdOf, Settler } from "./settle.js";
+import { UncountedRuns } from "./uncounted.js";
 import { runningVisibility } from "./running-record.js";
-import { cancelledError, lostRun, Settler } from "./settle.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import { hop, SpanKind } from "../platform/tracing.js";
 
@@ -36,7 +38,6 @@ const RUN_MS_WEIGHT = 0.2;
 const BUSY_LANE_MS = 1000;
 const WATCH_EXPIRES_MS = 10_000;
 const SHARED_EXPIRES_MS = 1000;
-const SETTLE_RETRY_MS = 500;
 
 export interface RunnerOptions {
   workerId: string;
@@ -47,6 +48,8 @@ export interface RunnerOptions {
   queues: readonly string[];
   leaseMs: number;
   log: Logger;
+  /** Resolves once an acknowledged write gets through (this node reaches the cluster's majority). */
+  canStoreOutcomes(): Promise<unknown>;
 }
 
 export type RunnerState = "running" | "draining" | "stopped";
@@ -57,6 +60,10 @@ export class Runner {
   /** When each lane last delivered a job: lanes with work get the credits, the others a watch. */
   readonly #lastDelivery = new Map<string, number>();
   readonly #settler: Settler;
+  /** Closed while job outcomes cannot be stored: nothing is pulled or started then. */
+  readonly #gate: OutcomeGate;
+  /** Runs whose outcome could not be stored before their lease: counted into the job once writes get through. */
+  readonly #uncounted: UncountedRuns;
   /** Jobs received and not yet ended (they hold a process or are about to). */
   #executing = 0;
   /** Jobs received whose outcome is not yet stored and acked. */
@@ -78,7 +85,16 @@ export class Runner {
     private readonly pool: Pool,
     private readonly opts: RunnerOptions,
   ) {
-    this.#settler = new Settler(store, opts.cancels, opts.metrics, opts.log);
+    this.#settler = new Settler(store, opts.cancels, opts.metrics, opts.log, opts.workerId);
+    this.#uncounted = new UncountedRuns(store, opts.log);
+    this.#gate = new OutcomeGate({
+      log: opts.log,
+      probe: opts.canStoreOutcomes,
+      onOpen: () => {
+        this.#refillSoon();
+        void this.#uncounted.flush();
+      },
+    });
   }
 
   get state(): RunnerState {
@@ -131,7 +147,7 @@ export class Runner {
    * needs.
    */
   refill(): void {
-    if (this.#state !== "running") return;
+    if (this.#state !== "running" || this.#gate.closed) return;
     const now = Date.now();
     const free = this.pool.capacity - this.#executing;
     const busy: string[] = [];
@@ -192,6 +208,8 @@ export class Runner {
 
   async stop(): Promise<void> {
     this.#state = "stopped";
+    this.#gate.stop();
+    this.#uncounted.stop();
     clearInterval(this.#leaseTimer);
     await Promise.all([...this.#pullers.values()].map((p) => p.close()));
   }
@@ -203,8 +221,10 @@ export class Runner {
     this.#lastDelivery.set(lane, Date.now());
     // A lane that wakes up gets its credits now, not when a job ends.
     if (wasIdle) this.#refillSoon();
-    if (this.#state !== "running") {
-      // Arrived after intake stopped: straight back for another supervisor.
+    if (this.#state !== "running" || this.#gate.closed) {
+      // Arrived after intake stopped, or on a pull made before outcomes stopped getting stored:
+      // straight back for another supervisor (or, cut off, back after its lease) rather than run
+      // here where its outcome could not be reported.
       await this.#handBack(msg);
       this.#settled();
       return;
@@ -240,15 +260,18 @@ export class Runner {
    * attempt number: JetStream would count a nak as a delivery, and the job
    * would lose an attempt it never used.
    */
-  async #handBack(msg: JobMessage, parsed?: InboundJob): Promise<void> {
+  async #handBack(msg: JobMessage, parsed?: InboundJob): Promise<boolean> {
     try {
       const inbound = parsed ?? readJobMessage(msg, this.opts.log, "jobs stream");
-      if (!inbound) return;
+      // A bad message is terminated by the decode boundary: nothing left to hand back.
+      if (!inbound) return true;
       const offset = inbound.attemptOffset + msg.deliveryCount - 1;
       await this.store.enqueue(inbound.job, offset, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
       msg.ack();
+      return true;
     } catch (err) {
-      this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back; it returns after its lease");
+      this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back");
+      return false;
     }
   }
 
@@ -263,13 +286,14 @@ export class Runner {
     const history = [...job.errors, ...lost];
     const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null, owner: null });
 
+    const runId = runIdOf(workerId, msg);
     if (cancels.has(job.job_id)) {
-      await this.#settler.finish(job, { ...record, state: "cancelled", finished_at: new Date().toISOString() }, { state: "cancelled", error: cancelledError, durationMs: null });
+      await this.#settler.finish(job, { ...record, state: "cancelled", finished_at: new Date().toISOString() }, { state: "cancelled", error: cancelledError, durationMs: null }, runId);
       msg.ack();
       return;
     }
     if (attempt > job.max_attempts) {
-      await this.#settler.bury(job, record, history, lostRun(attempt - 1), null);
+      await this.#settler.bury(job, record, history, lostRun(attempt - 1), null, runId);
       msg.ack();
       return;
     }
@@ -283,15 +307,24 @@ export class Runner {
     let runError: JobError | undefined;
     try {
       let handle: ExecutionHandle;
-      try {
-        handle = await this.pool.execute(
+      const execute = (maxWaitMs?: number) =>
+        this.pool.execute(
           { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id, traceparent: trace.traceparent },
           job.timeout_ms,
-          { onProgress: visibility.progress, maxWaitMs: PULLED_AHEAD_MAX_WAIT_MS },
+          { onProgress: visibility.progress, maxWaitMs },
         );
+      try {
+        try {
+          handle = await execute(PULLED_AHEAD_MAX_WAIT_MS);
+        } catch (err) {
+          // A job that cannot be handed back now (the stream is electing a leader) waits here for a
+          // process: left to its lease it would come back counted as an attempt it never had.
+          if (!(err instanceof NotStartedError) || (await this.#handBack(msg, inbound)) || this.#state !== "running") throw err;
+          handle = await execute();
+        }
       } catch (err) {
         if (err instanceof NotStartedError) {
-          await this.#handBack(msg, inbound);
+          if (this.#state !== "running") log.warn({ job_id: job.job_id, seq: msg.streamSeq }, "job not started while draining; it returns after its lease");
           return;
         }
         // No process could be started: the attempt counts, so a broken handler module cannot loop forever.
@@ -314,7 +347,7 @@ export class Runner {
       visibility.stop();
       this.#running.delete(job.job_id);
       releaseSlot();
-      await this.#settleRetrying(() => this.#settler.settle(msg, job, { ...record, progress: interim.progress }, history, outcome), job);
+      await this.#settleRetrying(() => this.#settler.settle(msg, job, { ...record, progress: interim.progress }, history, outcome), job, record.attempts, runId);
       // Only after the outcome is stored: until then a reader may still need it.
       if (visibility.written) this.store.dropInterim(job.job_id).catch((err: unknown) => log.warn({ err, job_id: job.job_id }, "could not remove an interim record"));
     } finally {
@@ -326,19 +359,22 @@ export class Runner {
 
   /**
    * The run happened; storing its outcome should not be lost to a NATS
-   * blip (a reconnect, a server restart). Retries while the lease is kept
-   * alive; past it, the job runs again elsewhere, which is the guarantee.
+   * blip (a reconnect, a server restart, an election). Retries while the
+   * lease is kept alive, with the outcome gate closed (no new jobs taken
+   * meanwhile); past it, the job runs again elsewhere, which is the
+   * guarantee, and this run is still counted once writes get through.
    */
-  async #settleRetrying(settle: () => Promise<void>, job: JobEnvelope): Promise<void> {
-    const deadline = Date.now() + this.opts.leaseMs;
-    for (;;) {
-      try {
-        return await settle();
-      } catch (err) {
-        if (Date.now() >= deadline || this.#state === "stopped") throw err;
-        this.opts.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "storing a job outcome failed; retrying");
-        await new Promise((resolve) => setTimeout(resolve, SETTLE_RETRY_MS));
-      }
+  async #settleRetrying(settle: () => Promise<void>, job: JobEnvelope, attempt: number, runId: string): Promise<void> {
+    try {
+      await this.#gate.store(
+        settle,
+        Date.now() + this.opts.leaseMs,
+        () => this.#state === "stopped",
+        (err) => this.opts.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "storing a job outcome failed; retrying"),
+      );
+    } catch (err) {
+      this.#uncounted.add(job.job_id, job.generation, attempt, runId);
+      throw err;
     }
   }
 

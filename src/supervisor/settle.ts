@@ -17,6 +17,14 @@ import type { JobMessage } from "./puller.js";
 export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;
 export const lostRun = (attempt: number): JobError => ({ code: "lost", message: `attempt ${attempt} never reported back (its supervisor stopped)` });
 
+/**
+ * Names one run of a job: this supervisor and its receipt of the message.
+ * A retried write of the run's result is recognised as the same run; a
+ * second delivery JetStream numbered the same (a consumer leader that lost
+ * its state in a crash or a partition) as another run.
+ */
+export const runIdOf = (workerId: string, msg: JobMessage): string => `${workerId}.${msg.receipt}`;
+
 export interface Ending {
   state: FinalRecord["state"];
   value?: unknown;
@@ -30,6 +38,7 @@ export class Settler {
     private readonly cancels: CancelRegistry,
     private readonly metrics: SupervisorMetrics,
     private readonly log: Logger,
+    private readonly workerId: string,
   ) {}
 
   /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
@@ -37,9 +46,10 @@ export class Settler {
     const { log, metrics } = this;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
     const labels = { queue: job.queue, type: job.type };
+    const runId = runIdOf(this.workerId, msg);
     metrics.duration.observe(labels, ran.duration_ms / 1000);
     const ended = { ...record, finished_at: new Date().toISOString() };
-    const outcome = ran.ok ? await this.#succeed(job, { ...ended, progress: 1 }, ran) : ran;
+    const outcome = ran.ok ? await this.#succeed(job, { ...ended, progress: 1 }, ran, runId) : ran;
     if (outcome.ok) {
       metrics.succeeded.inc(labels);
       log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
@@ -50,7 +60,7 @@ export class Settler {
       return;
     } else if (outcome.error.code === "cancelled") {
       metrics.cancelled.inc(labels);
-      await this.finish(job, ended, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms });
+      await this.finish(job, ended, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms }, runId);
       log.info(logCtx, "job cancelled while running");
     } else if (record.attempts < job.max_attempts) {
       metrics.failed.inc(labels);
@@ -59,7 +69,7 @@ export class Settler {
       log.warn({ ...logCtx, error: outcome.error }, "job attempt failed");
     } else {
       metrics.failed.inc(labels);
-      await this.bury(job, ended, history, outcome.error, outcome.duration_ms);
+      await this.bury(job, ended, history, outcome.error, outcome.duration_ms, runId);
       metrics.dead.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
     }
@@ -71,9 +81,9 @@ export class Settler {
    * take (over its max_payload) fails the attempt instead: retrying the
    * write could never succeed, and the job would run again after every lease.
    */
-  async #succeed(job: JobEnvelope, record: JobStatus, ran: ExecutionOutcome & { ok: true }): Promise<ExecutionOutcome> {
+  async #succeed(job: JobEnvelope, record: JobStatus, ran: ExecutionOutcome & { ok: true }, runId: string): Promise<ExecutionOutcome> {
     try {
-      await this.finish(job, record, { state: "succeeded", value: ran.value, error: null, durationMs: ran.duration_ms });
+      await this.finish(job, record, { state: "succeeded", value: ran.value, error: null, durationMs: ran.duration_ms }, runId);
       return ran;
     } catch (err) {
       if (!isMaxPayloadError(err)) throw err;
@@ -91,19 +101,21 @@ export class Settler {
   }
 
   /** Dead: kept in the dead-letter stream with every attempt's error, then finished. */
-  async bury(job: JobEnvelope, record: JobStatus, history: JobError[], lastError: JobError, durationMs: number | null): Promise<void> {
+  async bury(job: JobEnvelope, record: JobStatus, history: JobError[], lastError: JobError, durationMs: number | null, runId: string): Promise<void> {
     const errors = [...history, lastError];
     const dead = { ...record, state: "dead" as const, error: lastError, finished_at: record.finished_at ?? new Date().toISOString() };
     await this.store.bury({ job: { ...job, errors }, record: dead });
-    await this.finish(job, dead, { state: "dead", error: lastError, durationMs });
+    await this.finish(job, dead, { state: "dead", error: lastError, durationMs }, runId);
   }
 
   /**
    * The final record is the durable outcome (a cancel may have claimed it
-   * first: then the cancel stands, and keeps its own times). It carries the
-   * job's traceparent as a header, so a result read ties back to its trace.
+   * first: then the cancel stands, and keeps its own times). `runId` names
+   * the run (see runIdOf): another run's record makes this one count after it.
+   * It carries the job's traceparent as a header, so a result read ties back
+   * to its trace.
    */
-  async finish(job: JobEnvelope, record: JobStatus, end: Ending): Promise<void> {
+  async finish(job: JobEnvelope, record: JobStatus, end: Ending, runId: string): Promise<void> {
     await this.store.settleResult(
       {
         ...record,
@@ -114,6 +126,7 @@ export class Settler {
         duration_ms: end.durationMs,
         generation: job.generation,
       },
+      runId,
       job.traceparent,
     );
     if (this.cancels.has(job.job_id)) this.cancels.releaseLater(job.job_id);

@@ -12,7 +12,8 @@ import type { Logger } from "pino";
 import type { WorkerInfo } from "../contract/index.js";
 import { loadHandlers } from "../actors/handlers.js";
 import { retentionOf, type SupervisorConfig } from "../platform/config.js";
-import { connectNats, provisionTopology } from "../platform/nats.js";
+import { connectNats } from "../platform/nats.js";
+import { provisionTopology } from "../platform/topology.js";
 import { serveForwardedSubmits, startApi } from "./api.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
@@ -75,8 +76,8 @@ export class Supervisor {
     this.#jobTypes = [...handlers.keys()];
     const nc = (this.#nc = await connectNats(config.nats_url, `bosun-supervisor-${workerId}`, log));
     if (config.retention_ms === undefined && config.results_ttl_ms !== undefined) log.warn("--results-ttl-ms is deprecated: use --retention-ms");
-    const topologyOptions = { retentionMs: retentionOf(config), idempotencyWindowMs: config.idempotency_window_ms };
-    const topology = await provisionTopology(nc, topologyOptions);
+    const topologyOptions = { retentionMs: retentionOf(config), idempotencyWindowMs: config.idempotency_window_ms, replicas: config.replicas };
+    const topology = await provisionTopology(nc, topologyOptions, log);
     const writer = (this.#writer = new StreamWriter(nc));
     const store = new JobStore(writer, topology.jsm, log);
     const lanes = (this.#lanes = new LaneRegistry(topology.lanesKv, log));
@@ -117,6 +118,7 @@ export class Supervisor {
       queues: config.queues,
       leaseMs: config.lease_ms,
       log,
+      canStoreOutcomes: () => heartbeats.confirm(writer),
     }));
     const scheduler = (this.#scheduler = new Scheduler(nc, store, cancels, log));
     const intake = new Intake({
@@ -165,7 +167,7 @@ export class Supervisor {
       runner.reconnected();
       scheduler.reconnected();
       // A restarted nats-server has lost what it kept in memory (the heartbeats stream).
-      provisionTopology(nc, topologyOptions).catch((err: unknown) => log.warn({ err }, "could not restore the topology after a reconnect"));
+      provisionTopology(nc, topologyOptions, log).catch((err: unknown) => log.warn({ err }, "could not restore the topology after a reconnect"));
     });
     // "running" promises that requests find us: the server must have our subscriptions first.
     await nc.flush();

@@ -29,7 +29,13 @@ export interface SupervisorOptions {
   env?: Record<string, string>;
   /** Node flags before the CLI (e.g. ["--import", setup]); execution processes inherit them. */
   nodeArgs?: string[];
+  /** Where to run it: e.g. inside a cluster node's network namespace (see cluster.ts). */
+  launch?: Launcher;
 }
+
+/** Turns a command line into the one that runs it somewhere else (a network namespace). */
+export type Launcher = (command: string, args: readonly string[]) => [string, string[]];
+const here: Launcher = (command, args) => [command, [...args]];
 
 export class BosunSupervisor {
   constructor(
@@ -66,7 +72,7 @@ const isSupervisorRunning = (l: LogLine): boolean => l.json?.msg === "supervisor
 export async function startSupervisor(t: TeardownHost, natsUrl: string, opts: SupervisorOptions): Promise<BosunSupervisor> {
   const args = ["supervisor", "--queues", opts.queues.join(","), "--grace-ms", "1000", ...(opts.args ?? [])];
   if (opts.workerId) args.push("--worker-id", opts.workerId);
-  const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [...(opts.nodeArgs ?? []), CLI, ...args]), {
+  const proc = new ManagedProcess(...(opts.launch ?? here)(...withoutNodeOptions(process.execPath, [...(opts.nodeArgs ?? []), CLI, ...args])), {
     name: `supervisor[${opts.workerId ?? opts.queues.join(",")}]`,
     env: cleanEnv({ NATS_URL: natsUrl, ...opts.env }),
     group: true,

@@ -19,6 +19,7 @@ import type { JobResult, JobStatus } from "./http.js";
 import { requestJson } from "./nats-client.js";
 import type { TeardownHost } from "./teardown.js";
 import { waitFor } from "./wait.js";
+import { natsOptions } from "../../src/platform/nats-options.js";
 
 export const COUNT_HANDLERS = fileURLToPath(new URL("../fixtures/count-handlers.js", import.meta.url));
 
@@ -154,7 +155,7 @@ export function startCountingSupervisor(t: TeardownHost, natsUrl: string, runs: 
 
 /** A client that keeps reconnecting forever (for tests that restart nats-server). */
 export async function connectResilient(t: TeardownHost, url: string): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 200, timeout: 3000 });
+  const nc = await connect({ ...natsOptions(url, "bosun-test"), reconnectTimeWait: 200 });
   t.teardown(async () => {
     await nc.close().catch(() => undefined);
   });
@@ -204,9 +205,14 @@ export function submitAll(nc: NatsConnection, bodies: readonly Record<string, un
 
 const RESULTS_STREAM = "BOSUN_RESULTS";
 
-/** The stored result of a job (the latest one), straight from the results stream. */
-export async function storedResult(jsm: JetStreamManager, jobId: string): Promise<JobResult | null> {
-  const msg = await jsm.direct.getMessage(RESULTS_STREAM, { last_by_subj: resultSubject(jobId) });
+/**
+ * The stored result of a job (the latest one), straight from the results
+ * stream. With `confirm`, a miss is asked again of the stream leader: in a
+ * cluster a lagging replica may answer a direct get.
+ */
+export async function storedResult(jsm: JetStreamManager, jobId: string, confirm = false): Promise<JobResult | null> {
+  const query = { last_by_subj: resultSubject(jobId) };
+  const msg = (await jsm.direct.getMessage(RESULTS_STREAM, query)) ?? (confirm ? await jsm.streams.getMessage(RESULTS_STREAM, query) : null);
   return msg ? (JSON.parse(decoder.decode(msg.data)) as JobResult) : null;
 }
 
@@ -243,7 +249,7 @@ export async function finalResults(nc: NatsConnection, ids: readonly string[]): 
   const jsm = await jetstreamManager(nc, { timeout: 10_000 });
   const out = new Map<string, JobResult | null>();
   await mapLimit(ids, 64, async (id) => {
-    out.set(id, await storedResult(jsm, id));
+    out.set(id, await storedResult(jsm, id, true));
   });
   return out;
 }

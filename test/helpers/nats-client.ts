@@ -2,9 +2,11 @@
 import { connect } from "@nats-io/transport-node";
 import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import type { TeardownHost } from "./teardown.js";
+import { natsOptions } from "../../src/platform/nats-options.js";
 
+/** Connects as Bosun's own processes do (comma-separated servers, 2 s pings, reconnecting forever). */
 export async function connectClient(t: TeardownHost, url: string): Promise<NatsConnection> {
-  const nc = await connect({ servers: url, noAsyncTraces: true });
+  const nc = await connect(natsOptions(url, "bosun-test"));
   t.teardown(async () => {
     await nc.close().catch(() => undefined);
   });
