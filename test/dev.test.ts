@@ -108,6 +108,22 @@ t.test("SIGKILL of dev leaves nothing behind; a nats-server an earlier dev left 
   t.same(await again.gone(again2, GONE_MS), [], "no process is left behind");
 });
 
+t.test("dev --cluster 3: three nodes in one JetStream cluster, every stream R3, a job runs, Ctrl-C stops all three", async (t) => {
+  const dev = await DevRun.start(t, { args: ["--cluster", "3"] });
+  const up = await dev.up();
+  const base = Number(new URL(dev.natsUrl).port);
+  t.equal(up.nats, [0, 1, 2].map((i) => `nats://127.0.0.1:${base + i}`).join(","), "the up line names the three nodes, from NATS_URL's port on");
+  t.equal(up.pids.nats_servers?.length, 3, "three nats-servers run");
+  t.match(dev.logsWith("topology provisioned")[0], { replicas: 3, under_replicated: 0 }, "the supervisor gives every stream and bucket 3 replicas");
+  const job = await http<JobResult>(up.gateway, "POST", "/api/jobs?wait_ms=10000", { body: { type: "echo", payload: { n: 3 } } });
+  t.equal(job.status, 200, "a job runs through the cluster", { body: job.text });
+  const pids = dev.pids();
+  dev.signal("SIGINT");
+  t.same(await dev.exited(GONE_MS), { code: 0, signal: null }, "Ctrl-C: dev exits 0");
+  t.same(await dev.gone(pids, GONE_MS), [], "no node or process is left behind");
+  t.equal(dev.logsWith("nats-server stopped").length, 3, "each node stopped cleanly");
+});
+
 t.test("SIGKILL of dev's parent: dev notices, stops everything, leaves nothing", async (t) => {
   const dev = await DevRun.start(t, { underShell: true });
   await dev.up();

@@ -63,6 +63,7 @@ export function addServerCommands(program: Command): void {
     .description("nats-server (unless one answers at NATS_URL) + one supervisor + one gateway, for a laptop")
     .option("--watch", "restart the supervisor when the handler module changes (and rebuild a checkout's src/)")
     .option("--data-dir <dir>", "where dev keeps nats-server's store, config and log", ".bosun")
+    .addOption(new Option("--cluster <nodes>", "a JetStream cluster of this many local nats-servers instead of one (the shipped nats-cluster/ configuration)").choices(["3"]))
     .addHelpText(
       "after",
       "\nThe gateway's --port and --host, and every supervisor flag, are accepted; BOSUN_* variables too." +
@@ -85,6 +86,7 @@ export function addServerCommands(program: Command): void {
       handlers: supervisorConfig.handlers,
       watch: opts.watch === true,
       dataDir: String(opts.dataDir),
+      cluster: opts.cluster !== undefined,
       graceMs: supervisorConfig.grace_ms,
     });
     // Everything dev started is gone by now; a probe of a port that never answered may still hold the loop.

@@ -19,22 +19,39 @@ export interface DevClusterNode {
   configFile: string;
 }
 
-/** The nodes' configs in `dataDir` (rewritten at every start) and the NATS_URL listing all three. */
-export function writeClusterConfigs(dataDir: string): { url: string; nodes: DevClusterNode[] } {
+/** The shipped configs' first client and route ports (node N listens on these + N - 1). */
+const SHIPPED_CLIENT_PORT = 4222;
+const SHIPPED_ROUTE_PORT = 6222;
+
+/**
+ * The nodes' configs in `dataDir` (rewritten at every start) and the
+ * NATS_URL listing all three. With a NATS_URL port P other than 4222, node
+ * N listens on P + N - 1 and routes on P + 2000 + N - 1, so two devs (or a
+ * test) can run side by side; monitoring ports are left out for the same
+ * reason.
+ */
+export function writeClusterConfigs(dataDir: string, clientPort = SHIPPED_CLIENT_PORT): { url: string; nodes: DevClusterNode[] } {
   const dir = path.resolve(dataDir, "nats-cluster");
   mkdirSync(dir, { recursive: true });
   copyFileSync(path.join(SHIPPED, "common.conf"), path.join(dir, "common.conf"));
+  const routePort = clientPort + (SHIPPED_ROUTE_PORT - SHIPPED_CLIENT_PORT);
+  if (routePort + CLUSTER_NODES > 65535) throw new Error(`NATS_URL's port ${clientPort} leaves no room for the cluster's route ports (port + 2000)`);
+  const movePort = (port: number): number => {
+    if (port >= SHIPPED_CLIENT_PORT && port < SHIPPED_CLIENT_PORT + CLUSTER_NODES) return clientPort + port - SHIPPED_CLIENT_PORT;
+    if (port >= SHIPPED_ROUTE_PORT && port < SHIPPED_ROUTE_PORT + CLUSTER_NODES) return routePort + port - SHIPPED_ROUTE_PORT;
+    return port;
+  };
   const nodes = Array.from({ length: CLUSTER_NODES }, (_, i) => {
     const shipped = readFileSync(path.join(SHIPPED, `node-${i + 1}.conf`), "utf8");
     const name = /^server_name:\s*(\S+)/m.exec(shipped)?.[1] ?? `bosun-${i + 1}`;
-    const listen = /^listen:\s*(\S+)/m.exec(shipped)?.[1] ?? `127.0.0.1:${4222 + i}`;
     const configFile = path.join(dir, `node-${i + 1}.conf`);
     const storeDir = path.join(dir, name);
-    writeFileSync(
-      configFile,
-      `# Written by bosun dev from ${path.join(SHIPPED, `node-${i + 1}.conf`)}; rewritten at every start.\n` +
-        shipped.replace(/^(\s*store_dir:\s*).*$/m, `$1${JSON.stringify(storeDir)}`),
-    );
+    const text = shipped
+      .replace(/^(\s*store_dir:\s*).*$/m, `$1${JSON.stringify(storeDir)}`)
+      .replace(/^http:.*\n/m, "")
+      .replace(/(127\.0\.0\.1):(\d+)/g, (_, host: string, port: string) => `${host}:${movePort(Number(port))}`);
+    writeFileSync(configFile, `# Written by bosun dev from ${path.join(SHIPPED, `node-${i + 1}.conf`)}; rewritten at every start.\n${text}`);
+    const listen = /^listen:\s*(\S+)/m.exec(text)?.[1] ?? `127.0.0.1:${clientPort + i}`;
     return { name, url: `nats://${listen}`, configFile };
   });
   return { url: nodes.map((n) => n.url).join(","), nodes };

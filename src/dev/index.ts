@@ -13,7 +13,8 @@
  */
 import type { Logger } from "pino";
 import { App } from "./apps.js";
-import { startNatsServer, type DevNats } from "./nats-server.js";
+import { clusterReady, writeClusterConfigs } from "./cluster.js";
+import { hostPort, startNatsServer, type DevNats } from "./nats-server.js";
 import { DevOutput } from "./output.js";
 import { DevError, portFree } from "./util.js";
 import { rebuild, watchForChanges, type Change } from "./watch.js";
@@ -29,6 +30,8 @@ export interface DevOptions {
   handlers: string | undefined;
   watch: boolean;
   dataDir: string;
+  /** Three local nats-servers in one JetStream cluster (cluster.ts) instead of one; NATS_URL is then theirs. */
+  cluster: boolean;
   /** The supervisor's drain grace, for the countdown's promise. */
   graceMs: number;
 }
@@ -37,6 +40,7 @@ export interface DevOptions {
 const SAME_SIGNAL_MS = 500;
 const PARENT_POLL_MS = 1000;
 const GATEWAY_GRACE_MS = 10_000;
+const CLUSTER_READY_MS = 30_000;
 
 export async function runDev(opts: DevOptions): Promise<number> {
   return new DevSession(opts, await DevOutput.create()).run();
@@ -44,7 +48,8 @@ export async function runDev(opts: DevOptions): Promise<number> {
 
 class DevSession {
   readonly log: Logger;
-  #nats: DevNats | undefined;
+  readonly #nats: DevNats[] = [];
+  #natsUrl: string;
   readonly #apps: App[] = [];
   #stopping = false;
   #signalled = false;
@@ -60,6 +65,7 @@ class DevSession {
     private readonly out: DevOutput,
   ) {
     this.log = out.log;
+    this.#natsUrl = opts.natsUrl;
   }
 
   async run(): Promise<number> {
@@ -87,7 +93,7 @@ class DevSession {
     const { opts } = this;
     if (!(await portFree(opts.host, opts.port))) throw new DevError(`port ${opts.port} on ${opts.host} is taken; choose another with --port N (or BOSUN_PORT)`);
     const metricsPort = opts.metricsPort ?? ((await portFree("127.0.0.1", opts.port + 1)) ? opts.port + 1 : 0);
-    this.#nats = await startNatsServer({ url: opts.natsUrl, dataDir: opts.dataDir, log: this.log });
+    await this.#startNats();
     if (this.#stopping) return;
 
     const supervisorArgs = [...opts.supervisorArgs, ...(opts.metricsPort === undefined ? ["--metrics-port", String(metricsPort)] : [])];
@@ -110,8 +116,28 @@ class DevSession {
     await Promise.all([supervisor, gateway].map((app) => (this.#stopping ? undefined : app.start())));
   }
 
+  async #startNats(): Promise<void> {
+    const { opts } = this;
+    if (!opts.cluster) {
+      this.#nats.push(await startNatsServer({ url: opts.natsUrl, dataDir: opts.dataDir, log: this.log }));
+      return;
+    }
+    const { url, nodes } = writeClusterConfigs(opts.dataDir, hostPort(opts.natsUrl).port);
+    this.#natsUrl = url;
+    // Together: a node waits for the others' routes before its JetStream is usable.
+    const started = await Promise.allSettled(
+      nodes.map((node) => startNatsServer({ url: node.url, dataDir: opts.dataDir, log: this.log, name: node.name, configFile: node.configFile })),
+    );
+    for (const s of started) if (s.status === "fulfilled") this.#nats.push(s.value);
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (failed) throw failed.reason;
+    if (this.#stopping) return;
+    if (!(await clusterReady(nodes, CLUSTER_READY_MS))) throw new DevError(`the ${nodes.length} nats-servers did not form a JetStream cluster within ${CLUSTER_READY_MS / 1000} s; see their logs in ${opts.dataDir}`);
+    this.log.info({ nats: url }, `a ${nodes.length}-node JetStream cluster is up; streams and buckets get 3 replicas`);
+  }
+
   #app(spec: ConstructorParameters<typeof App>[0]): App {
-    const env = { ...process.env, NATS_URL: this.opts.natsUrl, BOSUN_DEV_PARENT_PID: String(process.pid) };
+    const env = { ...process.env, NATS_URL: this.#natsUrl, BOSUN_DEV_PARENT_PID: String(process.pid) };
     const app = new App(spec, env, this.out, this.log);
     this.#apps.push(app);
     return app;
@@ -126,8 +152,8 @@ class DevSession {
         docs: `${url}/docs`,
         metrics: `${url}/metrics`,
         supervisor_metrics: supervisor!.facts.metrics,
-        nats: this.opts.natsUrl,
-        pids: { nats_server: this.#nats?.child?.pid, supervisor: supervisor!.pid, gateway: gateway!.pid },
+        nats: this.#natsUrl,
+        pids: { nats_server: this.#nats[0]?.child?.pid, ...(this.opts.cluster && { nats_servers: this.#nats.map((n) => n.child?.pid) }), supervisor: supervisor!.pid, gateway: gateway!.pid },
       },
       `bosun dev is up at ${url}; Ctrl-C to stop`,
     );
@@ -173,7 +199,7 @@ class DevSession {
     this.#stopping = true;
     this.#unwatch?.();
     await Promise.all(this.#apps.map((app) => app.stop()));
-    await this.#nats?.stop();
+    await Promise.all(this.#nats.map((n) => n.stop()));
   }
 
   #reload(change: Change): void {

@@ -72,6 +72,8 @@ export interface NatsStartOptions {
   log: Logger;
   /** Name in nats-server's config and the file names (the cluster mode starts several). */
   name?: string;
+  /** A config written already (a cluster node's); else dev writes one from nats.conf. */
+  configFile?: string;
 }
 
 /** Stops a nats-server an earlier dev started and left behind, unless that dev still runs. */
@@ -97,7 +99,7 @@ async function stopLeftover(pidPath: string, log: Logger): Promise<void> {
   rmSync(pidPath, { force: true });
 }
 
-export async function startNatsServer({ url, dataDir, log, name = "nats-server" }: NatsStartOptions): Promise<DevNats> {
+export async function startNatsServer({ url, dataDir, log, name = "nats-server", configFile }: NatsStartOptions): Promise<DevNats> {
   mkdirSync(dataDir, { recursive: true });
   const pidPath = path.join(dataDir, `${name}.pid`);
   await stopLeftover(pidPath, log);
@@ -109,9 +111,9 @@ export async function startNatsServer({ url, dataDir, log, name = "nats-server" 
   if (!binary) throw new DevError(`nothing answers at ${url} and nats-server is not installed (apt-get install nats-server, or set NATS_SERVER)`);
 
   const { host, port } = hostPort(url);
-  const confPath = path.join(dataDir, `${name}.conf`);
+  const confPath = configFile ?? path.join(dataDir, `${name}.conf`);
   const logPath = path.join(dataDir, `${name}.log`);
-  writeFileSync(confPath, devNatsConfig(readFileSync(SHIPPED_CONF, "utf8"), { host, port, storeDir: path.resolve(dataDir, "nats"), serverName: `bosun-dev-${port}` }));
+  if (!configFile) writeFileSync(confPath, devNatsConfig(readFileSync(SHIPPED_CONF, "utf8"), { host, port, storeDir: path.resolve(dataDir, "nats"), serverName: `bosun-dev-${port}` }));
   const logFile = createWriteStream(logPath, { flags: "w" });
   let version = "";
   let fatal = "";
@@ -141,7 +143,7 @@ export async function startNatsServer({ url, dataDir, log, name = "nats-server" 
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  log.info({ url, version, nats_pid: child.pid, store_dir: path.resolve(dataDir, "nats"), log_file: path.resolve(logPath) }, `nats-server ${version} is up`);
+  log.info({ url, version, nats_pid: child.pid, config: path.resolve(confPath), log_file: path.resolve(logPath) }, `nats-server ${version} is up`);
   let stopped: Promise<void> | undefined;
   const stop = async () => {
     // SIGINT is nats-server's clean exit with status 0 (SIGTERM exits 1).

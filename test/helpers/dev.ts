@@ -33,7 +33,7 @@ export interface UpLine {
   metrics: string;
   supervisor_metrics: string;
   nats: string;
-  pids: { nats_server?: number; supervisor: number; gateway: number };
+  pids: { nats_server?: number; nats_servers?: number[]; supervisor: number; gateway: number };
 }
 
 export class DevRun {
@@ -89,7 +89,7 @@ export class DevRun {
   pids(): number[] {
     const up = this.logs.find((l) => typeof l.msg === "string" && l.msg.startsWith("bosun dev is up")) as unknown as UpLine | undefined;
     const children = this.logs.filter((l) => l.msg === "execution process started").map((l) => Number(l.child_pid));
-    const all = [this.devPid(), up?.pids.nats_server, up?.pids.supervisor, up?.pids.gateway, ...children];
+    const all = [this.devPid(), up?.pids.nats_server, ...(up?.pids.nats_servers ?? []), up?.pids.supervisor, up?.pids.gateway, ...children];
     return [...new Set(all.filter((p): p is number => typeof p === "number" && p > 0))];
   }
 
