@@ -30,6 +30,7 @@ import type { OpsFlagsView } from "../platform/ops.js";
 import { jobEvents, workerHeartbeats } from "./events.js";
 import { fromFastify, inContractShape, send, sendError, serverOptions } from "./http-errors.js";
 import { natsCall } from "./nats-call.js";
+import { Revocations } from "./revocations.js";
 import { buildOpenApi } from "./openapi.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
@@ -53,6 +54,8 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
     closing = true;
   });
   const metrics = new GatewayMetrics();
+  const revocations = new Revocations(nc, log);
+  app.addHook("onClose", async () => revocations.stop());
   const openApi = buildOpenApi();
 
   // Accept JSON whatever the content type says (curl -d sends form encoding), as one parser.
@@ -87,7 +90,7 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
 
   const call = (subject: string, body: unknown, req: FastifyRequest, extraMs = 0) =>
-    natsCall(nc, subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics });
+    natsCall(nc, subject, body, { timeoutMs: config.request_timeout_ms + extraMs, correlationId: req.correlationId, metrics, authorization: authorizationOf(req) });
 
   for (const route of httpRoutes) {
     if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops);
@@ -96,8 +99,9 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
 
   app.get("/api/jobs/:job_id/events", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
     const { job_id } = parseWith(JobParams, req.params);
-    // Subscribed before the first read, so no change between the two is missed.
-    const events = await jobEvents(nc, job_id, closedSignal(req), req.log as Logger);
+    // Subscribed before the first read, so no change between the two is missed. That read,
+    // made with the caller's key, is the supervisors' decision: another tenant's job is a 404.
+    const events = await jobEvents(nc, job_id, revocations.follow(authorizationOf(req), closedSignal(req)), req.log as Logger);
     const first = await call(api.jobsGet, { job_id }, req);
     if (first.status !== 200 || req.method === "HEAD") {
       events.close();
@@ -107,8 +111,11 @@ export async function buildGateway({ nc, config, log, ops }: GatewayDeps): Promi
   });
 
   app.get("/api/platform/workers/stream", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
+    // The supervisors' decision for this caller, as for GET /api/platform/workers (the same operation).
+    const allowed = await call(api.workersList, {}, req);
+    if (allowed.status !== 200) return send(reply, allowed.status, allowed.body);
     if (req.method === "HEAD") return headOfStream(reply);
-    await reply.sse.send(workerHeartbeats(nc, closedSignal(req), req.log as Logger));
+    await reply.sse.send(workerHeartbeats(nc, revocations.follow(authorizationOf(req), closedSignal(req)), req.log as Logger));
   });
 
   app.get("/openapi.json", async () => openApi);
@@ -185,6 +192,12 @@ function closedSignal(req: FastifyRequest): AbortSignal {
   req.raw.once("close", () => abort.abort());
   return abort.signal;
 }
+
+/** The HTTP Authorization header, forwarded to the supervisors (one value: a repeated header is not a key). */
+const authorizationOf = (req: FastifyRequest): string | undefined => {
+  const value = req.headers.authorization;
+  return typeof value === "string" && value !== "" ? value : undefined;
+};
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 

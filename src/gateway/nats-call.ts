@@ -6,6 +6,7 @@ import { errors, headers as natsHeaders, type NatsConnection } from "@nats-io/na
 import { BosunError, CORRELATION_HEADER, encodeJson, errorReply } from "../contract/index.js";
 import { isMaxPayloadError, readReply, SERVICE_ERROR_HEADER, tooLargeForNats } from "../platform/nats.js";
 import type { GatewayMetrics } from "../platform/metrics.js";
+import { AUTHORIZATION_HEADER } from "../auth/index.js";
 
 export interface NatsReply {
   status: number;
@@ -16,10 +17,12 @@ export async function natsCall(
   nc: NatsConnection,
   subject: string,
   body: unknown,
-  opts: { timeoutMs: number; correlationId: string; metrics: GatewayMetrics },
+  opts: { timeoutMs: number; correlationId: string; metrics: GatewayMetrics; authorization?: string },
 ): Promise<NatsReply> {
   const headers = natsHeaders();
   headers.set(CORRELATION_HEADER, opts.correlationId);
+  // Supervisors decide who may do what: the caller's key travels with the request, as is.
+  if (opts.authorization) headers.set(AUTHORIZATION_HEADER, opts.authorization);
   const timer = opts.metrics.natsRequest.startTimer({ subject });
   let reply;
   try {

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { ErrorReply, JobEvent, WorkerInfo } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
-import { httpRoutes, JobParams, operations, type HttpRoute } from "../contract/index.js";
+import { accessOf, httpRoutes, JobParams, operations, type HttpRoute } from "../contract/index.js";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -36,7 +36,7 @@ function operation(route: HttpRoute): JsonSchema {
     operationId: route.operationId,
     tags: [nats.tag],
     summary: route.summary ?? nats.summary,
-    description: `NATS: request \`${nats.subject}\` with the same JSON.`,
+    description: `NATS: request \`${nats.subject}\` with the same JSON. With auth on: ${accessOf(route) === "admin" ? "an admin key" : "any key (a tenant key: its tenant's jobs only)"}.`,
     parameters: parameters(route),
     responses: {
       [String(route.status ?? 200)]: { description: "success", content: { "application/json": { schema: schemaOf(route.response ?? nats.response, "output") } } },
@@ -76,6 +76,11 @@ export function buildOpenApi(): JsonSchema {
       description: "Every route is one NATS request to the `bosun` service; the same JSON works from any NATS client.",
     },
     paths,
-    components: { schemas: { Error: schemaOf(ErrorReply, "output") } },
+    components: {
+      schemas: { Error: schemaOf(ErrorReply, "output") },
+      // With auth on (BOSUN_ADMIN_KEY set) every /api route needs a key; with it off none does.
+      securitySchemes: { apiKey: { type: "http", scheme: "bearer", description: "An API key: Authorization: Bearer <key>" } },
+    },
+    security: [{ apiKey: [] }, {}],
   };
 }

@@ -13,6 +13,9 @@ const flag = z
   .union([z.boolean(), z.enum(["true", "false", "1", "0", "on", "off"])])
   .transform((v) => v === true || v === "true" || v === "1" || v === "on");
 
+/** on: every request needs an API key; off: development and loopback; unset: on exactly when BOSUN_ADMIN_KEY is set. */
+const auth = z.enum(["on", "off"], { message: "must be on or off" }).optional();
+
 /** One server or several, comma-separated (a cluster): each must look like nats://host:port. */
 const natsUrl = z
   .string()
@@ -56,6 +59,7 @@ export const SupervisorConfig = z
     metrics_host: z.string().min(1).default("127.0.0.1"),
     /** Copies of every stream and bucket; default: 1 on a single server, 3 in a cluster of >= 3 nodes. */
     replicas: int(1, 5).optional(),
+    auth,
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type SupervisorConfig = z.infer<typeof SupervisorConfig>;
@@ -74,6 +78,9 @@ export const GatewayConfig = z.object({
   /** The whole HTTP request (headers and body) must arrive within this, else 408. */
   http_request_timeout_ms: int(1000, 600_000).default(HTTP_REQUEST_TIMEOUT_MS),
   grace_ms: int(0).default(10_000),
+  auth,
+  /** Listen on a non-loopback address with auth off anyway (a gateway refuses to otherwise). */
+  insecure_no_auth: flag.default(false),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
 
@@ -94,7 +101,7 @@ export function loadConfig<S extends z.ZodType<object>>(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
 ): z.output<S> {
-  const booleans = new Set<string>(keys.filter((k) => k === "builtins"));
+  const booleans = new Set<string>(keys.filter((k) => k === "builtins" || k === "insecure_no_auth"));
   const options = Object.fromEntries(
     keys.flatMap((k) => {
       const type = booleans.has(k) ? ("boolean" as const) : ("string" as const);

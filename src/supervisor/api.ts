@@ -23,6 +23,7 @@ import { VERSION } from "../platform/version.js";
 import { onMessage } from "../platform/guard.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, SERVICE_ERROR_TEXT_HEADER, tooLargeForNats } from "../platform/nats.js";
 import { unavailableOf } from "../platform/nats-errors.js";
+import { AUTHORIZATION_HEADER, type Gate, type KeyStore } from "../auth/index.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
 
@@ -30,6 +31,8 @@ export interface ApiDeps {
   workerId: string;
   intake: Intake;
   operations: Operations;
+  keys: KeyStore;
+  gate: Gate;
   log: Logger;
 }
 
@@ -38,22 +41,27 @@ type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N][
 
 /** The request's correlation id header, if it is a valid one. */
 const correlationOf = (msg: Msg): string | undefined => headerCorrelationId(msg.headers?.get(CORRELATION_HEADER) || undefined);
+/** The caller's key, passed on when a request is forwarded to another supervisor (which checks it again). */
+export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, log, workerId, operations: ops } = deps;
+  const { intake, log, workerId, operations: ops, keys, gate } = deps;
   const handlers: Handlers = {
-    jobs_submit: (req, msg) => intake.submit(req, correlationOf(msg)),
-    jobs_submit_batch: (req, msg) => intake.submitBatch(req.jobs, correlationOf(msg)),
+    jobs_submit: (req, msg) => intake.submit(req, correlationOf(msg), false, authorizationOf(msg)),
+    jobs_submit_batch: (req, msg) => intake.submitBatch(req.jobs, correlationOf(msg), authorizationOf(msg)),
     jobs_get: (req) => intake.status(req.job_id),
     jobs_result: (req) => intake.result(req.job_id),
     jobs_cancel: (req) => intake.cancel(req.job_id),
     jobs_retry: (req) => intake.retry(req.job_id),
     jobs_list: (req) => intake.list(req),
     workers_list: async () => ({ workers: ops.workers() }),
-    workers_recycle: (req) => ops.recycle(req),
+    workers_recycle: (req, msg) => ops.recycle(req, authorizationOf(msg)),
     queue_status: async () => ({ queues: await ops.queues() }),
     ops_get: async () => ops.opsFlags(),
     ops_set: (patch) => ops.setOps(patch),
+    keys_create: (req) => keys.create(req),
+    keys_list: async () => ({ keys: keys.list() }),
+    keys_revoke: (req) => keys.revoke(req.key_id),
   };
   const service = await new Svcm(nc).add({
     name: SERVICE_NAME,
@@ -65,6 +73,7 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   for (const name of Object.keys(operations) as OperationName[]) {
     const { subject, request } = operations[name];
     const handle = handlers[name] as (input: unknown, msg: Msg) => Promise<unknown>;
+    const admit = (msg: Msg) => gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
     const count = stats.endpoint(name);
     service.addEndpoint(name, {
       subject,
@@ -73,7 +82,8 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
           log.error({ err, endpoint: name }, "service endpoint failed");
           return;
         }
-        void answer(msg, () => handle(decodeWith(request, msg.data), msg), log, name, count);
+        // The one authorization check: nothing reaches a handler without it.
+        void answer(msg, async () => handle(await admit(msg), msg), log, name, count);
       },
     });
   }
@@ -110,11 +120,20 @@ export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger
   }
 }
 
-/** Submits another supervisor forwarded here because this one has the handler. */
-export function serveForwardedSubmits(nc: NatsConnection, workerId: string, intake: Intake, log: Logger): Subscription {
+/**
+ * Submits another supervisor forwarded here because this one has the
+ * handler. The caller's key came along and is checked here again: the
+ * control subjects are no way around the check.
+ */
+export function serveForwardedSubmits(nc: NatsConnection, workerId: string, intake: Intake, gate: Gate, log: Logger): Subscription {
   return nc.subscribe(controlSubject(workerId, "submit"), {
     callback: onMessage(log, "forwarded submit", (msg) =>
-      answer(msg, () => intake.submit(decodeWith(SubmitRequest, msg.data), correlationOf(msg), true), log, "forwarded_submit"),
+      answer(
+        msg,
+        async () => intake.submit(await gate.admit("jobs_submit", msg.headers, () => decodeWith(SubmitRequest, msg.data)), correlationOf(msg), true),
+        log,
+        "forwarded_submit",
+      ),
     ),
   });
 }
