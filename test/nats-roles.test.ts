@@ -6,7 +6,8 @@
  * publish and subscribe are refused by the server.
  */
 import t from "tap";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
@@ -20,20 +21,14 @@ import { natsUser, passwordEnv, renderAuthorization, renderRoleTable, roles, typ
 const ROOT = new URL("../", import.meta.url);
 const conf = await readFile(new URL("nats.conf", ROOT), "utf8");
 
-t.test("nats.conf's users and docs/security.md's table are rendered from the roles module", async (t) => {
-  const block = conf.slice(conf.indexOf("# BEGIN roles"), conf.indexOf("# END roles") + "# END roles".length);
-  t.equal(block, renderAuthorization(), "nats.conf: `npm run build && node scripts/render-roles.mjs` renders it");
-  const docs = await readFile(new URL("docs/security.md", ROOT), "utf8");
-  t.ok(docs.includes(renderRoleTable()), "docs/security.md has the rendered table");
-});
-
 const passwords = Object.fromEntries((Object.keys(roles) as Role[]).map((r) => [passwordEnv(r), `pw-${r}-${Math.random().toString(36).slice(2)}`]));
 const as = (role: Role) => ({ NATS_USER: natsUser(role), NATS_PASSWORD: passwords[passwordEnv(role)]! });
 const dir = await mkdtemp(path.join(os.tmpdir(), "bosun-roles-"));
 const file = path.join(dir, "nats.conf");
 // The test server's own port, no monitoring port (tests run side by side).
 await writeFile(file, conf.replace(/^listen:.*$/m, "").replace(/^http:.*$/m, "").replace(/store_dir: .*$/m, `store_dir: ${JSON.stringify(path.join(dir, "js"))}`));
-t.teardown(() => rm(dir, { recursive: true, force: true }));
+// At exit: a top-level teardown would run as soon as the first subtest ends.
+process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
 const server = await NatsServer.start(t, { configFile: file, env: passwords, probeAs: { user: natsUser("admin"), pass: passwords[passwordEnv("admin")]! } });
 const ADMIN_KEY = "roles-test-admin-key-0123456789";
 const sup = await startSupervisor(t, server.url, { queues: ["default"], workerId: "roles-s1", env: { ...as("supervisor"), BOSUN_ADMIN_KEY: ADMIN_KEY }, args: ["--min", "1"] });
@@ -41,6 +36,17 @@ const gateway = await startGateway(t, server.url, { env: { ...as("gateway"), BOS
 const gw = gateway.baseUrl;
 const key = { authorization: `Bearer ${ADMIN_KEY}` };
 const violations = () => (server.process?.tail(400) ?? "").split("\n").filter((l) => /Permissions Violation/i.test(l));
+
+// Every subtest is defined after the awaits above: tap ends the file once its queued subtests are done.
+t.test("nats.conf's and the cluster's users and docs/security.md's table are rendered from the roles module", async (t) => {
+  const block = conf.slice(conf.indexOf("# BEGIN roles"), conf.indexOf("# END roles") + "# END roles".length);
+  t.equal(block, renderAuthorization(), "nats.conf: `npm run build && node scripts/render-roles.mjs` renders it");
+  const cluster = await readFile(new URL("nats-cluster/roles.conf", ROOT), "utf8");
+  t.ok(cluster.includes(renderAuthorization()), "nats-cluster/roles.conf too");
+  for (const n of [1, 2, 3]) t.match(await readFile(new URL(`nats-cluster/node-${n}.conf`, ROOT), "utf8"), /^include \.\/roles\.conf$/m, `node-${n}.conf includes it`);
+  const docs = await readFile(new URL("docs/security.md", ROOT), "utf8");
+  t.ok(docs.includes(renderRoleTable()), "docs/security.md has the rendered table");
+});
 
 t.test("a supervisor and a gateway do their normal work under their own users", async (t) => {
   const done = await http<JobResult>(gw, "POST", "/api/jobs?wait_ms=10000", { body: { type: "echo", payload: { hi: 1 } }, headers: key });

@@ -23,7 +23,7 @@ export interface DevClusterNode {
 export function writeClusterConfigs(dataDir: string): { url: string; nodes: DevClusterNode[] } {
   const dir = path.resolve(dataDir, "nats-cluster");
   mkdirSync(dir, { recursive: true });
-  copyFileSync(path.join(SHIPPED, "common.conf"), path.join(dir, "common.conf"));
+  for (const shared of ["common.conf", "roles.conf"]) copyFileSync(path.join(SHIPPED, shared), path.join(dir, shared));
   const nodes = Array.from({ length: CLUSTER_NODES }, (_, i) => {
     const shipped = readFileSync(path.join(SHIPPED, `node-${i + 1}.conf`), "utf8");
     const name = /^server_name:\s*(\S+)/m.exec(shipped)?.[1] ?? `bosun-${i + 1}`;
