@@ -6,10 +6,11 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { createLogger } from "./platform/logger.js";
+import { devRoles, type Role } from "./platform/nats-roles.js";
 import { DEFAULT_NATS_URL, natsOptions } from "./platform/nats-options.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -56,12 +57,12 @@ export async function runDev(argv: string[]): Promise<number> {
   const log = prettyStream ? pino({ name: "bosun.dev" }, prettyStream) : createLogger("bosun.dev");
   // Each child gets its own process group, so a terminal's Ctrl-C reaches them once, through
   // this process, in order: gateway and supervisor drain first, nats-server stops last.
-  const start = (name: string, command: string, args: string[], cwd?: string) => {
+  const start = (name: string, command: string, args: string[], cwd?: string, env: Record<string, string> = {}) => {
     const child = spawn(command, args, {
       stdio: [...stdio],
       cwd,
       detached: true,
-      env: { ...process.env, NATS_URL: natsUrl, BOSUN_DEV_PARENT_PID: String(process.pid) },
+      env: { ...process.env, NATS_URL: natsUrl, BOSUN_DEV_PARENT_PID: String(process.pid), ...env },
     });
     if (prettyStream && child.stdout) child.stdout.pipe(prettyStream, { end: false });
     child.once("exit", (code, signal) => log.info({ child: name, code, signal }, "process exited"));
@@ -69,6 +70,7 @@ export async function runDev(argv: string[]): Promise<number> {
   };
 
   let nats: ChildProcess | undefined;
+  const roleSecrets = devRoles();
   if (!(await natsAnswers(natsUrl))) {
     const natsServer = findNatsServer();
     if (!natsServer) {
@@ -76,8 +78,11 @@ export async function runDev(argv: string[]): Promise<number> {
       return 1;
     }
     mkdirSync(path.join(ROOT, ".bosun"), { recursive: true });
-    log.info({ url: natsUrl }, "starting nats-server with nats.conf");
-    nats = start("nats-server", natsServer, ["-c", path.join(ROOT, "nats.conf")], ROOT);
+    log.info({ url: natsUrl }, "starting nats-server with nats.conf (each process as its NATS role)");
+    // nats.conf plus dev's no_auth_user line, from the repository root (its relative store_dir).
+    const conf = path.join(ROOT, ".bosun", "nats-dev.conf");
+    writeFileSync(conf, `${readFileSync(path.join(ROOT, "nats.conf"), "utf8")}\n${roleSecrets.configLine}\n`);
+    nats = start("nats-server", natsServer, ["-c", conf], ROOT, roleSecrets.serverEnv);
     const natsChild = nats;
     process.once("exit", () => natsChild.kill("SIGTERM"));
     if (!(await waitFor(() => natsAnswers(natsUrl), 10_000))) {
@@ -86,8 +91,10 @@ export async function runDev(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  const supervisor = start("supervisor", process.execPath, [CLI, "supervisor", ...argv]);
-  const gateway = start("gateway", process.execPath, [CLI, "gateway"]);
+  // A server dev did not start has its own users: then every process is whoever the shell says (NATS_USER).
+  const as = (role: Role) => (nats ? roleSecrets.envOf(role) : {});
+  const supervisor = start("supervisor", process.execPath, [CLI, "supervisor", ...argv], undefined, as("supervisor"));
+  const gateway = start("gateway", process.execPath, [CLI, "gateway"], undefined, as("gateway"));
   log.info({ gateway: "http://127.0.0.1:8080", nats: natsUrl }, "bosun dev is up; Ctrl-C to stop");
 
   let stopping = false;

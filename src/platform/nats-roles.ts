@@ -5,6 +5,7 @@
  * rendered from this (test/nats-roles.test.ts checks both), so neither can
  * drift from the subjects the code uses.
  */
+import { randomToken } from "./secrets.js";
 import { API_PREFIX, buckets, CONTROL_WILDCARD, DEAD_WILDCARD, HEARTBEATS_WILDCARD, JOBS_WILDCARD, RESULTS_WILDCARD, SCHEDULED_WILDCARD, streams } from "../contract/index.js";
 
 export type Role = "supervisor" | "gateway" | "compute" | "admin";
@@ -104,4 +105,20 @@ export function renderRoleTable(): string {
     return `| ${natsUser(role)} (\`${passwordEnv(role)}\`) | ${r.summary} | ${cell(r.publish.allow)} | ${cell(r.publish.deny)} | ${cell(r.subscribe.allow)} | ${cell(r.subscribe.deny)} |`;
   });
   return ["| user (password variable) | role | publish allow | publish deny | subscribe allow | subscribe deny |", "| --- | --- | --- | --- | --- | --- |", ...rows].join("\n");
+}
+
+/**
+ * What `bosun dev` runs its nats-server with: a fresh random password per
+ * role for each run (the server's environment), each Bosun process
+ * connected as its role, and anonymous clients (the CLI, `nats` in a shell)
+ * taken as the admin user, on the loopback dev server only: a production
+ * config must not have `no_auth_user`.
+ */
+export function devRoles(): { serverEnv: Record<string, string>; envOf(role: Role): { NATS_USER: string; NATS_PASSWORD: string }; configLine: string } {
+  const serverEnv = Object.fromEntries((Object.keys(roles) as Role[]).map((role) => [passwordEnv(role), randomToken(32)]));
+  return {
+    serverEnv,
+    envOf: (role) => ({ NATS_USER: natsUser(role), NATS_PASSWORD: serverEnv[passwordEnv(role)]! }),
+    configLine: `no_auth_user: ${natsUser("admin")}`,
+  };
 }
