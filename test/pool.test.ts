@@ -8,7 +8,7 @@
 import { fileURLToPath } from "node:url";
 import t, { type Test } from "tap";
 import { startSupervisor, type BosunSupervisor } from "./helpers/bosun.js";
-import type { JobResult, SubmitReply } from "./helpers/http.js";
+import type { JobResult, JobStatus, SubmitReply } from "./helpers/http.js";
 import { OwnerWatch, resultOf, runJob, submitNats } from "./helpers/jobs.js";
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
@@ -214,12 +214,14 @@ t.test("two supervisors on one queue both execute part of a batch", async (t) =>
   const results: JobResult[] = await Promise.all(submitted.map((s) => resultOf(nc, s.job_id, 30_000)));
   t.ok(results.every((r) => r.state === "succeeded" && r.attempts === 1), "every job succeeded on its first attempt");
 
-  const owners = await Promise.all(submitted.map((s) => watch.ownerOf(s.job_id)));
+  // The finished record names who ran the job, however short the run (an interim "running" record
+  // is written only once a run lasts past a moment, which a loaded machine may stretch beyond 150 ms).
+  const finished = await Promise.all(submitted.map((s) => requestJson<JobStatus>(nc, "bosun.api.jobs.get", { job_id: s.job_id })));
   const perWorker = new Map<string, number>();
-  for (const o of owners) perWorker.set(o.worker_id, (perWorker.get(o.worker_id) ?? 0) + 1);
+  for (const { body } of finished) perWorker.set(String(body.owner?.worker_id), (perWorker.get(String(body.owner?.worker_id)) ?? 0) + 1);
   t.comment(`jobs per supervisor: ${JSON.stringify(Object.fromEntries(perWorker))}`);
   t.same([...perWorker.keys()].sort(), [...ids].sort(), "both supervisors ran jobs, and only they did");
-  t.ok(submitted.every((s) => watch.owners.get(s.job_id)?.length === 1), "no job changed owner (each ran once)");
+  t.ok(submitted.every((s) => (watch.owners.get(s.job_id)?.length ?? 0) <= 1), "no job changed owner (each ran once)");
 });
 
 t.test("a supervisor idle past its pull request's expiry still picks up new jobs", async (t) => {

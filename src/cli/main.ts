@@ -9,6 +9,7 @@ import { ConfigError } from "../platform/config.js";
 import { VERSION } from "../platform/version.js";
 import { CommandError, ExitCode } from "./errors.js";
 import { addJobCommands } from "./jobs.js";
+import { addKeyCommands } from "./keys.js";
 import { addPlatformCommands } from "./platform.js";
 import { addServerCommands } from "./servers.js";
 
@@ -27,6 +28,7 @@ const program = new Command("bosun")
 addServerCommands(program);
 addJobCommands(program);
 addPlatformCommands(program);
+addKeyCommands(program);
 
 const oneLine = (text: string) => text.replace(/^error: /, "").replace(/\s*\n\s*/g, " ").trim();
 

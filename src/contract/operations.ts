@@ -12,6 +12,11 @@ import {
   CancelReply,
   CleanupRunsPayload,
   CleanupTempFilesPayload,
+  CreatedKey,
+  CreateKeyRequest,
+  KeyIdRequest,
+  KeysReply,
+  RevokeKeyReply,
   EmptyRequest,
   JobId,
   JobIdRequest,
@@ -104,6 +109,23 @@ export const operations = {
   }),
   ops_get: op({ subject: api.opsGet, request: EmptyRequest, response: OpsFlags, access: "admin", summary: "The ops flags", tag: "admin" }),
   ops_set: op({ subject: api.opsSet, request: OpsPatch, response: OpsFlags, access: "admin", summary: "Change ops flags (applied live everywhere)", tag: "admin" }),
+  keys_create: op({
+    subject: api.keysCreate,
+    request: CreateKeyRequest,
+    response: CreatedKey,
+    access: "admin",
+    summary: "Create an API key for one tenant, or an admin key; the key is in this answer only",
+    tag: "admin",
+  }),
+  keys_list: op({ subject: api.keysList, request: EmptyRequest, response: KeysReply, access: "admin", summary: "Every API key, without secrets", tag: "admin" }),
+  keys_revoke: op({
+    subject: api.keysRevoke,
+    request: KeyIdRequest,
+    response: RevokeKeyReply,
+    access: "admin",
+    summary: "Revoke an API key (refused everywhere within a second)",
+    tag: "admin",
+  }),
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof operations;
@@ -113,6 +135,7 @@ export const WorkerParams = z.object({ worker_id: z.string().min(1).max(MAX_NAME
 export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
 const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional(), thread_id: z.coerce.number().int().nonnegative().optional() }).strict();
 const NoQuery = z.object({}).strict();
+const KeyParams = z.object({ key_id: KeyIdRequest.shape.key_id }).strict();
 
 export interface HttpRoute {
   method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
@@ -223,6 +246,18 @@ export const httpRoutes: readonly HttpRoute[] = [
     example: { queues: { default: { submissions_paused: false } } },
     toRequest: ({ body }) => body,
   },
+  {
+    method: "POST",
+    url: "/api/admin/keys",
+    operationId: "createKey",
+    operation: "keys_create",
+    query: NoQuery,
+    body: CreateKeyRequest,
+    status: 201,
+    example: { tenant: "acme", name: "acme-web" },
+  },
+  { method: "GET", url: "/api/admin/keys", operationId: "listKeys", operation: "keys_list", query: NoQuery },
+  { method: "DELETE", url: "/api/admin/keys/:key_id", operationId: "revokeKey", operation: "keys_revoke", params: KeyParams, query: NoQuery },
   maintenance("maintenance.cleanup_runs", "cleanupRuns", CleanupRunsPayload, "Enqueue removal of old finished job records and results"),
   maintenance("maintenance.cleanup_temp_files", "cleanupTempFiles", CleanupTempFilesPayload, "Enqueue removal of old temporary files"),
 ];

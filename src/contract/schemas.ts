@@ -382,3 +382,33 @@ export const ErrorReply = z.object({
   }),
 });
 export type ErrorReply = z.infer<typeof ErrorReply>;
+
+/** An API key's public id (16 base62 characters; `bootstrap` is BOSUN_ADMIN_KEY's). */
+export const KeyId = z.string().regex(/^[A-Za-z0-9]{1,64}$/, "key_id: base62, 1 to 64 characters");
+/** A new key: bound to one tenant, or admin. */
+export const CreateKeyRequest = z
+  .object({
+    tenant: name("tenant").optional(),
+    admin: z.boolean().optional(),
+    /** Free text shown in listings (who holds it, what for). */
+    label: label(200).optional(),
+  })
+  .strict()
+  .refine((k) => (k.admin === true) !== (k.tenant !== undefined), { message: 'a key is either {"tenant": "..."} or {"admin": true}' });
+export type CreateKeyRequest = z.infer<typeof CreateKeyRequest>;
+/** A key as listed: never its secret. */
+export const KeyInfo = z.object({
+  key_id: KeyId,
+  tenant: name("tenant").nullable(),
+  admin: z.boolean(),
+  label: label(200).nullable(),
+  created_at: isoTime,
+});
+export type KeyInfo = z.infer<typeof KeyInfo>;
+/** The one answer that shows the key itself. */
+export const CreatedKey = KeyInfo.extend({ key: z.string() });
+export type CreatedKey = z.infer<typeof CreatedKey>;
+export const KeysReply = z.object({ keys: z.array(KeyInfo) });
+export type KeysReply = z.infer<typeof KeysReply>;
+export const KeyIdRequest = z.object({ key_id: KeyId }).strict();
+export const RevokeKeyReply = z.object({ key_id: KeyId, revoked: z.literal(true) });

@@ -42,6 +42,9 @@ export const api = {
   queueStatus: `${API_PREFIX}.queue.status`,
   opsGet: `${API_PREFIX}.ops.get`,
   opsSet: `${API_PREFIX}.ops.set`,
+  keysCreate: `${API_PREFIX}.keys.create`,
+  keysList: `${API_PREFIX}.keys.list`,
+  keysRevoke: `${API_PREFIX}.keys.revoke`,
 } as const;
 
 /** A command addressed to one supervisor (not load-balanced like the API). */
@@ -73,6 +76,8 @@ export const buckets = {
   idempotency: "bosun_idempotency",
   /** job id -> cancel request, kept until its job ends; every supervisor watches it. */
   cancels: "bosun_cancels",
+  /** API key id -> {hash of its secret, tenant | admin}; every supervisor follows it (a delete is a revoke). */
+  keys: "bosun_keys",
 } as const;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */

@@ -30,10 +30,11 @@ const SHIPPED_ROUTE_PORT = 6222;
  * test) can run side by side; monitoring ports are left out for the same
  * reason.
  */
-export function writeClusterConfigs(dataDir: string, clientPort = SHIPPED_CLIENT_PORT): { url: string; nodes: DevClusterNode[] } {
+/** `extra`: lines dev adds to every node's config (its no_auth_user). */
+export function writeClusterConfigs(dataDir: string, clientPort = SHIPPED_CLIENT_PORT, extra = ""): { url: string; nodes: DevClusterNode[] } {
   const dir = path.resolve(dataDir, "nats-cluster");
   mkdirSync(dir, { recursive: true });
-  copyFileSync(path.join(SHIPPED, "common.conf"), path.join(dir, "common.conf"));
+  for (const shared of ["common.conf", "roles.conf"]) copyFileSync(path.join(SHIPPED, shared), path.join(dir, shared));
   const routePort = clientPort + (SHIPPED_ROUTE_PORT - SHIPPED_CLIENT_PORT);
   if (routePort + CLUSTER_NODES > 65535) throw new Error(`NATS_URL's port ${clientPort} leaves no room for the cluster's route ports (port + 2000)`);
   const movePort = (port: number): number => {
@@ -50,7 +51,7 @@ export function writeClusterConfigs(dataDir: string, clientPort = SHIPPED_CLIENT
       .replace(/^(\s*store_dir:\s*).*$/m, `$1${JSON.stringify(storeDir)}`)
       .replace(/^http:.*\n/m, "")
       .replace(/(127\.0\.0\.1):(\d+)/g, (_, host: string, port: string) => `${host}:${movePort(Number(port))}`);
-    writeFileSync(configFile, `# Written by bosun dev from ${path.join(SHIPPED, `node-${i + 1}.conf`)}; rewritten at every start.\n${text}`);
+    writeFileSync(configFile, `# Written by bosun dev from ${path.join(SHIPPED, `node-${i + 1}.conf`)}; rewritten at every start.\n${text}\n${extra}\n`);
     const listen = /^listen:\s*(\S+)/m.exec(text)?.[1] ?? `127.0.0.1:${clientPort + i}`;
     return { name, url: `nats://${listen}`, configFile };
   });

@@ -13,6 +13,7 @@
  */
 import type { Logger } from "pino";
 import { App } from "./apps.js";
+import { devRoles } from "../platform/nats-roles.js";
 import { clusterReady, writeClusterConfigs } from "./cluster.js";
 import { hostPort, startNatsServer, type DevNats } from "./nats-server.js";
 import { DevOutput } from "./output.js";
@@ -49,6 +50,8 @@ export async function runDev(opts: DevOptions): Promise<number> {
 class DevSession {
   readonly log: Logger;
   readonly #nats: DevNats[] = [];
+  /** Fresh role passwords per run: each process connects as its NATS role, as in production. */
+  readonly #roles = devRoles();
   #natsUrl: string;
   readonly #apps: App[] = [];
   #stopping = false;
@@ -119,14 +122,14 @@ class DevSession {
   async #startNats(): Promise<void> {
     const { opts } = this;
     if (!opts.cluster) {
-      this.#nats.push(await startNatsServer({ url: opts.natsUrl, dataDir: opts.dataDir, log: this.log }));
+      this.#nats.push(await startNatsServer({ url: opts.natsUrl, dataDir: opts.dataDir, log: this.log, roles: this.#roles }));
       return;
     }
-    const { url, nodes } = writeClusterConfigs(opts.dataDir, hostPort(opts.natsUrl).port);
+    const { url, nodes } = writeClusterConfigs(opts.dataDir, hostPort(opts.natsUrl).port, this.#roles.configLine);
     this.#natsUrl = url;
     // Together: a node waits for the others' routes before its JetStream is usable.
     const started = await Promise.allSettled(
-      nodes.map((node) => startNatsServer({ url: node.url, dataDir: opts.dataDir, log: this.log, name: node.name, configFile: node.configFile })),
+      nodes.map((node) => startNatsServer({ url: node.url, dataDir: opts.dataDir, log: this.log, name: node.name, configFile: node.configFile, roles: this.#roles })),
     );
     for (const s of started) if (s.status === "fulfilled") this.#nats.push(s.value);
     const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
@@ -136,8 +139,10 @@ class DevSession {
     this.log.info({ nats: url }, `a ${nodes.length}-node JetStream cluster is up; streams and buckets get 3 replicas`);
   }
 
-  #app(spec: ConstructorParameters<typeof App>[0]): App {
-    const env = { ...process.env, NATS_URL: this.#natsUrl, BOSUN_DEV_PARENT_PID: String(process.pid) };
+  #app(spec: ConstructorParameters<typeof App>[0] & { name: "supervisor" | "gateway" }): App {
+    // A server dev did not start has its own users: then a process is whoever the shell says (NATS_USER).
+    const role = this.#nats.every((n) => n.child) ? this.#roles.envOf(spec.name) : {};
+    const env = { ...process.env, ...role, NATS_URL: this.#natsUrl, BOSUN_DEV_PARENT_PID: String(process.pid) };
     const app = new App(spec, env, this.out, this.log);
     this.#apps.push(app);
     return app;

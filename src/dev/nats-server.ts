@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { natsOptions } from "../platform/nats-options.js";
+import type { DevRoles } from "../platform/nats-roles.js";
 import { DevChild } from "./processes.js";
 import { DevError, isAlive, commandLineOf } from "./util.js";
 
@@ -74,6 +75,8 @@ export interface NatsStartOptions {
   name?: string;
   /** A config written already (a cluster node's); else dev writes one from nats.conf. */
   configFile?: string;
+  /** The role passwords nats.conf reads from the environment, and dev's no_auth_user line. */
+  roles: DevRoles;
 }
 
 /** Stops a nats-server an earlier dev started and left behind, unless that dev still runs. */
@@ -99,7 +102,7 @@ async function stopLeftover(pidPath: string, log: Logger): Promise<void> {
   rmSync(pidPath, { force: true });
 }
 
-export async function startNatsServer({ url, dataDir, log, name = "nats-server", configFile }: NatsStartOptions): Promise<DevNats> {
+export async function startNatsServer({ url, dataDir, log, name = "nats-server", configFile, roles }: NatsStartOptions): Promise<DevNats> {
   mkdirSync(dataDir, { recursive: true });
   const pidPath = path.join(dataDir, `${name}.pid`);
   await stopLeftover(pidPath, log);
@@ -113,11 +116,15 @@ export async function startNatsServer({ url, dataDir, log, name = "nats-server",
   const { host, port } = hostPort(url);
   const confPath = configFile ?? path.join(dataDir, `${name}.conf`);
   const logPath = path.join(dataDir, `${name}.log`);
-  if (!configFile) writeFileSync(confPath, devNatsConfig(readFileSync(SHIPPED_CONF, "utf8"), { host, port, storeDir: path.resolve(dataDir, "nats"), serverName: `bosun-dev-${port}` }));
+  if (!configFile) {
+    const config = devNatsConfig(readFileSync(SHIPPED_CONF, "utf8"), { host, port, storeDir: path.resolve(dataDir, "nats"), serverName: `bosun-dev-${port}` });
+    writeFileSync(confPath, `${config}\n${roles.configLine}\n`);
+  }
   const logFile = createWriteStream(logPath, { flags: "w" });
   let version = "";
   let fatal = "";
   const child = new DevChild(name, binary, ["-c", confPath], {
+    env: { ...process.env, ...roles.serverEnv },
     onStdout: (line) => logFile.write(`${line}\n`),
     onStderr: (line) => {
       logFile.write(`${line}\n`);

@@ -35,6 +35,7 @@ import { fromFastify, inContractShape, send, sendError, serverOptions } from "./
 import { lazyChildLogger } from "./lazy-logger.js";
 import { natsCall } from "./nats-call.js";
 import type { NatsLink } from "./nats-link.js";
+import { Revocations } from "./revocations.js";
 import { buildOpenApi } from "./openapi.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
@@ -69,6 +70,8 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
     closing = true;
   });
   const metrics = new GatewayMetrics();
+  const revocations = new Revocations(log);
+  app.addHook("onClose", async () => revocations.stop());
   const openApi = buildOpenApi();
 
   // Accept JSON whatever the content type says (curl -d sends form encoding), as one parser.
@@ -136,6 +139,7 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
       correlationId: req.correlationId,
       traceparent: req.trace?.traceparent,
       metrics,
+      authorization: authorizationOf(req),
     });
 
   for (const route of httpRoutes) {
@@ -145,8 +149,10 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
 
   app.get("/api/jobs/:job_id/events", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
     const { job_id } = parseWith(JobParams, req.params);
-    // Subscribed before the first read, so no change between the two is missed.
-    const events = await jobEvents(nats.get(), job_id, closedSignal(req), req.log as Logger);
+    // Subscribed before the first read, so no change between the two is missed. That read,
+    // made with the caller's key, is the supervisors' decision: another tenant's job is a 404.
+    const nc = nats.get();
+    const events = await jobEvents(nc, job_id, revocations.follow(nc, authorizationOf(req), closedSignal(req)), req.log as Logger);
     const first = await call(api.jobsGet, { job_id }, req);
     if (first.status !== 200 || req.method === "HEAD") {
       events.close();
@@ -156,8 +162,12 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
   });
 
   app.get("/api/platform/workers/stream", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
+    // The supervisors' decision for this caller, as for GET /api/platform/workers (the same operation).
+    const allowed = await call(api.workersList, {}, req);
+    if (allowed.status !== 200) return send(reply, allowed.status, allowed.body);
     if (req.method === "HEAD") return headOfStream(reply);
-    await reply.sse.send(workerHeartbeats(nats.get(), closedSignal(req), req.log as Logger));
+    const nc = nats.get();
+    await reply.sse.send(workerHeartbeats(nc, revocations.follow(nc, authorizationOf(req), closedSignal(req)), req.log as Logger));
   });
 
   app.get("/openapi.json", async () => openApi);
@@ -267,6 +277,12 @@ function closedSignal(req: FastifyRequest): AbortSignal {
   req.raw.once("close", () => abort.abort());
   return abort.signal;
 }
+
+/** The HTTP Authorization header, forwarded to the supervisors (one value: a repeated header is not a key). */
+const authorizationOf = (req: FastifyRequest): string | undefined => {
+  const value = req.headers.authorization;
+  return typeof value === "string" && value !== "" ? value : undefined;
+};
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 

@@ -13,7 +13,6 @@ import {
   FINAL_STATES,
   HEARTBEATS_WILDCARD,
   isJobId,
-  jobSubject,
   resultSubject,
   scheduledSubject,
   type JobEvent,
@@ -21,9 +20,12 @@ import {
   type WorkerInfo,
 } from "../contract/index.js";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { onMessage } from "../platform/guard.js";
+import { guard, onMessage } from "../platform/guard.js";
 import { HeartbeatReader, isLeaving } from "../platform/heartbeat-reader.js";
 import { interimSubject, readBack, readSources, statusOf, type JobSources } from "../records/index.js";
+
+/** How often a parked (scheduled) job is checked for having become queued. */
+const PARKED_POLL_MS = 1000;
 
 /** For callers without a log (the CLI's watch prints events, not log lines). */
 const silent: Logger = pino({ level: "silent" });
@@ -81,9 +83,10 @@ export async function jobEvents(
       }),
     });
   const only = <K extends keyof JobSources>(key: K, value: JobSources[K] | undefined): Partial<JobSources> | undefined => (value ? { [key]: value } : undefined);
+  // Not the job's queued subject: a gateway's NATS user may not subscribe to bosun.jobs.> (the flow of every
+  // job's payload, docs/security.md). The one change seen only there, a parked job becoming queued, is polled.
   const subs = isJobId(jobId)
     ? [
-        follow(jobSubject(jobId), (msg) => only("queued", readBack.queued(msg, log))),
         follow(scheduledSubject(jobId), (msg) => only("scheduled", readBack.scheduled(msg, log))),
         follow(interimSubject(jobId), (msg) => only("interim", readBack.interim(msg, log))),
         follow(resultSubject(jobId), (msg) => only("final", readBack.final(msg, log))),
@@ -96,12 +99,21 @@ export async function jobEvents(
   };
   async function* stream(first: JobStatus): AsyncGenerator<SseMessage> {
     closed.addEventListener("abort", close);
+    let parked: NodeJS.Timeout | undefined;
     try {
       // What is stored now, so later messages are weighed against it (a read never goes back).
       const sources: JobSources = await readSources(jsm, jobId, log);
       let last = first;
       yield { event: "state", data: { type: "state", data: first } satisfies JobEvent };
       if (FINAL_STATES.has(first.state)) return;
+      parked = setInterval(
+        guard(log, "job events poll", async () => {
+          if (last.state !== "scheduled") return;
+          const queued = (await readSources(jsm, jobId, log)).queued;
+          if (queued) channel.push({ queued });
+        }),
+        PARKED_POLL_MS,
+      );
       for await (const update of channel) {
         Object.assign(sources, update);
         const next = statusOf(sources);
@@ -112,6 +124,7 @@ export async function jobEvents(
         if (FINAL_STATES.has(next.state)) return;
       }
     } finally {
+      clearInterval(parked);
       closed.removeEventListener("abort", close);
       close();
     }

@@ -9,6 +9,7 @@ import { readReply, requestFailure, SERVICE_ERROR_HEADER } from "../platform/nat
 import type { GatewayMetrics } from "../platform/metrics.js";
 import type { RequestMux } from "../platform/request-mux.js";
 import { TRACEPARENT } from "../platform/tracing.js";
+import { AUTHORIZATION_HEADER } from "../auth/index.js";
 
 export interface NatsReply {
   status: number;
@@ -19,11 +20,13 @@ export async function natsCall(
   mux: RequestMux,
   subject: string,
   data: Uint8Array,
-  opts: { timeoutMs: number; correlationId: string; traceparent?: string; metrics: GatewayMetrics },
+  opts: { timeoutMs: number; correlationId: string; traceparent?: string; metrics: GatewayMetrics; authorization?: string },
 ): Promise<NatsReply> {
   const headers = natsHeaders();
   headers.set(CORRELATION_HEADER, opts.correlationId);
   if (opts.traceparent) headers.set(TRACEPARENT, opts.traceparent);
+  // Supervisors decide who may do what: the caller's key travels with the request, as is.
+  if (opts.authorization) headers.set(AUTHORIZATION_HEADER, opts.authorization);
   const started = performance.now();
   let reply;
   try {

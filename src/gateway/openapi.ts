@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { ErrorReply, JobEvent, WorkerInfo, type Tag } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
-import { httpRoutes, JobParams, operations, type HttpRoute } from "../contract/index.js";
+import { accessOf, httpRoutes, JobParams, operations, type HttpRoute } from "../contract/index.js";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -59,7 +59,7 @@ function operation(route: HttpRoute): JsonSchema {
     operationId: route.operationId,
     tags: [route.tag ?? nats.tag],
     summary: route.summary ?? nats.summary,
-    description: `NATS: request \`${nats.subject}\` with the same JSON.`,
+    description: `NATS: request \`${nats.subject}\` with the same JSON. With auth on: ${accessOf(route) === "admin" ? "an admin key" : "any key (a tenant key: its tenant's jobs only)"}.`,
     parameters: parameters(route),
     responses: { ...responses, ...clientErrors(route), "503": unavailable },
   };

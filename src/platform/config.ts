@@ -12,6 +12,9 @@ const flag = z
   .union([z.boolean(), z.enum(["true", "false", "1", "0", "on", "off"])])
   .transform((v) => v === true || v === "true" || v === "1" || v === "on");
 
+/** on: every request needs an API key; off: development and loopback; unset: on exactly when BOSUN_ADMIN_KEY is set. */
+const auth = z.enum(["on", "off"], { message: "must be on or off" }).optional();
+
 /** One server or several, comma-separated (a cluster): each must look like nats://host:port. */
 const natsUrl = z
   .string()
@@ -58,6 +61,7 @@ export const SupervisorConfig = z
     temp_dir: z.string().min(1).optional().describe("the only tree maintenance.cleanup_temp_files may clean (default $TMPDIR/bosun)"),
     metrics_host: z.string().min(1).default("127.0.0.1").describe("interface of the metrics server"),
     replicas: int(1, 5).optional().describe("copies of every stream and bucket (default: 1 on a single server, 3 in a cluster of 3 or more nodes)"),
+    auth: auth.describe("on: every request needs an API key; off: none (development, loopback); unset: on exactly when BOSUN_ADMIN_KEY is set"),
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type SupervisorConfig = z.infer<typeof SupervisorConfig>;
@@ -77,6 +81,8 @@ export const GatewayConfig = z.object({
     .default(HTTP_REQUEST_TIMEOUT_MS)
     .describe("the whole HTTP request (headers and body) must arrive within this, else 408"),
   grace_ms: int(0).default(10_000).describe("on SIGTERM, how long open requests may finish"),
+  auth: auth.describe("on: every request needs an API key; off: none (development, loopback); unset: on exactly when BOSUN_ADMIN_KEY is set"),
+  insecure_no_auth: flag.default(false).describe("listen on a non-loopback address with auth off anyway (refused otherwise)"),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
 

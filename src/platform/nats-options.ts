@@ -38,5 +38,14 @@ export function natsOptions(url: string, name: string): ConnectionOptions {
     pingInterval: PING_INTERVAL_MS,
     maxPingOut: MAX_PINGS_OUT,
     timeout: 3000,
+    ...natsCredentials(),
   };
+}
+
+/**
+ * The NATS user of this process (docs/security.md: one per role), from
+ * NATS_USER / NATS_PASSWORD; none when NATS_USER is unset.
+ */
+export function natsCredentials(env: NodeJS.ProcessEnv = process.env): { user: string; pass: string } | Record<string, never> {
+  return env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? "" } : {};
 }

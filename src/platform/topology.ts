@@ -141,6 +141,8 @@ export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
     // No TTL: a cancel request lives until its job ends, however far its run_at.
     kv(buckets.cancels, { history: 1 }),
     kv(buckets.lanes, { history: 1 }),
+    // API keys: only hashes of their secrets; a revoke purges the key.
+    kv(buckets.keys, { history: 1 }),
   ];
 }
 
@@ -196,6 +198,7 @@ export interface Topology {
   idempotencyKv: KV;
   cancelsKv: KV;
   lanesKv: KV;
+  keysKv: KV;
 }
 
 /** Retries the transient failures of a cluster (elections: up to ~10 s) and races with other supervisors. */
@@ -312,6 +315,7 @@ export async function provisionTopology(nc: NatsConnection, opts: TopologyOption
     idempotencyKv: bucket(buckets.idempotency),
     cancelsKv: bucket(buckets.cancels),
     lanesKv: bucket(buckets.lanes),
+    keysKv: bucket(buckets.keys),
   };
 }
 

@@ -28,6 +28,9 @@ export function laneFor(queue: string, tenant: string | null, priority: number, 
   return { code: laneCode(queue, target, band, tenant), queue, target, band, tenant };
 }
 
+/** A lane's code is the hash of what it is: an entry that says otherwise was not written by Bosun. */
+const describes = (lane: Lane, code: string): boolean => lane.code === code && lane.code === laneCode(lane.queue, lane.target, lane.band, lane.tenant);
+
 const WRONG_LAST_SEQUENCE = 10071;
 
 export class LaneRegistry {
@@ -46,8 +49,7 @@ export class LaneRegistry {
       if (entry.operation !== "PUT") return;
       const ctx = { log: this.log, source: "lane registry", subject: `$KV.${buckets.lanes}.${entry.key}`, seq: entry.revision };
       const lane = readInbound(Lane, entry.value, ctx);
-      // A lane's code is the hash of what it is: an entry that says otherwise was not written by Bosun.
-      if (lane && (lane.code !== entry.key || lane.code !== laneCode(lane.queue, lane.target, lane.band, lane.tenant))) {
+      if (lane && !describes(lane, entry.key)) {
         logDropped(ctx, "its code is not the code of the lane it describes");
       } else if (lane) this.#learn(lane);
     });
@@ -70,6 +72,18 @@ export class LaneRegistry {
 
   get(code: string): Lane | undefined {
     return this.#lanes.get(code);
+  }
+
+  /** A lane another process registered a moment ago is read from the bucket (the watch may not have brought it yet). */
+  async lookup(code: string): Promise<Lane | undefined> {
+    const known = this.#lanes.get(code);
+    if (known) return known;
+    const entry = await this.kv.get(code);
+    if (!entry || entry.operation !== "PUT") return undefined;
+    const lane = readInbound(Lane, entry.value, { log: this.log, source: "lane registry", subject: `$KV.${buckets.lanes}.${code}`, seq: entry.revision });
+    if (!lane || !describes(lane, code)) return undefined;
+    this.#learn(lane);
+    return lane;
   }
 
   all(): Lane[] {

@@ -24,6 +24,7 @@ import { onMessage } from "../platform/guard.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, SERVICE_ERROR_TEXT_HEADER, tooLargeForNats } from "../platform/nats.js";
 import { hop, SpanKind, TRACEPARENT, validTraceparent, type Hop } from "../platform/tracing.js";
 import { unavailableOf } from "../platform/nats-errors.js";
+import { AUTHORIZATION_HEADER, type Gate, type KeyStore } from "../auth/index.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
 
@@ -31,6 +32,8 @@ export interface ApiDeps {
   workerId: string;
   intake: Intake;
   operations: Operations;
+  keys: KeyStore;
+  gate: Gate;
   log: Logger;
 }
 
@@ -44,22 +47,27 @@ const traceparentOf = (msg: Msg): string | undefined => {
   const value = msg.headers?.get(TRACEPARENT);
   return validTraceparent(value) ? value : undefined;
 };
+/** The caller's key, passed on when a request is forwarded to another supervisor (which checks it again). */
+export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, log, workerId, operations: ops } = deps;
+  const { intake, log, workerId, operations: ops, keys, gate } = deps;
   const handlers: Handlers = {
-    jobs_submit: (req, msg, trace) => intake.submit(req, correlationOf(msg), false, trace.traceparent),
-    jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, correlationOf(msg), trace.traceparent),
+    jobs_submit: (req, msg, trace) => intake.submit(req, correlationOf(msg), false, trace.traceparent, authorizationOf(msg)),
+    jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, correlationOf(msg), trace.traceparent, authorizationOf(msg)),
     jobs_get: (req) => intake.status(req.job_id),
     jobs_result: (req) => intake.result(req.job_id),
     jobs_cancel: (req) => intake.cancel(req.job_id),
     jobs_retry: (req) => intake.retry(req.job_id),
     jobs_list: (req) => intake.list(req),
     workers_list: async () => ({ workers: ops.workers() }),
-    workers_recycle: (req) => ops.recycle(req),
+    workers_recycle: (req, msg) => ops.recycle(req, authorizationOf(msg)),
     queue_status: async () => ({ queues: await ops.queues() }),
     ops_get: async () => ops.opsFlags(),
     ops_set: (patch) => ops.setOps(patch),
+    keys_create: (req) => keys.create(req),
+    keys_list: async () => ({ keys: keys.list() }),
+    keys_revoke: (req) => keys.revoke(req.key_id),
   };
   const service = await new Svcm(nc).add({
     name: SERVICE_NAME,
@@ -71,6 +79,7 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   for (const name of Object.keys(operations) as OperationName[]) {
     const { subject, request } = operations[name];
     const handle = handlers[name] as (input: unknown, msg: Msg, trace: Hop) => Promise<unknown>;
+    const admit = (msg: Msg) => gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
     const count = stats.endpoint(name);
     service.addEndpoint(name, {
       subject,
@@ -81,7 +90,8 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
         }
         // The caller's trace continues here, and on into the job a submit makes.
         const trace = hop(`bosun.api ${name}`, SpanKind.SERVER, msg.headers?.get(TRACEPARENT), { attributes: () => ({ "messaging.destination.name": subject }) });
-        void answer(msg, () => handle(decodeWith(request, msg.data), msg, trace), log, name, count).finally(() => trace.end());
+        // The one authorization check: nothing reaches a handler without it.
+        void answer(msg, async () => handle(await admit(msg), msg, trace), log, name, count).finally(() => trace.end());
       },
     });
   }
@@ -118,11 +128,21 @@ export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger
   }
 }
 
-/** Submits another supervisor forwarded here because this one has the handler. */
-export function serveForwardedSubmits(nc: NatsConnection, workerId: string, intake: Intake, log: Logger): Subscription {
+/**
+ * Submits another supervisor forwarded here because this one has the
+ * handler. The caller's key came along and is checked here again: the
+ * control subjects are no way around the check.
+ */
+export function serveForwardedSubmits(nc: NatsConnection, workerId: string, intake: Intake, gate: Gate, log: Logger): Subscription {
   return nc.subscribe(controlSubject(workerId, "submit"), {
     callback: onMessage(log, "forwarded submit", (msg) =>
-      answer(msg, () => intake.submit(decodeWith(SubmitRequest, msg.data), correlationOf(msg), true, traceparentOf(msg)), log, "forwarded_submit"),
+      answer(
+        msg,
+        async () =>
+          intake.submit(await gate.admit("jobs_submit", msg.headers, () => decodeWith(SubmitRequest, msg.data)), correlationOf(msg), true, traceparentOf(msg), authorizationOf(msg)),
+        log,
+        "forwarded_submit",
+      ),
     ),
   });
 }

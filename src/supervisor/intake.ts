@@ -45,6 +45,7 @@ import {
 } from "../records/index.js";
 import { assertFitsJobMessage, readReply } from "../platform/nats.js";
 import { unavailableOf } from "../platform/nats-errors.js";
+import { AUTHORIZATION_HEADER } from "../auth/index.js";
 import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import { TRACEPARENT } from "../platform/tracing.js";
@@ -93,7 +94,7 @@ export class Intake {
    * one that has it (once: `forwarded` stops a second hop), so payload
    * schemas and per-type defaults always apply.
    */
-  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false, traceparent?: string): Promise<SubmitReply | JobResult> {
+  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false, traceparent?: string, authorization?: string): Promise<SubmitReply | JobResult> {
     const { store, log, idempotency } = this.deps;
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
@@ -104,7 +105,7 @@ export class Intake {
       if (others.length === 0) {
         throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
       }
-      return this.#forwardToAny(others, req, headerCorrelationId, traceparent);
+      return this.#forwardToAny(others, req, headerCorrelationId, traceparent, authorization);
     }
     if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
@@ -155,13 +156,13 @@ export class Intake {
    * accepted on its own (an error where it stands), all written in one
    * flush, the replies in the same order.
    */
-  async submitBatch(entries: readonly unknown[], headerCorrelationId?: string, traceparent?: string): Promise<BatchSubmitReply> {
+  async submitBatch(entries: readonly unknown[], headerCorrelationId?: string, traceparent?: string, authorization?: string): Promise<BatchSubmitReply> {
     const replies = await Promise.all(
       entries.map(async (entry) => {
         try {
           const req = parseWith(SubmitRequest, entry);
           if (req.wait_ms !== undefined) throw new BosunError("validation_error", "wait_ms: not in a batch (submit the job on its own to wait for it)");
-          return (await this.submit(req, headerCorrelationId, false, traceparent)) as SubmitReply;
+          return (await this.submit(req, headerCorrelationId, false, traceparent, authorization)) as SubmitReply;
         } catch (err) {
           const reply = errorReply(err);
           if (reply.body.error.code === "internal_error") this.deps.log.error({ err, endpoint: "jobs_submit_batch" }, "request failed");
@@ -325,12 +326,19 @@ export class Intake {
    * subject is no supervisor at all (a spoofed or stale heartbeat): it is
    * forgotten and the next is tried, so it cannot turn a 422 into a 503.
    */
-  async #forwardToAny(candidates: string[], req: SubmitRequest, correlationId: string | undefined, traceparent: string | undefined): Promise<SubmitReply | JobResult> {
+  async #forwardToAny(
+    candidates: string[],
+    req: SubmitRequest,
+    correlationId: string | undefined,
+    traceparent: string | undefined,
+    authorization: string | undefined,
+  ): Promise<SubmitReply | JobResult> {
     const order = [...candidates].sort(() => Math.random() - 0.5);
     for (const workerId of order.slice(0, MAX_FORWARD_TRIES)) {
       const headers = natsHeaders();
       if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
       if (traceparent) headers.set(TRACEPARENT, traceparent);
+      if (authorization) headers.set(AUTHORIZATION_HEADER, authorization);
       let reply;
       try {
         reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });

@@ -3,7 +3,7 @@
  * of them, per-queue status from JetStream's own numbers, and the ops flags.
  */
 import type { NatsConnection, Subscription } from "@nats-io/nats-core";
-import { errors } from "@nats-io/nats-core";
+import { errors, headers as natsHeaders } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { Logger } from "pino";
@@ -32,6 +32,7 @@ import type { Pool } from "./pool.js";
 import { answer } from "./api.js";
 import { onMessage } from "../platform/guard.js";
 import type { Lane, LaneRegistry } from "../records/index.js";
+import { AUTHORIZATION_HEADER, type Gate } from "../auth/index.js";
 
 const CONTROL_TIMEOUT_MS = 3000;
 
@@ -44,6 +45,7 @@ export interface OperationsDeps {
   lanes: LaneRegistry;
   pool: Pool;
   workerId: string;
+  gate: Gate;
   log: Logger;
 }
 
@@ -54,13 +56,13 @@ export class Operations {
 
   /** Listens for commands addressed to this supervisor. */
   start(): void {
-    const { nc, workerId, pool, log } = this.deps;
+    const { nc, workerId, pool, log, gate } = this.deps;
     this.#control = nc.subscribe(controlSubject(workerId, "recycle"), {
       callback: onMessage(log, "recycle command", (msg) =>
         answer(
           msg,
           async () => {
-            const req = decodeWith(RecycleRequest, msg.data);
+            const req = await gate.admit("workers_recycle", msg.headers, () => decodeWith(RecycleRequest, msg.data));
             const target = pool.recycle(req.pid, req.thread_id);
             if (!target) {
               throw req.pid === undefined && req.thread_id === undefined
@@ -86,10 +88,13 @@ export class Operations {
   }
 
   /** Forwards to the supervisor named: only it can recycle its own processes. */
-  async recycle(req: RecycleRequest): Promise<RecycleReply> {
+  async recycle(req: RecycleRequest, authorization: string | undefined): Promise<RecycleReply> {
     let reply;
+    const headers = natsHeaders();
+    // The named supervisor checks the caller's key again (its control subject is no way around the check).
+    if (authorization) headers.set(AUTHORIZATION_HEADER, authorization);
     try {
-      reply = await this.deps.nc.request(controlSubject(req.worker_id, "recycle"), encodeJson(req), { timeout: CONTROL_TIMEOUT_MS });
+      reply = await this.deps.nc.request(controlSubject(req.worker_id, "recycle"), encodeJson(req), { timeout: CONTROL_TIMEOUT_MS, headers });
     } catch (err) {
       if (err instanceof errors.RequestError && err.isNoResponders()) throw new BosunError("not_found", `no live worker ${req.worker_id}`);
       throw err;

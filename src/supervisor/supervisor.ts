@@ -15,6 +15,7 @@ import { retentionOf, type SupervisorConfig } from "../platform/config.js";
 import { connectNats } from "../platform/nats.js";
 import { provisionTopology } from "../platform/topology.js";
 import { serveForwardedSubmits, startApi } from "./api.js";
+import { Gate, KeyStore, type AuthSettings } from "../auth/index.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
 import { Pool } from "./pool.js";
@@ -50,6 +51,7 @@ export class Supervisor {
   #scheduler: Scheduler | undefined;
   #cancels: CancelRegistry | undefined;
   #lanes: LaneRegistry | undefined;
+  #keys: KeyStore | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #ops: OpsFlagsView | undefined;
   #operations: Operations | undefined;
@@ -60,6 +62,7 @@ export class Supervisor {
   constructor(
     private readonly config: SupervisorConfig,
     private readonly log: Logger,
+    private readonly auth: AuthSettings,
   ) {
     this.workerId = config.worker_id ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}-${nuid.next().slice(-8)}`;
   }
@@ -108,7 +111,9 @@ export class Supervisor {
     // A cancel request outlives its job's end by two leases: any copy of the job in flight has met it by then.
     const cancels = (this.#cancels = new CancelRegistry(topology.cancelsKv, topology.jsm, log, 2 * config.lease_ms));
     const ops = (this.#ops = new OpsFlagsView(log));
-    const operations = (this.#operations = new Operations({ nc, jsm: topology.jsm, opsKv: topology.opsKv, ops, heartbeats, lanes, pool, workerId, log }));
+    const keys = (this.#keys = new KeyStore(topology.keysKv, log, this.auth.adminKeyHash));
+    const gate = new Gate(this.auth, keys, lanes);
+    const operations = (this.#operations = new Operations({ nc, jsm: topology.jsm, opsKv: topology.opsKv, ops, heartbeats, lanes, pool, workerId, gate, log }));
     const runner = (this.#runner = new Runner(nc, topology.jsm, store, pool, {
       workerId,
       cancels,
@@ -144,12 +149,15 @@ export class Supervisor {
 
     pool.start();
     await lanes.start();
+    await keys.start();
+    // Supervisors decide: one started without auth beside others with it answers everyone.
+    if (!this.auth.on && keys.list().length > 0) log.warn({ keys: keys.list().length }, "auth is OFF on this supervisor although API keys exist: it allows every request; set BOSUN_ADMIN_KEY like on the others");
     await cancels.start();
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, log });
-    this.#forwarded = serveForwardedSubmits(nc, workerId, intake, log);
+    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, log });
+    this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     scheduler.start();
     const sweep = () =>
@@ -195,6 +203,7 @@ export class Supervisor {
     clearInterval(this.#sweeper);
     this.#cancels?.stop();
     this.#lanes?.stop();
+    this.#keys?.stop();
     await this.#heartbeats?.stop();
     this.#writer?.close();
     await this.#nc?.drain().catch(() => undefined);

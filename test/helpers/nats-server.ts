@@ -17,12 +17,21 @@ export const NATS_SERVER_BIN =
   process.env.NATS_SERVER_BIN ?? ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => existsSync(p)) ?? "nats-server";
 const READY_TIMEOUT_MS = 15_000;
 
+export interface NatsServerOptions {
+  /** A config file (nats.conf with its roles, its store_dir pointed somewhere temporary); the port still comes from here. */
+  configFile?: string;
+  env?: Record<string, string>;
+  /** Credentials of the readiness probe, when the config requires them. */
+  probeAs?: { user: string; pass: string };
+}
+
 export class NatsServer {
   #proc: ManagedProcess | undefined;
 
   private constructor(
     readonly port: number,
     readonly storeDir: string,
+    private readonly opts: NatsServerOptions = {},
   ) {}
 
   get url(): string {
@@ -38,7 +47,7 @@ export class NatsServer {
   }
 
   /** Starts a server and registers its teardown on `t`. */
-  static async start(t: TeardownHost): Promise<NatsServer> {
+  static async start(t: TeardownHost, opts: NatsServerOptions = {}): Promise<NatsServer> {
     const storeDir = await mkdtemp(path.join(os.tmpdir(), "bosun-test-nats-"));
     let server: NatsServer | undefined;
     t.teardown(async () => {
@@ -49,7 +58,7 @@ export class NatsServer {
     // The port was free a moment ago; if someone takes it first, pick another.
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
-      server = new NatsServer(await freePort(), storeDir);
+      server = new NatsServer(await freePort(), storeDir, opts);
       try {
         await server.#launch();
         return server;
@@ -78,13 +87,16 @@ export class NatsServer {
   }
 
   async #launch(): Promise<void> {
-    this.#proc = new ManagedProcess(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir], {
+    // A config file brings its own JetStream block (store_dir included); the port is still this one.
+    const config = this.opts.configFile ? ["-c", this.opts.configFile] : ["-js", "-sd", this.storeDir];
+    this.#proc = new ManagedProcess(NATS_SERVER_BIN, [...config, "-a", "127.0.0.1", "-p", String(this.port)], {
       name: `nats-server:${this.port}`,
+      env: { ...process.env, ...this.opts.env },
     });
     const proc = this.#proc;
     await waitFor(
       async () => {
-        const nc = await connect({ servers: this.url, timeout: 500, reconnect: false, noAsyncTraces: true });
+        const nc = await connect({ servers: this.url, timeout: 500, reconnect: false, noAsyncTraces: true, ...this.opts.probeAs });
         await nc.close();
         return true;
       },
