@@ -72,7 +72,8 @@ export const FINAL_STATES: ReadonlySet<JobState> = new Set(["succeeded", "cancel
  */
 const JsonValue = z.unknown().describe("any JSON value");
 
-export const SubmitRequest = z
+/** The fields of a submit, before the checks across fields (schedules reuse them for their job). */
+export const SubmitFields = z
   .object({
     type: JobType,
     payload: JsonValue.default({}),
@@ -89,11 +90,11 @@ export const SubmitRequest = z
     /** NATS API only (HTTP uses ?wait_ms): reply when the job ends or the wait runs out. */
     wait_ms: ms.max(MAX_WAIT_MS).optional(),
   })
-  .strict()
-  .refine((s) => s.delay_ms === undefined || s.run_at === undefined, {
-    message: "give delay_ms or run_at, not both",
-    path: ["run_at"],
-  });
+  .strict();
+export const SubmitRequest = SubmitFields.refine((s) => s.delay_ms === undefined || s.run_at === undefined, {
+  message: "give delay_ms or run_at, not both",
+  path: ["run_at"],
+});
 export type SubmitRequest = z.infer<typeof SubmitRequest>;
 
 /** For endpoints that take no input: an empty body, or {}. */
@@ -125,6 +126,13 @@ export type JobError = z.infer<typeof JobError>;
 export const Owner = z.object({ worker_id: name("worker_id"), pid: z.number().int() });
 export type Owner = z.infer<typeof Owner>;
 
+/** A job made by a schedule names it and the tick it was made for (absent on other jobs). */
+const scheduleOrigin = {
+  schedule_id: name("schedule_id").optional(),
+  tick_at: isoTime.optional(),
+};
+export type ScheduleOrigin = { schedule_id: string; tick_at: string };
+
 /** What GET /api/jobs/{id} and bosun.api.jobs.get answer. */
 export const JobStatus = z.object({
   job_id: JobId,
@@ -141,6 +149,7 @@ export const JobStatus = z.object({
   progress: z.number().nullable(),
   error: JobError.nullable(),
   correlation_id: z.string().max(MAX_CORRELATION_ID_LENGTH),
+  ...scheduleOrigin,
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 
@@ -198,6 +207,7 @@ export const JobEnvelope = z.object({
   /** Who ran the latest attempt, and when it started (a job waiting for its next attempt shows them). */
   owner: Owner.nullable().default(null),
   started_at: isoTime.nullable().default(null),
+  ...scheduleOrigin,
 });
 export type JobEnvelope = z.infer<typeof JobEnvelope>;
 

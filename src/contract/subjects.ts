@@ -43,6 +43,13 @@ export const api = {
   queueStatus: `${API_PREFIX}.queue.status`,
   opsGet: `${API_PREFIX}.ops.get`,
   opsSet: `${API_PREFIX}.ops.set`,
+  schedulesCreate: `${API_PREFIX}.schedules.create`,
+  schedulesList: `${API_PREFIX}.schedules.list`,
+  schedulesGet: `${API_PREFIX}.schedules.get`,
+  schedulesDelete: `${API_PREFIX}.schedules.delete`,
+  schedulesPause: `${API_PREFIX}.schedules.pause`,
+  schedulesResume: `${API_PREFIX}.schedules.resume`,
+  schedulesTrigger: `${API_PREFIX}.schedules.trigger`,
 } as const;
 
 /** A command addressed to one supervisor (not load-balanced like the API). */
@@ -74,6 +81,8 @@ export const buckets = {
   idempotency: "bosun_idempotency",
   /** job id -> cancel request, kept until its job ends; every supervisor watches it. */
   cancels: "bosun_cancels",
+  /** schedule id -> the schedule and its tick state (which ticks are handled, the last job). */
+  schedules: "bosun_schedules",
 } as const;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */

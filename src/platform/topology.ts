@@ -141,6 +141,8 @@ export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
     // No TTL: a cancel request lives until its job ends, however far its run_at.
     kv(buckets.cancels, { history: 1 }),
     kv(buckets.lanes, { history: 1 }),
+    // No TTL: a schedule lives until deleted; each entry is its spec and its tick state.
+    kv(buckets.schedules, { history: 1 }),
   ];
 }
 
@@ -196,6 +198,7 @@ export interface Topology {
   idempotencyKv: KV;
   cancelsKv: KV;
   lanesKv: KV;
+  schedulesKv: KV;
 }
 
 /** Retries the transient failures of a cluster (elections: up to ~10 s) and races with other supervisors. */
@@ -312,6 +315,7 @@ export async function provisionTopology(nc: NatsConnection, opts: TopologyOption
     idempotencyKv: bucket(buckets.idempotency),
     cancelsKv: bucket(buckets.cancels),
     lanesKv: bucket(buckets.lanes),
+    schedulesKv: bucket(buckets.schedules),
   };
 }
 

@@ -25,11 +25,13 @@ import { isMaxPayloadError, SERVICE_ERROR_HEADER, SERVICE_ERROR_TEXT_HEADER, too
 import { unavailableOf } from "../platform/nats-errors.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
+import type { ScheduleService } from "../schedules/index.js";
 
 export interface ApiDeps {
   workerId: string;
   intake: Intake;
   operations: Operations;
+  schedules: ScheduleService;
   log: Logger;
 }
 
@@ -40,7 +42,7 @@ type Handlers = { [N in OperationName]: (input: z.output<(typeof operations)[N][
 const correlationOf = (msg: Msg): string | undefined => headerCorrelationId(msg.headers?.get(CORRELATION_HEADER) || undefined);
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, log, workerId, operations: ops } = deps;
+  const { intake, log, workerId, operations: ops, schedules } = deps;
   const handlers: Handlers = {
     jobs_submit: (req, msg) => intake.submit(req, correlationOf(msg)),
     jobs_submit_batch: (req, msg) => intake.submitBatch(req.jobs, correlationOf(msg)),
@@ -54,6 +56,13 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     queue_status: async () => ({ queues: await ops.queues() }),
     ops_get: async () => ops.opsFlags(),
     ops_set: (patch) => ops.setOps(patch),
+    schedules_create: (spec) => schedules.create(spec),
+    schedules_list: async () => schedules.list(),
+    schedules_get: (req) => schedules.get(req.schedule_id),
+    schedules_delete: (req) => schedules.delete(req.schedule_id),
+    schedules_pause: (req) => schedules.setPaused(req.schedule_id, true),
+    schedules_resume: (req) => schedules.setPaused(req.schedule_id, false),
+    schedules_trigger: (req) => schedules.trigger(req.schedule_id),
   };
   const service = await new Svcm(nc).add({
     name: SERVICE_NAME,

@@ -30,6 +30,7 @@ import {
   type JobStatus,
   type ListJobsReply,
   type ListJobsRequest,
+  type ScheduleOrigin,
   type SubmitReply,
 } from "../contract/index.js";
 import type { HandlerDefinition } from "../actors/handlers.js";
@@ -92,7 +93,7 @@ export class Intake {
    * one that has it (once: `forwarded` stops a second hop), so payload
    * schemas and per-type defaults always apply.
    */
-  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false): Promise<SubmitReply | JobResult> {
+  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false, origin?: ScheduleOrigin): Promise<SubmitReply | JobResult> {
     const { store, log, idempotency } = this.deps;
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
@@ -112,7 +113,7 @@ export class Intake {
       }
     }
     const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
-    let job = this.#envelope(lane.code, req, handler, headerCorrelationId);
+    let job = this.#envelope(lane.code, req, handler, headerCorrelationId, origin);
     // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
     assertFitsJobMessage(this.deps.nc, job);
     await this.deps.lanes.ensure(lane);
@@ -251,7 +252,7 @@ export class Intake {
     return listJobs(this.deps.store.jsm, this.deps.store.log, this.deps.lanes, filter);
   }
 
-  #envelope(lane: string, req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined): JobEnvelope {
+  #envelope(lane: string, req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined, origin: ScheduleOrigin | undefined): JobEnvelope {
     const { defaults } = this.deps;
     return {
       job_id: lane + nuid.next(),
@@ -269,7 +270,13 @@ export class Intake {
       errors: [],
       owner: null,
       started_at: null,
+      ...origin,
     };
+  }
+
+  /** Whether this supervisor runs jobs of this type on this queue itself (a schedule's ticks are claimed only there). */
+  serves(type: string, queue: string): boolean {
+    return this.deps.queues.includes(queue) && this.deps.handlers.has(type);
   }
 
   /**

@@ -29,6 +29,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamWriter } from "../platform/stream-writer.js";
 import { forEachGuarded, guard } from "../platform/guard.js";
+import { Schedules } from "../schedules/index.js";
 
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
 const CANCEL_SWEEP_MS = 10 * 60_000;
@@ -46,6 +47,7 @@ export class Supervisor {
   #service: Service | undefined;
   #writer: StreamWriter | undefined;
   #scheduler: Scheduler | undefined;
+  #schedules: Schedules | undefined;
   #cancels: CancelRegistry | undefined;
   #lanes: LaneRegistry | undefined;
   #sweeper: NodeJS.Timeout | undefined;
@@ -139,16 +141,19 @@ export class Supervisor {
       log,
     });
 
+    const schedules = (this.#schedules = new Schedules(topology.schedulesKv, topology.jsm, intake, log));
+
     pool.start();
     await lanes.start();
     await cancels.start();
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, log });
+    this.#service = await startApi(nc, { workerId, intake, operations, schedules: schedules.api, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, log);
     await runner.start();
     scheduler.start();
+    await schedules.start();
     const sweep = () =>
       void cancels
         .sweep(async (jobId) => (await store.finalRecord(jobId)) !== null)
@@ -182,6 +187,7 @@ export class Supervisor {
     await this.#service?.stop().catch(() => undefined);
     this.#forwarded?.unsubscribe();
     this.#operations?.stop();
+    this.#schedules?.stop();
     this.#ops?.stop();
     await this.#scheduler?.stop();
     await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
