@@ -20,7 +20,7 @@ import { Intake } from "./intake.js";
 import { Pool } from "./pool.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
-import { Rotation } from "./lane-order.js";
+import { BandsThenTurns } from "./lane-order.js";
 import { Scheduler } from "./scheduler.js";
 import { Operations } from "./operations.js";
 import { OpsFlagsView } from "../platform/ops.js";
@@ -112,7 +112,7 @@ export class Supervisor {
       workerId,
       cancels,
       lanes,
-      laneOrder: new Rotation(),
+      laneOrder: new BandsThenTurns((code) => lanes.get(code)?.band),
       metrics,
       queues: config.queues,
       leaseMs: config.lease_ms,
