@@ -55,6 +55,9 @@ t.test("300 low-priority jobs behind a busy pool, then 10 high: the high ones st
   // At most what was already in hand or answered a pull made before the high lane delivered (one per process).
   t.ok(overtaking <= 4, `low jobs started between the high submit and the last high start: ${overtaking}`);
   t.ok(lows.filter((j) => j.started_at === null).length >= 250, "most of the low backlog still waits");
+  const queues = (await requestJson<{ queues: { queue: string; pending_by_band?: { h: number; n: number; l: number } }[] }>(nc, "bosun.api.queue.status", {})).body.queues;
+  const bands = queues.find((q) => q.queue === queue)?.pending_by_band;
+  t.ok(bands && bands.l >= 250 && bands.h === 0, `queue status counts pending by band: ${JSON.stringify(bands)}`);
 });
 
 t.test("tenant A's 2,000-job backlog, then tenant B's one job: B starts within a few runs", async (t) => {

@@ -135,6 +135,11 @@ t.test("pause, resume, trigger and delete act within a second (HTTP); bad schedu
   const resumedAt = Date.now();
   await http(gw, "POST", `/api/schedules/${id}/resume`);
   await waitFor(async () => (await jobsOf(queue, id)).some((j) => Date.parse(j.tick_at!) > resumedAt), { timeoutMs: 1000, what: "a tick within a second of resume" });
+  const workers = await waitFor(async () => {
+    const ws = (await http<{ schedules?: { active: number; next_run_at: string | null } }[]>(gw, "GET", "/api/platform/workers")).body;
+    return ws.some((w) => (w.schedules?.active ?? 0) >= 1 && w.schedules?.next_run_at) && ws;
+  }, { timeoutMs: 3000, what: "heartbeats showing the schedule" });
+  t.ok(workers.length >= 1, "heartbeats show active schedules and their next run");
   const listed = await http<{ schedules: Schedule[] }>(gw, "GET", "/api/schedules");
   const mine = listed.body.schedules.find((s) => s.schedule_id === id);
   t.ok(mine && mine.next_run_at && Date.parse(mine.next_run_at) > resumedAt, "listed with its next run");

@@ -283,6 +283,8 @@ export const WorkerInfo = z.object({
   supervision: Supervision,
   /** This supervisor's heartbeat period: it counts as gone after three of them without one. */
   heartbeat_ms: z.number().int().positive(),
+  /** The schedules this supervisor keeps timers for (every supervisor claims every tick) and the next tick among them. */
+  schedules: z.object({ active: z.number().int().nonnegative(), next_run_at: isoTime.nullable() }).optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 
@@ -305,6 +307,8 @@ export const QueueStatus = z.object({
   queue: z.string(),
   /** Waiting in the queue, runnable now. */
   pending: z.number().int(),
+  /** The pending jobs by priority band (h > 0, n = 0, l < 0): the bands are served strictly in that order. */
+  pending_by_band: z.object({ h: z.number().int(), n: z.number().int(), l: z.number().int() }).optional(),
   /** Parked until a due time (delayed, or a retry in backoff). */
   scheduled: z.number().int(),
   /** Delivered to a supervisor and not yet acked. */
