@@ -284,7 +284,7 @@ export const WorkerInfo = z.object({
   /** This supervisor's heartbeat period: it counts as gone after three of them without one. */
   heartbeat_ms: z.number().int().positive(),
   /** The schedules this supervisor keeps timers for (every supervisor claims every tick) and the next tick among them. */
-  schedules: z.object({ active: z.number().int().nonnegative(), next_run_at: isoTime.nullable() }).optional(),
+  schedules: z.object({ active: z.number().int().nonnegative(), next_run_at: isoTime.nullable() }),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

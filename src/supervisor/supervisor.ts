@@ -219,7 +219,7 @@ export class Supervisor {
       job_types: this.#jobTypes,
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
       heartbeat_ms: this.config.heartbeat_ms,
-      ...(this.#schedules && { schedules: this.#schedules.summary() }),
+      schedules: this.#schedules?.summary() ?? { active: 0, next_run_at: null },
     };
   }
 
