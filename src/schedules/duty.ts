@@ -6,9 +6,8 @@
  * lets exactly one job be made, so there is no leader to elect, lose or
  * fail over: a tick is made while at least one supervisor lives.
  */
-import type { KvWatchEntry } from "@nats-io/kv";
+import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
-import type { KV } from "@nats-io/kv";
 import type { Logger } from "pino";
 import { BosunError, parseWith, SubmitRequest, type ScheduleOrigin, type SubmitReply } from "../contract/index.js";
 import { guard } from "../platform/guard.js";
