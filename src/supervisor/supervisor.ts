@@ -142,6 +142,7 @@ export class Supervisor {
     });
 
     const schedules = (this.#schedules = new Schedules(topology.schedulesKv, topology.jsm, intake, log));
+    metrics.watchSchedules(() => schedules.summary());
 
     pool.start();
     await lanes.start();
