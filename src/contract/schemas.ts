@@ -308,7 +308,7 @@ export const QueueStatus = z.object({
   /** Waiting in the queue, runnable now. */
   pending: z.number().int(),
   /** The pending jobs by priority band (h > 0, n = 0, l < 0): the bands are served strictly in that order. */
-  pending_by_band: z.object({ h: z.number().int(), n: z.number().int(), l: z.number().int() }).optional(),
+  pending_by_band: z.object({ h: z.number().int(), n: z.number().int(), l: z.number().int() }),
   /** Parked until a due time (delayed, or a retry in backoff). */
   scheduled: z.number().int(),
   /** Delivered to a supervisor and not yet acked. */
