@@ -203,6 +203,13 @@ const natsSamples = (jobId: string): Record<OperationName, unknown> => ({
   keys_create: { tenant: "tz" },
   keys_list: {},
   keys_revoke: { key_id: "NoSuchKey0000000" },
+  schedules_create: { schedule_id: "auth-sched", every_ms: 60_000, job: { type: "echo" } },
+  schedules_list: {},
+  schedules_get: { schedule_id: "auth-sched" },
+  schedules_delete: { schedule_id: "auth-sched" },
+  schedules_pause: { schedule_id: "auth-sched" },
+  schedules_resume: { schedule_id: "auth-sched" },
+  schedules_trigger: { schedule_id: "auth-sched" },
 });
 
 t.test("every NATS operation and the control subjects: the same answers as over HTTP", async (t) => {

@@ -34,6 +34,9 @@ import {
   type Submitted,
 } from "./helpers/faults.js";
 
+/** How late a delayed job may start after everything restarted (see its test). */
+const RESTART_SLACK_MS = 6000;
+
 const server = await NatsServer.start(t);
 const nc = await connectClient(t, server.url);
 const gateway = await startGateway(t, server.url, { args: ["--request-timeout-ms", "10000"] });
@@ -311,16 +314,23 @@ t.test("delayed jobs survive a restart of every supervisor and of nats-server", 
   const figures = describeRuns(runs, ids);
   let early = 0;
   let late = 0;
+  let worstMs = 0;
   for (const [i, id] of ids.entries()) {
     const start = runs.starts(id)[0];
     const due = created.get(id)! + delays[i]!;
     if (!start || start.t < due - 5) early++;
-    else if (start.t > Math.max(due, backAt) + 3000) late++;
+    else {
+      worstMs = Math.max(worstMs, start.t - Math.max(due, backAt));
+      // After a restart of nats-server the first pulls wait for JetStream to recover its streams,
+      // which takes seconds on a loaded 2-core machine; a lost job would be far later (or never).
+      if (start.t > Math.max(due, backAt) + RESTART_SLACK_MS) late++;
+    }
   }
+  t.comment(`latest start after its due time (or the restart): ${worstMs} ms`);
   t.comment(`delayed jobs: ${n}; down for ${secs(backAt - downAt)}; succeeded: ${[...results.values()].filter((r) => r.state === "succeeded").length}; runs: ${figures.runs}; ran twice: ${figures.ranTwice}`);
   t.equal([...results.values()].filter((r) => r.state === "succeeded" && r.attempts === 1).length, n, `all ${n} succeeded on their first attempt`);
   t.equal(early, 0, "none ran before its due time");
-  t.equal(late, 0, "each ran soon after its due time (or the restart)");
+  t.equal(late, 0, `each ran within ${RESTART_SLACK_MS / 1000} s of its due time (or the restart)`);
   t.ok(runs.starts(ids[0]!)[0]!.ppid === later.pid, "the new supervisor ran them");
   t.equal(figures.runs, n, `exactly ${n} runs`);
 });

@@ -312,7 +312,7 @@ t.test("queue status: pending, scheduled, running and dead counts, consumers, an
   const pending = await Promise.all([0, 1, 2].map((i) => submitNats(nc, { type: "echo", queue, payload: { i } })));
   await Promise.all([0, 1].map(() => submitNats(nc, { type: "echo", queue, delay_ms: 600_000 })));
 
-  const expected: QueueStatus = { queue, pending: 3, scheduled: 2, running: 1, dead: 2, consumers: { durable: defaultLaneConsumer(queue), waiting_pulls: 0, workers: [id] } };
+  const expected: QueueStatus = { queue, pending: 3, pending_by_band: { h: 0, n: 3, l: 0 }, scheduled: 2, running: 1, dead: 2, consumers: { durable: defaultLaneConsumer(queue), waiting_pulls: 0, workers: [id] } };
   const status = await waitFor(
     async () => {
       const s = await httpQueue(gw, queue);

@@ -10,6 +10,7 @@ import { VERSION } from "../platform/version.js";
 import { CommandError, ExitCode } from "./errors.js";
 import { addJobCommands } from "./jobs.js";
 import { addKeyCommands } from "./keys.js";
+import { addScheduleCommands } from "./schedules.js";
 import { addPlatformCommands } from "./platform.js";
 import { addServerCommands } from "./servers.js";
 
@@ -29,6 +30,7 @@ addServerCommands(program);
 addJobCommands(program);
 addPlatformCommands(program);
 addKeyCommands(program);
+addScheduleCommands(program);
 
 const oneLine = (text: string) => text.replace(/^error: /, "").replace(/\s*\n\s*/g, " ").trim();
 

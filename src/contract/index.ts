@@ -5,3 +5,4 @@ export * from "./errors.js";
 export * from "./codec.js";
 export * from "./operations.js";
 export * from "./limits.js";
+export * from "./schedules.js";

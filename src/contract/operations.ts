@@ -36,6 +36,7 @@ import {
   WorkerInfo,
   WorkersReply,
 } from "./schemas.js";
+import { DeleteScheduleReply, ListSchedulesReply, Schedule, ScheduleIdRequest, ScheduleParams, ScheduleSpec, TriggerReply } from "./schedules.js";
 import { api } from "./subjects.js";
 import { MAX_NAME_LENGTH, MAX_WAIT_MS } from "./limits.js";
 
@@ -46,7 +47,7 @@ import { MAX_NAME_LENGTH, MAX_WAIT_MS } from "./limits.js";
 export type Access = "tenant" | "admin";
 
 /** Groups in the OpenAPI document. */
-export type Tag = "jobs" | "platform" | "admin" | "system";
+export type Tag = "jobs" | "schedules" | "platform" | "admin" | "system";
 
 export interface Operation<Req extends z.ZodType = z.ZodType, Res extends z.ZodType = z.ZodType> {
   subject: string;
@@ -126,6 +127,14 @@ export const operations = {
     summary: "Revoke an API key (refused everywhere within a second)",
     tag: "admin",
   }),
+  // Schedules are admin-only for now (docs/scheduling.md, "Access"): a schedule submits as its job's tenant.
+  schedules_create: op({ subject: api.schedulesCreate, request: ScheduleSpec, response: Schedule, access: "admin", summary: "Create or replace a schedule (recurring job)", tag: "schedules" }),
+  schedules_list: op({ subject: api.schedulesList, request: EmptyRequest, response: ListSchedulesReply, access: "admin", summary: "Every schedule, with its next and last run", tag: "schedules" }),
+  schedules_get: op({ subject: api.schedulesGet, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "A schedule, with its next and last run", tag: "schedules" }),
+  schedules_delete: op({ subject: api.schedulesDelete, request: ScheduleIdRequest, response: DeleteScheduleReply, access: "admin", summary: "Delete a schedule (no tick fires after the reply)", tag: "schedules" }),
+  schedules_pause: op({ subject: api.schedulesPause, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Pause a schedule: no ticks until resumed", tag: "schedules" }),
+  schedules_resume: op({ subject: api.schedulesResume, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Resume a paused schedule from now (paused ticks are not run)", tag: "schedules" }),
+  schedules_trigger: op({ subject: api.schedulesTrigger, request: ScheduleIdRequest, response: TriggerReply, access: "admin", summary: "Run a schedule's job now, once (paused or not)", tag: "schedules" }),
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof operations;
@@ -254,10 +263,27 @@ export const httpRoutes: readonly HttpRoute[] = [
     query: NoQuery,
     body: CreateKeyRequest,
     status: 201,
-    example: { tenant: "acme", name: "acme-web" },
+    example: { tenant: "acme", label: "acme-web" },
   },
   { method: "GET", url: "/api/admin/keys", operationId: "listKeys", operation: "keys_list", query: NoQuery },
   { method: "DELETE", url: "/api/admin/keys/:key_id", operationId: "revokeKey", operation: "keys_revoke", params: KeyParams, query: NoQuery },
+  { method: "GET", url: "/api/schedules", operationId: "listSchedules", operation: "schedules_list", query: NoQuery },
+  {
+    method: "POST",
+    url: "/api/schedules",
+    operationId: "createSchedule",
+    operation: "schedules_create",
+    query: NoQuery,
+    body: ScheduleSpec,
+    status: 201,
+    example: { schedule_id: "nightly-report", cron: "0 3 * * *", timezone: "Europe/Berlin", job: { type: "echo", payload: { report: "daily" } } },
+    toRequest: ({ body }) => body,
+  },
+  { method: "GET", url: "/api/schedules/:schedule_id", operationId: "getSchedule", operation: "schedules_get", params: ScheduleParams, query: NoQuery },
+  { method: "DELETE", url: "/api/schedules/:schedule_id", operationId: "deleteSchedule", operation: "schedules_delete", params: ScheduleParams, query: NoQuery },
+  { method: "POST", url: "/api/schedules/:schedule_id/pause", operationId: "pauseSchedule", operation: "schedules_pause", params: ScheduleParams, query: NoQuery },
+  { method: "POST", url: "/api/schedules/:schedule_id/resume", operationId: "resumeSchedule", operation: "schedules_resume", params: ScheduleParams, query: NoQuery },
+  { method: "POST", url: "/api/schedules/:schedule_id/trigger", operationId: "triggerSchedule", operation: "schedules_trigger", params: ScheduleParams, query: NoQuery, status: 202 },
   maintenance("maintenance.cleanup_runs", "cleanupRuns", CleanupRunsPayload, "Enqueue removal of old finished job records and results"),
   maintenance("maintenance.cleanup_temp_files", "cleanupTempFiles", CleanupTempFilesPayload, "Enqueue removal of old temporary files"),
 ];

@@ -73,7 +73,8 @@ export const FINAL_STATES: ReadonlySet<JobState> = new Set(["succeeded", "cancel
  */
 const JsonValue = z.unknown().describe("any JSON value");
 
-export const SubmitRequest = z
+/** The fields of a submit, before the checks across fields (schedules reuse them for their job). */
+export const SubmitFields = z
   .object({
     type: JobType,
     payload: JsonValue.default({}),
@@ -90,11 +91,11 @@ export const SubmitRequest = z
     /** NATS API only (HTTP uses ?wait_ms): reply when the job ends or the wait runs out. */
     wait_ms: ms.max(MAX_WAIT_MS).optional(),
   })
-  .strict()
-  .refine((s) => s.delay_ms === undefined || s.run_at === undefined, {
-    message: "give delay_ms or run_at, not both",
-    path: ["run_at"],
-  });
+  .strict();
+export const SubmitRequest = SubmitFields.refine((s) => s.delay_ms === undefined || s.run_at === undefined, {
+  message: "give delay_ms or run_at, not both",
+  path: ["run_at"],
+});
 export type SubmitRequest = z.infer<typeof SubmitRequest>;
 
 /** For endpoints that take no input: an empty body, or {}. */
@@ -127,6 +128,13 @@ export type JobError = z.infer<typeof JobError>;
 export const Owner = z.object({ worker_id: name("worker_id"), pid: z.number().int(), thread_id: z.number().int().optional() });
 export type Owner = z.infer<typeof Owner>;
 
+/** A job made by a schedule names it and the tick it was made for (absent on other jobs). */
+const scheduleOrigin = {
+  schedule_id: name("schedule_id").optional(),
+  tick_at: isoTime.optional(),
+};
+export type ScheduleOrigin = { schedule_id: string; tick_at: string };
+
 /** What GET /api/jobs/{id} and bosun.api.jobs.get answer. */
 export const JobStatus = z.object({
   job_id: JobId,
@@ -143,6 +151,7 @@ export const JobStatus = z.object({
   progress: z.number().nullable(),
   error: JobError.nullable(),
   correlation_id: z.string().max(MAX_CORRELATION_ID_LENGTH),
+  ...scheduleOrigin,
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 
@@ -202,6 +211,7 @@ export const JobEnvelope = z.object({
   started_at: isoTime.nullable().default(null),
   /** W3C traceparent of the submit: every attempt's run span is its child (retries and delays keep it). */
   traceparent: z.string().max(MAX_TRACEPARENT_LENGTH).optional(),
+  ...scheduleOrigin,
 });
 export type JobEnvelope = z.infer<typeof JobEnvelope>;
 
@@ -282,6 +292,8 @@ export const WorkerInfo = z.object({
   supervision: Supervision,
   /** This supervisor's heartbeat period: it counts as gone after three of them without one. */
   heartbeat_ms: z.number().int().positive(),
+  /** The schedules this supervisor keeps timers for (every supervisor claims every tick) and the next tick among them. */
+  schedules: z.object({ active: z.number().int().nonnegative(), next_run_at: isoTime.nullable() }),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 
@@ -310,6 +322,8 @@ export const QueueStatus = z.object({
   queue: z.string(),
   /** Waiting in the queue, runnable now. */
   pending: z.number().int(),
+  /** The pending jobs by priority band (h > 0, n = 0, l < 0): the bands are served strictly in that order. */
+  pending_by_band: z.object({ h: z.number().int(), n: z.number().int(), l: z.number().int() }),
   /** Parked until a due time (delayed, or a retry in backoff). */
   scheduled: z.number().int(),
   /** Delivered to a supervisor and not yet acked. */

@@ -45,6 +45,13 @@ export const api = {
   keysCreate: `${API_PREFIX}.keys.create`,
   keysList: `${API_PREFIX}.keys.list`,
   keysRevoke: `${API_PREFIX}.keys.revoke`,
+  schedulesCreate: `${API_PREFIX}.schedules.create`,
+  schedulesList: `${API_PREFIX}.schedules.list`,
+  schedulesGet: `${API_PREFIX}.schedules.get`,
+  schedulesDelete: `${API_PREFIX}.schedules.delete`,
+  schedulesPause: `${API_PREFIX}.schedules.pause`,
+  schedulesResume: `${API_PREFIX}.schedules.resume`,
+  schedulesTrigger: `${API_PREFIX}.schedules.trigger`,
 } as const;
 
 /** A command addressed to one supervisor (not load-balanced like the API). */
@@ -78,6 +85,8 @@ export const buckets = {
   cancels: "bosun_cancels",
   /** API key id -> {hash of its secret, tenant | admin}; every supervisor follows it (a delete is a revoke). */
   keys: "bosun_keys",
+  /** schedule id -> the schedule and its tick state (which ticks are handled, the last job). */
+  schedules: "bosun_schedules",
 } as const;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */

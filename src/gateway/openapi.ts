@@ -19,8 +19,9 @@ const openApiPath = (url: string) => url.replace(/:([a-z_]+)/g, "{$1}");
 
 const TAGS: Record<Tag, string> = {
   jobs: "Submit jobs, read their status and results, cancel and retry them.",
+  schedules: "Recurring jobs: cron or every_ms, exactly one job per tick across supervisors.",
   platform: "Live supervisors, their execution processes, and per-queue counts.",
-  admin: "The ops flags, read and changed live on every gateway and supervisor.",
+  admin: "The ops flags, read and changed live on every gateway and supervisor; API keys.",
   system: "Maintenance tasks, health, metrics and this document.",
 };
 

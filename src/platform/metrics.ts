@@ -44,6 +44,27 @@ export class SupervisorMetrics {
     gauge("bosun_pool_idle", "Execution processes waiting for a job", "idle");
   }
 
+  /** Gauges of the schedules this supervisor keeps timers for (the schedule duty's heartbeat summary). */
+  watchSchedules(summary: () => { active: number; next_run_at: string | null }): void {
+    new Gauge({
+      name: "bosun_schedules_active",
+      help: "Active (unpaused) schedules this supervisor claims ticks for",
+      registers: [this.registry],
+      collect() {
+        this.set(summary().active);
+      },
+    });
+    new Gauge({
+      name: "bosun_schedule_next_run_timestamp_seconds",
+      help: "When the next schedule tick is due (Unix seconds; 0 when none is)",
+      registers: [this.registry],
+      collect() {
+        const next = summary().next_run_at;
+        this.set(next ? Date.parse(next) / 1000 : 0);
+      },
+    });
+  }
+
   #counter(name: string, help: string): Counter<(typeof jobLabels)[number]> {
     return new Counter({ name, help, labelNames: jobLabels, registers: [this.registry] });
   }

@@ -143,6 +143,8 @@ export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
     kv(buckets.lanes, { history: 1 }),
     // API keys: only hashes of their secrets; a revoke purges the key.
     kv(buckets.keys, { history: 1 }),
+    // No TTL: a schedule lives until deleted; each entry is its spec and its tick state.
+    kv(buckets.schedules, { history: 1 }),
   ];
 }
 
@@ -199,6 +201,7 @@ export interface Topology {
   cancelsKv: KV;
   lanesKv: KV;
   keysKv: KV;
+  schedulesKv: KV;
 }
 
 /** Retries the transient failures of a cluster (elections: up to ~10 s) and races with other supervisors. */
@@ -316,6 +319,7 @@ export async function provisionTopology(nc: NatsConnection, opts: TopologyOption
     cancelsKv: bucket(buckets.cancels),
     lanesKv: bucket(buckets.lanes),
     keysKv: bucket(buckets.keys),
+    schedulesKv: bucket(buckets.schedules),
   };
 }
 

@@ -50,6 +50,7 @@ export function recordOf(job: JobEnvelope, state: JobState, attempts: number, ex
     progress: null,
     error: job.errors.at(-1) ?? null,
     correlation_id: job.correlation_id,
+    ...(job.schedule_id !== undefined && { schedule_id: job.schedule_id, tick_at: job.tick_at }),
     ...extra,
   };
 }

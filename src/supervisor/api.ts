@@ -27,6 +27,7 @@ import { unavailableOf } from "../platform/nats-errors.js";
 import { AUTHORIZATION_HEADER, type Gate, type KeyStore } from "../auth/index.js";
 import type { Intake } from "./intake.js";
 import type { Operations } from "./operations.js";
+import type { ScheduleService } from "../schedules/index.js";
 
 export interface ApiDeps {
   workerId: string;
@@ -34,6 +35,7 @@ export interface ApiDeps {
   operations: Operations;
   keys: KeyStore;
   gate: Gate;
+  schedules: ScheduleService;
   log: Logger;
 }
 
@@ -51,10 +53,10 @@ const traceparentOf = (msg: Msg): string | undefined => {
 export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, log, workerId, operations: ops, keys, gate } = deps;
+  const { intake, log, workerId, operations: ops, keys, gate, schedules } = deps;
   const handlers: Handlers = {
-    jobs_submit: (req, msg, trace) => intake.submit(req, correlationOf(msg), false, trace.traceparent, authorizationOf(msg)),
-    jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, correlationOf(msg), trace.traceparent, authorizationOf(msg)),
+    jobs_submit: (req, msg, trace) => intake.submit(req, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
+    jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
     jobs_get: (req) => intake.status(req.job_id),
     jobs_result: (req) => intake.result(req.job_id),
     jobs_cancel: (req) => intake.cancel(req.job_id),
@@ -68,6 +70,13 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     keys_create: (req) => keys.create(req),
     keys_list: async () => ({ keys: keys.list() }),
     keys_revoke: (req) => keys.revoke(req.key_id),
+    schedules_create: (spec) => schedules.create(spec),
+    schedules_list: async () => schedules.list(),
+    schedules_get: (req) => schedules.get(req.schedule_id),
+    schedules_delete: (req) => schedules.delete(req.schedule_id),
+    schedules_pause: (req) => schedules.setPaused(req.schedule_id, true),
+    schedules_resume: (req) => schedules.setPaused(req.schedule_id, false),
+    schedules_trigger: (req) => schedules.trigger(req.schedule_id),
   };
   const service = await new Svcm(nc).add({
     name: SERVICE_NAME,
@@ -139,7 +148,12 @@ export function serveForwardedSubmits(nc: NatsConnection, workerId: string, inta
       answer(
         msg,
         async () =>
-          intake.submit(await gate.admit("jobs_submit", msg.headers, () => decodeWith(SubmitRequest, msg.data)), correlationOf(msg), true, traceparentOf(msg), authorizationOf(msg)),
+          intake.submit(await gate.admit("jobs_submit", msg.headers, () => decodeWith(SubmitRequest, msg.data)), {
+            correlationId: correlationOf(msg),
+            forwarded: true,
+            traceparent: traceparentOf(msg),
+            authorization: authorizationOf(msg),
+          }),
         log,
         "forwarded_submit",
       ),

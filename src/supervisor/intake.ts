@@ -30,6 +30,7 @@ import {
   type JobStatus,
   type ListJobsReply,
   type ListJobsRequest,
+  type ScheduleOrigin,
   type SubmitReply,
 } from "../contract/index.js";
 import type { HandlerDefinition } from "../actors/handlers.js";
@@ -86,6 +87,19 @@ const MAX_FORWARD_TRIES = 3;
  */
 export const SUBMIT_RETRY_MS = 4000;
 
+/** Where a submit comes from, besides its body. */
+export interface SubmitContext {
+  /** The request's correlation id header (the body's wins). */
+  correlationId?: string;
+  /** Sent on by another supervisor: not forwarded again. */
+  forwarded?: boolean;
+  traceparent?: string;
+  /** The caller's Authorization header, passed on with a forward (checked again there). */
+  authorization?: string;
+  /** A schedule's tick (schedule_id, tick_at) for the job's record. */
+  origin?: ScheduleOrigin;
+}
+
 export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
 
@@ -94,7 +108,8 @@ export class Intake {
    * one that has it (once: `forwarded` stops a second hop), so payload
    * schemas and per-type defaults always apply.
    */
-  async submit(req: SubmitRequest, headerCorrelationId?: string, forwarded = false, traceparent?: string, authorization?: string): Promise<SubmitReply | JobResult> {
+  async submit(req: SubmitRequest, ctx: SubmitContext = {}): Promise<SubmitReply | JobResult> {
+    const { correlationId, forwarded = false, traceparent, authorization, origin } = ctx;
     const { store, log, idempotency } = this.deps;
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
@@ -105,7 +120,7 @@ export class Intake {
       if (others.length === 0) {
         throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
       }
-      return this.#forwardToAny(others, req, headerCorrelationId, traceparent, authorization);
+      return this.#forwardToAny(others, req, correlationId, traceparent, authorization);
     }
     if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
@@ -114,7 +129,7 @@ export class Intake {
       }
     }
     const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
-    let job = this.#envelope(lane.code, req, handler, headerCorrelationId, traceparent);
+    let job = this.#envelope(lane.code, req, handler, correlationId, traceparent, origin);
     // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
     assertFitsJobMessage(this.deps.nc, job);
     await this.deps.lanes.ensure(lane);
@@ -156,13 +171,13 @@ export class Intake {
    * accepted on its own (an error where it stands), all written in one
    * flush, the replies in the same order.
    */
-  async submitBatch(entries: readonly unknown[], headerCorrelationId?: string, traceparent?: string, authorization?: string): Promise<BatchSubmitReply> {
+  async submitBatch(entries: readonly unknown[], ctx: Omit<SubmitContext, "forwarded" | "origin"> = {}): Promise<BatchSubmitReply> {
     const replies = await Promise.all(
       entries.map(async (entry) => {
         try {
           const req = parseWith(SubmitRequest, entry);
           if (req.wait_ms !== undefined) throw new BosunError("validation_error", "wait_ms: not in a batch (submit the job on its own to wait for it)");
-          return (await this.submit(req, headerCorrelationId, false, traceparent, authorization)) as SubmitReply;
+          return (await this.submit(req, ctx)) as SubmitReply;
         } catch (err) {
           const reply = errorReply(err);
           if (reply.body.error.code === "internal_error") this.deps.log.error({ err, endpoint: "jobs_submit_batch" }, "request failed");
@@ -254,7 +269,14 @@ export class Intake {
     return listJobs(this.deps.store.jsm, this.deps.store.log, this.deps.lanes, filter);
   }
 
-  #envelope(lane: string, req: SubmitRequest, handler: HandlerDefinition, headerCorrelationId: string | undefined, traceparent: string | undefined): JobEnvelope {
+  #envelope(
+    lane: string,
+    req: SubmitRequest,
+    handler: HandlerDefinition,
+    headerCorrelationId: string | undefined,
+    traceparent: string | undefined,
+    origin: ScheduleOrigin | undefined,
+  ): JobEnvelope {
     const { defaults } = this.deps;
     return {
       job_id: lane + nuid.next(),
@@ -273,7 +295,13 @@ export class Intake {
       owner: null,
       started_at: null,
       ...(traceparent && { traceparent }),
+      ...origin,
     };
+  }
+
+  /** Whether this supervisor runs jobs of this type on this queue itself (a schedule's ticks are claimed only there). */
+  serves(type: string, queue: string): boolean {
+    return this.deps.queues.includes(queue) && this.deps.handlers.has(type);
   }
 
   /**

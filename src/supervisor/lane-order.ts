@@ -1,16 +1,31 @@
 /**
- * Which lanes a supervisor's free slots are offered to, in what shares.
- * Issue 10 ships a plain rotation; issue 15 replaces this module (strict
- * band order, tenant turns, global limits) without touching the runner.
+ * Which lanes a supervisor's free slots are offered to, in what shares
+ * (issue 15): bands strictly ordered (h > n > l: while a lane of a higher
+ * band has work, no lane of a lower band is pulled from), and within the
+ * band the lanes with work (one per tenant) take turns. The runner knows
+ * nothing of bands or tenants: it asks `rank` and `share`.
  */
+import type { Band } from "../contract/index.js";
+
 export interface LaneOrder {
-  /** Splits `credits` pull credits over `lanes` (codes); lanes left out get none this time. */
+  /** Higher ranks are served first; a lane ranked below the best lane with work gets nothing. */
+  rank(lane: string): number;
+  /** Splits `credits` pull credits over `lanes` (codes, all of the best rank); lanes left out get none this time. */
   share(credits: number, lanes: readonly string[]): [lane: string, credits: number][];
 }
 
-/** Even shares, starting one lane further each time, so no lane is always last. */
-export class Rotation implements LaneOrder {
+const BAND_RANK: Record<Band, number> = { h: 2, n: 1, l: 0 };
+
+/** Strict band order, and even shares rotating one lane further each time, so no lane (tenant) is always last. */
+export class BandsThenTurns implements LaneOrder {
   #next = 0;
+
+  /** `bandOf` knows every lane the runner pulls (the lane registry); an unknown one ranks normal. */
+  constructor(private readonly bandOf: (lane: string) => Band | undefined) {}
+
+  rank(lane: string): number {
+    return BAND_RANK[this.bandOf(lane) ?? "n"];
+  }
 
   share(credits: number, lanes: readonly string[]): [string, number][] {
     const out: [string, number][] = [];

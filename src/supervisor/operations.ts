@@ -120,6 +120,11 @@ export class Operations {
         const status: QueueStatus = {
           queue,
           pending: sum("pending"),
+          pending_by_band: {
+            h: counts.reduce((n, c, i) => n + (lanes[i]!.band === "h" ? c.pending : 0), 0),
+            n: counts.reduce((n, c, i) => n + (lanes[i]!.band === "n" ? c.pending : 0), 0),
+            l: counts.reduce((n, c, i) => n + (lanes[i]!.band === "l" ? c.pending : 0), 0),
+          },
           scheduled: sum("scheduled"),
           running: sum("running"),
           dead: sum("dead"),

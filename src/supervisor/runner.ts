@@ -130,7 +130,12 @@ export class Runner {
         expiresMs: WATCH_EXPIRES_MS,
         log: this.opts.log,
         onJob: guard(this.opts.log, "job message", (msg: JobMessage) => this.#onJob(msg)),
-        onCreditsReturned: () => this.#refillSoon(),
+        onCreditsReturned: () => {
+          // A request that ended unfilled found the lane empty: it stops counting as a lane with
+          // work at once (a lower band waits for it no longer), and gets a watch instead.
+          if (this.#pullers.get(lane.code)?.outstanding === 0) this.#lastDelivery.delete(lane.code);
+          this.#refillSoon();
+        },
       }),
     );
     this.opts.log.debug({ lane: lane.code, queue: lane.queue, tenant: lane.tenant, band: lane.band }, "pulling a new lane");
@@ -150,21 +155,35 @@ export class Runner {
     if (this.#state !== "running" || this.#gate.closed) return;
     const now = Date.now();
     const free = this.pool.capacity - this.#executing;
-    const busy: string[] = [];
+    const { laneOrder } = this.opts;
+    // Strict band order: only lanes of the best band with work are pulled from (and watched);
+    // lower bands wait until it runs dry.
+    let best = Number.NEGATIVE_INFINITY;
     let outstanding = 0;
+    const hasWork = (lane: string) => now - (this.#lastDelivery.get(lane) ?? 0) < BUSY_LANE_MS;
     for (const [lane, puller] of this.#pullers) {
-      if (now - (this.#lastDelivery.get(lane) ?? 0) < BUSY_LANE_MS) {
-        busy.push(lane);
-        outstanding += puller.outstanding;
-      } else if (free > 0 && puller.outstanding === 0) puller.pull(1, WATCH_EXPIRES_MS);
+      if (!hasWork(lane)) continue;
+      best = Math.max(best, laneOrder.rank(lane));
+      outstanding += puller.outstanding;
+    }
+    const busy: string[] = [];
+    let lowerWaiting = false;
+    for (const [lane, puller] of this.#pullers) {
+      if (laneOrder.rank(lane) < best) {
+        lowerWaiting = true;
+        continue;
+      }
+      if (hasWork(lane)) busy.push(lane);
+      else if (free > 0 && puller.outstanding === 0) puller.pull(1, WATCH_EXPIRES_MS);
     }
     // Short jobs: ask for a pool's worth more than the free processes, so a process that
     // comes free finds its next job here instead of waiting a pull round trip for it.
     const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
     let credits = this.pool.capacity + ahead - this.#executing - outstanding;
     if (credits <= 0 || busy.length === 0) return;
-    // Several busy lanes: requests end soon, so credits go back into the rotation.
-    const expires = busy.length > 1 ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
+    // Several busy lanes, or lower bands waiting: requests end soon, so credits go back into the
+    // rotation, and a band that ran dry hands over within SHARED_EXPIRES_MS.
+    const expires = busy.length > 1 || lowerWaiting ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
     for (const lane of busy) {
       const puller = this.#pullers.get(lane)!;
       if (credits > 0 && puller.outstanding === 0) {
@@ -172,7 +191,7 @@ export class Runner {
         credits--;
       }
     }
-    for (const [lane, n] of this.opts.laneOrder.share(credits, busy)) this.#pullers.get(lane)!.pull(n, expires);
+    for (const [lane, n] of laneOrder.share(credits, busy)) this.#pullers.get(lane)!.pull(n, expires);
   }
 
   #longRunNow(): boolean {

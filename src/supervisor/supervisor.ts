@@ -21,7 +21,7 @@ import { Intake } from "./intake.js";
 import { Pool } from "./pool.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
-import { Rotation } from "./lane-order.js";
+import { BandsThenTurns } from "./lane-order.js";
 import { Scheduler } from "./scheduler.js";
 import { Operations } from "./operations.js";
 import { OpsFlagsView } from "../platform/ops.js";
@@ -30,6 +30,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamWriter } from "../platform/stream-writer.js";
 import { forEachGuarded, guard } from "../platform/guard.js";
+import { Schedules } from "../schedules/index.js";
 
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
 const CANCEL_SWEEP_MS = 10 * 60_000;
@@ -49,6 +50,7 @@ export class Supervisor {
   #service: Service | undefined;
   #writer: StreamWriter | undefined;
   #scheduler: Scheduler | undefined;
+  #schedules: Schedules | undefined;
   #cancels: CancelRegistry | undefined;
   #lanes: LaneRegistry | undefined;
   #keys: KeyStore | undefined;
@@ -118,7 +120,7 @@ export class Supervisor {
       workerId,
       cancels,
       lanes,
-      laneOrder: new Rotation(),
+      laneOrder: new BandsThenTurns((code) => lanes.get(code)?.band),
       metrics,
       queues: config.queues,
       leaseMs: config.lease_ms,
@@ -147,6 +149,9 @@ export class Supervisor {
       log,
     });
 
+    const schedules = (this.#schedules = new Schedules(topology.schedulesKv, topology.jsm, intake, log));
+    metrics.watchSchedules(() => schedules.summary());
+
     pool.start();
     await lanes.start();
     await keys.start();
@@ -156,10 +161,11 @@ export class Supervisor {
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, log });
+    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     scheduler.start();
+    await schedules.start();
     const sweep = () =>
       void cancels
         .sweep(async (jobId) => (await store.finalRecord(jobId)) !== null)
@@ -194,6 +200,7 @@ export class Supervisor {
     await this.#service?.stop().catch(() => undefined);
     this.#forwarded?.unsubscribe();
     this.#operations?.stop();
+    this.#schedules?.stop();
     this.#ops?.stop();
     await this.#scheduler?.stop();
     const countdown = this.#drainCountdown();
@@ -228,6 +235,7 @@ export class Supervisor {
       job_types: this.#jobTypes,
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
       heartbeat_ms: this.config.heartbeat_ms,
+      schedules: this.#schedules?.summary() ?? { active: 0, next_run_at: null },
     };
   }
 

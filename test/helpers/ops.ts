@@ -232,6 +232,7 @@ export interface WorkerInfo {
 export interface QueueStatus {
   queue: string;
   pending: number;
+  pending_by_band: { h: number; n: number; l: number };
   scheduled: number;
   running: number;
   dead: number;
