@@ -4,8 +4,8 @@
  */
 import { Option, type Command } from "commander";
 import type { BosunClient } from "../client/index.js";
-import { BosunError, JobState, MAX_WAIT_MS, parseJson, type JobResult, type JobStatus } from "../contract/index.js";
-import { CommandError, ExitCode } from "./errors.js";
+import { JobState, MAX_WAIT_MS, type JobResult, type JobStatus } from "../contract/index.js";
+import { count, parsePayload } from "./args.js";
 import { withApi } from "./nats-request.js";
 import { clientOptions, print, table, type ClientOptions } from "./output.js";
 import { jobProgress, statusLine } from "./progress.js";
@@ -15,23 +15,6 @@ const WAIT_DEFAULT_MS = 60_000;
 const WATCH_MS = 24 * 3600 * 1000;
 /** How long a finished job's last event may trail its result. */
 const LAST_EVENT_GRACE_MS = 2000;
-
-const count = (name: string) => (text: string) => {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new CommandError(`${name} must be a whole number, not "${text}"`, ExitCode.usage);
-  return n;
-};
-
-/** The payload argument, held to the API's JSON limits (nesting depth) before anything is sent. */
-function parsePayload(text: string | undefined): unknown {
-  if (text === undefined) return {};
-  try {
-    return parseJson(text);
-  } catch (err) {
-    const why = err instanceof BosunError && err.code === "validation_error" ? `refused (${err.message})` : "not valid JSON";
-    throw new CommandError(`PAYLOAD is ${why}: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}`, ExitCode.usage);
-  }
-}
 
 interface SubmitOptions extends ClientOptions {
   queue?: string;

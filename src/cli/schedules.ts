@@ -1,6 +1,7 @@
 /** `bosun schedules list|get|create|delete|pause|resume|trigger`: recurring jobs (docs/scheduling.md). */
 import { Option, type Command } from "commander";
-import { BosunError, parseJson, type Schedule } from "../contract/index.js";
+import type { Schedule } from "../contract/index.js";
+import { count, parsePayload } from "./args.js";
 import { CommandError, ExitCode } from "./errors.js";
 import { withApi } from "./nats-request.js";
 import { clientOptions, print, table, type ClientOptions } from "./output.js";
@@ -24,22 +25,6 @@ const row = (s: Schedule) => ({
   last_job: s.last_job_id ?? "",
 });
 
-function everyMs(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new CommandError(`--every-ms must be a whole number of milliseconds, not "${text}"`, ExitCode.usage);
-  return n;
-}
-
-function payloadOf(text: string | undefined): unknown {
-  if (text === undefined) return {};
-  try {
-    return parseJson(text);
-  } catch (err) {
-    const why = err instanceof BosunError && err.code === "validation_error" ? `refused (${err.message})` : "not valid JSON";
-    throw new CommandError(`PAYLOAD is ${why}`, ExitCode.usage);
-  }
-}
-
 export function addScheduleCommands(program: Command): void {
   const schedules = program.command("schedules").description("recurring jobs: cron (5 or 6 fields, a time zone) or every N ms, one job per tick");
   clientOptions(schedules.command("list").description("every schedule with its next and last run")).action(async (opts: ClientOptions) => {
@@ -58,7 +43,7 @@ export function addScheduleCommands(program: Command): void {
       .argument("<type>", "the job type each tick submits")
       .argument("[payload]", "the job's payload as JSON")
       .option("--cron <expression>", "5 fields (minute first) or 6 (second first)")
-      .addOption(new Option("--every-ms <ms>", "a tick every this many ms (instead of --cron)").argParser(everyMs))
+      .addOption(new Option("--every-ms <ms>", "a tick every this many ms (instead of --cron)").argParser(count("--every-ms", 1)))
       .option("--timezone <tz>", "IANA time zone of the cron expression (default UTC)")
       .option("--queue <queue>", "the job's queue (default: default)")
       .addOption(new Option("--misfire <policy>", "ticks missed while no supervisor ran: run once on recovery, or skip").choices(["run_once", "skip"]))
@@ -72,7 +57,7 @@ export function addScheduleCommands(program: Command): void {
       ...(opts.timezone !== undefined && { timezone: opts.timezone }),
       ...(opts.misfire !== undefined && { misfire: opts.misfire }),
       ...(opts.paused && { paused: true }),
-      job: { type, payload: payloadOf(payloadText), ...(opts.queue !== undefined && { queue: opts.queue }) },
+      job: { type, payload: parsePayload(payloadText), ...(opts.queue !== undefined && { queue: opts.queue }) },
     };
     const s = await withApi(opts.nats, (api) => api.schedulesCreate(spec));
     print(opts.json, s, () => table([row(s)]));

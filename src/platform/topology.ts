@@ -84,6 +84,18 @@ const HEARTBEAT_MAX_AGE_MS = 3_600_000;
  * stored heartbeats) depend on the one node that holds it.
  */
 export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
+  // A finished job's record (results) or dead letter: the latest per job, kept for the retention.
+  const finished = (name: string, subjects: string) =>
+    stream({
+      name,
+      subjects: [subjects],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_msgs_per_subject: 1,
+      max_age: nanos(opts.retentionMs),
+      allow_direct: true,
+      duplicate_window: duplicateWindow(opts.retentionMs),
+    });
   return [
     stream({
       name: streams.jobs,
@@ -94,16 +106,7 @@ export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
       allow_direct: true,
       duplicate_window: duplicateWindow(),
     }),
-    stream({
-      name: streams.results,
-      subjects: [RESULTS_WILDCARD],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      max_msgs_per_subject: 1,
-      max_age: nanos(opts.retentionMs),
-      allow_direct: true,
-      duplicate_window: duplicateWindow(opts.retentionMs),
-    }),
+    finished(streams.results, RESULTS_WILDCARD),
     stream({
       name: streams.scheduled,
       subjects: [SCHEDULED_WILDCARD],
@@ -112,16 +115,7 @@ export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
       allow_direct: true,
       duplicate_window: duplicateWindow(),
     }),
-    stream({
-      name: streams.dead,
-      subjects: [DEAD_WILDCARD],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      max_msgs_per_subject: 1,
-      max_age: nanos(opts.retentionMs),
-      allow_direct: true,
-      duplicate_window: duplicateWindow(opts.retentionMs),
-    }),
+    finished(streams.dead, DEAD_WILDCARD),
     stream({
       name: streams.heartbeats,
       subjects: [HEARTBEATS_WILDCARD],
