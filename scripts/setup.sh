@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs what a fresh machine (Node, npm, apt, root) lacks: the Debian
 # nats-server and chromium packages (the dashboard's browser tests drive
-# /usr/bin/chromium; never a downloaded browser) and the npm dependencies.
+# /usr/bin/chromium; never a downloaded browser), iproute2 (the cluster
+# tests put nodes in network namespaces with `ip netns`) and the npm
+# dependencies.
 # Quick no-op when all are there.
 set -e
 cd "$(dirname "$0")/.."
 MISSING=""
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then MISSING="nats-server"; fi
 if [ ! -x /usr/bin/chromium ]; then MISSING="$MISSING chromium"; fi
+if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; then MISSING="$MISSING iproute2"; fi
 if [ -n "$MISSING" ]; then
   echo "setup: installing$MISSING (Debian packages)"
   SUDO=""

@@ -145,10 +145,17 @@ const samples: Record<string, Sample> = {
   createKey: { body: { tenant: "tz" } },
   listKeys: {},
   revokeKey: {},
+  listSchedules: {},
+  createSchedule: { body: { schedule_id: "auth-sched", every_ms: 60_000, job: { type: "echo" } } },
+  getSchedule: {},
+  deleteSchedule: {},
+  pauseSchedule: {},
+  resumeSchedule: {},
+  triggerSchedule: {},
   cleanupRuns: { body: {} },
   cleanupTempFiles: { body: {} },
 };
-const pathOf = (url: string, jobId: string) => url.replace(":job_id", jobId).replace(":worker_id", "auth-s1").replace(":key_id", "NoSuchKey0000000");
+const pathOf = (url: string, jobId: string) => url.replace(":job_id", jobId).replace(":worker_id", "auth-s1").replace(":key_id", "NoSuchKey0000000").replace(":schedule_id", "auth-sched");
 const streams = [
   { url: "/api/jobs/:job_id/events", access: "tenant" as const, jobParam: true },
   { url: "/api/platform/workers/stream", access: "admin" as const, jobParam: false },
