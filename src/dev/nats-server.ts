@@ -18,6 +18,8 @@ import { DevError, isAlive, commandLineOf } from "./util.js";
 
 const SHIPPED_CONF = fileURLToPath(new URL("../../nats.conf", import.meta.url));
 const START_TIMEOUT_MS = 15_000;
+/** How long a failed nats-server's last output lines are waited for. */
+const OUTPUT_WAIT_MS = 1000;
 const STOP_GRACE_MS = 10_000;
 
 /** $NATS_SERVER, else on PATH, else where Debian's package puts it (/usr/sbin is not on every PATH). */
@@ -144,6 +146,8 @@ export async function startNatsServer({ url, dataDir, log, name = "nats-server",
     if (!child.running || Date.now() > deadline) {
       child.killGroup();
       await child.exited;
+      // Its last lines (the fatal one) may still be on their way.
+      await Promise.race([child.outputRead, new Promise((r) => setTimeout(r, OUTPUT_WAIT_MS))]);
       forget();
       if (/address already in use/.test(fatal)) throw new DevError(`port ${port} on ${host} is taken by something that is not a NATS server; set NATS_URL to another port`);
       throw new DevError(`nats-server did not start: ${fatal || `see ${logPath}`}`);

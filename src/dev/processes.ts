@@ -22,6 +22,8 @@ function withParentDeathSignal(command: string, args: string[], signal: NodeJS.S
 export class DevChild {
   readonly child: ChildProcess;
   readonly exited: Promise<ExitInfo>;
+  /** Both output streams read to their end ('exit' may come before the last lines are read). */
+  readonly outputRead: Promise<void>;
   exitInfo: ExitInfo | undefined;
 
   constructor(
@@ -42,8 +44,9 @@ export class DevChild {
         resolve(this.exitInfo);
       });
     });
-    readline.createInterface({ input: this.child.stdout! }).on("line", opts.onStdout);
-    readline.createInterface({ input: this.child.stderr! }).on("line", opts.onStderr);
+    const read = (input: NodeJS.ReadableStream, onLine: (line: string) => void) =>
+      new Promise<void>((resolve) => readline.createInterface({ input }).on("line", onLine).once("close", resolve));
+    this.outputRead = Promise.all([read(this.child.stdout!, opts.onStdout), read(this.child.stderr!, opts.onStderr)]).then(() => undefined);
   }
 
   get pid(): number | undefined {
