@@ -14,4 +14,11 @@ export default tseslint.config(
       "no-constant-condition": ["error", { checkLoops: false }],
     },
   },
+  {
+    // `npm test` type-checks before it builds, so on a clean clone dist/ does not exist yet.
+    files: ["test/**/*.ts", "bench/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [{ group: ["**/dist/**"], message: "import from src/: dist/ is built after the type check" }] }],
+    },
+  },
 );

@@ -12,8 +12,8 @@ import { http, type HttpReply, type SubmitReply } from "./helpers/http.js";
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { waitFor } from "./helpers/wait.js";
-import { accessOf, httpRoutes, operations, type OperationName } from "../dist/contract/index.js";
-import { tenantScopes } from "../dist/auth/gate.js";
+import { accessOf, httpRoutes, operations, type OperationName } from "../src/contract/index.js";
+import { tenantScopes } from "../src/auth/gate.js";
 
 const ADMIN_KEY = "test-admin-key-0123456789abcdef";
 const env = { BOSUN_ADMIN_KEY: ADMIN_KEY };

@@ -12,7 +12,7 @@ import { NatsCluster } from "./helpers/cluster.js";
 import { ClusterRun } from "./helpers/cluster-run.js";
 import { secs } from "./helpers/faults.js";
 import { uniqueName, waitFor } from "./helpers/wait.js";
-import { TOPOLOGY_STREAMS } from "../dist/platform/topology.js";
+import { TOPOLOGY_STREAMS } from "../src/platform/topology.js";
 
 const JOBS = 3000;
 const RATE = 300;

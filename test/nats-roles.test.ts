@@ -16,7 +16,7 @@ import { startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http, type JobResult, type SubmitReply } from "./helpers/http.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { waitFor } from "./helpers/wait.js";
-import { natsUser, passwordEnv, renderAuthorization, renderRoleTable, roles, type Role } from "../dist/platform/nats-roles.js";
+import { natsUser, passwordEnv, renderAuthorization, renderRoleTable, roles, type Role } from "../src/platform/nats-roles.js";
 
 const ROOT = new URL("../", import.meta.url);
 const conf = await readFile(new URL("nats.conf", ROOT), "utf8");

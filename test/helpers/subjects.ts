@@ -2,8 +2,8 @@
  * Job subjects and lane consumers as the built code names them (dist/, the
  * code under test), so tests that read streams directly agree with it.
  */
-import { DEFAULT_TARGET, deadSubject, laneConsumer, laneScheduledFilter, resultSubject } from "../../dist/contract/subjects.js";
-import { laneCode } from "../../dist/contract/lane-code.js";
+import { DEFAULT_TARGET, deadSubject, laneConsumer, laneScheduledFilter, resultSubject } from "../../src/contract/subjects.js";
+import { laneCode } from "../../src/contract/lane-code.js";
 
 export { resultSubject, deadSubject };
 
