@@ -20,6 +20,7 @@ const SHIPPED_CONF = fileURLToPath(new URL("../../nats.conf", import.meta.url));
 const START_TIMEOUT_MS = 15_000;
 /** How long a failed nats-server's last output lines are waited for. */
 const OUTPUT_WAIT_MS = 1000;
+const LAST_LINES_KEPT = 5;
 const STOP_GRACE_MS = 10_000;
 
 /** $NATS_SERVER, else on PATH, else where Debian's package puts it (/usr/sbin is not on every PATH). */
@@ -125,11 +126,15 @@ export async function startNatsServer({ url, dataDir, log, name = "nats-server",
   const logFile = createWriteStream(logPath, { flags: "w" });
   let version = "";
   let fatal = "";
+  // Without a fatal line, the last lines say why (nats-server may die of a signal or an error without [FTL]).
+  const lastLines: string[] = [];
   const child = new DevChild(name, binary, ["-c", confPath], {
     env: { ...process.env, ...roles.serverEnv },
     onStdout: (line) => logFile.write(`${line}\n`),
     onStderr: (line) => {
       logFile.write(`${line}\n`);
+      lastLines.push(line);
+      if (lastLines.length > LAST_LINES_KEPT) lastLines.shift();
       version ||= /\bVersion:\s+(\S+)/.exec(line)?.[1] ?? "";
       const level = /\[(WRN|ERR|FTL)\]\s+(.*)$/.exec(line);
       if (level?.[1] === "FTL") fatal = level[2]!;
@@ -144,13 +149,15 @@ export async function startNatsServer({ url, dataDir, log, name = "nats-server",
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (!(await natsAnswers(url))) {
     if (!child.running || Date.now() > deadline) {
+      const exitedOnItsOwn = !child.running;
       child.killGroup();
       await child.exited;
       // Its last lines (the fatal one) may still be on their way.
       await Promise.race([child.outputRead, new Promise((r) => setTimeout(r, OUTPUT_WAIT_MS))]);
       forget();
       if (/address already in use/.test(fatal)) throw new DevError(`port ${port} on ${host} is taken by something that is not a NATS server; set NATS_URL to another port`);
-      throw new DevError(`nats-server did not start: ${fatal || `see ${logPath}`}`);
+      const why = fatal || (exitedOnItsOwn ? `it exited (${JSON.stringify(child.exitInfo)})` : `no answer within ${START_TIMEOUT_MS / 1000} s`);
+      throw new DevError(`nats-server did not start: ${why}; see ${logPath}${fatal ? "" : `; its last lines: ${lastLines.join(" | ")}`}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

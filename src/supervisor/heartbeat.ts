@@ -44,7 +44,15 @@ export class Heartbeats {
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly opts: { workerId: string; intervalMs: number; log: Logger; snapshot(): WorkerInfo },
+    private readonly opts: {
+      workerId: string;
+      intervalMs: number;
+      log: Logger;
+      snapshot(): WorkerInfo;
+      writer: StreamWriter;
+      /** Each heartbeat is an acknowledged write: whether it gets through says whether outcomes can be stored. */
+      onWrite(write: Promise<unknown>): void;
+    },
   ) {
     this.#reader = new HeartbeatReader(opts.log);
   }
@@ -70,8 +78,8 @@ export class Heartbeats {
    * acknowledged write, which a node cut off from the cluster's majority
    * cannot get. The runner's outcome gate asks this before it takes jobs again.
    */
-  async confirm(writer: StreamWriter): Promise<void> {
-    await writer.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()));
+  async confirm(): Promise<void> {
+    await this.opts.writer.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()));
   }
 
   publishNow(): void {
@@ -85,7 +93,7 @@ export class Heartbeats {
       this.#warnedSize = true;
       this.opts.log.error({ bytes: data.byteLength, limit: MAX_HEARTBEAT_BYTES }, "heartbeat is over the size limit; other processes ignore it");
     }
-    this.nc.publish(heartbeatSubject(this.opts.workerId), data);
+    this.opts.onWrite(this.opts.writer.publish(heartbeatSubject(this.opts.workerId), data));
   }
 
   /** Latest WorkerInfo of every supervisor heard from within three of its own heartbeat periods. */

@@ -10,6 +10,7 @@
  */
 import type { Logger } from "pino";
 import { guard } from "../platform/guard.js";
+import { unavailableOf } from "../platform/nats-errors.js";
 
 /** An outcome write unacknowledged this long (a healthy one takes milliseconds) closes the gate. */
 const STUCK_MS = 500;
@@ -72,6 +73,19 @@ export class OutcomeGate {
         else this.#probe();
       }
     }
+  }
+
+  /**
+   * Any other acknowledged write (the heartbeat, every few seconds) tells the
+   * same: an idle supervisor cut off from the cluster learns it from this
+   * before a consumer leader stranded on its side hands it a job, instead of
+   * from that job's outcome after the run.
+   */
+  watch(write: Promise<unknown>): void {
+    this.store(() => write, 0, () => true, () => undefined).catch((err: unknown) => {
+      // A permanent refusal (an oversized heartbeat) says nothing about outcomes.
+      if (unavailableOf(err)) this.#probe();
+    });
   }
 
   stop(): void {

@@ -397,6 +397,11 @@ export class Runner {
     }
   }
 
+  /** An acknowledged write besides outcomes (the heartbeat): one that hangs or is refused closes the outcome gate too. */
+  watchWrite(write: Promise<unknown>): void {
+    this.#gate.watch(write);
+  }
+
   /** Kills the local execution of a job whose cancel was requested anywhere. */
   #onCancel(jobId: string): void {
     this.#running.get(jobId)?.kill("cancelled");

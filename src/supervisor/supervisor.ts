@@ -88,7 +88,15 @@ export class Supervisor {
     const lanes = (this.#lanes = new LaneRegistry(topology.lanesKv, log));
 
     const metrics = new SupervisorMetrics(() => this.#pool?.snapshot() ?? []);
-    const heartbeats = (this.#heartbeats = new Heartbeats(nc, { workerId, intervalMs: config.heartbeat_ms, log, snapshot: () => this.info() }));
+    const heartbeats = (this.#heartbeats = new Heartbeats(nc, {
+      workerId,
+      intervalMs: config.heartbeat_ms,
+      log,
+      snapshot: () => this.info(),
+      writer,
+      // Before the runner exists nothing is taken, so there is no gate to close.
+      onWrite: (write) => (this.#runner ? this.#runner.watchWrite(write) : write.catch(() => undefined)),
+    }));
     const pool = (this.#pool = new Pool({
       isolation: config.isolation,
       min: config.min,
@@ -125,7 +133,7 @@ export class Supervisor {
       queues: config.queues,
       leaseMs: config.lease_ms,
       log,
-      canStoreOutcomes: () => heartbeats.confirm(writer),
+      canStoreOutcomes: () => heartbeats.confirm(),
     }));
     const scheduler = (this.#scheduler = new Scheduler(nc, store, cancels, log));
     const intake = new Intake({
