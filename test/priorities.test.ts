@@ -60,11 +60,7 @@ t.test("300 low-priority jobs behind a busy pool, then 10 high: the high ones st
   t.ok(bands && bands.l >= 250 && bands.h === 0, `queue status counts pending by band: ${JSON.stringify(bands)}`);
 });
 
-// Passed on the sched branch; over the merged runner (speed's pulled-ahead queued runs) B waits behind all of A.
-t.test(
-  "tenant A's 2,000-job backlog, then tenant B's one job: B starts within a few runs",
-  { todo: "tenant turns lost in the merge with speed's runner: B's job started after all of A's (issue 15)" },
-  async (t) => {
+t.test("tenant A's 2,000-job backlog, then tenant B's one job: B starts within a few runs", async (t) => {
   const queue = uniqueName("fair");
   await startSupervisor(t, server.url, { queues: [queue], args: pool });
   const a = await submitBatch(Array.from({ length: 2000 }, () => ({ type: "sleep", queue, tenant: "tenant-a", payload: { ms: 5 } })));
@@ -79,5 +75,4 @@ t.test(
   t.ok(waited < 1000, `B's job started ${waited} ms after its submit (pool 2, 5 ms jobs)`);
   const aLater = (await Promise.all(a.slice(-1000).map(status))).filter((j) => startedAt(j) > startedAt(bJob)).length;
   t.ok(aLater >= 900, `far before A's backlog drained (${aLater} of A's last 1,000 started after B)`);
-  },
-);
+});

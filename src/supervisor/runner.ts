@@ -146,15 +146,18 @@ export class Runner {
    * Asks the server for as many jobs as there are free processes not already
    * asked for (see PULL_AHEAD_MAX_RUN_MS), on the lanes that have work (they
    * delivered within BUSY_LANE_MS): first one each where none is asked for,
-   * then the lane order decides the shares. While a process is free, a lane
-   * without work keeps one watch request of one job open, outside the
-   * credits, so it is noticed at once without holding credits a busy lane
-   * needs.
+   * then the lane order decides the shares. While it has room for a job (a
+   * free process, or a queue place while jobs run short: pulled ahead, a
+   * busy pool has no free process, and an idle tenant would wait for the
+   * backlog), a lane without work keeps one watch request of one job open,
+   * outside the credits, so it is noticed at once without holding credits a
+   * busy lane needs.
    */
   refill(): void {
     if (this.#state !== "running" || this.#gate.closed) return;
     const now = Date.now();
-    const free = this.pool.capacity - this.#executing;
+    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
+    const room = this.pool.capacity + ahead - this.#executing;
     const { laneOrder } = this.opts;
     // Strict band order: only lanes of the best band with work are pulled from (and watched);
     // lower bands wait until it runs dry.
@@ -174,12 +177,9 @@ export class Runner {
         continue;
       }
       if (hasWork(lane)) busy.push(lane);
-      else if (free > 0 && puller.outstanding === 0) puller.pull(1, WATCH_EXPIRES_MS);
+      else if (room > 0 && puller.outstanding === 0) puller.pull(1, WATCH_EXPIRES_MS);
     }
-    // Short jobs: ask for a pool's worth more than the free processes, so a process that
-    // comes free finds its next job here instead of waiting a pull round trip for it.
-    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
-    let credits = this.pool.capacity + ahead - this.#executing - outstanding;
+    let credits = room - outstanding;
     if (credits <= 0 || busy.length === 0) return;
     // Several busy lanes, or lower bands waiting: requests end soon, so credits go back into the
     // rotation, and a band that ran dry hands over within SHARED_EXPIRES_MS.
