@@ -3,7 +3,8 @@
  * two supervisors, a gateway): the overview shows both supervisors, a job
  * shows its live progress and ends succeeded, a dead job retried from its
  * page runs again, pausing a queue from the queue page makes submits 503,
- * and with auth on a tenant key sees only its tenant's jobs. Every page is
+ * and with auth on a tenant key sees only its tenant's jobs and the pages its
+ * key may open, and another tenant's job as not found. Every page is
  * screenshotted under test-output/ui/; the load time and bundle size go to
  * test-output/ui/measurements.json.
  */
@@ -184,38 +185,46 @@ t.test("schedules and ops pages: present, or not available on this server", asyn
   await ops.close();
 });
 
-const authLanded = httpRoutes.some((r) => r.url === "/api/admin/keys");
-// With auth landed (issue 11) this test ran for the first time: the listing is scoped, but a tenant key
-// still sees the admin pages' links and another tenant's job page shows no not_found (issue 16 follow-up).
-const tenantViewTodo = "the dashboard's tenant view: admin links hidden and not_found on another tenant's job (issue 16)";
-if (!authLanded) {
-  t.test("with auth on, a tenant key sees only its tenant's jobs", { todo: "runs once the auth routes of issue 11 (/api/admin/keys) land" }, async () => {});
-} else {
-  t.test("with auth on, a tenant key sees only its tenant's jobs", { todo: tenantViewTodo }, async (t) => {
-    const admin = "admin-key-for-the-ui-test";
-    const authEnv = { env: { BOSUN_AUTH: "on", BOSUN_ADMIN_KEY: admin } };
-    const authQueue = uniqueName("auth");
-    await startSupervisor(t, server.url, { queues: [authQueue], args: supervisorArgs, ...authEnv });
-    const secured = await startGateway(t, server.url, authEnv);
-    const asAdmin = connectHttp({ url: secured.baseUrl, key: admin });
-    const keyFor = async (tenant: string) =>
-      (await http<{ key: string }>(secured.baseUrl, "POST", "/api/admin/keys", { body: { tenant }, headers: { authorization: `Bearer ${admin}` } })).body.key;
-    const acme = connectHttp({ url: secured.baseUrl, key: await keyFor("acme") });
-    const globex = connectHttp({ url: secured.baseUrl, key: await keyFor("globex") });
-    const mine = await acme.submit({ type: "echo", queue: authQueue, tenant: "acme" });
-    const theirs = await globex.submit({ type: "echo", queue: authQueue, tenant: "globex" });
-    await asAdmin.wait(theirs.job_id, { timeoutMs: 15_000 });
+t.test("with auth on, a tenant key sees only its tenant's jobs", async (t) => {
+  // A server of its own: the bosun service is one queue group per NATS server, so the auth-off
+  // supervisors above would answer this gateway's requests too, as open to every key.
+  const secureServer = await NatsServer.start(t);
+  const admin = "admin-key-for-the-ui-test";
+  const authEnv = { env: { BOSUN_AUTH: "on", BOSUN_ADMIN_KEY: admin } };
+  const authQueue = uniqueName("auth");
+  await startSupervisor(t, secureServer.url, { queues: [authQueue], args: supervisorArgs, ...authEnv });
+  const secured = await startGateway(t, secureServer.url, authEnv);
+  const asAdmin = connectHttp({ url: secured.baseUrl, key: admin });
+  const keyFor = async (tenant: string) =>
+    (await http<{ key: string }>(secured.baseUrl, "POST", "/api/admin/keys", { body: { tenant }, headers: { authorization: `Bearer ${admin}` } })).body.key;
+  const acmeKey = await keyFor("acme");
+  const acme = connectHttp({ url: secured.baseUrl, key: acmeKey });
+  const globex = connectHttp({ url: secured.baseUrl, key: await keyFor("globex") });
+  const mine = await acme.submit({ type: "echo", queue: authQueue, tenant: "acme" });
+  const theirs = await globex.submit({ type: "echo", queue: authQueue, tenant: "globex" });
+  await asAdmin.wait(theirs.job_id, { timeoutMs: 15_000 });
+  const asAcme = await http(secured.baseUrl, "GET", `/api/jobs/${theirs.job_id}`, { headers: { authorization: `Bearer ${acmeKey}` } });
+  t.match(asAcme, { status: 404, body: { error: { code: "not_found" } } }, "the API answers another tenant's job 404 not_found");
 
-    const page = await browser.newPage();
-    await page.goto(`${secured.baseUrl}/ui/#/jobs`);
-    await page.getByLabel("API key").fill((acme.transport as unknown as { options: { key: string } }).options.key);
-    await page.getByRole("button", { name: "Use key" }).click();
-    await page.locator(`tr[data-job="${mine.job_id}"]`).waitFor();
-    t.equal(await page.locator(`tr[data-job="${theirs.job_id}"]`).count(), 0, "another tenant's job is not listed");
-    t.equal(await page.getByRole("link", { name: "Workers" }).count(), 0, "admin pages are not offered to a tenant key");
-    await page.goto(`${secured.baseUrl}/ui/#/jobs/${theirs.job_id}`);
-    await page.locator(".error", { hasText: "not_found" }).waitFor();
-    await screenshot(page, "tenant-jobs");
-    await page.close();
-  });
-}
+  const page = await browser.newPage();
+  await page.goto(`${secured.baseUrl}/ui/#/jobs`);
+  await page.getByLabel("API key").fill(acmeKey);
+  await page.getByRole("button", { name: "Use key" }).click();
+  await page.locator(`tr[data-job="${mine.job_id}"]`).waitFor();
+  t.equal(await page.locator(`tr[data-job="${theirs.job_id}"]`).count(), 0, "another tenant's job is not listed");
+  const nav = page.getByRole("navigation", { name: "Main" }).getByRole("link");
+  t.same(await nav.allTextContents(), ["Jobs", "Dead jobs"], "the nav offers a tenant key only the pages its key may open");
+  await screenshot(page, "tenant-jobs");
+
+  await page.goto(`${secured.baseUrl}/ui/#/ops`);
+  await page.locator(".notice", { hasText: "needs an admin key" }).waitFor();
+  t.equal(await page.getByTestId("global-paused").count(), 0, "an admin page opened by its address shows nothing of it");
+
+  await page.goto(`${secured.baseUrl}/ui/#/jobs/${mine.job_id}`);
+  await page.getByTestId("job-state").filter({ hasText: "succeeded" }).waitFor({ timeout: 15_000 });
+  await page.goto(`${secured.baseUrl}/ui/#/jobs/${theirs.job_id}`);
+  await page.getByTestId("job-not-found").filter({ hasText: "not_found" }).waitFor();
+  t.equal(await page.getByTestId("job-state").count(), 0, "nothing of another tenant's job is shown");
+  await screenshot(page, "tenant-not-found");
+  await page.close();
+});

@@ -2,9 +2,9 @@
  * The HTTP side of the operations table as plain data, for the HTTP client
  * (and, serialized at build time, for the dashboard, which must not ship
  * zod): per operation its first route, and which request fields travel in
- * the path, the query string and the body.
+ * the path, the query string and the body, and who may call it.
  */
-import { httpRoutes, operations, type HttpRoute } from "../contract/operations.js";
+import { accessOf, httpRoutes, operations, type Access, type HttpRoute } from "../contract/operations.js";
 
 export interface RouteInfo {
   method: string;
@@ -14,6 +14,8 @@ export interface RouteInfo {
   params: string[];
   query: string[];
   body: boolean;
+  /** With auth on, whether a tenant key may call it (the dashboard offers a tenant key only those pages). */
+  access: Access;
   /** The route answers this field of the operation's reply alone (e.g. a bare array): the client wraps it back. */
   unwraps?: string;
 }
@@ -35,6 +37,7 @@ export function routeTable(): RouteTable {
       params: keysOf(route.params),
       query: keysOf(route.query),
       body: route.body !== undefined,
+      access: accessOf(route),
       ...(unwrappedField(route) !== undefined && { unwraps: unwrappedField(route) }),
     };
   }

@@ -8,7 +8,7 @@ import "./style.css";
 import { html, render } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { ForbiddenError, UnauthorizedError } from "../client/errors.js";
-import { api, messageOf, onUnauthorized, storedKey, storeKey } from "./api.js";
+import { api, messageOf, onUnauthorized, routes, storedKey, storeKey } from "./api.js";
 import { live } from "./live.js";
 import { useRoute } from "./router.js";
 import { Dead } from "./pages/dead.js";
@@ -22,15 +22,19 @@ import { Workers } from "./pages/workers.js";
 
 type Access = "checking" | "needs_key" | "admin" | "tenant" | "offline";
 
+/** Each page and the operation it is built on: that operation's access in the contract says whether a tenant key gets the page. */
 const PAGES = [
-  { path: "overview", label: "Overview", admin: true },
-  { path: "workers", label: "Workers", admin: true },
-  { path: "queues", label: "Queues", admin: true },
-  { path: "jobs", label: "Jobs", admin: false },
-  { path: "dead", label: "Dead jobs", admin: false },
-  { path: "schedules", label: "Schedules", admin: false },
-  { path: "ops", label: "Ops flags", admin: true },
+  { path: "overview", label: "Overview", operation: "workers_list" },
+  { path: "workers", label: "Workers", operation: "workers_list" },
+  { path: "queues", label: "Queues", operation: "queue_status" },
+  { path: "jobs", label: "Jobs", operation: "jobs_list" },
+  { path: "dead", label: "Dead jobs", operation: "jobs_list" },
+  { path: "schedules", label: "Schedules", operation: "schedules_list" },
+  { path: "ops", label: "Ops flags", operation: "ops_get" },
 ] as const;
+
+// A server without the page's route has no access to go by: only an admin key gets the page (saying it is not available).
+const mayOpen = (access: Access, page: (typeof PAGES)[number]): boolean => access === "admin" || routes[page.operation]?.access === "tenant";
 
 /** What this tab's key may do, asked of an admin route. */
 async function probe(): Promise<{ access: Access; error?: unknown }> {
@@ -70,8 +74,8 @@ function Page({ access }: { access: Access }) {
     // Move focus to the new page's content, so keyboard and screen reader users land there.
     document.getElementById("main")?.focus({ preventScroll: true });
   }, [first, id]);
-  const allowed = PAGES.find((p) => p.path === first);
-  if (allowed?.admin && access !== "admin") return html`<p class="notice">This page needs an admin key.</p>`;
+  const page = PAGES.find((p) => p.path === first);
+  if (page && !mayOpen(access, page)) return html`<p class="notice">This page needs an admin key.</p>`;
   switch (first) {
     case "overview":
       return html`<${Overview} />`;
@@ -105,7 +109,7 @@ function App() {
     else live.stop();
   }, [state.access]);
   const current = path[0] ?? (state.access === "admin" ? "overview" : "jobs");
-  const visible = PAGES.filter((p) => !p.admin || state.access === "admin");
+  const visible = PAGES.filter((p) => mayOpen(state.access, p));
   return html`
     <a class="skip" href="#main" onClick=${(e: Event) => (e.preventDefault(), document.getElementById("main")?.focus())}>Skip to content</a>
     <header class="top">

@@ -1,6 +1,7 @@
 /** One job: status, attempts, owner, live progress, result or error, files, events; cancel and retry. */
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
+import { NotFoundError } from "../../client/errors.js";
 import type { JobEvent, JobResult, JobStatus } from "../../contract/schemas.js";
 import { api, download, optional } from "../api.js";
 import { Action, ago, bytes, duration, ErrorNote, Json, StateBadge, Unavailable, useLoad } from "../components.js";
@@ -39,7 +40,10 @@ function useJob(jobId: string) {
         if (FINAL.has(now.state)) stop.abort();
         else timer = setTimeout(() => void reread(), STATUS_POLL_MS);
       } catch (err) {
-        if (!stop.signal.aborted) setError(err);
+        if (stop.signal.aborted) return;
+        setError(err);
+        // A job that is not there has no events to follow either.
+        if (err instanceof NotFoundError) stop.abort();
       }
     };
     void (async () => {
@@ -62,12 +66,22 @@ function useJob(jobId: string) {
   return { status, events, error, again: () => setRound((n) => n + 1) };
 }
 
+// One message for every 404, as the API gives one: another tenant's job must read like an id never given out.
+const NotFound = () =>
+  html`<p class="error" role="alert" data-testid="job-not-found">
+    No such job (not_found): the id is unknown, the job's record has expired, or this key may not see it. <a href="#/jobs">Back to the jobs</a>
+  </p>`;
+
 export function Job({ jobId }: { jobId: string }) {
   const { status, events, error, again } = useJob(jobId);
   const finished = status !== undefined && FINAL.has(status.state);
   const result = useLoad<JobResult | undefined>(() => (finished ? api.result(jobId) : Promise.resolve(undefined)), [jobId, finished, status?.attempts]);
   const files = useLoad(() => optional<{ files: FileInfo[] }>("GET", `/api/jobs/${encodeURIComponent(jobId)}/files`), [jobId, finished]);
-  if (!status) return html`<section><h1>Job <code>${jobId}</code></h1>${error ? html`<${ErrorNote} error=${error} />` : html`<p>Loading…</p>`}</section>`;
+  if (!status)
+    return html`<section aria-labelledby="job-h">
+      <h1 id="job-h">Job <code>${jobId}</code></h1>
+      ${error instanceof NotFoundError ? html`<${NotFound} />` : error ? html`<${ErrorNote} error=${error} />` : html`<p>Loading…</p>`}
+    </section>`;
   const progress = status.progress ?? (finished ? 1 : 0);
   return html`<section aria-labelledby="job-h">
     <h1 id="job-h">Job <code>${jobId}</code></h1>
