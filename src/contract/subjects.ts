@@ -139,9 +139,14 @@ export const HEARTBEAT_STATE_HEADER = "Bosun-Heartbeat";
 export const HEARTBEAT_LEAVING = "leaving";
 
 /** Keys of the ops bucket. */
+export const QUEUE_LIMIT_NAMES = ["max_concurrency", "rate_limit", "max_pending"] as const;
+export type QueueLimitName = (typeof QUEUE_LIMIT_NAMES)[number];
+
 export const opsKeys = {
   submissionsPaused: "submissions_paused",
   queueSubmissionsPaused: (queue: string) => `queues.${token(queue, "queue")}.submissions_paused`,
+  /** One key per limit (`max_concurrency`, `rate_limit`, `max_pending`), its value JSON; deleted when cleared. */
+  queueLimit: (queue: string, limit: QueueLimitName) => `queues.${token(queue, "queue")}.${limit}`,
 } as const;
 
 /** One durable pull consumer per lane, shared by every supervisor serving the lane's queue. */
