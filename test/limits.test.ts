@@ -1,0 +1,147 @@
+/**
+ * Per-queue limits from the ops flags against a real nats-server, real
+ * supervisors and a real gateway: max_concurrency held across three
+ * supervisors and raised live, rate_limit over a sliding window, and
+ * max_pending refusing submits over HTTP and NATS.
+ */
+import t from "tap";
+import { startGateway, startSupervisor } from "./helpers/bosun.js";
+import { http, type ErrorReply } from "./helpers/http.js";
+import { connectClient, requestJson } from "./helpers/nats-client.js";
+import { NatsServer } from "./helpers/nats-server.js";
+import { httpQueue, type QueueStatus } from "./helpers/ops.js";
+import { uniqueName, waitFor } from "./helpers/wait.js";
+
+const server = await NatsServer.start(t);
+const nc = await connectClient(t, server.url);
+const gateway = await startGateway(t, server.url);
+const gw = gateway.baseUrl;
+
+interface Job {
+  job_id: string;
+  state: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+const pool = (n: number) => ["--min", String(n), "--max", String(n), "--heartbeat-ms", "300"];
+
+async function setQueue(queue: string, flags: Record<string, unknown>): Promise<void> {
+  const reply = await requestJson(nc, "bosun.api.ops.set", { queues: { [queue]: flags } });
+  if (reply.errorCode) throw new Error(`ops.set: ${reply.errorCode} ${JSON.stringify(reply.body)}`);
+}
+
+async function submitBatch(jobs: Record<string, unknown>[]): Promise<string[]> {
+  const reply = await requestJson<{ jobs: { job_id?: string }[] }>(nc, "bosun.api.jobs.submit_batch", { jobs }, { timeoutMs: 30_000 });
+  return reply.body.jobs.map((j) => {
+    if (!j.job_id) throw new Error(`batch entry refused: ${JSON.stringify(j)}`);
+    return j.job_id;
+  });
+}
+
+const status = async (jobId: string): Promise<Job> => (await requestJson<Job>(nc, "bosun.api.jobs.get", { job_id: jobId })).body;
+const statuses = (ids: string[]) => Promise.all(ids.map(status));
+const time = (iso: string | null) => (iso ? Date.parse(iso) : Number.NaN);
+
+/** Jobs running at once over time, from their records: [time, count] after each start or end (ends first at a tie). */
+function concurrency(jobs: Job[]): [number, number][] {
+  const events = jobs.flatMap((j) => [[time(j.started_at), 1] as const, [time(j.finished_at), -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let n = 0;
+  return events.map(([at, d]) => [at, (n += d)]);
+}
+
+/** Supervisors serving the queue, all live in the queue status (so each has seen the others). */
+async function servedBy(queue: string, n: number): Promise<void> {
+  await waitFor(async () => ((await httpQueue(gw, queue))?.consumers.workers.length ?? 0) >= n, { timeoutMs: 15_000, what: `${n} supervisors serving ${queue}` });
+}
+
+t.test("max_concurrency 3 across 3 supervisors of pool 4 holds, and raised live to 8 takes effect within about a second", async (t) => {
+  const queue = uniqueName("conc");
+  await Promise.all([0, 1, 2].map(() => startSupervisor(t, server.url, { queues: [queue], args: pool(4) })));
+  await setQueue(queue, { max_concurrency: 3 });
+  await servedBy(queue, 3);
+  const ids = await submitBatch(Array.from({ length: 100 }, () => ({ type: "sleep", queue, payload: { ms: 100 } })));
+
+  await waitFor(async () => (await statuses(ids)).filter((j) => j.state === "succeeded").length >= 30, { timeoutMs: 30_000, what: "30 jobs done" });
+  const during = await httpQueue(gw, queue);
+  t.match(during?.limits, { max_concurrency: 3 }, "queue status shows the limit");
+  t.ok((during?.use.running ?? 99) <= 3, `queue status shows the use: ${JSON.stringify(during?.use)}`);
+  const raisedAt = Date.now();
+  await setQueue(queue, { max_concurrency: 8 });
+  const jobs = await waitFor(async () => {
+    const all = await statuses(ids);
+    return all.every((j) => j.state === "succeeded") && all;
+  }, { timeoutMs: 60_000, what: "every job done" });
+
+  const timeline = concurrency(jobs);
+  const before = timeline.filter(([at]) => at < raisedAt);
+  const maxBefore = Math.max(...before.map(([, n]) => n));
+  t.ok(maxBefore <= 3, `observed concurrency before the raise: at most ${maxBefore} (limit 3)`);
+  t.ok(before.length >= 60, `the limit held over ${before.length / 2} runs`);
+  const over3 = timeline.find(([at, n]) => at >= raisedAt && n > 3);
+  t.ok(over3, "concurrency went above 3 after the raise");
+  const tookMs = over3 ? over3[0] - raisedAt : Number.POSITIVE_INFINITY;
+  t.ok(tookMs <= 1500, `the raised limit took effect ${tookMs} ms after the patch`);
+  const maxAfter = Math.max(...timeline.map(([, n]) => n));
+  t.ok(maxAfter <= 8, `observed concurrency after the raise: at most ${maxAfter} (limit 8)`);
+  t.comment(`max concurrency before raise ${maxBefore}, after ${maxAfter}; raise took effect in ${tookMs} ms`);
+});
+
+t.test("rate_limit {max: 10, per_ms: 1000} across 2 supervisors: at most 10 starts in any 1 s window", async (t) => {
+  const queue = uniqueName("rate");
+  await Promise.all([0, 1].map(() => startSupervisor(t, server.url, { queues: [queue], args: pool(4) })));
+  await setQueue(queue, { rate_limit: { max: 10, per_ms: 1000 } });
+  await servedBy(queue, 2);
+  const startedAt = Date.now();
+  const ids = await submitBatch(Array.from({ length: 40 }, () => ({ type: "sleep", queue, payload: { ms: 5 } })));
+  const jobs = await waitFor(async () => {
+    const all = await statuses(ids);
+    return all.every((j) => j.state === "succeeded") && all;
+  }, { timeoutMs: 30_000, what: "every job done" });
+  const starts = jobs.map((j) => time(j.started_at)).sort((a, b) => a - b);
+  let worst = 0;
+  for (let i = 0; i < starts.length; i++) worst = Math.max(worst, starts.filter((s) => s >= starts[i]! && s < starts[i]! + 1000).length);
+  t.ok(worst <= 10, `at most ${worst} starts in any 1 s window (limit 10)`);
+  const spanMs = starts.at(-1)! - startedAt;
+  t.ok(spanMs >= 2500, `40 jobs took ${spanMs} ms to start (at 10 per second, at least 3 windows)`);
+  t.comment(`max starts per 1 s window ${worst}; 40 starts over ${spanMs} ms`);
+});
+
+t.test("max_pending: submits beyond it answer 503 unavailable with Retry-After over HTTP and NATS, and nothing is stored for them", async (t) => {
+  const queue = uniqueName("pend");
+  await startSupervisor(t, server.url, { queues: [queue], args: pool(1) });
+  await servedBy(queue, 1);
+  // Nothing runs: what is submitted stays pending.
+  await setQueue(queue, { max_concurrency: 0, max_pending: 5 });
+  await submitBatch(Array.from({ length: 5 }, () => ({ type: "sleep", queue, payload: { ms: 1 } })));
+  await waitFor(async () => (await httpQueue(gw, queue))?.pending === 5, { what: "5 pending" });
+  const refused = await waitFor(async () => {
+    const res = await http<ErrorReply>(gw, "POST", "/api/jobs", { body: { type: "sleep", queue, payload: { ms: 1 } } });
+    return res.status === 503 && res;
+  }, { timeoutMs: 3000, what: "a refused submit" });
+  t.equal(refused.body.error?.code, "unavailable", "HTTP: code unavailable");
+  t.equal(refused.headers.get("retry-after"), "1", "HTTP: with Retry-After");
+  t.match(refused.body.error?.message, /max_pending/, `HTTP: the message says why: ${refused.body.error?.message}`);
+  const overNats = await requestJson<ErrorReply>(nc, "bosun.api.jobs.submit", { type: "sleep", queue, payload: { ms: 1 } });
+  t.equal(overNats.errorCode, "503", "NATS: 503");
+  t.equal(overNats.body.error?.code, "unavailable", "NATS: code unavailable");
+  t.equal(overNats.msg.headers?.get("Retry-After"), "1", "NATS: with a Retry-After header");
+  const batch = await requestJson<ErrorReply>(nc, "bosun.api.jobs.submit_batch", { jobs: [{ type: "sleep", queue, payload: { ms: 1 } }] });
+  t.equal(batch.errorCode, "503", "a batch that would exceed it is refused whole");
+  const listed = await http<{ jobs: unknown[] }>(gw, "GET", `/api/jobs?queue=${queue}&limit=100`);
+  t.equal(listed.body.jobs.length, 5, "only the 5 accepted jobs are stored");
+  t.equal((await httpQueue(gw, queue))?.pending, 5, "and pending is still 5");
+
+  // Cleared: accepted again, and the held jobs run once max_concurrency is cleared too.
+  await setQueue(queue, { max_pending: null, max_concurrency: null });
+  const accepted = await waitFor(async () => {
+    const res = await http(gw, "POST", "/api/jobs", { body: { type: "sleep", queue, payload: { ms: 1 } } });
+    return res.status === 202 && res;
+  }, { timeoutMs: 3000, what: "submits accepted again" });
+  t.equal(accepted.status, 202);
+  const after: QueueStatus | undefined = await waitFor(async () => {
+    const q = await httpQueue(gw, queue);
+    return q?.pending === 0 && q.running === 0 && q;
+  }, { timeoutMs: 10_000, what: "the queue drained" });
+  t.same(after.limits, {}, "no limits left in the queue status");
+});
