@@ -183,12 +183,7 @@ export class Intake {
   async submitBatch(entries: readonly unknown[], ctx: Omit<SubmitContext, "forwarded" | "origin" | "counted"> = {}): Promise<BatchSubmitReply> {
     // Backpressure refuses a batch whole, before any of it is written: a caller retries one request, not the entries
     // that happened to be left over.
-    const perQueue = new Map<string, number>();
-    for (const entry of entries) {
-      const req = SubmitRequest.safeParse(entry);
-      if (req.success) perQueue.set(req.data.queue, (perQueue.get(req.data.queue) ?? 0) + 1);
-    }
-    for (const [queue, n] of perQueue) await this.deps.pending.admit(queue, n, this.deps.maxPending(queue));
+    await this.deps.pending.admitBatch(entries.map((e) => SubmitRequest.safeParse(e).data?.queue), this.deps.maxPending);
     const replies = await Promise.all(
       entries.map(async (entry) => {
         try {

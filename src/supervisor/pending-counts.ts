@@ -27,7 +27,7 @@ export class PendingCounts {
   ) {}
 
   /** Refuses (503 unavailable) `n` more jobs for a queue already at its max_pending; else counts them in. */
-  async admit(queue: string, n: number, maxPending: number | undefined): Promise<void> {
+  async admit(queue: string, n: number, maxPending: number | undefined, countIn = true): Promise<void> {
     if (maxPending === undefined) return;
     let count = this.#counts.get(queue);
     if (!count) {
@@ -40,7 +40,23 @@ export class PendingCounts {
     if (count.pending + n > maxPending) {
       throw new BosunError("unavailable", `queue "${queue}" has ${count.pending} jobs waiting, at its max_pending of ${maxPending}; retry later`, { queue, pending: count.pending, max_pending: maxPending });
     }
-    count.pending += n;
+    if (countIn) count.pending += n;
+  }
+
+  /** A batch's jobs, by queue (undefined: an entry that will be refused anyway): all counted in, or none. */
+  async admitBatch(queues: readonly (string | undefined)[], maxPendingOf: (queue: string) => number | undefined): Promise<void> {
+    const perQueue = new Map<string, number>();
+    for (const q of queues) if (q !== undefined) perQueue.set(q, (perQueue.get(q) ?? 0) + 1);
+    const limited = [...perQueue].filter(([q]) => maxPendingOf(q) !== undefined);
+    // Checked first for every queue, so a refusal of one counts none of the others in.
+    for (const [queue, n] of limited) await this.admit(queue, n, maxPendingOf(queue), false);
+    for (const [queue, n] of limited) this.#counts.get(queue)!.pending += n;
+  }
+
+  /** The queue's waiting jobs as last read (and accepted here since), if it was read. */
+  last(queue: string): number | undefined {
+    const count = this.#counts.get(queue);
+    return count?.readAt ? count.pending : undefined;
   }
 
   async #read(queue: string, count: Count): Promise<void> {

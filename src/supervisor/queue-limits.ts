@@ -14,6 +14,7 @@
 import type { Logger } from "pino";
 import type { QueueLimits as Limits, QueueUse, WorkerInfo } from "../contract/index.js";
 import { guard } from "../platform/guard.js";
+import type { QueueLimitSample } from "../platform/metrics.js";
 
 /** Beyond one heartbeat period: the newcomer's heartbeat has reached the others, and theirs (lowered) have come back. */
 const RAISE_MARGIN_MS = 500;
@@ -93,6 +94,46 @@ export class QueueLimits {
     return Math.max(0, credits);
   }
 
+  /**
+   * Per limited queue, what its lanes may still be asked for: its credits
+   * less the pulls already open on any of its lanes (`outstanding`, one
+   * entry per lane). `cap` looks, `take` spends; unlimited queues are
+   * never capped.
+   */
+  caps(outstanding: readonly (readonly [queue: string, pulls: number])[]): { cap(queue: string, n: number): number; take(queue: string, n: number): number } {
+    const left = new Map<string, number>();
+    const leftOf = (queue: string) => {
+      let l = left.get(queue);
+      if (l === undefined) {
+        l = this.credits(queue) - outstanding.reduce((n, [q, pulls]) => n + (q === queue ? pulls : 0), 0);
+        left.set(queue, l);
+      }
+      return l;
+    };
+    const cap = (queue: string, n: number) => Math.max(0, Math.min(n, leftOf(queue)));
+    return {
+      cap,
+      take: (queue, n) => {
+        const k = cap(queue, n);
+        if (k > 0) left.set(queue, leftOf(queue) - k);
+        return k;
+      },
+    };
+  }
+
+  /** Each limit set on these queues, with this supervisor's share and use, for metrics. */
+  samples(queues: readonly string[], pendingOf: (queue: string) => number | undefined): QueueLimitSample[] {
+    return queues.flatMap((queue) => {
+      const { max_concurrency: conc, rate_limit: rate, max_pending: maxPending } = this.opts.limitsOf(queue);
+      const use = this.useOf(queue);
+      const out: QueueLimitSample[] = [];
+      if (conc !== undefined) out.push({ queue, limit: "max_concurrency", value: conc, share: this.share(queue, "concurrency"), use: use.running });
+      if (rate) out.push({ queue, limit: "rate_limit", value: rate.max, share: this.share(queue, "rate"), use: use.window_starts });
+      if (maxPending !== undefined) out.push({ queue, limit: "max_pending", value: maxPending, use: pendingOf(queue) });
+      return out;
+    });
+  }
+
   /** A job of the queue arrived: taken (and counted) if within this supervisor's share, else undefined (hand it back). */
   admit(queue: string): Admission | undefined {
     if (this.credits(queue) < 1) return undefined;
@@ -121,17 +162,18 @@ export class QueueLimits {
 
   /** This supervisor's use of each limited queue, for its heartbeat. */
   use(): Record<string, QueueUse> | undefined {
-    const now = Date.now();
-    const out: [string, QueueUse][] = [];
-    for (const [queue, state] of this.#queues) {
-      if (!this.#limited(queue)) continue;
-      const per = this.opts.limitsOf(queue).rate_limit?.per_ms;
-      out.push([queue, { running: state.inHand, window_starts: per === undefined ? 0 : this.#windowCount(state, per, now) }]);
-    }
+    const out = [...this.#queues.keys()].filter((q) => this.#limited(q)).map((q) => [q, this.useOf(q)] as const);
     return out.length > 0 ? Object.fromEntries(out) : undefined;
   }
 
-  /** This supervisor's share in force for a limit, for metrics. */
+  useOf(queue: string): QueueUse {
+    const state = this.#queues.get(queue);
+    const per = this.opts.limitsOf(queue).rate_limit?.per_ms;
+    if (!state) return { running: 0, window_starts: 0 };
+    return { running: state.inHand, window_starts: per === undefined ? 0 : this.#windowCount(state, per, Date.now()) };
+  }
+
+  /** This supervisor's share in force of a queue's max_concurrency ("concurrency") or rate_limit ("rate"). */
   share(queue: string, kind: Kind): number | undefined {
     return this.#queues.get(queue)?.applied.get(kind);
   }

@@ -162,7 +162,10 @@ export class Runner {
     const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
     const room = this.pool.capacity + ahead - this.#executing;
     const { laneOrder } = this.opts;
-    const { cap, take } = this.#queueCaps();
+    const queueOf = (lane: string) => this.opts.lanes.get(lane)?.queue ?? lane;
+    const caps = this.opts.limits.caps([...this.#pullers].map(([lane, p]) => [queueOf(lane), p.outstanding]));
+    const cap = (lane: string, n: number) => caps.cap(queueOf(lane), n);
+    const take = (lane: string, n: number) => caps.take(queueOf(lane), n);
     // Strict band order: only lanes of the best band with work are pulled from (and watched);
     // lower bands wait until it runs dry.
     let best = Number.NEGATIVE_INFINITY;
@@ -198,34 +201,6 @@ export class Runner {
       }
     }
     for (const [lane, n] of laneOrder.share(credits, open)) this.#pullers.get(lane)!.pull(take(lane, n), expires);
-  }
-
-  /**
-   * Per limited queue, what its lanes may still be asked for: its credits
-   * less the pulls already open on any of its lanes. `cap` looks, `take`
-   * spends; unlimited queues are never capped.
-   */
-  #queueCaps(): { cap(lane: string, n: number): number; take(lane: string, n: number): number } {
-    const left = new Map<string, number>();
-    const queueOf = (lane: string) => this.opts.lanes.get(lane)?.queue ?? lane;
-    const leftOf = (queue: string) => {
-      let l = left.get(queue);
-      if (l === undefined) {
-        l = this.opts.limits.credits(queue);
-        for (const [lane, puller] of this.#pullers) if (queueOf(lane) === queue) l -= puller.outstanding;
-        left.set(queue, l);
-      }
-      return l;
-    };
-    const cap = (lane: string, n: number) => Math.max(0, Math.min(n, leftOf(queueOf(lane))));
-    return {
-      cap,
-      take: (lane, n) => {
-        const k = cap(lane, n);
-        if (k > 0) left.set(queueOf(lane), leftOf(queueOf(lane)) - k);
-        return k;
-      },
-    };
   }
 
   #longRunNow(): boolean {

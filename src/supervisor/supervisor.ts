@@ -127,6 +127,7 @@ export class Supervisor {
     const keys = (this.#keys = new KeyStore(topology.keysKv, log, this.auth.adminKeyHash));
     const gate = new Gate(this.auth, keys, lanes);
     const operations = (this.#operations = new Operations({ nc, jsm: topology.jsm, opsKv: topology.opsKv, ops, heartbeats, lanes, pool, workerId, gate, log }));
+    const pending = new PendingCounts(topology.jsm, lanes);
     const limits = (this.#limits = new QueueLimits({
       workerId,
       heartbeatMs: config.heartbeat_ms,
@@ -162,7 +163,7 @@ export class Supervisor {
       forgetWorker: (id) => heartbeats.forget(id),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       maxPending: (queue) => ops.limits(queue).max_pending,
-      pending: new PendingCounts(topology.jsm, lanes),
+      pending,
       defaults: {
         timeout_ms: config.default_timeout_ms,
         max_attempts: config.default_max_attempts,
@@ -174,6 +175,7 @@ export class Supervisor {
 
     const schedules = (this.#schedules = new Schedules(topology.schedulesKv, topology.jsm, intake, log));
     metrics.watchSchedules(() => schedules.summary());
+    metrics.watchQueueLimits(() => limits.samples(config.queues, (queue) => pending.last(queue)));
 
     pool.start();
     await lanes.start();
