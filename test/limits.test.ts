@@ -9,7 +9,7 @@ import { startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http, type ErrorReply } from "./helpers/http.js";
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
-import { httpQueue, type QueueStatus } from "./helpers/ops.js";
+import { httpQueue, scrape, startMetricsSupervisor, type QueueStatus } from "./helpers/ops.js";
 import { uniqueName, waitFor } from "./helpers/wait.js";
 
 const server = await NatsServer.start(t);
@@ -22,6 +22,7 @@ interface Job {
   state: string;
   started_at: string | null;
   finished_at: string | null;
+  owner: { worker_id: string } | null;
 }
 
 const pool = (n: number) => ["--min", String(n), "--max", String(n), "--heartbeat-ms", "300"];
@@ -55,29 +56,45 @@ async function servedBy(queue: string, n: number): Promise<void> {
   await waitFor(async () => ((await httpQueue(gw, queue))?.consumers.workers.length ?? 0) >= n, { timeoutMs: 15_000, what: `${n} supervisors serving ${queue}` });
 }
 
-t.test("max_concurrency 3 across 3 supervisors of pool 4 holds, and raised live to 8 takes effect within about a second", async (t) => {
+t.test("max_concurrency 3 across 3 supervisors of pool 4 holds (a 4th joining too), and raised live to 8 takes effect within about a second", async (t) => {
   const queue = uniqueName("conc");
-  await Promise.all([0, 1, 2].map(() => startSupervisor(t, server.url, { queues: [queue], args: pool(4) })));
+  const [{ metricsUrl }] = await Promise.all([
+    startMetricsSupervisor(t, server.url, { queues: [queue], args: pool(4) }),
+    ...[0, 1].map(() => startSupervisor(t, server.url, { queues: [queue], args: pool(4) })),
+  ]);
   await setQueue(queue, { max_concurrency: 3 });
   await servedBy(queue, 3);
-  const ids = await submitBatch(Array.from({ length: 100 }, () => ({ type: "sleep", queue, payload: { ms: 100 } })));
+  const ids = await submitBatch(Array.from({ length: 200 }, () => ({ type: "sleep", queue, payload: { ms: 100 } })));
+  const done = (n: number, what: string) => waitFor(async () => (await statuses(ids)).filter((j) => j.state === "succeeded").length >= n, { timeoutMs: 30_000, what });
 
-  await waitFor(async () => (await statuses(ids)).filter((j) => j.state === "succeeded").length >= 30, { timeoutMs: 30_000, what: "30 jobs done" });
+  await done(20, "20 jobs done");
   const during = await httpQueue(gw, queue);
   t.match(during?.limits, { max_concurrency: 3 }, "queue status shows the limit");
-  t.ok((during?.use.running ?? 99) <= 3, `queue status shows the use: ${JSON.stringify(during?.use)}`);
+  t.ok(during && during.use.running >= 1 && during.use.running <= 3, `queue status shows the use: ${JSON.stringify(during?.use)}`);
+  const metrics = await scrape(metricsUrl);
+  t.equal(metrics.value("bosun_queue_limit", { queue, limit: "max_concurrency" }), 3, "metrics: the limit");
+  t.equal(metrics.value("bosun_queue_limit_share", { queue, limit: "max_concurrency" }), 1, "metrics: this supervisor's share (1 of 3)");
+  t.ok(metrics.has("bosun_queue_limit_use"), "metrics: its use");
+  // A newcomer takes nothing until the others have seen it and lowered their shares.
+  await startSupervisor(t, server.url, { queues: [queue], args: pool(4) });
+  await servedBy(queue, 4);
+  const joinedAt = Date.now();
+  // 100 more runs of 100 ms, 3 at a time: well past the newcomer's settling (a heartbeat period and a margin).
+  await done(120, "120 jobs done");
   const raisedAt = Date.now();
   await setQueue(queue, { max_concurrency: 8 });
   const jobs = await waitFor(async () => {
     const all = await statuses(ids);
     return all.every((j) => j.state === "succeeded") && all;
   }, { timeoutMs: 60_000, what: "every job done" });
+  const joinedRunners = new Set(jobs.filter((j) => time(j.started_at) > joinedAt + 1500 && time(j.started_at) < raisedAt).map((j) => j.owner?.worker_id));
+  t.equal(joinedRunners.size, 3, `with 4 supervisors and a limit of 3, once settled, three have a share of 1 and one has none: ${[...joinedRunners].join(", ")} ran jobs over ${raisedAt - joinedAt - 1500} ms`);
 
   const timeline = concurrency(jobs);
   const before = timeline.filter(([at]) => at < raisedAt);
   const maxBefore = Math.max(...before.map(([, n]) => n));
   t.ok(maxBefore <= 3, `observed concurrency before the raise: at most ${maxBefore} (limit 3)`);
-  t.ok(before.length >= 60, `the limit held over ${before.length / 2} runs`);
+  t.ok(before.length >= 200, `the limit held over ${before.length / 2} runs`);
   const over3 = timeline.find(([at, n]) => at >= raisedAt && n > 3);
   t.ok(over3, "concurrency went above 3 after the raise");
   const tookMs = over3 ? over3[0] - raisedAt : Number.POSITIVE_INFINITY;
