@@ -5,7 +5,7 @@
  * max_pending refusing submits over HTTP and NATS.
  */
 import t from "tap";
-import { startGateway, startSupervisor } from "./helpers/bosun.js";
+import { runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http, type ErrorReply } from "./helpers/http.js";
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
@@ -149,8 +149,11 @@ t.test("max_pending: submits beyond it answer 503 unavailable with Retry-After o
   t.equal(listed.body.jobs.length, 5, "only the 5 accepted jobs are stored");
   t.equal((await httpQueue(gw, queue))?.pending, 5, "and pending is still 5");
 
-  // Cleared: accepted again, and the held jobs run once max_concurrency is cleared too.
-  await setQueue(queue, { max_pending: null, max_concurrency: null });
+  // Cleared (through the CLI): accepted again, and the held jobs run once max_concurrency is cleared too.
+  const cli = await runCli(["ops", "set", `${queue}.max_pending=null`, `${queue}.max_concurrency=null`, `${queue}.rate_limit=null`, "--nats", server.url]);
+  t.equal(cli.code, 0, "bosun ops set QUEUE.max_pending=null ... exits 0", { stderr: cli.stderr });
+  const badCli = await runCli(["ops", "set", `${queue}.max_concurrency=lots`, "--nats", server.url]);
+  t.equal(badCli.code, 2, "an unreadable limit is a usage error");
   const accepted = await waitFor(async () => {
     const res = await http(gw, "POST", "/api/jobs", { body: { type: "sleep", queue, payload: { ms: 1 } } });
     return res.status === 202 && res;

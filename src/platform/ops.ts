@@ -26,7 +26,7 @@ type QueueFlags = OpsFlags["queues"][string];
 export class OpsFlagsView {
   #paused = false;
   /** A Map, not an object: a queue may be called `__proto__`. */
-  readonly #queues = new Map<string, QueueFlags>();
+  readonly #queues = new Map<string, Partial<QueueFlags>>();
   readonly #listeners: (() => void)[] = [];
   #watch: QueuedIterator<KvWatchEntry> | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -35,7 +35,7 @@ export class OpsFlagsView {
   constructor(private readonly log: Logger) {}
 
   get flags(): OpsFlags {
-    return { submissions_paused: this.#paused, queues: Object.fromEntries([...this.#queues].map(([q, flags]) => [q, { ...flags }])) };
+    return { submissions_paused: this.#paused, queues: Object.fromEntries([...this.#queues].map(([q, flags]) => [q, { ...flags, submissions_paused: flags.submissions_paused ?? false }])) };
   }
 
   submissionsPaused(queue: string): boolean {
@@ -43,7 +43,7 @@ export class OpsFlagsView {
   }
 
   limits(queue: string): QueueLimits {
-    const { submissions_paused: _, ...limits } = this.#queues.get(queue) ?? { submissions_paused: false };
+    const { submissions_paused: _, ...limits } = this.#queues.get(queue) ?? {};
     return limits;
   }
 
@@ -88,16 +88,19 @@ export class OpsFlagsView {
     } else {
       const [, queue, flag] = QUEUE_KEY.exec(entry.key) ?? [];
       if (!queue || !flag || !NAME_PATTERN.test(queue)) return;
-      const flags: QueueFlags = { ...(this.#queues.get(queue) ?? { submissions_paused: false }) };
-      if (flag === "submissions_paused") flags.submissions_paused = put && entry.string() === "true";
-      else if (isLimitName(flag)) {
+      const flags = { ...this.#queues.get(queue) };
+      if (flag === "submissions_paused") {
+        if (put) flags.submissions_paused = entry.string() === "true";
+        else delete flags.submissions_paused;
+      } else if (isLimitName(flag)) {
         delete flags[flag];
         // The bucket is wire too: a value no patch could have written is ignored (and said), never half-applied.
         const value = put ? readLimit(flag, entry.string()) : undefined;
         if (put && value === undefined) this.log.warn({ flag: entry.key }, "ops flag value is not valid; ignored");
         Object.assign(flags, value);
       } else return;
-      if (!flags.submissions_paused && QUEUE_LIMIT_NAMES.every((l) => flags[l] === undefined)) this.#queues.delete(queue);
+      // A queue is listed while any of its keys exists (an unpaused queue shows `false`, as before limits).
+      if (flags.submissions_paused === undefined && QUEUE_LIMIT_NAMES.every((l) => flags[l] === undefined)) this.#queues.delete(queue);
       else this.#queues.set(queue, flags);
     }
     this.log.info({ flag: entry.key, value: entry.operation === "PUT" ? entry.string() : null, operation: entry.operation }, "ops flag applied");
