@@ -165,3 +165,23 @@ t.test("max_pending: submits beyond it answer 503 unavailable with Retry-After o
   }, { timeoutMs: 10_000, what: "the queue drained" });
   t.same(after.limits, {}, "no limits left in the queue status");
 });
+
+t.test("a queue at its max_concurrency does not hold back another queue of the same supervisor (even a lower band)", async (t) => {
+  const [capped, other] = [uniqueName("capped"), uniqueName("other")];
+  await startSupervisor(t, server.url, { queues: [capped, other], args: pool(3) });
+  await setQueue(capped, { max_concurrency: 1 });
+  await servedBy(capped, 1);
+  const backlog = await submitBatch(Array.from({ length: 10 }, () => ({ type: "sleep", queue: capped, priority: 10, payload: { ms: 300 } })));
+  await waitFor(async () => (await status(backlog[0]!)).state !== "queued", { what: "the capped queue running" });
+  const others = await submitBatch(Array.from({ length: 6 }, () => ({ type: "sleep", queue: other, priority: -10, payload: { ms: 10 } })));
+  const done = await waitFor(async () => {
+    const all = await statuses(others);
+    return all.every((j) => j.state === "succeeded") && all;
+  }, { timeoutMs: 10_000, what: "the other queue's jobs done" });
+  const lastOther = Math.max(...done.map((j) => time(j.finished_at)));
+  const capJobs = await statuses(backlog);
+  const capDoneBefore = capJobs.filter((j) => j.finished_at && time(j.finished_at) <= lastOther).length;
+  t.ok(capDoneBefore <= 4, `the other queue's 6 low-priority jobs finished while the capped queue ran ${capDoneBefore} of its 10 high ones`);
+  const timeline = concurrency(capJobs.filter((j) => j.started_at && j.finished_at));
+  t.ok(Math.max(...timeline.map(([, n]) => n)) <= 1, "the capped queue never ran two at once");
+});

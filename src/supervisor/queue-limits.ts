@@ -96,8 +96,8 @@ export class QueueLimits {
 
   /**
    * Per limited queue, what its lanes may still be asked for: its credits
-   * less the pulls already open on any of its lanes (`outstanding`, one
-   * entry per lane). `cap` looks, `take` spends; unlimited queues are
+   * less the pulls already open on its lanes (`outstanding`, one entry per
+   * lane that counts). `cap` looks, `take` spends; unlimited queues are
    * never capped.
    */
   caps(outstanding: readonly (readonly [queue: string, pulls: number])[]): { cap(queue: string, n: number): number; take(queue: string, n: number): number } {

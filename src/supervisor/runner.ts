@@ -162,19 +162,24 @@ export class Runner {
     const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
     const room = this.pool.capacity + ahead - this.#executing;
     const { laneOrder } = this.opts;
-    const queueOf = (lane: string) => this.opts.lanes.get(lane)?.queue ?? lane;
-    const caps = this.opts.limits.caps([...this.#pullers].map(([lane, p]) => [queueOf(lane), p.outstanding]));
-    const cap = (lane: string, n: number) => caps.cap(queueOf(lane), n);
-    const take = (lane: string, n: number) => caps.take(queueOf(lane), n);
     // Strict band order: only lanes of the best band with work are pulled from (and watched);
     // lower bands wait until it runs dry.
     let best = Number.NEGATIVE_INFINITY;
     let outstanding = 0;
     const hasWork = (lane: string) => now - (this.#lastDelivery.get(lane) ?? 0) < BUSY_LANE_MS;
+    // A limited queue's credits go to its lanes with work. Its idle lanes are watched only while it has
+    // room, outside its credits as for any queue (a watch on each of them, or the queue's one credit would
+    // keep a single lane watched): a watched job beyond the share is handed back, once, and its lane then
+    // counts as one with work.
+    const queueOf = (lane: string) => this.opts.lanes.get(lane)?.queue ?? lane;
+    const caps = this.opts.limits.caps([...this.#pullers].filter(([lane]) => hasWork(lane)).map(([lane, p]) => [queueOf(lane), p.outstanding]));
+    const cap = (lane: string, n: number) => caps.cap(queueOf(lane), n);
+    const take = (lane: string, n: number) => caps.take(queueOf(lane), n);
     for (const [lane, puller] of this.#pullers) {
       if (!hasWork(lane)) continue;
-      best = Math.max(best, laneOrder.rank(lane));
       outstanding += puller.outstanding;
+      // A queue at its limit takes nothing now: its lanes hold no lower band back.
+      if (cap(lane, 1) > 0) best = Math.max(best, laneOrder.rank(lane));
     }
     const busy: string[] = [];
     let lowerWaiting = false;
@@ -184,7 +189,7 @@ export class Runner {
         continue;
       }
       if (hasWork(lane)) busy.push(lane);
-      else if (room > 0 && puller.outstanding === 0) puller.pull(take(lane, 1), WATCH_EXPIRES_MS);
+      else if (room > 0 && puller.outstanding === 0 && cap(lane, 1) > 0) puller.pull(1, WATCH_EXPIRES_MS);
     }
     let credits = room - outstanding;
     const open = busy.filter((lane) => cap(lane, 1) > 0);
