@@ -20,6 +20,7 @@ import {
   parseWith,
   resultSubject,
   streams,
+  SubmitQueue,
   SubmitRequest,
   summarizeIssues,
   type Backoff,
@@ -183,7 +184,7 @@ export class Intake {
   async submitBatch(entries: readonly unknown[], ctx: Omit<SubmitContext, "forwarded" | "origin" | "counted"> = {}): Promise<BatchSubmitReply> {
     // Backpressure refuses a batch whole, before any of it is written: a caller retries one request, not the entries
     // that happened to be left over.
-    await this.deps.pending.admitBatch(entries.map((e) => SubmitRequest.safeParse(e).data?.queue), this.deps.maxPending);
+    await this.deps.pending.admitBatch(entries.map((e) => SubmitQueue.safeParse(e).data?.queue), this.deps.maxPending);
     const replies = await Promise.all(
       entries.map(async (entry) => {
         try {
