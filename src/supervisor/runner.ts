@@ -167,10 +167,10 @@ export class Runner {
     let best = Number.NEGATIVE_INFINITY;
     let outstanding = 0;
     const hasWork = (lane: string) => now - (this.#lastDelivery.get(lane) ?? 0) < BUSY_LANE_MS;
-    // A limited queue's credits go to its lanes with work. Its idle lanes are watched only while it has
-    // room, outside its credits as for any queue (a watch on each of them, or the queue's one credit would
-    // keep a single lane watched): a watched job beyond the share is handed back, once, and its lane then
-    // counts as one with work.
+    // A limited queue's credits go to its lanes with work. Its idle lanes are watched as any queue's,
+    // outside the credits, but only while it has room: counted in them, a limit of 1 kept one lane
+    // watched and the others never noticed. A watched job beyond the share is handed back (once: its
+    // lane then has work).
     const queueOf = (lane: string) => this.opts.lanes.get(lane)?.queue ?? lane;
     const caps = this.opts.limits.caps([...this.#pullers].filter(([lane]) => hasWork(lane)).map(([lane, p]) => [queueOf(lane), p.outstanding]));
     const cap = (lane: string, n: number) => caps.cap(queueOf(lane), n);
