@@ -22,6 +22,7 @@ interface Job {
   state: string;
   started_at: string | null;
   finished_at: string | null;
+  attempts: number;
   owner: { worker_id: string } | null;
 }
 
@@ -184,4 +185,32 @@ t.test("a queue at its max_concurrency does not hold back another queue of the s
   t.ok(capDoneBefore <= 4, `the other queue's 6 low-priority jobs finished while the capped queue ran ${capDoneBefore} of its 10 high ones`);
   const timeline = concurrency(capJobs.filter((j) => j.started_at && j.finished_at));
   t.ok(Math.max(...timeline.map(([, n]) => n)) <= 1, "the capped queue never ran two at once");
+});
+
+t.test("a supervisor stopping with a job still running holds its place in max_concurrency until that job ends", async (t) => {
+  const queue = uniqueName("leave");
+  const [idA, idB] = [uniqueName("wa"), uniqueName("wb")];
+  // A grace period longer than the jobs: the leaver finishes its job rather than have it killed and run again.
+  const [a] = await Promise.all([idA, idB].map((workerId) => startSupervisor(t, server.url, { queues: [queue], workerId, args: [...pool(2), "--grace-ms", "10000"] })));
+  await setQueue(queue, { max_concurrency: 2 });
+  await servedBy(queue, 2);
+  // Runs far longer than the others take to raise their shares once the leaver is gone (a heartbeat period and a margin).
+  const ids = await submitBatch(Array.from({ length: 6 }, () => ({ type: "sleep", queue, payload: { ms: 2500 } })));
+  await waitFor(async () => {
+    const owners = (await statuses(ids)).filter((j) => j.state === "running").map((j) => j.owner?.worker_id);
+    return owners.includes(idA) && owners.includes(idB);
+  }, { timeoutMs: 15_000, what: "a job running on each supervisor" });
+  const stoppedAt = Date.now();
+  const exit = a!.stop();
+  const jobs = await waitFor(async () => {
+    const all = await statuses(ids);
+    return all.every((j) => j.state === "succeeded") && all;
+  }, { timeoutMs: 30_000, what: "every job done" });
+  t.match(await exit, { code: 0 }, "the stopped supervisor exited 0");
+  t.ok(jobs.some((j) => j.owner?.worker_id === idA && time(j.finished_at) > stoppedAt + 300), "after finishing the job it had when stopped");
+  const timeline = concurrency(jobs);
+  const worst = Math.max(...timeline.map(([, n]) => n));
+  t.ok(worst <= 2, `observed concurrency at most ${worst} (limit 2), the leaver's last job included`);
+  t.ok(jobs.some((j) => j.owner?.worker_id === idB && time(j.started_at) > stoppedAt), "the other supervisor took over the queue");
+  t.ok(jobs.every((j) => j.attempts === 1), "no job was killed and run again");
 });

@@ -8,8 +8,8 @@
  * a heartbeat period and a margin, so the others have seen a newcomer and
  * lowered theirs first. On top, a supervisor never takes more than the
  * limit less what the others last reported in use: a peer still above its
- * new, lowered share (its jobs run on) holds the others back until it is
- * within it.
+ * new, lowered share (its jobs run on), or one stopping with jobs still
+ * running, holds the others back until it is within it.
  */
 import type { Logger } from "pino";
 import type { QueueLimits as Limits, QueueUse, WorkerInfo } from "../contract/index.js";
@@ -28,6 +28,8 @@ export interface QueueLimitsOptions {
   limitsOf(queue: string): Limits;
   /** Live supervisors, this one included once its heartbeat is back. */
   live(): WorkerInfo[];
+  /** Supervisors stopping: no share, but the jobs they still run count. */
+  draining(): WorkerInfo[];
   /** A limited queue may have room again: pull. */
   onRoom(): void;
   /** In-hand or window counts changed: say so in a heartbeat soon. */
@@ -199,7 +201,8 @@ export class QueueLimits {
       }
     }
     state.applied.set(kind, share);
-    const othersUse = peers.reduce((n, w) => n + (w.queue_use?.[queue] ? used(w.queue_use[queue]) : 0), 0);
+    const leavers = this.opts.draining().filter((w) => w.worker_id !== this.opts.workerId && w.queues.includes(queue));
+    const othersUse = [...peers, ...leavers].reduce((n, w) => n + (w.queue_use?.[queue] ? used(w.queue_use[queue]) : 0), 0);
     return Math.min(share, limit - othersUse);
   }
 

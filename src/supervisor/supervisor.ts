@@ -133,6 +133,7 @@ export class Supervisor {
       heartbeatMs: config.heartbeat_ms,
       limitsOf: (queue) => ops.limits(queue),
       live: () => heartbeats.live(),
+      draining: () => heartbeats.draining(),
       onRoom: () => this.#runner?.refill(),
       onUse: () => heartbeats.changed(),
       log,
