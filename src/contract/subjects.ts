@@ -130,10 +130,12 @@ export const HEARTBEATS_PREFIX = "bosun.heartbeats.";
 export const heartbeatSubject = (workerId: string): string => `${HEARTBEATS_PREFIX}${token(workerId, "worker id")}`;
 export const HEARTBEATS_WILDCARD = "bosun.heartbeats.>";
 /**
- * Header of a supervisor's last heartbeat, sent as it begins to stop: every
- * reader drops that supervisor at once instead of waiting for it to miss
- * three periods, so it leaves the workers list and submits for a queue
- * nobody else serves get 422 at once.
+ * Header of a stopping supervisor's heartbeats, from the moment it begins
+ * to stop until it has drained: every reader drops that supervisor from the
+ * live ones at once instead of waiting for it to miss three periods, so it
+ * leaves the workers list and submits for a queue nobody else serves get
+ * 422 at once; the jobs it still runs (`queue_use`) keep counting against
+ * their queues' limits.
  */
 export const HEARTBEAT_STATE_HEADER = "Bosun-Heartbeat";
 export const HEARTBEAT_LEAVING = "leaving";
