@@ -31,7 +31,7 @@ import {
   resultSubject,
 } from "./helpers/hostile.js";
 import { COUNT_HANDLERS } from "./helpers/faults.js";
-import { resultOf } from "./helpers/jobs.js";
+import { resultOf, runJob } from "./helpers/jobs.js";
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { httpWorkers, SseStream } from "./helpers/ops.js";
@@ -184,6 +184,16 @@ t.test("7. junk in the records bucket, results, dead letters and the lane regist
   await waitFor(async () => (await http(gw, "GET", "/api/admin/ops")).text.includes("__proto__"), { timeoutMs: 3000, what: "the flag applied" });
   await stillServing(t);
   await inject(protoFlag, "false");
+  // Limits no patch could have written are ignored: the queue stays unlimited and keeps running jobs.
+  const junk: [string, string][] = [["max_concurrency", "lots"], ["max_concurrency", "-3"], ["rate_limit", '{"max": 0, "per_ms": 1}'], ["max_pending", "{"]];
+  for (const [limit, value] of junk) {
+    await inject(`$KV.${buckets.ops}.queues.${queue}.${limit}`, value);
+  }
+  await inject(`$KV.${buckets.ops}.queues.__proto__.max_concurrency`, "0");
+  t.equal((await runJob(nc, { type: "echo", queue, payload: { after: "junk limits" } })).state, "succeeded", "junk limits in the ops bucket hold nothing back");
+  const limits = (await http<{ queues: Record<string, unknown> }>(gw, "GET", "/api/admin/ops")).body.queues[queue];
+  t.notOk(limits, `and show as no limit: ${JSON.stringify(limits)}`);
+  await stillServing(t);
 });
 
 t.test("8. size and depth: nothing refused leaves a record behind, every accepted job can die", async (t) => {

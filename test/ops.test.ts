@@ -312,7 +312,7 @@ t.test("queue status: pending, scheduled, running and dead counts, consumers, an
   const pending = await Promise.all([0, 1, 2].map((i) => submitNats(nc, { type: "echo", queue, payload: { i } })));
   await Promise.all([0, 1].map(() => submitNats(nc, { type: "echo", queue, delay_ms: 600_000 })));
 
-  const expected: QueueStatus = { queue, pending: 3, pending_by_band: { h: 0, n: 3, l: 0 }, scheduled: 2, running: 1, dead: 2, consumers: { durable: defaultLaneConsumer(queue), waiting_pulls: 0, workers: [id] } };
+  const expected: QueueStatus = { queue, pending: 3, pending_by_band: { h: 0, n: 3, l: 0 }, scheduled: 2, running: 1, dead: 2, consumers: { durable: defaultLaneConsumer(queue), waiting_pulls: 0, workers: [id] }, limits: {}, use: { running: 0, window_starts: 0 } };
   const status = await waitFor(
     async () => {
       const s = await httpQueue(gw, queue);
@@ -458,12 +458,28 @@ t.test("ops flags: submissions paused per queue and globally, applied live by tw
     ["one good flag and one bad", { submissions_paused: true, queues: { [open]: { submissions_paused: "true" } } }],
     ["not an object", [true]],
     ["not JSON", "{submissions_paused: true"],
+    ["max_concurrency not an integer", { queues: { [open]: { max_concurrency: 2.5 } } }],
+    ["max_concurrency negative", { queues: { [open]: { max_concurrency: -1 } } }],
+    ["max_concurrency too large", { queues: { [open]: { max_concurrency: 1e9 } } }],
+    ["max_concurrency a string", { queues: { [open]: { max_concurrency: "3" } } }],
+    ["rate_limit without per_ms", { queues: { [open]: { rate_limit: { max: 10 } } } }],
+    ["rate_limit max 0", { queues: { [open]: { rate_limit: { max: 0, per_ms: 1000 } } } }],
+    ["rate_limit with an unknown field", { queues: { [open]: { rate_limit: { max: 1, per_ms: 1000, burst: 2 } } } }],
+    ["rate_limit a number", { queues: { [open]: { rate_limit: 10 } } }],
+    ["max_pending fractional", { queues: { [open]: { max_pending: 0.5 } } }],
+    ["a queue patch naming nothing", { queues: { [open]: {} } }],
+    ["one good limit and one bad", { queues: { [open]: { max_concurrency: 3, max_pending: -5 } } }],
   ];
   for (const [what, body] of bad) {
     const res = await http<ErrorReply>(gw1, "PATCH", "/api/admin/ops", { body });
     t.equal(res.status, 400, `${what}: 400`, { body: res.text });
     t.match(res.body.error?.code, /^(validation_error|invalid_json)$/, `${what}: validation code`);
   }
+  const tooFast = await http<ErrorReply>(gw1, "PATCH", "/api/admin/ops", { body: { queues: { [open]: { rate_limit: { max: 5, per_ms: 0 } } } } });
+  t.match(tooFast.body.error?.message, /per_ms.*at least 1/, `a bad limit's message names the field and bound: ${tooFast.body.error?.message}`);
+  const natsBadLimit = await requestJson<ErrorReply>(nc, "bosun.api.ops.set", { queues: { [open]: { max_concurrency: 1.5 } } });
+  t.equal(natsBadLimit.errorCode, "400", "bosun.api.ops.set with a fractional max_concurrency: 400");
+  t.equal(natsBadLimit.body.error?.code, "validation_error");
   const natsBad = await requestJson<ErrorReply>(nc, "bosun.api.ops.set", { submissions_paused: true, bogus: 1 });
   t.equal(natsBad.errorCode, "400", "bosun.api.ops.set with an unknown flag: 400");
   t.same(await httpOps(gw1), before, "the flags are unchanged");

@@ -1,22 +1,41 @@
 /** `bosun workers`, `bosun queue`, `bosun ops get|set`: what an operator looks at and changes. */
 import type { Command } from "commander";
-import type { OpsFlags, OpsPatch } from "../contract/index.js";
+import type { OpsFlags, OpsPatch, RateLimit } from "../contract/index.js";
 import { CommandError, ExitCode } from "./errors.js";
 import { withApi } from "./nats-request.js";
 import { clientOptions, print, table, type ClientOptions } from "./output.js";
 
-const flagLines = (flags: OpsFlags) =>
-  [`submissions_paused=${flags.submissions_paused}`, ...Object.entries(flags.queues).map(([q, f]) => `${q}.submissions_paused=${f.submissions_paused}`)].join("\n");
+const flagText = (value: boolean | number | RateLimit): string => (typeof value === "object" ? `${value.max}/${value.per_ms}` : String(value));
 
-/** `submissions_paused=true default.submissions_paused=false` */
+const flagLines = (flags: OpsFlags) =>
+  [
+    `submissions_paused=${flags.submissions_paused}`,
+    ...Object.entries(flags.queues).flatMap(([q, f]) => Object.entries(f).map(([flag, value]) => `${q}.${flag}=${flagText(value)}`)),
+  ].join("\n");
+
+/** One assignment's value; undefined when it cannot be read (ranges are the API's to check). */
+function flagValue(flag: string, text: string): boolean | number | RateLimit | null | undefined {
+  if (flag === "submissions_paused") return text === "true" ? true : text === "false" ? false : undefined;
+  if (text === "null") return null;
+  if (flag === "rate_limit") {
+    const m = /^(\d+)\/(\d+)$/.exec(text);
+    return m ? { max: Number(m[1]), per_ms: Number(m[2]) } : undefined;
+  }
+  return /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
+const USAGE = "use submissions_paused=true|false, QUEUE.submissions_paused=true|false, QUEUE.max_concurrency=N|null, QUEUE.max_pending=N|null or QUEUE.rate_limit=MAX/PER_MS|null";
+
+/** `submissions_paused=true default.submissions_paused=false reports.max_concurrency=3 reports.rate_limit=10/1000`; the API checks the numbers. */
 function opsPatch(assignments: string[]): OpsPatch {
   const patch: OpsPatch = {};
   for (const assignment of assignments) {
-    const match = /^(?:([A-Za-z0-9_-]+)\.)?submissions_paused=(true|false)$/.exec(assignment);
-    if (!match) throw new CommandError(`cannot read "${assignment}": use submissions_paused=true|false or QUEUE.submissions_paused=true|false`, ExitCode.usage);
-    const [, queueName, value] = match;
-    if (queueName) (patch.queues ??= {})[queueName] = { submissions_paused: value === "true" };
-    else patch.submissions_paused = value === "true";
+    const match = /^(?:([A-Za-z0-9_-]+)\.)?(submissions_paused|max_concurrency|max_pending|rate_limit)=(.+)$/.exec(assignment);
+    const [, queueName, flag, text] = match ?? [];
+    const value = flag && text ? flagValue(flag, text) : undefined;
+    if (!flag || value === undefined || (!queueName && flag !== "submissions_paused")) throw new CommandError(`cannot read "${assignment}": ${USAGE}`, ExitCode.usage);
+    if (queueName) Object.assign(((patch.queues ??= {})[queueName] ??= {}), { [flag]: value });
+    else patch.submissions_paused = value as boolean;
   }
   return patch;
 }
@@ -62,8 +81,8 @@ export function addPlatformCommands(program: Command): void {
   clientOptions(
     ops
       .command("set")
-      .description("change ops flags, e.g. submissions_paused=true or reports.submissions_paused=false")
-      .argument("<assignments...>", "[QUEUE.]submissions_paused=true|false"),
+      .description("change ops flags, e.g. submissions_paused=true, reports.submissions_paused=false, reports.max_concurrency=3, reports.rate_limit=10/1000, reports.max_pending=null")
+      .argument("<assignments...>", "[QUEUE.]submissions_paused=true|false, QUEUE.max_concurrency|max_pending=N|null, QUEUE.rate_limit=MAX/PER_MS|null"),
   ).action(async (assignments: string[], opts: ClientOptions) => {
     const patch = opsPatch(assignments);
     const flags = await withApi(opts.nats, (api) => api.opsSet(patch));

@@ -34,6 +34,8 @@ export interface ErrorBody {
 
 /** Seconds a client should wait before retrying a 503. */
 export const RETRY_AFTER_SECONDS = 1;
+/** Carries RETRY_AFTER_SECONDS on a 503, over HTTP and on NATS error replies alike. */
+export const RETRY_AFTER_HEADER = "Retry-After";
 
 export class BosunError extends Error {
   override readonly name: string = "BosunError";

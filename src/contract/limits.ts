@@ -72,3 +72,8 @@ export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
 export const HTTP_MAX_HEADER_BYTES = 16 * 1024;
 /** HTTP: a path parameter (a job id, a worker id) longer than this is refused with 414. */
 export const HTTP_MAX_PARAM_LENGTH = 128;
+/** Bounds of the per-queue limits in the ops flags (issue 15): wide enough for any real queue, small enough to stay exact integers. */
+export const MAX_QUEUE_CONCURRENCY = 100_000;
+export const MAX_RATE_LIMIT = 1_000_000;
+export const MAX_RATE_WINDOW_MS = 24 * 60 * 60 * 1000;
+export const MAX_PENDING_LIMIT = 100_000_000;

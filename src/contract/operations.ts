@@ -252,7 +252,7 @@ export const httpRoutes: readonly HttpRoute[] = [
     operation: "ops_set",
     query: NoQuery,
     body: OpsPatch,
-    example: { queues: { default: { submissions_paused: false } } },
+    example: { queues: { default: { submissions_paused: false, max_concurrency: 10, rate_limit: { max: 100, per_ms: 1000 }, max_pending: null } } },
     toRequest: ({ body }) => body,
   },
   {

@@ -19,7 +19,11 @@ import {
   MAX_JOB_TYPE_LENGTH,
   MAX_LIST_LIMIT,
   MAX_NAME_LENGTH,
+  MAX_PENDING_LIMIT,
   MAX_POOL_SIZE,
+  MAX_QUEUE_CONCURRENCY,
+  MAX_RATE_LIMIT,
+  MAX_RATE_WINDOW_MS,
   MAX_PRIORITY,
   MAX_TIMEOUT_MS,
   MAX_TRACEPARENT_LENGTH,
@@ -92,6 +96,9 @@ export const SubmitFields = z
     wait_ms: ms.max(MAX_WAIT_MS).optional(),
   })
   .strict();
+/** Just a submit's queue, the rest left for the full parse: a batch is counted against max_pending by queue first. */
+export const SubmitQueue = SubmitFields.pick({ queue: true }).loose();
+
 export const SubmitRequest = SubmitFields.refine((s) => s.delay_ms === undefined || s.run_at === undefined, {
   message: "give delay_ms or run_at, not both",
   path: ["run_at"],
@@ -276,6 +283,31 @@ export const Supervision = z.object({
 });
 export type Supervision = z.infer<typeof Supervision>;
 
+const limitInt = (what: string, min: number, max: number) =>
+  z.number({ error: `${what}: an integer from ${min} to ${max}` }).int(`${what}: an integer from ${min} to ${max}`).min(min, `${what}: at least ${min}`).max(max, `${what}: at most ${max}`);
+
+/** At most `max` jobs of the queue start in any window of `per_ms`, across every supervisor. */
+export const RateLimit = z
+  .object({ max: limitInt("rate_limit.max", 1, MAX_RATE_LIMIT), per_ms: limitInt("rate_limit.per_ms", 1, MAX_RATE_WINDOW_MS) })
+  .strict();
+export type RateLimit = z.infer<typeof RateLimit>;
+/** 0 holds the queue: nothing of it starts. */
+export const MaxConcurrency = limitInt("max_concurrency", 0, MAX_QUEUE_CONCURRENCY);
+/** 0 refuses every submit to the queue while anything waits in it. */
+export const MaxPending = limitInt("max_pending", 0, MAX_PENDING_LIMIT);
+
+/** A queue's limits as set (a limit not set is absent). */
+export const QueueLimits = z.object({
+  max_concurrency: MaxConcurrency.optional(),
+  rate_limit: RateLimit.optional(),
+  max_pending: MaxPending.optional(),
+});
+export type QueueLimits = z.infer<typeof QueueLimits>;
+
+/** What one supervisor uses of a limited queue's limits: jobs in hand (running or about to), starts in the current rate window. */
+export const QueueUse = z.object({ running: z.number().int().nonnegative(), window_starts: z.number().int().nonnegative() });
+export type QueueUse = z.infer<typeof QueueUse>;
+
 export const WorkerInfo = z.object({
   worker_id: name("worker_id"),
   started_at: isoTime,
@@ -294,6 +326,8 @@ export const WorkerInfo = z.object({
   heartbeat_ms: z.number().int().positive(),
   /** The schedules this supervisor keeps timers for (every supervisor claims every tick) and the next tick among them. */
   schedules: z.object({ active: z.number().int().nonnegative(), next_run_at: isoTime.nullable() }),
+  /** Per queue with a max_concurrency or rate_limit: this supervisor's use, summed by readers into the queue's use. */
+  queue_use: z.record(name("queue"), QueueUse).optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 
@@ -335,6 +369,10 @@ export const QueueStatus = z.object({
     waiting_pulls: z.number().int(),
     workers: z.array(z.string()),
   }),
+  /** The queue's limits from the ops flags (absent: not limited). */
+  limits: QueueLimits,
+  /** Summed over the live supervisors' heartbeats (a heartbeat period old at most). */
+  use: QueueUse,
 });
 export type QueueStatus = z.infer<typeof QueueStatus>;
 
@@ -344,15 +382,27 @@ export type QueueStatusReply = z.infer<typeof QueueStatusReply>;
 /** The ops (cutover) flags, as read. */
 export const OpsFlags = z.object({
   submissions_paused: z.boolean(),
-  queues: z.record(z.string(), z.object({ submissions_paused: z.boolean() })),
+  queues: z.record(z.string(), QueueLimits.extend({ submissions_paused: z.boolean() })),
 });
 export type OpsFlags = z.infer<typeof OpsFlags>;
+
+/** A change to one queue's flags: a field left out stays as it is, `null` clears a limit. */
+export const QueueOpsPatch = z
+  .object({
+    submissions_paused: z.boolean().optional(),
+    max_concurrency: MaxConcurrency.nullable().optional(),
+    rate_limit: RateLimit.nullable().optional(),
+    max_pending: MaxPending.nullable().optional(),
+  })
+  .strict()
+  .refine((p) => Object.keys(p).length > 0, { message: "a queue's patch names at least one flag" });
+export type QueueOpsPatch = z.infer<typeof QueueOpsPatch>;
 
 /** A change to the ops flags: only known flags, with the right types. */
 export const OpsPatch = z
   .object({
     submissions_paused: z.boolean().optional(),
-    queues: z.record(name("queue"), z.object({ submissions_paused: z.boolean() }).strict()).optional(),
+    queues: z.record(name("queue"), QueueOpsPatch).optional(),
   })
   .strict();
 export type OpsPatch = z.infer<typeof OpsPatch>;

@@ -130,18 +130,25 @@ export const HEARTBEATS_PREFIX = "bosun.heartbeats.";
 export const heartbeatSubject = (workerId: string): string => `${HEARTBEATS_PREFIX}${token(workerId, "worker id")}`;
 export const HEARTBEATS_WILDCARD = "bosun.heartbeats.>";
 /**
- * Header of a supervisor's last heartbeat, sent as it begins to stop: every
- * reader drops that supervisor at once instead of waiting for it to miss
- * three periods, so it leaves the workers list and submits for a queue
- * nobody else serves get 422 at once.
+ * Header of a stopping supervisor's heartbeats, from the moment it begins
+ * to stop until it has drained: every reader drops that supervisor from the
+ * live ones at once instead of waiting for it to miss three periods, so it
+ * leaves the workers list and submits for a queue nobody else serves get
+ * 422 at once; the jobs it still runs (`queue_use`) keep counting against
+ * their queues' limits.
  */
 export const HEARTBEAT_STATE_HEADER = "Bosun-Heartbeat";
 export const HEARTBEAT_LEAVING = "leaving";
 
 /** Keys of the ops bucket. */
+export const QUEUE_LIMIT_NAMES = ["max_concurrency", "rate_limit", "max_pending"] as const;
+export type QueueLimitName = (typeof QUEUE_LIMIT_NAMES)[number];
+
 export const opsKeys = {
   submissionsPaused: "submissions_paused",
   queueSubmissionsPaused: (queue: string) => `queues.${token(queue, "queue")}.submissions_paused`,
+  /** One key per limit (`max_concurrency`, `rate_limit`, `max_pending`), its value JSON; deleted when cleared. */
+  queueLimit: (queue: string, limit: QueueLimitName) => `queues.${token(queue, "queue")}.${limit}`,
 } as const;
 
 /** One durable pull consumer per lane, shared by every supervisor serving the lane's queue. */

@@ -3,9 +3,9 @@
  * the supervisors' live-worker tracking and the gateway's workers stream.
  * Anyone who may publish there can send one, so a heartbeat counts only if
  * it is small, valid, names the worker its subject names, and is not one of
- * a flood from that worker. A stopping supervisor's last heartbeat (header
- * `Bosun-Heartbeat: leaving`) is held to the same rules, except the rate:
- * it may follow a regular one closely, and it must not be lost.
+ * a flood from that worker. A stopping supervisor's heartbeats (header
+ * `Bosun-Heartbeat: leaving`) are held to the same rules, except the rate:
+ * the first may follow a regular one closely, and it must not be lost.
  */
 import type { Logger } from "pino";
 import {

@@ -8,6 +8,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { ProcessInfo } from "../contract/index.js";
 
 const jobLabels = ["queue", "type"] as const;
+
+export interface QueueLimitSample {
+  queue: string;
+  limit: "max_concurrency" | "rate_limit" | "max_pending";
+  value: number;
+  share?: number;
+  use?: number;
+}
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300];
 
 export class SupervisorMetrics {
@@ -63,6 +71,33 @@ export class SupervisorMetrics {
         this.set(next ? Date.parse(next) / 1000 : 0);
       },
     });
+  }
+
+  /**
+   * Each limited queue's limits, this supervisor's share of them and its use
+   * (summed over supervisors, the use is the queue's): jobs in hand for
+   * max_concurrency, starts in the window for rate_limit, the waiting jobs
+   * last read for max_pending.
+   */
+  watchQueueLimits(read: () => QueueLimitSample[]): void {
+    const labelNames = ["queue", "limit"] as const;
+    const gauge = (name: string, help: string, value: (s: QueueLimitSample) => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const sample of read()) {
+            const v = value(sample);
+            if (v !== undefined) this.set({ queue: sample.queue, limit: sample.limit }, v);
+          }
+        },
+      });
+    gauge("bosun_queue_limit", "A queue's limit from the ops flags (rate_limit: its max per window)", (s) => s.value);
+    gauge("bosun_queue_limit_share", "This supervisor's share of the limit in force", (s) => s.share);
+    gauge("bosun_queue_limit_use", "This supervisor's use of the limit (max_pending: the queue's waiting jobs as last read)", (s) => s.use);
   }
 
   #counter(name: string, help: string): Counter<(typeof jobLabels)[number]> {

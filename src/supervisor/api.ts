@@ -15,6 +15,8 @@ import {
   encodeJson,
   errorReply,
   headerCorrelationId,
+  RETRY_AFTER_HEADER,
+  RETRY_AFTER_SECONDS,
   SERVICE_NAME,
   SubmitRequest,
 } from "../contract/index.js";
@@ -127,6 +129,8 @@ export async function answer(msg: Msg, work: () => Promise<unknown>, log: Logger
     const headers = natsHeaders();
     headers.set(SERVICE_ERROR_HEADER, String(reply.status));
     headers.set(SERVICE_ERROR_TEXT_HEADER, reply.summary);
+    // As over HTTP: a 503 says when to come back.
+    if (reply.status === 503) headers.set(RETRY_AFTER_HEADER, String(RETRY_AFTER_SECONDS));
     try {
       msg.respond(encodeJson(reply.body), { headers });
     } catch (respondErr) {

@@ -34,6 +34,8 @@ interface Seen {
 
 export class Heartbeats {
   readonly #peers = new Map<string, Seen>();
+  /** Peers whose heartbeats say they are stopping (never counted live). */
+  readonly #draining = new Map<string, Seen>();
   #sub: Subscription | undefined;
   #timer: NodeJS.Timeout | undefined;
   #pending: NodeJS.Timeout | undefined;
@@ -86,7 +88,11 @@ export class Heartbeats {
     clearTimeout(this.#pending);
     this.#pending = undefined;
     this.#lastSent = Date.now();
-    if (this.#left || this.nc.isClosed()) return;
+    if (this.nc.isClosed()) return;
+    if (this.#left) {
+      this.#publishLeaving();
+      return;
+    }
     const data = encodeJson(this.opts.snapshot());
     if (data.byteLength > MAX_HEARTBEAT_BYTES && !this.#warnedSize) {
       // Every reader ignores it: this supervisor would look gone.
@@ -114,39 +120,46 @@ export class Heartbeats {
   }
 
   /**
-   * The last heartbeat, as this supervisor begins to stop: it serves
-   * nothing from now on (jobs it still runs finish or are handed back).
+   * As this supervisor begins to stop: it serves nothing from now on, and
+   * every heartbeat until stop() says so. They go on while it drains,
+   * because the jobs it still runs count against their queues' limits
+   * (`queue_use`) until they end.
    */
   leave(): void {
     if (this.#left) return;
     this.#left = true;
-    clearInterval(this.#timer);
-    clearTimeout(this.#pending);
     this.#peers.delete(this.opts.workerId);
-    if (this.nc.isClosed()) return;
-    const h = headers();
-    h.set(HEARTBEAT_STATE_HEADER, HEARTBEAT_LEAVING);
-    this.nc.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()), { headers: h });
+    this.publishNow();
   }
 
   async stop(): Promise<void> {
+    // The last word of a leaver: what it still holds now (nothing, once drained).
+    if (this.#left) this.publishNow();
     clearInterval(this.#timer);
     clearTimeout(this.#pending);
     await this.#sub?.drain().catch(() => undefined);
   }
 
+  /** Supervisors stopping, heard from within three of their periods: they take nothing new, but their last jobs still run. */
+  draining(now = Date.now()): WorkerInfo[] {
+    return [...this.#draining.values()].filter((s) => now - s.seenAt <= MISSED_BEATS * s.info.heartbeat_ms).map((s) => s.info);
+  }
+
+  #publishLeaving(): void {
+    const h = headers();
+    h.set(HEARTBEAT_STATE_HEADER, HEARTBEAT_LEAVING);
+    this.nc.publish(heartbeatSubject(this.opts.workerId), encodeJson(this.opts.snapshot()), { headers: h });
+  }
+
   #record(subject: string, data: Uint8Array, seenAt: number, leaving: boolean): void {
     const info = this.#reader.read(subject, data, seenAt, leaving);
     if (!info) return;
-    if (leaving) {
-      this.#peers.delete(info.worker_id);
-      return;
+    const [into, other] = leaving ? [this.#draining, this.#peers] : [this.#peers, this.#draining];
+    other.delete(info.worker_id);
+    if (into.size >= MAX_TRACKED_WORKERS && !into.has(info.worker_id)) {
+      for (const [id, seen] of into) if (seenAt - seen.seenAt > MISSED_BEATS * seen.info.heartbeat_ms) into.delete(id);
     }
-    if (this.#peers.size >= MAX_TRACKED_WORKERS && !this.#peers.has(info.worker_id)) {
-      const live = new Set(this.live(seenAt).map((w) => w.worker_id));
-      for (const id of this.#peers.keys()) if (!live.has(id)) this.#peers.delete(id);
-    }
-    this.#peers.set(info.worker_id, { info, seenAt });
+    into.set(info.worker_id, { info, seenAt });
   }
 
   async #loadStored(jsm: JetStreamManager): Promise<void> {

@@ -20,6 +20,7 @@ import {
   parseWith,
   resultSubject,
   streams,
+  SubmitQueue,
   SubmitRequest,
   summarizeIssues,
   type Backoff,
@@ -50,6 +51,7 @@ import { AUTHORIZATION_HEADER } from "../auth/index.js";
 import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import { TRACEPARENT } from "../platform/tracing.js";
+import type { PendingCounts } from "./pending-counts.js";
 
 export interface JobDefaults {
   timeout_ms: number;
@@ -72,6 +74,9 @@ export interface IntakeDeps {
   forgetWorker(workerId: string): void;
   /** The ops flag: submits to this queue are refused for now. */
   submissionsPaused(queue: string): boolean;
+  /** The queue's max_pending from the ops flags, if set. */
+  maxPending(queue: string): number | undefined;
+  pending: PendingCounts;
   defaults: JobDefaults;
   metrics: SupervisorMetrics;
   log: Logger;
@@ -98,6 +103,8 @@ export interface SubmitContext {
   authorization?: string;
   /** A schedule's tick (schedule_id, tick_at) for the job's record. */
   origin?: ScheduleOrigin;
+  /** Already counted against the queue's max_pending (a batch). */
+  counted?: boolean;
 }
 
 export class Intake {
@@ -114,6 +121,9 @@ export class Intake {
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
     }
+    // A batch has counted its jobs in already, a forwarded submit was counted by its sender, and a
+    // schedule's tick is claimed once: refused, it would be lost rather than retried.
+    if (!ctx.counted && !forwarded && !origin) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
     const handler = this.deps.queues.includes(req.queue) ? this.deps.handlers.get(req.type) : undefined;
     if (!handler) {
       const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue).filter((w) => w !== this.deps.workerId);
@@ -171,13 +181,16 @@ export class Intake {
    * accepted on its own (an error where it stands), all written in one
    * flush, the replies in the same order.
    */
-  async submitBatch(entries: readonly unknown[], ctx: Omit<SubmitContext, "forwarded" | "origin"> = {}): Promise<BatchSubmitReply> {
+  async submitBatch(entries: readonly unknown[], ctx: Omit<SubmitContext, "forwarded" | "origin" | "counted"> = {}): Promise<BatchSubmitReply> {
+    // Backpressure refuses a batch whole, before any of it is written: a caller retries one request, not the entries
+    // that happened to be left over.
+    await this.deps.pending.admitBatch(entries.map((e) => SubmitQueue.safeParse(e).data?.queue), this.deps.maxPending);
     const replies = await Promise.all(
       entries.map(async (entry) => {
         try {
           const req = parseWith(SubmitRequest, entry);
           if (req.wait_ms !== undefined) throw new BosunError("validation_error", "wait_ms: not in a batch (submit the job on its own to wait for it)");
-          return (await this.submit(req, ctx)) as SubmitReply;
+          return (await this.submit(req, { ...ctx, counted: true })) as SubmitReply;
         } catch (err) {
           const reply = errorReply(err);
           if (reply.body.error.code === "internal_error") this.deps.log.error({ err, endpoint: "jobs_submit_batch" }, "request failed");

@@ -25,7 +25,7 @@ import {
   type QueueStatus,
   type WorkerInfo,
 } from "../contract/index.js";
-import { writeOpsPatch, type OpsFlagsView } from "../platform/ops.js";
+import { patchedFlags, writeOpsPatch, type OpsFlagsView } from "../platform/ops.js";
 import { readReply } from "../platform/nats.js";
 import type { Heartbeats } from "./heartbeat.js";
 import type { Pool } from "./pool.js";
@@ -133,6 +133,11 @@ export class Operations {
             waiting_pulls: sum("waiting"),
             workers: workers.filter((w) => w.queues.includes(queue)).map((w) => w.worker_id),
           },
+          limits: this.deps.ops.limits(queue),
+          use: {
+            running: workers.reduce((n, w) => n + (w.queue_use?.[queue]?.running ?? 0), 0),
+            window_starts: workers.reduce((n, w) => n + (w.queue_use?.[queue]?.window_starts ?? 0), 0),
+          },
         };
         return status;
       }),
@@ -177,9 +182,6 @@ export class Operations {
   /** Applies a patch and answers the flags as they now are (this supervisor's watch may lag by a moment). */
   async setOps(patch: OpsPatch): Promise<OpsFlags> {
     await writeOpsPatch(this.deps.opsKv, patch);
-    const flags = this.deps.ops.flags;
-    if (patch.submissions_paused !== undefined) flags.submissions_paused = patch.submissions_paused;
-    // Own properties by definition (no prototype setter), as for a queue called __proto__.
-    return { ...flags, queues: Object.fromEntries([...Object.entries(flags.queues), ...Object.entries(patch.queues ?? {})]) };
+    return patchedFlags(this.deps.ops.flags, patch);
   }
 }

@@ -17,6 +17,7 @@ import { NotStartedError, type ExecutionHandle, type Pool } from "./pool.js";
 import { JobMessage, Puller } from "./puller.js";
 import { cancelledError, lostRun, runIdOf, Settler } from "./settle.js";
 import { UncountedRuns } from "./uncounted.js";
+import type { Admission, QueueLimits } from "./queue-limits.js";
 import { runningVisibility } from "./running-record.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import { hop, SpanKind } from "../platform/tracing.js";
@@ -45,6 +46,8 @@ export interface RunnerOptions {
   cancels: CancelRegistry;
   lanes: LaneRegistry;
   laneOrder: LaneOrder;
+  /** Per-queue max_concurrency and rate_limit: how many jobs of a queue this supervisor may take. */
+  limits: QueueLimits;
   queues: readonly string[];
   leaseMs: number;
   log: Logger;
@@ -164,10 +167,19 @@ export class Runner {
     let best = Number.NEGATIVE_INFINITY;
     let outstanding = 0;
     const hasWork = (lane: string) => now - (this.#lastDelivery.get(lane) ?? 0) < BUSY_LANE_MS;
+    // A limited queue's credits go to its lanes with work. Its idle lanes are watched as any queue's,
+    // outside the credits, but only while it has room: counted in them, a limit of 1 kept one lane
+    // watched and the others never noticed. A watched job beyond the share is handed back (once: its
+    // lane then has work).
+    const queueOf = (lane: string) => this.opts.lanes.get(lane)?.queue ?? lane;
+    const caps = this.opts.limits.caps([...this.#pullers].filter(([lane]) => hasWork(lane)).map(([lane, p]) => [queueOf(lane), p.outstanding]));
+    const cap = (lane: string, n: number) => caps.cap(queueOf(lane), n);
+    const take = (lane: string, n: number) => caps.take(queueOf(lane), n);
     for (const [lane, puller] of this.#pullers) {
       if (!hasWork(lane)) continue;
-      best = Math.max(best, laneOrder.rank(lane));
       outstanding += puller.outstanding;
+      // A queue at its limit takes nothing now: its lanes hold no lower band back.
+      if (cap(lane, 1) > 0) best = Math.max(best, laneOrder.rank(lane));
     }
     const busy: string[] = [];
     let lowerWaiting = false;
@@ -177,21 +189,23 @@ export class Runner {
         continue;
       }
       if (hasWork(lane)) busy.push(lane);
-      else if (room > 0 && puller.outstanding === 0) puller.pull(1, WATCH_EXPIRES_MS);
+      else if (room > 0 && puller.outstanding === 0 && cap(lane, 1) > 0) puller.pull(1, WATCH_EXPIRES_MS);
     }
     let credits = room - outstanding;
-    if (credits <= 0 || busy.length === 0) return;
+    const open = busy.filter((lane) => cap(lane, 1) > 0);
+    if (credits <= 0 || open.length === 0) return;
     // Several busy lanes, or lower bands waiting: requests end soon, so credits go back into the
     // rotation, and a band that ran dry hands over within SHARED_EXPIRES_MS.
-    const expires = busy.length > 1 || lowerWaiting ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
-    for (const lane of busy) {
+    const expires = open.length > 1 || lowerWaiting ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
+    for (const lane of open) {
       const puller = this.#pullers.get(lane)!;
       if (credits > 0 && puller.outstanding === 0) {
-        puller.pull(1, expires);
-        credits--;
+        const n = take(lane, 1);
+        puller.pull(n, expires);
+        credits -= n;
       }
     }
-    for (const [lane, n] of laneOrder.share(credits, busy)) this.#pullers.get(lane)!.pull(n, expires);
+    for (const [lane, n] of laneOrder.share(credits, open)) this.#pullers.get(lane)!.pull(take(lane, n), expires);
   }
 
   #longRunNow(): boolean {
@@ -248,6 +262,14 @@ export class Runner {
       this.#settled();
       return;
     }
+    const admission = this.opts.limits.admit(this.opts.lanes.get(lane)?.queue ?? lane);
+    if (!admission) {
+      // Beyond the queue's share here (a pull made before the share was lowered): another takes it, or this one later.
+      await this.#handBack(msg);
+      this.#settled();
+      this.#refillSoon();
+      return;
+    }
     this.#executing++;
     // The slot is free as soon as the job has ended, before its outcome is stored,
     // so pulling the next job overlaps with that write.
@@ -256,10 +278,11 @@ export class Runner {
       if (released) return;
       released = true;
       this.#executing--;
+      this.opts.limits.release(admission);
       this.#refillSoon();
     };
     try {
-      await this.#run(msg, releaseSlot);
+      await this.#run(msg, releaseSlot, admission);
     } catch (err) {
       // Not acked: JetStream redelivers it once the lease lapses.
       this.opts.log.error({ err }, "job handling failed; it will be redelivered");
@@ -294,7 +317,7 @@ export class Runner {
     }
   }
 
-  async #run(msg: JobMessage, releaseSlot: () => void): Promise<void> {
+  async #run(msg: JobMessage, releaseSlot: () => void, admission: Admission): Promise<void> {
     const { log, workerId, cancels } = this.opts;
     const inbound = readJobMessage(msg, log, "jobs stream");
     if (!inbound) return;
@@ -352,6 +375,7 @@ export class Runner {
         return;
       }
       this.#running.set(job.job_id, handle);
+      this.opts.limits.started(admission, handle.startedAt);
       this.opts.metrics.queueWait.observe({ queue: job.queue, type: job.type }, Math.max(0, Date.now() - Date.parse(job.created_at)) / 1000);
       record.owner = interim.owner = { worker_id: workerId, pid: handle.pid, ...(handle.threadId !== undefined && { thread_id: handle.threadId }) };
       record.started_at = interim.started_at = new Date(handle.startedAt).toISOString();

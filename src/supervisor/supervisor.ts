@@ -22,6 +22,8 @@ import { Pool } from "./pool.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
 import { BandsThenTurns } from "./lane-order.js";
+import { QueueLimits } from "./queue-limits.js";
+import { PendingCounts } from "./pending-counts.js";
 import { Scheduler } from "./scheduler.js";
 import { Operations } from "./operations.js";
 import { OpsFlagsView } from "../platform/ops.js";
@@ -60,6 +62,7 @@ export class Supervisor {
   #metricsServer: Server | undefined;
   #forwarded: Subscription | undefined;
   #jobTypes: string[] = [];
+  #limits: QueueLimits | undefined;
 
   constructor(
     private readonly config: SupervisorConfig,
@@ -124,11 +127,23 @@ export class Supervisor {
     const keys = (this.#keys = new KeyStore(topology.keysKv, log, this.auth.adminKeyHash));
     const gate = new Gate(this.auth, keys, lanes);
     const operations = (this.#operations = new Operations({ nc, jsm: topology.jsm, opsKv: topology.opsKv, ops, heartbeats, lanes, pool, workerId, gate, log }));
+    const pending = new PendingCounts(topology.jsm, lanes);
+    const limits = (this.#limits = new QueueLimits({
+      workerId,
+      heartbeatMs: config.heartbeat_ms,
+      limitsOf: (queue) => ops.limits(queue),
+      live: () => heartbeats.live(),
+      draining: () => heartbeats.draining(),
+      onRoom: () => this.#runner?.refill(),
+      onUse: () => heartbeats.changed(),
+      log,
+    }));
     const runner = (this.#runner = new Runner(nc, topology.jsm, store, pool, {
       workerId,
       cancels,
       lanes,
       laneOrder: new BandsThenTurns((code) => lanes.get(code)?.band),
+      limits,
       metrics,
       queues: config.queues,
       leaseMs: config.lease_ms,
@@ -148,6 +163,8 @@ export class Supervisor {
       serversOf: (type, queue) => heartbeats.serversOf(type, queue),
       forgetWorker: (id) => heartbeats.forget(id),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
+      maxPending: (queue) => ops.limits(queue).max_pending,
+      pending,
       defaults: {
         timeout_ms: config.default_timeout_ms,
         max_attempts: config.default_max_attempts,
@@ -159,6 +176,7 @@ export class Supervisor {
 
     const schedules = (this.#schedules = new Schedules(topology.schedulesKv, topology.jsm, intake, log));
     metrics.watchSchedules(() => schedules.summary());
+    metrics.watchQueueLimits(() => limits.samples(config.queues, (queue) => pending.last(queue)));
 
     pool.start();
     await lanes.start();
@@ -172,6 +190,9 @@ export class Supervisor {
     this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
+    limits.start();
+    // A limit raised or cleared is room at once (a lowered one needs nothing: pulls just stop).
+    ops.onChange(() => runner.refill());
     scheduler.start();
     await schedules.start();
     const sweep = () =>
@@ -215,6 +236,7 @@ export class Supervisor {
     await Promise.all([this.#runner?.drain(), this.#pool?.drain(this.config.grace_ms)]);
     clearInterval(countdown);
     await this.#runner?.stop();
+    this.#limits?.stop();
     clearInterval(this.#sweeper);
     this.#cancels?.stop();
     this.#lanes?.stop();
@@ -228,6 +250,7 @@ export class Supervisor {
 
   info(): WorkerInfo {
     const processes = this.#pool?.snapshot() ?? [];
+    const queueUse = this.#limits?.use();
     const busy = processes.filter((p) => p.state === "busy").length;
     return {
       worker_id: this.workerId,
@@ -244,6 +267,7 @@ export class Supervisor {
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
       heartbeat_ms: this.config.heartbeat_ms,
       schedules: this.#schedules?.summary() ?? { active: 0, next_run_at: null },
+      ...(queueUse && { queue_use: queueUse }),
     };
   }
 

@@ -237,11 +237,19 @@ export interface QueueStatus {
   running: number;
   dead: number;
   consumers: { durable: string; waiting_pulls: number; workers: string[] };
+  limits: QueueLimits;
+  use: { running: number; window_starts: number };
+}
+
+export interface QueueLimits {
+  max_concurrency?: number;
+  rate_limit?: { max: number; per_ms: number };
+  max_pending?: number;
 }
 
 export interface OpsFlags {
   submissions_paused: boolean;
-  queues: Record<string, { submissions_paused: boolean }>;
+  queues: Record<string, QueueLimits & { submissions_paused: boolean }>;
 }
 
 /** GET /api/platform/workers, as a list (throws on a non-200). */
