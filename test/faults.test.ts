@@ -265,7 +265,12 @@ for (const isolation of ["process", "thread"] as const) {
     t.equal(check.notSucceeded, 0, "every job succeeded within its attempts");
     t.equal(check.wrong, 0, "every result is the job's own");
     t.equal(exits, crashers.length, `each crashing job took one actor down (${crashers.length})`);
-    t.ok(crashers.every((id) => results.get(id)?.attempts === 2), "each crashing job crashed once and succeeded on its second attempt");
+    // A crasher's second run can itself be queued behind another crasher on its actor and go down with it.
+    const rerunAgain = crashers.filter((id) => (results.get(id)?.attempts ?? 0) > 2).length;
+    t.ok(
+      crashers.every((id) => (results.get(id)?.attempts ?? 0) >= 2),
+      `each crashing job crashed on its first attempt and succeeded on a later one (${rerunAgain} of them went down again with another's actor)`,
+    );
     t.equal(attemptsNotRuns, 0, "every job's attempts are exactly its runs: every run counted, no attempt without a run", { mismatches });
   });
 }

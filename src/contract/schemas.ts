@@ -326,8 +326,8 @@ export const WorkerInfo = z.object({
   heartbeat_ms: z.number().int().positive(),
   /** The schedules this supervisor keeps timers for (every supervisor claims every tick) and the next tick among them. */
   schedules: z.object({ active: z.number().int().nonnegative(), next_run_at: isoTime.nullable() }),
-  /** Per queue with a max_concurrency or rate_limit: this supervisor's use, summed by readers into the queue's use. */
-  queue_use: z.record(name("queue"), QueueUse).optional(),
+  /** Per queue with a max_concurrency or rate_limit: this supervisor's use, summed by readers into the queue's use (empty without limits; absent from older supervisors' heartbeats). */
+  queue_use: z.record(name("queue"), QueueUse).default({}),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

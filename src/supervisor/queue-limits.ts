@@ -163,9 +163,8 @@ export class QueueLimits {
   }
 
   /** This supervisor's use of each limited queue, for its heartbeat. */
-  use(): Record<string, QueueUse> | undefined {
-    const out = [...this.#queues.keys()].filter((q) => this.#limited(q)).map((q) => [q, this.useOf(q)] as const);
-    return out.length > 0 ? Object.fromEntries(out) : undefined;
+  use(): Record<string, QueueUse> {
+    return Object.fromEntries([...this.#queues.keys()].filter((q) => this.#limited(q)).map((q) => [q, this.useOf(q)] as const));
   }
 
   useOf(queue: string): QueueUse {

@@ -250,7 +250,6 @@ export class Supervisor {
 
   info(): WorkerInfo {
     const processes = this.#pool?.snapshot() ?? [];
-    const queueUse = this.#limits?.use();
     const busy = processes.filter((p) => p.state === "busy").length;
     return {
       worker_id: this.workerId,
@@ -267,7 +266,7 @@ export class Supervisor {
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
       heartbeat_ms: this.config.heartbeat_ms,
       schedules: this.#schedules?.summary() ?? { active: 0, next_run_at: null },
-      ...(queueUse && { queue_use: queueUse }),
+      queue_use: this.#limits?.use() ?? {},
     };
   }
 
