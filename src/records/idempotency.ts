@@ -6,10 +6,13 @@
  */
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { buckets, ISSUED_JOB_ID_PATTERN } from "../contract/index.js";
+import { BosunError, buckets, ISSUED_JOB_ID_PATTERN } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
+import { readLast } from "../platform/stream-reads.js";
+import { kvStream } from "../platform/topology.js";
 
 /** A claim whose job never got written (its supervisor died mid-submit) may be taken over after this. */
 const ABANDONED_CLAIM_MS = 30_000;
@@ -32,6 +35,7 @@ const HeldClaim = z.object({ job_id: z.string().regex(ISSUED_JOB_ID_PATTERN), fi
 export class IdempotencyIndex {
   constructor(
     private readonly kv: KV,
+    private readonly jsm: JetStreamManager,
     private readonly log: Logger,
   ) {}
 
@@ -50,12 +54,16 @@ export class IdempotencyIndex {
       await this.kv.create(indexKey, JSON.stringify({ job_id: jobId, fingerprint }));
       return { claimed: true };
     } catch (err) {
-      const entry = await this.kv.get(indexKey);
-      if (!entry || entry.operation !== "PUT") throw err;
-      const held = readInbound(HeldClaim, entry.value, { log: this.log, source: "idempotency key", subject: `$KV.${buckets.idempotency}.${indexKey}` });
+      // Read with its miss confirmed at the stream leader: right after a partition heals, a lagging
+      // replica may not have the claim the leader refused this create for.
+      const subject = `$KV.${buckets.idempotency}.${indexKey}`;
+      const entry = await readLast(this.jsm, kvStream(buckets.idempotency), subject);
+      // Refused, yet gone at the leader: released (or expired) in between; the submit may simply be retried.
+      if (!entry || entry.headers.get("KV-Operation")) throw new BosunError("unavailable", "the idempotency key changed while it was claimed; retry", undefined, { cause: err });
+      const held = readInbound(HeldClaim, entry.data, { log: this.log, source: "idempotency key", subject, seq: entry.seq });
       // A value that is no claim was not written by Bosun: it is taken over at once.
-      if (!held) return { claimed: false, jobId: "", fingerprint: "", revision: entry.revision, ageMs: Number.POSITIVE_INFINITY };
-      return { claimed: false, jobId: held.job_id, fingerprint: held.fingerprint, revision: entry.revision, ageMs: Date.now() - entry.created.getTime() };
+      if (!held) return { claimed: false, jobId: "", fingerprint: "", revision: entry.seq, ageMs: Number.POSITIVE_INFINITY };
+      return { claimed: false, jobId: held.job_id, fingerprint: held.fingerprint, revision: entry.seq, ageMs: Date.now() - entry.time.getTime() };
     }
   }
 

@@ -156,7 +156,7 @@ export class Supervisor {
       store,
       lanes,
       cancels,
-      idempotency: new IdempotencyIndex(topology.idempotencyKv, log),
+      idempotency: new IdempotencyIndex(topology.idempotencyKv, topology.jsm, log),
       handlers,
       queues: config.queues,
       workerId,
