@@ -90,7 +90,9 @@ export class ClusterRun {
    */
   body(n: number): Record<string, unknown> {
     const key = process.env.BOSUN_TEST_NO_IDEMPOTENCY ? {} : { idempotency_key: `${this.queue}-${n}` };
-    return { type: "count.run", queue: this.queue, ...key, payload: { n, tag: `t${n}`, ms: 10 } };
+    // Each fault may count a delivery that never ran (docs/cluster.md section 7); two faults (a kill, a
+    // restart with an empty disk) on top of the runs they cut short can pass the default 3 attempts.
+    return { type: "count.run", queue: this.queue, ...key, max_attempts: 5, payload: { n, tag: `t${n}`, ms: 10 } };
   }
 
   /**
