@@ -225,7 +225,7 @@ export async function waitForResults(
   ids: readonly string[],
   opts: { timeoutMs: number; what?: string; onProgress?: (done: number) => void },
 ): Promise<Map<string, JobResult>> {
-  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const jsm = await afterFaults(nc);
   const found = new Map<string, JobResult>();
   await waitFor(
     async () => {
@@ -244,9 +244,17 @@ export async function waitForResults(
   return found;
 }
 
+/**
+ * A manager for reads after a fault: no account-info check first (jetstreamManager's default), which
+ * fails while the cluster's meta leader is being elected although every stream read would answer.
+ */
+function afterFaults(nc: NatsConnection): Promise<JetStreamManager> {
+  return jetstreamManager(nc, { timeout: 10_000, checkAPI: false });
+}
+
 /** Re-reads the latest stored result of every job (after the queue went quiet). */
 export async function finalResults(nc: NatsConnection, ids: readonly string[]): Promise<Map<string, JobResult | null>> {
-  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const jsm = await afterFaults(nc);
   const out = new Map<string, JobResult | null>();
   await mapLimit(ids, 64, async (id) => {
     out.set(id, await storedResult(jsm, id, true));
@@ -270,7 +278,7 @@ export async function queueBacklog(jsm: JetStreamManager, queue: string): Promis
 
 /** Waits until a queue has nothing pending, unacked or parked: no run of its jobs can still happen. */
 export async function waitQuiet(nc: NatsConnection, queue: string, timeoutMs: number): Promise<void> {
-  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const jsm = await afterFaults(nc);
   let last: QueueBacklog | undefined;
   await waitFor(
     async () => {
