@@ -163,10 +163,12 @@ export function sections(c: Counts): Section[] {
     },
     {
       title: "10. Priorities, fairness and schedules (BENCH_ONLY=fairness)",
-      about: `Throughput: ${c.fairnessJobs.toLocaleString("en")} \`noop\` jobs per run over the NATS API on one supervisor (pool ${c.pool}), ${c.inflight} submits outstanding, timed as in workload 1 (first submit to last result), after ${c.warmup} untimed jobs of the same shape. "One band" submits every job with no priority (0) and no tenant; "3 × 3" gives job i priority -10, 0 or 10 (i mod 3) and tenant \`tenant-a\`, \`-b\` or \`-c\` ((i div 3) mod 3, the submit's \`tenant\` field, as auth is off), so nine lanes are busy at once; the cost is 1 − (3 × 3 ÷ one band). CPU per job is the supervisor's (with its execution processes apart) and nats-server's. Ticks: on a fresh queue with one supervisor (pool ${c.pool}, warmed up), a schedule \`every_ms: ${c.scheduleEveryMs}\` of \`noop\` is created over \`bosun.api.schedules.create\`, left until its ${c.scheduleTicks}th tick from the create reply's \`next_run_at\` is recorded as its \`last_run_at\`, then deleted; its jobs are read back with \`bosun.api.jobs.list\` filtered by queue (and by \`schedule_id\`), those with a \`tick_at\` in the ${c.scheduleTicks}-tick window kept. Lateness is a job record's \`created_at\` (stamped when the tick's submit is accepted, before the job is queued) minus its \`tick_at\`; "start" is \`started_at\` minus \`tick_at\` (queueing and dispatch on an idle pool added). Ticks seen are the distinct \`tick_at\` in the window (expected ${c.scheduleTicks}); duplicates are jobs beyond one per tick.`,
+      about: `Throughput: ${c.fairnessJobs.toLocaleString("en")} \`noop\` jobs per run over the NATS API on one supervisor (pool ${c.pool}), ${c.inflight} submits outstanding, timed as in workload 1 (first submit to last result), after ${c.warmup} untimed jobs of the same shape. "One band" submits every job with no priority (0) and no tenant; "3 × 3" gives job i priority -10, 0 or 10 (i mod 3) and tenant \`tenant-a\`, \`-b\` or \`-c\` ((i div 3) mod 3, the submit's \`tenant\` field, as auth is off), so nine lanes are busy at once; the cost is 1 − (3 × 3 ÷ one band). "3 bands" (priority only, i mod 3) and "3 tenants" (tenant only, i mod 3) tell the two costs apart. CPU per job is the supervisor's (with its execution processes apart) and nats-server's. Ticks: on a fresh queue with one supervisor (pool ${c.pool}, warmed up), a schedule \`every_ms: ${c.scheduleEveryMs}\` of \`noop\` is created over \`bosun.api.schedules.create\`, left until its ${c.scheduleTicks}th tick from the create reply's \`next_run_at\` is recorded as its \`last_run_at\`, then deleted; its jobs are read back with \`bosun.api.jobs.list\` filtered by queue (and by \`schedule_id\`), those with a \`tick_at\` in the ${c.scheduleTicks}-tick window kept. Lateness is a job record's \`created_at\` (stamped when the tick's submit is accepted, before the job is queued) minus its \`tick_at\`; "start" is \`started_at\` minus \`tick_at\` (queueing and dispatch on an idle pool added). Ticks seen are the distinct \`tick_at\` in the window (expected ${c.scheduleTicks}); duplicates are jobs beyond one per tick.`,
       metrics: [
         m("fair.one", "noop, one band, no tenant", "jobs/s"),
         m("fair.spread", "noop, 3 bands × 3 tenants", "jobs/s"),
+        m("fair.bands", "noop, 3 bands, no tenant", "jobs/s"),
+        m("fair.tenants", "noop, one band, 3 tenants", "jobs/s"),
         m("fair.one.accept", "one band: accepted", "jobs/s"),
         m("fair.spread.accept", "3 × 3: accepted", "jobs/s"),
         m("us.fair.one.supervisor", "one band: supervisor CPU per job", "µs"),
@@ -230,6 +232,8 @@ export const targets: Target[] = [
   { label: "CPU 20 ms: pool 2 ÷ pool 1", num: "cpu.pool_2", den: "cpu.pool_1", op: "info" },
   { label: "CPU 20 ms: pool 4 ÷ pool 2", num: "cpu.pool_4", den: "cpu.pool_2", op: "info" },
   { label: "Memory: Bosun supervisor ÷ BullMQ in-process worker process", num: "mem.supervisor", den: "mem.bullmq_inprocess_host", op: "info" },
+  { label: "noop, 3 bands (no tenant) ÷ one band", num: "fair.bands", den: "fair.one", op: "info" },
+  { label: "noop, 3 tenants (one band) ÷ one band, no tenant", num: "fair.tenants", den: "fair.one", op: "info" },
 ];
 
 export interface TargetOutcome extends Target {

@@ -93,6 +93,8 @@ const workloads: Workload[] = [
     runs: [
       { name: "noop, one band, no tenant", run: (ctx) => bosunFairness(ctx, "one") },
       { name: "noop, 3 bands × 3 tenants", run: (ctx) => bosunFairness(ctx, "spread") },
+      { name: "noop, 3 bands, no tenant", run: (ctx) => bosunFairness(ctx, "bands") },
+      { name: "noop, one band, 3 tenants", run: (ctx) => bosunFairness(ctx, "tenants") },
       { name: "schedule every_ms 100, tick lateness", run: (ctx) => bosunTicks(ctx) },
     ],
   },

@@ -6,8 +6,9 @@
  *   band with no tenant (priority 0, no tenant field), and spread evenly over
  *   three bands (priority -10 / 0 / 10) × three tenants (the submit's
  *   `tenant` field, accepted as given while auth is off), interleaved so all
- *   nine lanes stay busy. Both take the same warm-up and the same timing as
- *   workload 1 (first submit to last result).
+ *   nine lanes stay busy; and, to tell the two apart, three bands with no
+ *   tenant and one band with three tenants. All take the same warm-up and
+ *   the same timing as workload 1 (first submit to last result).
  * - Tick precision: a schedule `every_ms: 100` of `noop` on a fresh queue
  *   (created over `bosun.api.schedules.create`), left to make its ticks, then
  *   deleted; its jobs are read back with `bosun.api.jobs.list` (by queue) and
@@ -27,8 +28,19 @@ const REQUEST_TIMEOUT_MS = 30_000;
 
 const BANDS = [-10, 0, 10];
 const TENANTS = ["tenant-a", "tenant-b", "tenant-c"];
-/** The i-th job of a spread run: band i mod 3, tenant (i div 3) mod 3, so consecutive jobs cycle through all nine lanes. */
-const spread = (i: number) => ({ priority: BANDS[i % 3]!, tenant: TENANTS[Math.floor(i / 3) % 3]! });
+/**
+ * What the i-th job of a run adds to its submit. "spread": band i mod 3,
+ * tenant (i div 3) mod 3, so consecutive jobs cycle through all nine lanes;
+ * "bands" and "tenants" (to tell the two costs apart): only the band, or
+ * only the tenant, i mod 3.
+ */
+export type Lanes = "one" | "bands" | "tenants" | "spread";
+const FIELDS: Record<Lanes, ((i: number) => object) | undefined> = {
+  one: undefined,
+  bands: (i) => ({ priority: BANDS[i % 3]! }),
+  tenants: (i) => ({ tenant: TENANTS[i % 3]! }),
+  spread: (i) => ({ priority: BANDS[i % 3]!, tenant: TENANTS[Math.floor(i / 3) % 3]! }),
+};
 
 /** A request to Bosun's NATS API; an error reply (service error header or `error` body) throws. */
 async function call<T>(nc: NatsConnection, subject: string, body: object): Promise<T> {
@@ -38,11 +50,11 @@ async function call<T>(nc: NatsConnection, subject: string, body: object): Promi
   return reply;
 }
 
-/** Noop throughput with one band and no tenant, or three bands × three tenants. */
-export async function bosunFairness(ctx: Ctx, lanes: "one" | "spread"): Promise<Figures> {
+/** Noop throughput with one band and no tenant, three bands × three tenants, or either alone. */
+export async function bosunFairness(ctx: Ctx, lanes: Lanes): Promise<Figures> {
   const { fairnessJobs: n, warmup, pool } = ctx.counts;
   const key = `fair.${lanes}`;
-  const fields = lanes === "spread" ? spread : undefined;
+  const fields = FIELDS[lanes];
   const cluster = await startCluster(ctx, `fair_${lanes}`, 1, pool);
   try {
     await guarded(ctx, cluster, runBatch(ctx, "nats", cluster.queue, warmup, { type: "noop" }, fields));
