@@ -31,6 +31,11 @@ export interface Counts {
   growthSizes: number[];
   /** Workload 7: noop jobs per cluster / single-server scale-out run. */
   clusterJobs: number;
+  /** Workload 10: noop jobs per run, one band and tenant vs three bands × three tenants. */
+  fairnessJobs: number;
+  /** Workload 10: ticks of the schedule timed, and its every_ms. */
+  scheduleTicks: number;
+  scheduleEveryMs: number;
 }
 
 export interface Ctx {

@@ -161,6 +161,32 @@ export function sections(c: Counts): Section[] {
         m(`cluster.cluster_${n}.nats_cpu_per_job`, `cluster R3, ${n}: nats-servers' CPU per job`, "ms", 2),
       ]),
     },
+    {
+      title: "10. Priorities, fairness and schedules (BENCH_ONLY=fairness)",
+      about: `Throughput: ${c.fairnessJobs.toLocaleString("en")} \`noop\` jobs per run over the NATS API on one supervisor (pool ${c.pool}), ${c.inflight} submits outstanding, timed as in workload 1 (first submit to last result), after ${c.warmup} untimed jobs of the same shape. "One band" submits every job with no priority (0) and no tenant; "3 × 3" gives job i priority -10, 0 or 10 (i mod 3) and tenant \`tenant-a\`, \`-b\` or \`-c\` ((i div 3) mod 3, the submit's \`tenant\` field, as auth is off), so nine lanes are busy at once; the cost is 1 − (3 × 3 ÷ one band). "3 bands" (priority only, i mod 3) and "3 tenants" (tenant only, i mod 3) tell the two costs apart. CPU per job is the supervisor's (with its execution processes apart) and nats-server's. Ticks: on a fresh queue with one supervisor (pool ${c.pool}, warmed up), a schedule \`every_ms: ${c.scheduleEveryMs}\` of \`noop\` is created over \`bosun.api.schedules.create\`, left until its ${c.scheduleTicks}th tick from the create reply's \`next_run_at\` is recorded as its \`last_run_at\`, then deleted; its jobs are read back with \`bosun.api.jobs.list\` filtered by queue (and by \`schedule_id\`), those with a \`tick_at\` in the ${c.scheduleTicks}-tick window kept. Lateness is a job record's \`created_at\` (stamped when the tick's submit is accepted, before the job is queued) minus its \`tick_at\`; "start" is \`started_at\` minus \`tick_at\` (queueing and dispatch on an idle pool added). Ticks seen are the distinct \`tick_at\` in the window (expected ${c.scheduleTicks}); duplicates are jobs beyond one per tick.`,
+      metrics: [
+        m("fair.one", "noop, one band, no tenant", "jobs/s"),
+        m("fair.spread", "noop, 3 bands × 3 tenants", "jobs/s"),
+        m("fair.bands", "noop, 3 bands, no tenant", "jobs/s"),
+        m("fair.tenants", "noop, one band, 3 tenants", "jobs/s"),
+        m("fair.one.accept", "one band: accepted", "jobs/s"),
+        m("fair.spread.accept", "3 × 3: accepted", "jobs/s"),
+        m("us.fair.one.supervisor", "one band: supervisor CPU per job", "µs"),
+        m("us.fair.spread.supervisor", "3 × 3: supervisor CPU per job", "µs"),
+        m("us.fair.one.children", "one band: execution CPU per job", "µs"),
+        m("us.fair.spread.children", "3 × 3: execution CPU per job", "µs"),
+        m("us.fair.one.nats", "one band: nats-server CPU per job", "µs"),
+        m("us.fair.spread.nats", "3 × 3: nats-server CPU per job", "µs"),
+        m("tick.p50", `every_ms ${c.scheduleEveryMs}: lateness (created_at − tick_at) p50`, "ms"),
+        m("tick.p99", `every_ms ${c.scheduleEveryMs}: lateness p99`, "ms"),
+        m("tick.max", `every_ms ${c.scheduleEveryMs}: lateness max`, "ms"),
+        m("tick.start_p50", `every_ms ${c.scheduleEveryMs}: started_at − tick_at p50`, "ms"),
+        m("tick.start_p99", `every_ms ${c.scheduleEveryMs}: started_at − tick_at p99`, "ms"),
+        m("tick.seen", "ticks seen (distinct tick_at)", "ticks"),
+        m("tick.expected", "ticks expected", "ticks"),
+        m("tick.duplicates", "jobs beyond one per tick", "jobs"),
+      ],
+    },
   ] satisfies Section[]).sort((a, b) => parseInt(a.title) - parseInt(b.title));
 }
 
@@ -185,6 +211,8 @@ export const targets: Target[] = [
   { label: "10 ms sleep jobs, pool 16: Bosun process ÷ BullMQ sandboxed", num: "sleep.bosun_process", den: "sleep.bullmq_sandboxed", op: ">=", target: 1 },
   { label: "supervisor CPU per noop job (process isolation, NATS)", num: "us.tp.bosun_nats.supervisor", op: "<=", target: 250, unit: "µs" },
   { label: "completions under sustained submits ÷ drain rate", num: "sustained.completion_ratio", op: ">=", target: 0.8 },
+  { label: "noop, 3 bands × 3 tenants ÷ one band, no tenant (issue 15: < 10 % cost)", num: "fair.spread", den: "fair.one", op: ">=", target: 0.9 },
+  { label: "schedule every_ms 100: tick lateness p99 (issue 15)", num: "tick.p99", op: "<=", target: 100, unit: "ms" },
   { label: "noop, thread isolation ÷ process isolation (NATS)", num: "tp.bosun_nats_thread", den: "tp.bosun_nats", op: "info" },
   { label: "noop, process isolation, NATS ÷ BullMQ in-process", num: "tp.bosun_nats", den: "tp.bullmq_inprocess", op: "info" },
   { label: "noop, HTTP ÷ BullMQ sandboxed", num: "tp.bosun_http", den: "tp.bullmq_sandboxed", op: "info" },
@@ -204,6 +232,8 @@ export const targets: Target[] = [
   { label: "CPU 20 ms: pool 2 ÷ pool 1", num: "cpu.pool_2", den: "cpu.pool_1", op: "info" },
   { label: "CPU 20 ms: pool 4 ÷ pool 2", num: "cpu.pool_4", den: "cpu.pool_2", op: "info" },
   { label: "Memory: Bosun supervisor ÷ BullMQ in-process worker process", num: "mem.supervisor", den: "mem.bullmq_inprocess_host", op: "info" },
+  { label: "noop, 3 bands (no tenant) ÷ one band", num: "fair.bands", den: "fair.one", op: "info" },
+  { label: "noop, 3 tenants (one band) ÷ one band, no tenant", num: "fair.tenants", den: "fair.one", op: "info" },
 ];
 
 export interface TargetOutcome extends Target {

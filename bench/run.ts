@@ -6,7 +6,7 @@
  *
  *   BENCH_SCALE=0.05   scale the job counts down (a quick check of the harness)
  *   BENCH_ROUNDS=3     rounds per workload
- *   BENCH_ONLY=throughput,latency,realistic,limit,scale,cluster   run only these workloads (growth: only when named)
+ *   BENCH_ONLY=throughput,latency,realistic,limit,scale,cluster   run only these workloads (growth, fairness: only when named)
  *   BENCH_GROWTH_MAX=1000000   the largest size the growth workload keeps
  *   BENCH_RUNS=a,b     within those, only runs whose name contains one of these (for profiling)
  *   BENCH_CPU_PROF=dir supervisors and the gateway run with node --cpu-prof into dir
@@ -28,6 +28,7 @@ import { bullLatency, bullRealistic, bullThroughput } from "./workloads/bullmq.j
 import { rawJetStream } from "./workloads/jetstream.js";
 import { bosunGrowth, growthSizes } from "./workloads/growth.js";
 import { bosunClusterScale, closeClusterTarget } from "./workloads/cluster.js";
+import { bosunFairness, bosunTicks } from "./workloads/fairness.js";
 
 interface RunDef {
   name: string;
@@ -87,6 +88,17 @@ const workloads: Workload[] = [
   },
   { name: "growth", optIn: true, runs: [{ name: "Bosun records kept", run: (ctx) => bosunGrowth(ctx) }] },
   {
+    name: "fairness",
+    optIn: true,
+    runs: [
+      { name: "noop, one band, no tenant", run: (ctx) => bosunFairness(ctx, "one") },
+      { name: "noop, 3 bands × 3 tenants", run: (ctx) => bosunFairness(ctx, "spread") },
+      { name: "noop, 3 bands, no tenant", run: (ctx) => bosunFairness(ctx, "bands") },
+      { name: "noop, one band, 3 tenants", run: (ctx) => bosunFairness(ctx, "tenants") },
+      { name: "schedule every_ms 100, tick lateness", run: (ctx) => bosunTicks(ctx) },
+    ],
+  },
+  {
     name: "cluster",
     runs: [1, 2, 3].flatMap((n) => [
       { name: `Bosun ${n} supervisor(s), single server`, run: (ctx: Ctx) => bosunClusterScale(ctx, "single", n) },
@@ -132,6 +144,9 @@ async function main(): Promise<number> {
     latencyWarmup: 50,
     growthSizes: growthSizes(scale, numberEnv("BENCH_GROWTH_MAX", 1_000_000)),
     clusterJobs: Math.max(100, Math.round(5_000 * scale)),
+    fairnessJobs: Math.max(100, Math.round(10_000 * scale)),
+    scheduleTicks: Math.max(20, Math.round(200 * scale)),
+    scheduleEveryMs: 100,
   };
   const partial =
     scale !== 1 || rounds !== 3 || selected.length !== workloads.filter((w) => !w.optIn).length || runFilter !== undefined || process.env.BENCH_CLI !== undefined;

@@ -131,14 +131,17 @@ interface BatchTiming {
   finishedMs: number;
 }
 
-/** Submits `n` jobs with `inflight` submits outstanding, until every result has arrived. */
-export async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: JobShape): Promise<BatchTiming> {
+/**
+ * Submits `n` jobs with `inflight` submits outstanding, until every result
+ * has arrived. `fields(i)` adds to the i-th submit's body (priority, tenant).
+ */
+export async function runBatch(ctx: Ctx, via: Via, queue: string, n: number, job: JobShape, fields?: (i: number) => object): Promise<BatchTiming> {
   const tracker = new ResultTracker(ctx.nc);
   try {
     await ctx.nc.flush(); // the subscription is on the server before the first job can finish
     const t0 = nowMs();
     await pump(n, ctx.counts.inflight, async (i) => {
-      const reply = await submit(ctx, via, { type: job.type, queue, payload: payloadFor(job, i) });
+      const reply = await submit(ctx, via, { type: job.type, queue, payload: payloadFor(job, i), ...fields?.(i) });
       tracker.expect(reply.job_id);
     });
     const accepted = nowMs();
@@ -271,7 +274,7 @@ async function bosunRun(ctx: Ctx, run: BosunRun): Promise<Figures> {
   }
 }
 
-const perSecond = (jobs: number, ms: number): number => (jobs * 1000) / ms;
+export const perSecond = (jobs: number, ms: number): number => (jobs * 1000) / ms;
 
 /** Workload 1 (and 5): noop throughput over NATS or HTTP, with process or thread isolation. */
 export function bosunThroughput(ctx: Ctx, via: Via, isolation: Isolation = "process"): Promise<Figures> {
