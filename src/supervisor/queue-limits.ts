@@ -83,7 +83,9 @@ export class QueueLimits {
   /** Jobs of the queue this supervisor may still take now (pulls outstanding are the caller's to subtract). */
   credits(queue: string, now = Date.now()): number {
     const limits = this.opts.limitsOf(queue);
-    const state = this.#state(queue, now);
+    // The common case, on every job and refill: no heartbeat scan for a queue without limits.
+    if (limits.max_concurrency === undefined && !limits.rate_limit) return Number.POSITIVE_INFINITY;
+    const state = this.#state(queue);
     let credits = Number.POSITIVE_INFINITY;
     if (limits.max_concurrency !== undefined) {
       credits = this.#allowed(queue, state, "concurrency", limits.max_concurrency, (u) => u.running, now) - state.inHand;
@@ -140,7 +142,7 @@ export class QueueLimits {
   admit(queue: string): Admission | undefined {
     if (this.credits(queue) < 1) return undefined;
     const admission: Admission = { queue };
-    const state = this.#state(queue, Date.now());
+    const state = this.#state(queue);
     state.inHand++;
     if (this.opts.limitsOf(queue).rate_limit) state.pending.add(admission);
     if (this.#limited(queue)) this.opts.onUse();
@@ -187,7 +189,13 @@ export class QueueLimits {
   /** min(share in force, limit − what the others last reported using). */
   #allowed(queue: string, state: QueueState, kind: Kind, limit: number, used: (u: QueueUse) => number, now: number): number {
     const peers = this.#peers(queue);
-    const ids = [...peers.map((w) => w.worker_id), this.opts.workerId].sort();
+    const peerIds = peers.map((w) => w.worker_id).sort();
+    const members = peerIds.join(" ");
+    if (state.members !== members) {
+      state.members = members;
+      state.stableSince = now;
+    }
+    const ids = [...peerIds, this.opts.workerId].sort();
     const rank = ids.indexOf(this.opts.workerId);
     const target = Math.floor(limit / ids.length) + (rank < limit % ids.length ? 1 : 0);
     const applied = state.applied.get(kind) ?? 0;
@@ -209,22 +217,23 @@ export class QueueLimits {
     return this.opts.live().filter((w) => w.worker_id !== this.opts.workerId && w.queues.includes(queue));
   }
 
-  #state(queue: string, now: number): QueueState {
-    const members = this.#peers(queue)
-      .map((w) => w.worker_id)
-      .sort()
-      .join(" ");
+  /** The queue's counts; its live set is looked at (and its change timed) only where a limit is computed. */
+  #state(queue: string): QueueState {
     let state = this.#queues.get(queue);
     if (!state) {
       // This supervisor's own start counts as a change of the live set: the others have not seen it yet.
-      state = { inHand: 0, pending: new Set(), starts: [], applied: new Map(), members, stableSince: this.#startedAt };
+      // `members` starts as the set first looked at, so that first look is no change of its own.
+      state = { inHand: 0, pending: new Set(), starts: [], applied: new Map(), members: this.#memberIds(queue), stableSince: this.#startedAt };
       this.#queues.set(queue, state);
     }
-    if (state.members !== members) {
-      state.members = members;
-      state.stableSince = now;
-    }
     return state;
+  }
+
+  #memberIds(queue: string): string {
+    return this.#peers(queue)
+      .map((w) => w.worker_id)
+      .sort()
+      .join(" ");
   }
 
   #windowCount(state: QueueState, perMs: number, now: number): number {
