@@ -171,10 +171,9 @@ export class Runner {
     // outside the credits, but only while it has room: counted in them, a limit of 1 kept one lane
     // watched and the others never noticed. A watched job beyond the share is handed back (once: its
     // lane then has work).
-    const queueOf = (lane: string) => this.opts.lanes.get(lane)?.queue ?? lane;
-    const caps = this.opts.limits.caps([...this.#pullers].filter(([lane]) => hasWork(lane)).map(([lane, p]) => [queueOf(lane), p.outstanding]));
-    const cap = (lane: string, n: number) => caps.cap(queueOf(lane), n);
-    const take = (lane: string, n: number) => caps.take(queueOf(lane), n);
+    const caps = this.opts.limits.caps([...this.#pullers].filter(([lane]) => hasWork(lane)).map(([lane, p]) => [this.#queueOf(lane), p.outstanding]));
+    const cap = (lane: string, n: number) => caps.cap(this.#queueOf(lane), n);
+    const take = (lane: string, n: number) => caps.take(this.#queueOf(lane), n);
     for (const [lane, puller] of this.#pullers) {
       if (!hasWork(lane)) continue;
       outstanding += puller.outstanding;
@@ -206,6 +205,11 @@ export class Runner {
       }
     }
     for (const [lane, n] of laneOrder.share(credits, open)) this.#pullers.get(lane)!.pull(take(lane, n), expires);
+  }
+
+  /** The queue a lane belongs to, as its limits are kept; a lane not registered yet counts as its own. */
+  #queueOf(lane: string): string {
+    return this.opts.lanes.get(lane)?.queue ?? lane;
   }
 
   #longRunNow(): boolean {
@@ -262,7 +266,7 @@ export class Runner {
       this.#settled();
       return;
     }
-    const admission = this.opts.limits.admit(this.opts.lanes.get(lane)?.queue ?? lane);
+    const admission = this.opts.limits.admit(this.#queueOf(lane));
     if (!admission) {
       // Beyond the queue's share here (a pull made before the share was lowered): another takes it, or this one later.
       await this.#handBack(msg);
