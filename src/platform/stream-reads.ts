@@ -15,6 +15,7 @@
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
+import { kvStream } from "./topology.js";
 
 /** A message as a direct get returns it. */
 export interface StoredMessage {
@@ -178,6 +179,17 @@ export function readSeq(jsm: JetStreamManager, stream: string, seq: number): Pro
 /** The last message on a literal subject as the stream leader has it: for a read that must be the newest. */
 export function readLastFromLeader(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredMessage | null> {
   return readerOf(jsm).fromLeader(stream, { last_by_subj: subject });
+}
+
+/**
+ * A KV key's value as stored now, read like readLast (a miss confirmed at the
+ * stream leader, so a lagging replica never makes a key look absent); null
+ * when it is absent, deleted or purged. Not through the KV client, whose get
+ * takes any replica's word for a miss.
+ */
+export async function readKvValue(jsm: JetStreamManager, bucket: string, key: string): Promise<StoredMessage | null> {
+  const msg = await readLast(jsm, kvStream(bucket), `$KV.${bucket}.${key}`);
+  return msg && !msg.headers.get("KV-Operation") ? msg : null;
 }
 
 /**

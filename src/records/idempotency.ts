@@ -11,8 +11,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BosunError, buckets, ISSUED_JOB_ID_PATTERN } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
-import { readLast } from "../platform/stream-reads.js";
-import { kvStream } from "../platform/topology.js";
+import { readKvValue } from "../platform/stream-reads.js";
 
 /** A claim whose job never got written (its supervisor died mid-submit) may be taken over after this. */
 const ABANDONED_CLAIM_MS = 30_000;
@@ -57,9 +56,9 @@ export class IdempotencyIndex {
       // Read with its miss confirmed at the stream leader: right after a partition heals, a lagging
       // replica may not have the claim the leader refused this create for.
       const subject = `$KV.${buckets.idempotency}.${indexKey}`;
-      const entry = await readLast(this.jsm, kvStream(buckets.idempotency), subject);
+      const entry = await readKvValue(this.jsm, buckets.idempotency, indexKey);
       // Refused, yet gone at the leader: released (or expired) in between; the submit may simply be retried.
-      if (!entry || entry.headers.get("KV-Operation")) throw new BosunError("unavailable", "the idempotency key changed while it was claimed; retry", undefined, { cause: err });
+      if (!entry) throw new BosunError("unavailable", "the idempotency key changed while it was claimed; retry", undefined, { cause: err });
       const held = readInbound(HeldClaim, entry.data, { log: this.log, source: "idempotency key", subject, seq: entry.seq });
       // A value that is no claim was not written by Bosun: it is taken over at once.
       if (!held) return { claimed: false, jobId: "", fingerprint: "", revision: entry.seq, ageMs: Number.POSITIVE_INFINITY };

@@ -10,8 +10,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BosunError, buckets, ScheduleSpec, type Schedule } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
-import { readLast } from "../platform/stream-reads.js";
-import { kvStream } from "../platform/topology.js";
+import { readKvValue } from "../platform/stream-reads.js";
 import { tickAfter } from "./timing.js";
 
 const ms = z.number().int().nonnegative();
@@ -71,8 +70,8 @@ export class ScheduleStore {
 
   /** The schedule as stored now (a miss confirmed at the stream leader), or null. */
   async read(id: string): Promise<Entry | null> {
-    const msg = await readLast(this.jsm, kvStream(buckets.schedules), `$KV.${buckets.schedules}.${id}`);
-    if (!msg || msg.headers.get("KV-Operation")) return null;
+    const msg = await readKvValue(this.jsm, buckets.schedules, id);
+    if (!msg) return null;
     const value = this.decode(msg.data, id, msg.seq);
     return value ? { value, revision: msg.seq } : null;
   }
