@@ -217,6 +217,18 @@ const natsSamples = (jobId: string): Record<OperationName, unknown> => ({
   schedules_pause: { schedule_id: "auth-sched" },
   schedules_resume: { schedule_id: "auth-sched" },
   schedules_trigger: { schedule_id: "auth-sched" },
+  jobs_files_list: { job_id: jobId },
+  jobs_files_get: { job_id: jobId, name: "out.txt" },
+  compute_enroll_tokens_create: { queues: ["default"] },
+  compute_servers_enroll: { enroll_token: "x", name: "s1" },
+  compute_servers_list: {},
+  compute_servers_revoke: { server_id: "s1" },
+  compute_lease: { wait_ms: 0 },
+  compute_heartbeat: { job_id: jobId, lease_id: "L1" },
+  compute_result: { job_id: jobId, lease_id: "L1" },
+  compute_failed: { job_id: jobId, lease_id: "L1", error: { code: "x", message: "y" } },
+  targets_list: {},
+  targets_activate: { target_id: "default", queue: "default" },
 });
 
 t.test("every NATS operation and the control subjects: the same answers as over HTTP", async (t) => {

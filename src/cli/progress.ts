@@ -4,7 +4,7 @@
  * log, a pipe), or the events as JSON lines with --json.
  */
 import cliProgress from "cli-progress";
-import type { JobEvent, JobStatus } from "../contract/index.js";
+import { ownerText, type JobEvent, type JobStatus } from "../contract/index.js";
 
 export interface JobProgress {
   show(event: JobEvent): void;
@@ -18,7 +18,7 @@ export const statusLine = (s: JobStatus): string =>
   [
     `${s.state}`,
     `attempts ${s.attempts}/${s.max_attempts}`,
-    s.owner ? `on ${s.owner.worker_id} pid ${s.owner.pid}` : "",
+    s.owner ? `on ${ownerText(s.owner)}` : "",
     s.progress !== null ? `progress ${Math.round(s.progress * 100)}%` : "",
     s.error ? `error ${s.error.code}: ${s.error.message}` : "",
   ]
@@ -43,7 +43,7 @@ export function jobProgress(jobId: string, out: NodeJS.WriteStream, mode: { json
   let started = false;
   return {
     show({ data }) {
-      const payload = { state: data.state, attempt: `${data.attempts}/${data.max_attempts}`, owner: data.owner ? `  on ${data.owner.worker_id}` : "" };
+      const payload = { state: data.state, attempt: `${data.attempts}/${data.max_attempts}`, owner: data.owner ? `  on ${ownerText(data.owner)}` : "" };
       if (!started) bar.start(100, percent(data), payload);
       else bar.update(percent(data), payload);
       started = true;

@@ -63,6 +63,15 @@ export class UnavailableError extends BosunError {
   override readonly name = "UnavailableError";
 }
 
+/** A compute lease that is no longer the job's: nothing was changed. */
+export class LeaseStaleError extends BosunError {
+  override readonly name = "LeaseStaleError";
+}
+/** The leased job was cancelled: stop running it. */
+export class CancelledError extends BosunError {
+  override readonly name = "CancelledError";
+}
+
 type ErrorClass = new (code: ErrorCode, message: string, details?: unknown, options?: { cause?: unknown }) => BosunError;
 
 export const errorClasses = {
@@ -82,6 +91,8 @@ export const errorClasses = {
   headers_too_large: HeadersTooLargeError,
   internal_error: InternalError,
   unavailable: UnavailableError,
+  lease_stale: LeaseStaleError,
+  cancelled: CancelledError,
 } as const satisfies Record<ErrorCode, ErrorClass>;
 
 /** `wait()` ran out of time before the job finished (the job goes on). */

@@ -16,6 +16,10 @@ export const errorCodes = {
   conflict: 409,
   /** An idempotency key reused with another type or payload; details.job_id names the first job. */
   idempotency_conflict: 409,
+  /** A compute lease that is no longer the job's (expired, revoked, ended, or another server's): nothing was changed. */
+  lease_stale: 409,
+  /** The leased job was cancelled: the server stops running it. */
+  cancelled: 409,
   payload_too_large: 413,
   uri_too_long: 414,
   unknown_type: 422,

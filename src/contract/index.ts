@@ -6,3 +6,5 @@ export * from "./codec.js";
 export * from "./operations.js";
 export * from "./limits.js";
 export * from "./schedules.js";
+export * from "./compute.js";
+export * from "./owner.js";

@@ -37,17 +37,41 @@ import {
   WorkersReply,
 } from "./schemas.js";
 import { DeleteScheduleReply, ListSchedulesReply, Schedule, ScheduleIdRequest, ScheduleParams, ScheduleSpec, TriggerReply } from "./schedules.js";
+import {
+  ActivateTargetReply,
+  ActivateTargetRequest,
+  ComputeServersReply,
+  CreateEnrollTokenRequest,
+  EnrolledServer,
+  EnrollServerRequest,
+  EnrollToken,
+  JobFile,
+  JobFileName,
+  JobFilesReply,
+  LeaseEndReply,
+  LeaseFailedRequest,
+  LeaseHeartbeatReply,
+  LeaseHeartbeatRequest,
+  LeaseReply,
+  LeaseRequest,
+  LeaseResultRequest,
+  RevokeServerReply,
+  ServerIdRequest,
+  TargetsReply,
+} from "./compute.js";
 import { api } from "./subjects.js";
 import { MAX_NAME_LENGTH, MAX_WAIT_MS } from "./limits.js";
 
 /**
  * Who may call an operation when auth is on: `tenant` any valid key (a
  * tenant key sees only its tenant's jobs), `admin` an admin key only.
+ * Whether auth is on or not: `compute` a remote compute server's credential
+ * only, `enroll` anyone holding an enroll token (it is in the body).
  */
-export type Access = "tenant" | "admin";
+export type Access = "tenant" | "admin" | "compute" | "enroll";
 
-/** Groups in the OpenAPI document. */
-export type Tag = "jobs" | "schedules" | "platform" | "admin" | "system";
+/** Groups in the OpenAPI document; every `compute` route answers 404 while compute_endpoints_enabled is false. */
+export type Tag = "jobs" | "schedules" | "platform" | "admin" | "system" | "compute";
 
 export interface Operation<Req extends z.ZodType = z.ZodType, Res extends z.ZodType = z.ZodType> {
   subject: string;
@@ -135,6 +159,53 @@ export const operations = {
   schedules_pause: op({ subject: api.schedulesPause, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Pause a schedule: no ticks until resumed", tag: "schedules" }),
   schedules_resume: op({ subject: api.schedulesResume, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Resume a paused schedule from now (paused ticks are not run)", tag: "schedules" }),
   schedules_trigger: op({ subject: api.schedulesTrigger, request: ScheduleIdRequest, response: TriggerReply, access: "admin", summary: "Run a schedule's job now, once (paused or not)", tag: "schedules" }),
+  jobs_files_list: op({ subject: api.jobsFilesList, request: JobIdRequest, response: JobFilesReply, access: "tenant", summary: "The files a job wrote", tag: "jobs" }),
+  jobs_files_get: op({
+    subject: api.jobsFilesGet,
+    request: JobIdRequest.extend({ name: JobFileName }),
+    response: JobFile.extend({ object: z.string() }),
+    access: "tenant",
+    summary: "Where one of a job's files is stored (the gateway streams it from there)",
+    tag: "jobs",
+  }),
+  compute_enroll_tokens_create: op({
+    subject: api.computeEnrollTokensCreate,
+    request: CreateEnrollTokenRequest,
+    response: EnrollToken,
+    access: "admin",
+    summary: "A single-use enroll token for a remote compute server, with an expiry and the queues it may serve",
+    tag: "compute",
+  }),
+  compute_servers_enroll: op({
+    subject: api.computeServersEnroll,
+    request: EnrollServerRequest,
+    response: EnrolledServer,
+    access: "enroll",
+    summary: "Trade an enroll token for a compute server's credential (shown once, stored hashed)",
+    tag: "compute",
+  }),
+  compute_servers_list: op({ subject: api.computeServersList, request: EmptyRequest, response: ComputeServersReply, access: "admin", summary: "Enrolled compute servers, their queues, last heartbeat and leased jobs", tag: "compute" }),
+  compute_servers_revoke: op({
+    subject: api.computeServersRevoke,
+    request: ServerIdRequest,
+    response: RevokeServerReply,
+    access: "admin",
+    summary: "Emergency revoke: the credential stops working at once and the server's leased jobs run again",
+    tag: "compute",
+  }),
+  compute_lease: op({ subject: api.computeLease, request: LeaseRequest, response: LeaseReply, access: "compute", summary: "Long-poll up to wait_ms for one job of the server's queues", tag: "compute" }),
+  compute_heartbeat: op({ subject: api.computeHeartbeat, request: LeaseHeartbeatRequest, response: LeaseHeartbeatReply, access: "compute", summary: "Extend a lease (409 lease_stale, or cancelled)", tag: "compute" }),
+  compute_result: op({ subject: api.computeResult, request: LeaseResultRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with the job's result", tag: "compute" }),
+  compute_failed: op({ subject: api.computeFailed, request: LeaseFailedRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with a failed attempt (retried per the job's attempts and backoff)", tag: "compute" }),
+  targets_list: op({ subject: api.targetsList, request: EmptyRequest, response: TargetsReply, access: "admin", summary: "Targets, their live supervisors and servers, and their queues", tag: "platform" }),
+  targets_activate: op({
+    subject: api.targetsActivate,
+    request: ActivateTargetRequest,
+    response: ActivateTargetReply,
+    access: "admin",
+    summary: "Switch a queue's new submissions to this target (queued jobs drain where they are)",
+    tag: "platform",
+  }),
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof operations;
@@ -145,6 +216,19 @@ export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(
 const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional(), thread_id: z.coerce.number().int().nonnegative().optional() }).strict();
 const NoQuery = z.object({}).strict();
 const KeyParams = z.object({ key_id: KeyIdRequest.shape.key_id }).strict();
+const ServerParams = z.object({ server_id: ServerIdRequest.shape.server_id }).strict();
+const TargetParams = z.object({ target_id: ActivateTargetRequest.shape.target_id }).strict();
+/** What ends a lease call's path: the job id (its body names the lease). */
+const leaseRoute = (end: "heartbeat" | "result" | "failed", operationId: string, operation: OperationName, body: z.ZodObject): HttpRoute => ({
+  method: "POST",
+  url: `/api/compute/jobs/:job_id/${end}`,
+  operationId,
+  operation,
+  params: JobParams,
+  query: NoQuery,
+  body: body.omit({ job_id: true }),
+  tag: "compute",
+});
 
 export interface HttpRoute {
   method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
@@ -174,6 +258,8 @@ export interface HttpRoute {
   toRequest?(input: { params: Record<string, unknown>; query: Record<string, unknown>; body: unknown }): unknown;
   /** The HTTP body from a successful NATS reply; by default the reply itself. */
   fromReply?(reply: unknown): unknown;
+  /** A successful reply that means "nothing": answered 204 without a body. */
+  noContent?(reply: unknown): boolean;
 }
 
 const maintenance = (type: string, operationId: string, payload: z.ZodType, summary: string): HttpRoute => ({
@@ -284,6 +370,36 @@ export const httpRoutes: readonly HttpRoute[] = [
   { method: "POST", url: "/api/schedules/:schedule_id/pause", operationId: "pauseSchedule", operation: "schedules_pause", params: ScheduleParams, query: NoQuery },
   { method: "POST", url: "/api/schedules/:schedule_id/resume", operationId: "resumeSchedule", operation: "schedules_resume", params: ScheduleParams, query: NoQuery },
   { method: "POST", url: "/api/schedules/:schedule_id/trigger", operationId: "triggerSchedule", operation: "schedules_trigger", params: ScheduleParams, query: NoQuery, status: 202 },
+  { method: "GET", url: "/api/jobs/:job_id/files", operationId: "listJobFiles", operation: "jobs_files_list", params: JobParams, query: NoQuery },
+  { method: "POST", url: "/api/compute/enroll-tokens", operationId: "createEnrollToken", operation: "compute_enroll_tokens_create", query: NoQuery, body: CreateEnrollTokenRequest, status: 201, example: { queues: ["default"], ttl_ms: 600000 } },
+  { method: "POST", url: "/api/compute/servers", operationId: "enrollServer", operation: "compute_servers_enroll", query: NoQuery, body: EnrollServerRequest, status: 201 },
+  { method: "GET", url: "/api/compute/servers", operationId: "listServers", operation: "compute_servers_list", query: NoQuery },
+  { method: "DELETE", url: "/api/compute/servers/:server_id", operationId: "revokeServer", operation: "compute_servers_revoke", params: ServerParams, query: NoQuery },
+  {
+    method: "POST",
+    url: "/api/compute/jobs/lease",
+    operationId: "leaseJob",
+    operation: "compute_lease",
+    query: NoQuery,
+    body: LeaseRequest,
+    otherResponses: [{ status: 204, description: "the wait ran out with nothing to do", schema: z.null() }],
+    example: { wait_ms: 20000 },
+    noContent: (reply) => (reply as { job: unknown }).job === null,
+  },
+  leaseRoute("heartbeat", "heartbeatLease", "compute_heartbeat", LeaseHeartbeatRequest),
+  leaseRoute("result", "postLeaseResult", "compute_result", LeaseResultRequest),
+  leaseRoute("failed", "postLeaseFailure", "compute_failed", LeaseFailedRequest),
+  { method: "GET", url: "/api/targets", operationId: "listTargets", operation: "targets_list", query: NoQuery },
+  {
+    method: "PUT",
+    url: "/api/targets/:target_id/active",
+    operationId: "activateTarget",
+    operation: "targets_activate",
+    params: TargetParams,
+    query: NoQuery,
+    body: ActivateTargetRequest.pick({ queue: true }),
+    example: { queue: "default" },
+  },
   maintenance("maintenance.cleanup_runs", "cleanupRuns", CleanupRunsPayload, "Enqueue removal of old finished job records and results"),
   maintenance("maintenance.cleanup_temp_files", "cleanupTempFiles", CleanupTempFilesPayload, "Enqueue removal of old temporary files"),
 ];

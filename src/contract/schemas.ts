@@ -30,10 +30,10 @@ import {
   MAX_WAIT_MS,
 } from "./limits.js";
 
-const name = (what: string) =>
+export const name = (what: string) =>
   z.string().regex(NAME_PATTERN, `${what} must be 1-${MAX_NAME_LENGTH} characters of A-Z a-z 0-9 _ -`);
 const ms = z.number().int().nonnegative();
-const isoTime = z.iso.datetime({ offset: true });
+export const isoTime = z.iso.datetime({ offset: true });
 /** Short free text read back from NATS (host names, consumer names): bounded, no control characters. */
 const label = (max = 255) => z.string().max(max);
 // eslint-disable-next-line no-control-regex -- the point is to refuse control characters
@@ -75,7 +75,7 @@ export const FINAL_STATES: ReadonlySet<JobState> = new Set(["succeeded", "cancel
  * Any JSON value. Wire documents come out of JSON.parse, so they are JSON by
  * construction; z.json() would re-walk every payload for nothing.
  */
-const JsonValue = z.unknown().describe("any JSON value");
+export const JsonValue = z.unknown().describe("any JSON value");
 
 /** The fields of a submit, before the checks across fields (schedules reuse them for their job). */
 export const SubmitFields = z
@@ -131,9 +131,19 @@ export type ListJobsRequest = z.infer<typeof ListJobsRequest>;
 export const JobError = z.object({ code: z.string().max(MAX_JOB_ERROR_CODE_LENGTH), message: z.string().max(MAX_JOB_ERROR_MESSAGE_LENGTH) });
 export type JobError = z.infer<typeof JobError>;
 
-/** Who ran a job: a supervisor's execution process (pid), or with thread isolation its thread (pid = the supervisor's, and thread_id). */
-export const Owner = z.object({ worker_id: name("worker_id"), pid: z.number().int(), thread_id: z.number().int().optional() });
+/**
+ * Who ran a job: a supervisor's execution process (pid), or with thread
+ * isolation its thread (pid = the supervisor's, and thread_id); or a remote
+ * compute server (server_id).
+ */
+export const SupervisorOwner = z.object({ worker_id: name("worker_id"), pid: z.number().int(), thread_id: z.number().int().optional() });
+export const ServerOwner = z.object({ server_id: name("server_id") });
+export const Owner = z.union([SupervisorOwner, ServerOwner]);
 export type Owner = z.infer<typeof Owner>;
+
+
+/** Grows with every lease of a job (see fencingToken in subjects.ts). */
+export const FencingToken = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
 /** A job made by a schedule names it and the tick it was made for (absent on other jobs). */
 const scheduleOrigin = {
@@ -231,11 +241,13 @@ export const FinalRecord = JobStatus.extend({
   result: JsonValue,
   duration_ms: z.number().int().nullable(),
   generation: z.number().int().nonnegative().max(MAX_GENERATION).default(0),
+  /** The fencing token of the run that stored it (absent on records from before tokens): an older run's outcome is refused. */
+  fencing_token: FencingToken.optional(),
 });
 export type FinalRecord = z.infer<typeof FinalRecord>;
 
 /** The interim record of a running attempt (KV bucket bosun_jobs), removed when the attempt ends. */
-export const InterimRecord = JobStatus.extend({ generation: z.number().int().nonnegative().max(MAX_GENERATION).default(0) });
+export const InterimRecord = JobStatus.extend({ generation: z.number().int().nonnegative().max(MAX_GENERATION).default(0), fencing_token: FencingToken.optional() });
 export type InterimRecord = z.infer<typeof InterimRecord>;
 
 /** Each entry is checked on its own (against SubmitRequest), so one bad entry refuses only itself. */

@@ -52,6 +52,18 @@ export const api = {
   schedulesPause: `${API_PREFIX}.schedules.pause`,
   schedulesResume: `${API_PREFIX}.schedules.resume`,
   schedulesTrigger: `${API_PREFIX}.schedules.trigger`,
+  jobsFilesList: `${API_PREFIX}.jobs.files.list`,
+  jobsFilesGet: `${API_PREFIX}.jobs.files.get`,
+  computeEnrollTokensCreate: `${API_PREFIX}.compute.enroll_tokens.create`,
+  computeServersEnroll: `${API_PREFIX}.compute.servers.enroll`,
+  computeServersList: `${API_PREFIX}.compute.servers.list`,
+  computeServersRevoke: `${API_PREFIX}.compute.servers.revoke`,
+  computeLease: `${API_PREFIX}.compute.jobs.lease`,
+  computeHeartbeat: `${API_PREFIX}.compute.jobs.heartbeat`,
+  computeResult: `${API_PREFIX}.compute.jobs.result`,
+  computeFailed: `${API_PREFIX}.compute.jobs.failed`,
+  targetsList: `${API_PREFIX}.targets.list`,
+  targetsActivate: `${API_PREFIX}.targets.activate`,
 } as const;
 
 /** A command addressed to one supervisor (not load-balanced like the API). */
@@ -87,6 +99,18 @@ export const buckets = {
   keys: "bosun_keys",
   /** schedule id -> the schedule and its tick state (which ticks are handled, the last job). */
   schedules: "bosun_schedules",
+  /** job id -> the remote compute lease that owns it (the job's envelope, server, lease id, fencing token, expiry); compare-and-set only. */
+  leases: "bosun_leases",
+  /** server id -> an enrolled compute server (hash of its credential, queues, target); a revoke deletes it. */
+  computeServers: "bosun_compute_servers",
+  /** hash of an enroll token -> its queues, target and expiry; using it deletes it (single use). */
+  enrollTokens: "bosun_enroll_tokens",
+} as const;
+
+/** Object store buckets. */
+export const objectBuckets = {
+  /** Job files: `<job_id>/<name>`, kept for the retention. */
+  files: "bosun_files",
 } as const;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */
@@ -149,7 +173,20 @@ export const opsKeys = {
   queueSubmissionsPaused: (queue: string) => `queues.${token(queue, "queue")}.submissions_paused`,
   /** One key per limit (`max_concurrency`, `rate_limit`, `max_pending`), its value JSON; deleted when cleared. */
   queueLimit: (queue: string, limit: QueueLimitName) => `queues.${token(queue, "queue")}.${limit}`,
+  /** false: every compute route answers 404 (default true). */
+  computeEndpointsEnabled: "compute_endpoints_enabled",
+  /** The target a queue's new submissions go to (default `default`). */
+  queueActiveTarget: (queue: string) => `queues.${token(queue, "queue")}.active_target`,
 } as const;
+
+/**
+ * A job's fencing token for one delivery of one of its messages: every
+ * attempt, re-lease or redelivery of a job is a later message (a higher
+ * stream sequence) or a later delivery of the same one, so the token grows
+ * with every lease without a write of its own.
+ */
+export const MAX_FENCED_DELIVERIES = 999;
+export const fencingToken = (streamSeq: number, deliveryCount: number): number => streamSeq * (MAX_FENCED_DELIVERIES + 1) + Math.min(Math.max(deliveryCount, 1), MAX_FENCED_DELIVERIES);
 
 /** One durable pull consumer per lane, shared by every supervisor serving the lane's queue. */
 export const LANE_CONSUMER_PREFIX = "bosun_l_";

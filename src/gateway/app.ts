@@ -264,8 +264,11 @@ function registerRoute(app: FastifyInstance, route: HttpRoute, call: Call): void
         body: route.body ? parseWith(route.body, req.body ?? {}) : undefined,
       };
       const request = route.toRequest ? route.toRequest(input) : { ...input.params, ...input.query, ...(isPlainObject(input.body) ? input.body : {}) };
-      const res = await call(operations[route.operation].subject, request, req);
+      // A long poll (a compute lease's wait_ms) waits that much longer than a plain request.
+      const waitMs = isPlainObject(request) && typeof request.wait_ms === "number" ? request.wait_ms : 0;
+      const res = await call(operations[route.operation].subject, request, req, waitMs);
       if (res.status !== 200) return send(reply, res.status, res.body);
+      if (route.noContent?.(res.body)) return reply.code(204).send();
       return send(reply, route.status ?? 200, route.fromReply ? route.fromReply(res.body) : res.body);
     },
   });

@@ -23,6 +23,7 @@ const TAGS: Record<Tag, string> = {
   platform: "Live supervisors, their execution processes, and per-queue counts.",
   admin: "The ops flags, read and changed live on every gateway and supervisor; API keys.",
   system: "Maintenance tasks, health, metrics and this document.",
+  compute: "Remote compute servers: enroll, lease jobs over HTTP, heartbeat, post results and files; revoke.",
 };
 
 function parameters(route: Pick<HttpRoute, "params" | "query">): JsonSchema[] {

@@ -33,6 +33,9 @@ import type { AddressInfo } from "node:net";
 import { StreamWriter } from "../platform/stream-writer.js";
 import { forEachGuarded, guard } from "../platform/guard.js";
 import { Schedules } from "../schedules/index.js";
+import { Compute } from "../compute/index.js";
+import { Files } from "../files/index.js";
+import { Targets } from "../targets/index.js";
 
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
 const CANCEL_SWEEP_MS = 10 * 60_000;
@@ -187,7 +190,7 @@ export class Supervisor {
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, log });
+    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: new Compute().api, files: new Files().api, targets: new Targets().api, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();

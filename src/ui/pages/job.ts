@@ -2,6 +2,7 @@
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { NotFoundError } from "../../client/errors.js";
+import { ownerText } from "../../contract/owner.js";
 import type { JobEvent, JobResult, JobStatus } from "../../contract/schemas.js";
 import { api, download, optional } from "../api.js";
 import { Action, ago, bytes, duration, ErrorNote, Json, StateBadge, Unavailable, useLoad } from "../components.js";
@@ -96,7 +97,7 @@ export function Job({ jobId }: { jobId: string }) {
       <dt>Queue</dt><dd>${status.queue}</dd>
       <dt>Tenant</dt><dd>${status.tenant ?? "—"}</dd>
       <dt>Attempts</dt><dd>${status.attempts} of ${status.max_attempts}</dd>
-      <dt>Owner</dt><dd>${status.owner ? `${status.owner.worker_id}, pid ${status.owner.pid}` : "—"}</dd>
+      <dt>Owner</dt><dd>${status.owner ? ownerText(status.owner) : "—"}</dd>
       <dt>Created</dt><dd><time datetime=${status.created_at}>${ago(status.created_at)}</time></dd>
       <dt>Started</dt><dd>${status.started_at ? html`<time datetime=${status.started_at}>${ago(status.started_at)}</time>` : "—"}</dd>
       <dt>Finished</dt><dd>${status.finished_at ? html`<time datetime=${status.finished_at}>${ago(status.finished_at)}</time>` : "—"}</dd>

@@ -1,0 +1,104 @@
+/**
+ * The wire shapes of remote compute servers (HTTP-only workers), targets and
+ * job files: CONTRACT.md "Remote compute servers", "Targets and ops flags"
+ * and the files routes. docs/compute.md tells the protocol.
+ */
+import { z } from "zod";
+import { FencingToken, isoTime, JobError, JobId, JobType, JsonValue, name } from "./schemas.js";
+import { MAX_CORRELATION_ID_LENGTH, MAX_TIMEOUT_MS, MAX_WAIT_MS } from "./limits.js";
+
+/** Queues one enroll token (and so one server) may serve. */
+export const MAX_SERVER_QUEUES = 64;
+/** Types one lease request may name. */
+export const MAX_LEASE_TYPES = 64;
+export const DEFAULT_ENROLL_TTL_MS = 3_600_000;
+export const MAX_ENROLL_TTL_MS = 30 * 24 * 3_600_000;
+/** A secret as sent (enroll tokens, credentials): Bosun's are 43 characters. */
+const Secret = z.string().min(1).max(256);
+/** A lease id: a nuid (22 characters). */
+export const LeaseId = z.string().regex(/^[A-Za-z0-9]{1,64}$/, "a lease id is 1-64 of A-Z a-z 0-9");
+const Queues = z.array(name("queue")).min(1).max(MAX_SERVER_QUEUES);
+
+export const CreateEnrollTokenRequest = z
+  .object({
+    queues: Queues,
+    ttl_ms: z.number().int().positive().max(MAX_ENROLL_TTL_MS).default(DEFAULT_ENROLL_TTL_MS),
+    /** The target the server joins (default: `default`). */
+    target: name("target").optional(),
+  })
+  .strict();
+export type CreateEnrollTokenRequest = z.infer<typeof CreateEnrollTokenRequest>;
+export const EnrollToken = z.object({ token: z.string(), expires_at: isoTime, queues: z.array(z.string()), target: z.string() });
+export type EnrollToken = z.infer<typeof EnrollToken>;
+
+export const EnrollServerRequest = z.object({ enroll_token: Secret, name: name("name") }).strict();
+export type EnrollServerRequest = z.infer<typeof EnrollServerRequest>;
+export const EnrolledServer = z.object({ server_id: z.string(), credential: z.string(), queues: z.array(z.string()), target: z.string() });
+export type EnrolledServer = z.infer<typeof EnrolledServer>;
+
+export const ComputeServer = z.object({
+  server_id: z.string(),
+  name: z.string(),
+  queues: z.array(z.string()),
+  target: z.string(),
+  enrolled_at: isoTime,
+  last_heartbeat_at: isoTime.nullable(),
+  leased_jobs: z.array(z.string()),
+});
+export type ComputeServer = z.infer<typeof ComputeServer>;
+export const ComputeServersReply = z.object({ servers: z.array(ComputeServer) });
+export const ServerIdRequest = z.object({ server_id: name("server_id") }).strict();
+export const RevokeServerReply = z.object({ server_id: z.string(), status: z.literal("revoked"), requeued: z.number().int() });
+
+export const LeaseRequest = z
+  .object({
+    wait_ms: z.number().int().min(0).max(MAX_WAIT_MS).default(0),
+    types: z.array(JobType).min(1).max(MAX_LEASE_TYPES).optional(),
+  })
+  .strict();
+export type LeaseRequest = z.infer<typeof LeaseRequest>;
+export const Lease = z.object({ lease_id: z.string(), fencing_token: FencingToken, expires_at: isoTime });
+export type Lease = z.infer<typeof Lease>;
+export const LeasedJob = z.object({
+  job_id: z.string(),
+  type: z.string(),
+  payload: JsonValue,
+  attempt: z.number().int(),
+  timeout_ms: z.number().int().positive().max(MAX_TIMEOUT_MS),
+  correlation_id: z.string().max(MAX_CORRELATION_ID_LENGTH),
+});
+export type LeasedJob = z.infer<typeof LeasedJob>;
+/** Over NATS nothing to do is `{"job": null, "lease": null}`; HTTP answers 204. */
+export const LeaseReply = z.union([z.object({ job: LeasedJob, lease: Lease }), z.object({ job: z.null(), lease: z.null() })]);
+export type LeaseReply = z.infer<typeof LeaseReply>;
+
+const leaseCall = { job_id: JobId, lease_id: LeaseId };
+export const LeaseHeartbeatRequest = z.object({ ...leaseCall, progress: z.number().min(0).max(1).optional() }).strict();
+export const LeaseHeartbeatReply = z.object({ job_id: z.string(), lease_id: z.string(), expires_at: isoTime });
+export const LeaseResultRequest = z.object({ ...leaseCall, result: JsonValue.default(null) }).strict();
+export const LeaseFailedRequest = z.object({ ...leaseCall, error: JobError, retryable: z.boolean().default(true) }).strict();
+export const LeaseEndReply = z.object({ job_id: z.string(), state: z.string() });
+
+/** A job file's name: one path segment of printable characters (no `/`, no `..`). */
+export const JobFileName = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[A-Za-z0-9._-]+$/, "a file name is 1-255 of A-Z a-z 0-9 . _ -")
+  .refine((n) => n !== "." && n !== "..", "a file name is not . or ..");
+export const JobFile = z.object({ name: z.string(), size: z.number().int().nonnegative(), content_type: z.string(), created_at: isoTime });
+export type JobFile = z.infer<typeof JobFile>;
+export const JobFilesReply = z.object({ files: z.array(JobFile) });
+
+export const TargetInfo = z.object({
+  target_id: z.string(),
+  supervisors: z.array(z.string()),
+  servers: z.array(z.string()),
+  /** Queues whose active target this is. */
+  active_for: z.array(z.string()),
+  /** Queues its supervisors and servers serve. */
+  queues: z.array(z.string()),
+});
+export const TargetsReply = z.object({ targets: z.array(TargetInfo) });
+export const ActivateTargetRequest = z.object({ target_id: name("target_id"), queue: name("queue") }).strict();
+export const ActivateTargetReply = z.object({ target_id: z.string(), queue: z.string(), previous: z.string() });
