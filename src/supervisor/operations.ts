@@ -28,7 +28,7 @@ import {
 import { patchedFlags, writeOpsPatch, type OpsFlagsView } from "../platform/ops.js";
 import { readReply } from "../platform/nats.js";
 import type { Heartbeats } from "./heartbeat.js";
-import type { Pool } from "./pool.js";
+import type { Pool } from "../actors/pool/pool.js";
 import { answer } from "./api.js";
 import { onMessage } from "../platform/guard.js";
 import type { Lane, LaneRegistry } from "../records/index.js";

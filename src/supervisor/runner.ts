@@ -13,7 +13,7 @@ import { laneFor, recordOf, type CancelRegistry, type JobStore, type Lane, type 
 import { readJobMessage, type InboundJob } from "./inbound.js";
 import type { LaneOrder } from "./lane-order.js";
 import { OutcomeGate } from "./outcome-gate.js";
-import { NotStartedError, type ExecutionHandle, type Pool } from "./pool.js";
+import { NotStartedError, type ExecutionHandle, type Pool } from "../actors/pool/pool.js";
 import { JobMessage, Puller } from "./puller.js";
 import { cancelledError, lostRun, runIdOf, Settler } from "./settle.js";
 import { UncountedRuns } from "./uncounted.js";

@@ -11,7 +11,7 @@ import { isMaxPayloadError } from "../platform/nats.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import type { CancelRegistry, JobStore } from "../records/index.js";
 import { backoffDelay } from "./backoff.js";
-import type { ExecutionOutcome } from "./pool.js";
+import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import type { JobMessage } from "./puller.js";
 
 export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;

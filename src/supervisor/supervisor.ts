@@ -18,7 +18,7 @@ import { serveForwardedSubmits, startApi } from "./api.js";
 import { Gate, KeyStore, type AuthSettings } from "../auth/index.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
-import { Pool } from "./pool.js";
+import { Pool } from "../actors/pool/pool.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
 import { BandsThenTurns } from "./lane-order.js";

@@ -4,8 +4,8 @@
  * and its end. Commands to it leave once per event-loop turn, together.
  */
 import { randomUUID } from "node:crypto";
-import type { ActorExit, ActorSpawner, ExecutionActor } from "../actors/actor.js";
-import type { ChildMessage, ParentCommand } from "../actors/protocol.js";
+import type { ActorExit, ActorSpawner, ExecutionActor } from "../actor.js";
+import type { ChildMessage, ParentCommand } from "../protocol.js";
 import type { Execution, RunSpec } from "./execution.js";
 
 export type MemberState = "starting" | "idle" | "busy" | "killed";

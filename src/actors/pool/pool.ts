@@ -13,10 +13,10 @@
  * starting it (the start ledger tells) is not started at all.
  */
 import type { Logger } from "pino";
-import type { JobError, ProcessInfo, Supervision } from "../contract/index.js";
-import { actorSpawner, type ActorExit, type ActorKind, type ActorSpawner } from "../actors/actor.js";
-import type { ChildMessage, DoneMessage } from "../actors/protocol.js";
-import type { SupervisorMetrics } from "../platform/metrics.js";
+import type { JobError, ProcessInfo, Supervision } from "../../contract/index.js";
+import { actorSpawner, type ActorExit, type ActorKind, type ActorSpawner } from "../actor.js";
+import type { ChildMessage, DoneMessage } from "../protocol.js";
+import type { SupervisorMetrics } from "../../platform/metrics.js";
 import {
   drainingError,
   killError,

@@ -4,7 +4,7 @@
  * 30 s) instead of spinning on a handler that kills every actor.
  */
 import type { Logger } from "pino";
-import type { Supervision } from "../contract/index.js";
+import type { Supervision } from "../../contract/index.js";
 
 const MIN_SPAWN_BACKOFF_MS = 1000;
 const MAX_SPAWN_BACKOFF_MS = 30_000;

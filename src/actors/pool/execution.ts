@@ -4,8 +4,8 @@
  * ends, and what its caller holds (the handle).
  */
 import { randomUUID } from "node:crypto";
-import type { RunCommand } from "../actors/protocol.js";
-import type { JobError, ProcessInfo } from "../contract/index.js";
+import type { RunCommand } from "../protocol.js";
+import type { JobError, ProcessInfo } from "../../contract/index.js";
 import type { PoolMember } from "./pool-member.js";
 
 export type ExecutionOutcome =
