@@ -18,6 +18,13 @@ export interface PayloadSchema {
 export interface HandlerContext {
   job_id: string;
   attempt: number;
+  /**
+   * Grows with every lease of the job (each attempt, each re-lease after a
+   * crash or an expired lease): an outcome stored with an older token than
+   * the job's current one is refused. Pass it on to your own stores to fence
+   * a stalled run that wakes up late.
+   */
+  fencing_token: number;
   correlation_id: string;
   signal: AbortSignal;
   log: Logger;

@@ -22,6 +22,8 @@ export interface RunCommand {
   type: string;
   payload: unknown;
   attempt: number;
+  /** Grows with every lease of the job (see fencingToken): outcomes stored with an older one are refused. */
+  fencing_token: number;
   correlation_id: string;
   /** W3C traceparent of the supervisor's run span: the handler's span is its child. */
   traceparent?: string;

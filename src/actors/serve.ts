@@ -75,6 +75,7 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
     return {
       job_id: cmd.job_id,
       attempt: cmd.attempt,
+      fencing_token: cmd.fencing_token,
       correlation_id: cmd.correlation_id,
       get signal() {
         // Read after its run ended (a handler's leftover callback): an aborted signal, so it stops.

@@ -31,7 +31,8 @@ export type CreateEnrollTokenRequest = z.infer<typeof CreateEnrollTokenRequest>;
 export const EnrollToken = z.object({ token: z.string(), expires_at: isoTime, queues: z.array(z.string()), target: z.string() });
 export type EnrollToken = z.infer<typeof EnrollToken>;
 
-export const EnrollServerRequest = z.object({ enroll_token: Secret, name: name("name") }).strict();
+/** `target` is the server's (default: the token's, else `default`); a token that names another refuses it. */
+export const EnrollServerRequest = z.object({ enroll_token: Secret, name: name("name"), target: name("target").optional() }).strict();
 export type EnrollServerRequest = z.infer<typeof EnrollServerRequest>;
 export const EnrolledServer = z.object({ server_id: z.string(), credential: z.string(), queues: z.array(z.string()), target: z.string() });
 export type EnrolledServer = z.infer<typeof EnrolledServer>;

@@ -6,7 +6,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import { laneOfSubject, streams, type InterimRecord, type JobEnvelope, type JobError } from "../contract/index.js";
+import { fencingToken, laneOfSubject, streams, type InterimRecord, type JobEnvelope, type JobError } from "../contract/index.js";
 import { guard } from "../platform/guard.js";
 import { ensureConsumer, laneConsumerConfig } from "../platform/topology.js";
 import { laneFor, recordOf, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
@@ -355,7 +355,7 @@ export class Runner {
       let handle: ExecutionHandle;
       const execute = (maxWaitMs?: number) =>
         this.pool.execute(
-          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, correlation_id: job.correlation_id, traceparent: trace.traceparent },
+          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, fencing_token: fencingToken(msg.streamSeq, msg.deliveryCount), correlation_id: job.correlation_id, traceparent: trace.traceparent },
           job.timeout_ms,
           { onProgress: visibility.progress, maxWaitMs },
         );
