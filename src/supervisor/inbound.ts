@@ -12,7 +12,7 @@ import type { Logger } from "pino";
 import { headerNames, jobSubject, scheduledSubject, type JobEnvelope } from "../contract/index.js";
 import { logDropped } from "../platform/guard.js";
 import { integerHeader, readParked } from "../records/index.js";
-import type { JobMessage } from "./puller.js";
+import type { JobMessage } from "../platform/puller.js";
 
 export interface InboundJob {
   job: JobEnvelope;

@@ -6,16 +6,16 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
-import { fencingToken, laneOfSubject, streams, type InterimRecord, type JobEnvelope, type JobError } from "../contract/index.js";
+import { laneOfSubject, streams, type InterimRecord, type JobEnvelope, type JobError } from "../contract/index.js";
 import { guard } from "../platform/guard.js";
 import { ensureConsumer, laneConsumerConfig } from "../platform/topology.js";
-import { laneFor, recordOf, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
+import { laneFor, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
 import { readJobMessage, type InboundJob } from "./inbound.js";
 import type { LaneOrder } from "./lane-order.js";
 import { OutcomeGate } from "./outcome-gate.js";
 import { NotStartedError, type ExecutionHandle, type Pool } from "../actors/pool/pool.js";
-import { JobMessage, Puller } from "./puller.js";
-import { cancelledError, lostRun, runIdOf, Settler } from "./settle.js";
+import { JobMessage, Puller } from "../platform/puller.js";
+import { runIdOf, Settler } from "./settle.js";
 import { UncountedRuns } from "./uncounted.js";
 import type { Admission, QueueLimits } from "./queue-limits.js";
 import { runningVisibility } from "./running-record.js";
@@ -323,26 +323,10 @@ export class Runner {
 
   async #run(msg: JobMessage, releaseSlot: () => void, admission: Admission): Promise<void> {
     const { log, workerId, cancels } = this.opts;
-    const inbound = readJobMessage(msg, log, "jobs stream");
-    if (!inbound) return;
-    const { job } = inbound;
-    const attempt = inbound.attemptOffset + msg.deliveryCount;
-    // Earlier deliveries of this message never reported back: their supervisor died.
-    const lost = Array.from({ length: msg.deliveryCount - 1 }, (_, i) => lostRun(attempt - msg.deliveryCount + 1 + i));
-    const history = [...job.errors, ...lost];
-    const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null, owner: null });
-
     const runId = runIdOf(workerId, msg);
-    if (cancels.has(job.job_id)) {
-      await this.#settler.finish(job, { ...record, state: "cancelled", finished_at: new Date().toISOString() }, { state: "cancelled", error: cancelledError, durationMs: null }, runId);
-      msg.ack();
-      return;
-    }
-    if (attempt > job.max_attempts) {
-      await this.#settler.bury(job, record, history, lostRun(attempt - 1), null, runId);
-      msg.ack();
-      return;
-    }
+    const picked = await this.#settler.pickUp(msg, runId);
+    if (!picked) return;
+    const { inbound, job, attempt, history, record } = picked;
 
     this.#leased.add(msg);
     const interim: InterimRecord = { ...record, generation: job.generation };
@@ -355,7 +339,7 @@ export class Runner {
       let handle: ExecutionHandle;
       const execute = (maxWaitMs?: number) =>
         this.pool.execute(
-          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, fencing_token: fencingToken(msg.streamSeq, msg.deliveryCount), correlation_id: job.correlation_id, traceparent: trace.traceparent },
+          { job_id: job.job_id, type: job.type, payload: job.payload, attempt, fencing_token: picked.fencingToken, correlation_id: job.correlation_id, traceparent: trace.traceparent },
           job.timeout_ms,
           { onProgress: visibility.progress, maxWaitMs },
         );

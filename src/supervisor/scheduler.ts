@@ -10,7 +10,7 @@ import { SCHEDULER_CONSUMER, streams } from "../contract/index.js";
 import { guard } from "../platform/guard.js";
 import type { CancelRegistry, JobStore } from "../records/index.js";
 import { readJobMessage } from "./inbound.js";
-import { JobMessage, Puller } from "./puller.js";
+import { JobMessage, Puller } from "../platform/puller.js";
 
 /** Parked messages this supervisor holds at once; each is handled in microseconds. */
 const WINDOW = 256;

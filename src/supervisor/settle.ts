@@ -6,13 +6,25 @@
  * errors and owner; a dead job also gets its dead letter.
  */
 import type { Logger } from "pino";
-import { encodeJson, jobErrorOf, type FinalRecord, type JobEnvelope, type JobError, type JobStatus } from "../contract/index.js";
+import { encodeJson, fencingToken, jobErrorOf, type FinalRecord, type JobEnvelope, type JobError, type JobStatus } from "../contract/index.js";
 import { isMaxPayloadError } from "../platform/nats.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import type { CancelRegistry, JobStore } from "../records/index.js";
 import { backoffDelay } from "./backoff.js";
 import type { ExecutionOutcome } from "../actors/pool/pool.js";
-import type { JobMessage } from "./puller.js";
+import type { JobMessage } from "../platform/puller.js";
+import { recordOf } from "../records/index.js";
+import { readJobMessage, type InboundJob } from "./inbound.js";
+
+/** A delivered job ready to run (see Settler.pickUp). */
+export interface PickedUp {
+  inbound: InboundJob;
+  job: JobEnvelope;
+  attempt: number;
+  history: JobError[];
+  record: JobStatus;
+  fencingToken: number;
+}
 
 export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;
 export const lostRun = (attempt: number): JobError => ({ code: "lost", message: `attempt ${attempt} never reported back (its supervisor stopped)` });
@@ -41,12 +53,48 @@ export class Settler {
     private readonly workerId: string,
   ) {}
 
+  /**
+   * A delivered job before it runs: its attempt number and error history
+   * (earlier deliveries that never reported back count as lost runs), or
+   * undefined when there is nothing to run: a bad message (terminated), a
+   * cancelled job or one whose attempts are used up (settled and acked here).
+   */
+  async pickUp(msg: JobMessage, runId: string): Promise<PickedUp | undefined> {
+    const inbound = readJobMessage(msg, this.log, "jobs stream");
+    if (!inbound) return undefined;
+    const { job } = inbound;
+    const attempt = inbound.attemptOffset + msg.deliveryCount;
+    const lost = Array.from({ length: msg.deliveryCount - 1 }, (_, i) => lostRun(attempt - msg.deliveryCount + 1 + i));
+    const history = [...job.errors, ...lost];
+    const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null, owner: null });
+    if (this.cancels.has(job.job_id)) {
+      await this.finish(job, { ...record, state: "cancelled", finished_at: new Date().toISOString() }, { state: "cancelled", error: cancelledError, durationMs: null }, runId);
+      msg.ack();
+      return undefined;
+    }
+    if (attempt > job.max_attempts) {
+      await this.bury(job, record, history, lostRun(attempt - 1), null, runId);
+      msg.ack();
+      return undefined;
+    }
+    return { inbound, job, attempt, history, record, fencingToken: fencingToken(msg.streamSeq, msg.deliveryCount) };
+  }
+
   /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
   async settle(msg: JobMessage, job: JobEnvelope, record: JobStatus, history: JobError[], ran: ExecutionOutcome): Promise<void> {
+    if ((await this.record(job, record, history, ran, runIdOf(this.workerId, msg))) === "hand_back") msg.nak();
+    else msg.ack();
+  }
+
+  /**
+   * Stores an attempt's outcome; the caller acks the job's message after it
+   * (a remote lease's from wherever its next call arrives), or hands it back
+   * (nak) when asked to: a run killed by a drain past its grace.
+   */
+  async record(job: JobEnvelope, record: JobStatus, history: JobError[], ran: ExecutionOutcome, runId: string, opts: { retryAtOnce?: boolean } = {}): Promise<"stored" | "hand_back"> {
     const { log, metrics } = this;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
     const labels = { queue: job.queue, type: job.type };
-    const runId = runIdOf(this.workerId, msg);
     metrics.duration.observe(labels, ran.duration_ms / 1000);
     const ended = { ...record, finished_at: new Date().toISOString() };
     const outcome = ran.ok ? await this.#succeed(job, { ...ended, progress: 1 }, ran, runId) : ran;
@@ -55,16 +103,15 @@ export class Settler {
       log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
     } else if (outcome.error.code === "shutdown") {
       // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
-      msg.nak();
       log.warn(logCtx, "job handed back after the drain grace period");
-      return;
+      return "hand_back";
     } else if (outcome.error.code === "cancelled") {
       metrics.cancelled.inc(labels);
       await this.finish(job, ended, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms }, runId);
       log.info(logCtx, "job cancelled while running");
     } else if (record.attempts < job.max_attempts) {
       metrics.failed.inc(labels);
-      await this.#retryLater(job, record, [...history, outcome.error]);
+      await this.#retryLater(job, record, [...history, outcome.error], opts.retryAtOnce === true);
       metrics.retried.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job attempt failed");
     } else {
@@ -73,7 +120,7 @@ export class Settler {
       metrics.dead.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
     }
-    msg.ack();
+    return "stored";
   }
 
   /**
@@ -93,9 +140,9 @@ export class Settler {
   }
 
   /** The next attempt after the backoff: parked in the scheduler, or queued at once when there is none. */
-  async #retryLater(job: JobEnvelope, record: JobStatus, errors: JobError[]): Promise<void> {
+  async #retryLater(job: JobEnvelope, record: JobStatus, errors: JobError[], atOnce: boolean): Promise<void> {
     const next: JobEnvelope = { ...job, errors, owner: record.owner, started_at: record.started_at };
-    const delay = backoffDelay(job.backoff, record.attempts);
+    const delay = atOnce ? 0 : backoffDelay(job.backoff, record.attempts);
     if (delay > 0) await this.store.schedule(next, record.attempts, Date.now() + delay);
     else await this.store.enqueue(next, record.attempts);
   }

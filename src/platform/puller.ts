@@ -16,11 +16,13 @@
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import type { Logger } from "pino";
-import { guard, onMessage } from "../platform/guard.js";
+import { guard, onMessage } from "./guard.js";
 
-const ACK = new TextEncoder().encode("+ACK");
-const WORKING = new TextEncoder().encode("+WPI");
+export const ACK = new TextEncoder().encode("+ACK");
+export const WORKING = new TextEncoder().encode("+WPI");
 const TERM = new TextEncoder().encode("+TERM");
+/** Redeliver at once (counts as a delivery). */
+export const NAK = new TextEncoder().encode("-NAK");
 
 let receipts = 0;
 
@@ -37,6 +39,13 @@ export class JobMessage {
     this.deliveryCount = Number(tokens[offset + 2]);
     this.streamSeq = Number(tokens[offset + 3]);
   }
+  /**
+   * Where its acks go: any process may send them, so a remote compute lease
+   * keeps it in KV and whichever supervisor serves the lease's next call acks.
+   */
+  get ackSubject(): string {
+    return this.msg.reply ?? "";
+  }
   /** The job's subject: bosun.jobs.<lane>.<job_id>. */
   get subject(): string {
     return this.msg.subject;
@@ -52,7 +61,7 @@ export class JobMessage {
   }
   /** Redeliver after delayMs (counts as a delivery). */
   nak(delayMs = 0): void {
-    this.msg.respond(delayMs > 0 ? `-NAK ${JSON.stringify({ delay: delayMs * 1_000_000 })}` : "-NAK");
+    this.msg.respond(delayMs > 0 ? `-NAK ${JSON.stringify({ delay: delayMs * 1_000_000 })}` : NAK);
   }
   /** Resets the ack deadline while a long job runs. */
   working(): void {
