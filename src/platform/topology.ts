@@ -28,6 +28,7 @@ import {
   JOBS_WILDCARD,
   laneConsumer,
   laneJobsFilter,
+  MAX_ENROLL_TTL_MS,
   MAX_HEARTBEAT_BYTES,
   RESULTS_WILDCARD,
   SCHEDULED_WILDCARD,
@@ -139,6 +140,11 @@ export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
     kv(buckets.keys, { history: 1 }),
     // No TTL: a schedule lives until deleted; each entry is its spec and its tick state.
     kv(buckets.schedules, { history: 1 }),
+    // No TTL: a lease entry is removed when its lease ends; compare-and-set on every change.
+    kv(buckets.leases, { history: 1 }),
+    // Only hashes of credentials and tokens; a revoke deletes the server, a use deletes the token.
+    kv(buckets.computeServers, { history: 1 }),
+    kv(buckets.enrollTokens, { history: 1, ttl: MAX_ENROLL_TTL_MS }),
   ];
 }
 
@@ -196,6 +202,9 @@ export interface Topology {
   lanesKv: KV;
   keysKv: KV;
   schedulesKv: KV;
+  leasesKv: KV;
+  computeServersKv: KV;
+  enrollTokensKv: KV;
 }
 
 /** Retries the transient failures of a cluster (elections: up to ~10 s) and races with other supervisors. */
@@ -314,6 +323,9 @@ export async function provisionTopology(nc: NatsConnection, opts: TopologyOption
     lanesKv: bucket(buckets.lanes),
     keysKv: bucket(buckets.keys),
     schedulesKv: bucket(buckets.schedules),
+    leasesKv: bucket(buckets.leases),
+    computeServersKv: bucket(buckets.computeServers),
+    enrollTokensKv: bucket(buckets.enrollTokens),
   };
 }
 

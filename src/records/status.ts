@@ -13,6 +13,7 @@
  */
 import {
   type FinalRecord,
+  type JobError,
   type InterimRecord,
   type JobEnvelope,
   type JobResult,
@@ -53,6 +54,15 @@ export function recordOf(job: JobEnvelope, state: JobState, attempts: number, ex
     ...(job.schedule_id !== undefined && { schedule_id: job.schedule_id, tick_at: job.tick_at }),
     ...extra,
   };
+}
+
+export const lostRun = (attempt: number): JobError => ({ code: "lost", message: `attempt ${attempt} never reported back (its supervisor or compute server stopped)` });
+
+/** A delivery's attempt number and the errors before it: earlier deliveries of the same message that never reported back are lost runs. */
+export function deliveryHistory(job: JobEnvelope, attemptOffset: number, deliveryCount: number): { attempt: number; history: JobError[] } {
+  const attempt = attemptOffset + deliveryCount;
+  const lost = Array.from({ length: deliveryCount - 1 }, (_, i) => lostRun(attempt - deliveryCount + 1 + i));
+  return { attempt, history: [...job.errors, ...lost] };
 }
 
 export const queuedStatus = ({ job, offset }: ParkedJob): JobStatus => recordOf(job, "queued", offset);

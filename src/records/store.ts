@@ -29,6 +29,7 @@ import {
 } from "../contract/index.js";
 import { StreamWriteError, type StreamWriter, type WriteOptions } from "../platform/stream-writer.js";
 import { TRACEPARENT } from "../platform/tracing.js";
+import type { JobMessage } from "../platform/puller.js";
 import { readParked, readStored, type StoredLike } from "./decode.js";
 import { statusOf, type JobSources, type ParkedJob } from "./status.js";
 
@@ -83,6 +84,16 @@ export class JobStore {
       headers: { [headerNames.attemptOffset]: String(attemptOffset) },
       ...retry,
     });
+  }
+
+  /**
+   * Gives back a delivered job that never started, as a new message carrying
+   * the same attempt number: JetStream would count a nak as a delivery, and
+   * the job would lose an attempt it never used.
+   */
+  async handBack(msg: JobMessage, parked: ParkedJob): Promise<void> {
+    await this.enqueue(parked.job, parked.offset + msg.deliveryCount - 1, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
+    msg.ack();
   }
 
   /** Parks an attempt of a job until `dueAt` (epoch ms); the scheduler enqueues it then. */

@@ -301,19 +301,13 @@ export class Runner {
     if (this.#idle && this.#unsettled === 0) this.#idle();
   }
 
-  /**
-   * Gives back a job that never started, as a new message carrying the same
-   * attempt number: JetStream would count a nak as a delivery, and the job
-   * would lose an attempt it never used.
-   */
+  /** Gives back a job that never started (JobStore.handBack): true once it is given back or was unreadable. */
   async #handBack(msg: JobMessage, parsed?: InboundJob): Promise<boolean> {
     try {
       const inbound = parsed ?? readJobMessage(msg, this.opts.log, "jobs stream");
       // A bad message is terminated by the decode boundary: nothing left to hand back.
       if (!inbound) return true;
-      const offset = inbound.attemptOffset + msg.deliveryCount - 1;
-      await this.store.enqueue(inbound.job, offset, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
-      msg.ack();
+      await this.store.handBack(msg, { job: inbound.job, offset: inbound.attemptOffset });
       return true;
     } catch (err) {
       this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back");

@@ -13,7 +13,7 @@ import type { CancelRegistry, JobStore } from "../records/index.js";
 import { backoffDelay } from "./backoff.js";
 import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import type { JobMessage } from "../platform/puller.js";
-import { recordOf } from "../records/index.js";
+import { deliveryHistory, lostRun, recordOf } from "../records/index.js";
 import { readJobMessage, type InboundJob } from "./inbound.js";
 
 /** A delivered job ready to run (see Settler.pickUp). */
@@ -27,7 +27,6 @@ export interface PickedUp {
 }
 
 export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;
-export const lostRun = (attempt: number): JobError => ({ code: "lost", message: `attempt ${attempt} never reported back (its supervisor stopped)` });
 
 /**
  * Names one run of a job: this supervisor and its receipt of the message.
@@ -63,9 +62,7 @@ export class Settler {
     const inbound = readJobMessage(msg, this.log, "jobs stream");
     if (!inbound) return undefined;
     const { job } = inbound;
-    const attempt = inbound.attemptOffset + msg.deliveryCount;
-    const lost = Array.from({ length: msg.deliveryCount - 1 }, (_, i) => lostRun(attempt - msg.deliveryCount + 1 + i));
-    const history = [...job.errors, ...lost];
+    const { attempt, history } = deliveryHistory(job, inbound.attemptOffset, msg.deliveryCount);
     const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null, owner: null });
     if (this.cancels.has(job.job_id)) {
       await this.finish(job, { ...record, state: "cancelled", finished_at: new Date().toISOString() }, { state: "cancelled", error: cancelledError, durationMs: null }, runId);
