@@ -35,6 +35,13 @@ import {
   type SubmitReply,
 } from "../contract/index.js";
 import type { HandlerDefinition } from "../actors/handlers.js";
+
+/** Runs nowhere here: a remote server's handler runs the job (see #remoteHandler). */
+const REMOTE_HANDLER: HandlerDefinition = {
+  run: () => {
+    throw new Error("a remote compute server's job type");
+  },
+};
 import {
   IdempotencyIndex,
   laneFor,
@@ -70,6 +77,8 @@ export interface IntakeDeps {
   workerId: string;
   /** Live supervisors serving this type on this queue (this one included). */
   serversOf(type: string, queue: string): string[];
+  /** Remote compute servers seen lately serve this queue (they name no types up front: any type is theirs to run). */
+  remoteServes(queue: string): boolean;
   /** A supervisor that turned out not to be there. */
   forgetWorker(workerId: string): void;
   /** The ops flag: submits to this queue are refused for now. */
@@ -124,7 +133,7 @@ export class Intake {
     // A batch has counted its jobs in already, a forwarded submit was counted by its sender, and a
     // schedule's tick is claimed once: refused, it would be lost rather than retried.
     if (!ctx.counted && !forwarded && !origin) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
-    const handler = this.deps.queues.includes(req.queue) ? this.deps.handlers.get(req.type) : undefined;
+    const handler = (this.deps.queues.includes(req.queue) ? this.deps.handlers.get(req.type) : undefined) ?? this.#remoteHandler(req, forwarded);
     if (!handler) {
       const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue).filter((w) => w !== this.deps.workerId);
       if (others.length === 0) {
@@ -280,6 +289,17 @@ export class Intake {
 
   list(filter: ListJobsRequest): Promise<ListJobsReply> {
     return listJobs(this.deps.store.jsm, this.deps.store.log, this.deps.lanes, filter);
+  }
+
+  /**
+   * A job for a queue only remote compute servers serve: accepted with the
+   * defaults (their handlers are theirs, so no payload schema applies).
+   * Where a supervisor also serves it, the submit goes there for its checks.
+   */
+  #remoteHandler(req: SubmitRequest, forwarded: boolean): HandlerDefinition | undefined {
+    if (!this.deps.remoteServes(req.queue)) return undefined;
+    if (!forwarded && this.deps.serversOf(req.type, req.queue).some((w) => w !== this.deps.workerId)) return undefined;
+    return REMOTE_HANDLER;
   }
 
   #envelope(

@@ -9,7 +9,7 @@ import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
 import type { Service } from "@nats-io/services";
 import type { Logger } from "pino";
-import type { WorkerInfo } from "../contract/index.js";
+import { DEFAULT_TARGET, type WorkerInfo } from "../contract/index.js";
 import { loadHandlers } from "../actors/handlers.js";
 import { retentionOf, type SupervisorConfig } from "../platform/config.js";
 import { connectNats } from "../platform/nats.js";
@@ -34,6 +34,7 @@ import { StreamWriter } from "../platform/stream-writer.js";
 import { forEachGuarded, guard } from "../platform/guard.js";
 import { Schedules } from "../schedules/index.js";
 import { Compute } from "../compute/index.js";
+import { Settler } from "./settle.js";
 import { Files } from "../files/index.js";
 import { Targets } from "../targets/index.js";
 
@@ -66,6 +67,7 @@ export class Supervisor {
   #forwarded: Subscription | undefined;
   #jobTypes: string[] = [];
   #limits: QueueLimits | undefined;
+  #compute: Compute | undefined;
 
   constructor(
     private readonly config: SupervisorConfig,
@@ -164,6 +166,7 @@ export class Supervisor {
       queues: config.queues,
       workerId,
       serversOf: (type, queue) => heartbeats.serversOf(type, queue),
+      remoteServes: (queue) => this.#compute?.serves(queue, DEFAULT_TARGET) ?? false,
       forgetWorker: (id) => heartbeats.forget(id),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       maxPending: (queue) => ops.limits(queue).max_pending,
@@ -178,6 +181,20 @@ export class Supervisor {
     });
 
     const schedules = (this.#schedules = new Schedules(topology.schedulesKv, topology.jsm, intake, log));
+    const compute = (this.#compute = new Compute({
+      nc,
+      jsm: topology.jsm,
+      store,
+      lanes,
+      cancels,
+      outcomes: new Settler(store, cancels, metrics, log, workerId),
+      leasesKv: topology.leasesKv,
+      serversKv: topology.computeServersKv,
+      tokensKv: topology.enrollTokensKv,
+      leaseMs: config.lease_ms,
+      log,
+    }));
+    gate.checkServersWith(compute.credentials);
     metrics.watchSchedules(() => schedules.summary());
     metrics.watchQueueLimits(() => limits.samples(config.queues, (queue) => pending.last(queue)));
 
@@ -190,7 +207,8 @@ export class Supervisor {
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: new Compute().api, files: new Files().api, targets: new Targets().api, log });
+    await compute.start();
+    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: compute.api, files: new Files().api, targets: new Targets().api, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();
@@ -233,6 +251,7 @@ export class Supervisor {
     this.#forwarded?.unsubscribe();
     this.#operations?.stop();
     this.#schedules?.stop();
+    await this.#compute?.stop();
     this.#ops?.stop();
     await this.#scheduler?.stop();
     const countdown = this.#drainCountdown();
