@@ -33,6 +33,7 @@ export const SupervisorConfig = z
       .pipe(z.array(z.string().regex(NAME_PATTERN, "queue names are 1-64 of A-Z a-z 0-9 _ -")).min(1))
       .default(["default"])
       .describe("comma-separated queues to pull from"),
+    target: z.string().regex(NAME_PATTERN, "a target name is 1-64 of A-Z a-z 0-9 _ -").default("default").describe("the target (pool of machines) this supervisor belongs to: it runs the jobs its queues send there"),
     // Worker threads give up OS-level memory isolation for speed: for trusted handlers.
     isolation: z
       .enum(["process", "thread"])

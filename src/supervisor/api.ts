@@ -9,6 +9,7 @@ import { headers as natsHeaders, type Msg, type NatsConnection, type Subscriptio
 import type { Logger } from "pino";
 import type { z } from "zod";
 import {
+  BosunError,
   controlSubject,
   CORRELATION_HEADER,
   decodeWith,
@@ -44,6 +45,8 @@ export interface ApiDeps {
   compute: Compute["api"];
   files: Files["api"];
   targets: Targets["api"];
+  /** The ops flag compute_endpoints_enabled: false makes every compute operation unknown. */
+  computeEnabled(): boolean;
   log: Logger;
 }
 
@@ -108,7 +111,12 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   for (const name of Object.keys(operations) as OperationName[]) {
     const { subject, request } = operations[name];
     const handle = handlers[name] as (input: unknown, msg: Msg, trace: Hop) => Promise<unknown>;
-    const admit = (msg: Msg) => gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
+    // Off, a compute operation is not there at all (404), whoever asks: decided before anything else.
+    const compute = operations[name].tag === "compute";
+    const admit = (msg: Msg) => {
+      if (compute && !deps.computeEnabled()) throw new BosunError("not_found", "the compute endpoints are turned off (ops flag compute_endpoints_enabled)");
+      return gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
+    };
     const count = stats.endpoint(name);
     service.addEndpoint(name, {
       subject,

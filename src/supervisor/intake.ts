@@ -23,6 +23,7 @@ import {
   SubmitQueue,
   SubmitRequest,
   summarizeIssues,
+  DEFAULT_TARGET,
   type Backoff,
   type BatchSubmitReply,
   type CancelReply,
@@ -76,9 +77,14 @@ export interface IntakeDeps {
   queues: readonly string[];
   workerId: string;
   /** Live supervisors serving this type on this queue (this one included). */
-  serversOf(type: string, queue: string): string[];
-  /** Remote compute servers seen lately serve this queue (they name no types up front: any type is theirs to run). */
-  remoteServes(queue: string): boolean;
+  /** Live supervisors of the target serving the type on the queue. */
+  serversOf(type: string, queue: string, target: string): string[];
+  /** Remote compute servers of the target, seen lately, serve this queue (they name no types up front: any type is theirs to run). */
+  remoteServes(queue: string, target: string): boolean;
+  /** This supervisor's target. */
+  target: string;
+  /** The queue's active target (ops flags): where its new submissions go. */
+  activeTarget(queue: string): string;
   /** A supervisor that turned out not to be there. */
   forgetWorker(workerId: string): void;
   /** The ops flag: submits to this queue are refused for now. */
@@ -133,11 +139,15 @@ export class Intake {
     // A batch has counted its jobs in already, a forwarded submit was counted by its sender, and a
     // schedule's tick is claimed once: refused, it would be lost rather than retried.
     if (!ctx.counted && !forwarded && !origin) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
-    const handler = (this.deps.queues.includes(req.queue) ? this.deps.handlers.get(req.type) : undefined) ?? this.#remoteHandler(req, forwarded);
+    // Checked by a supervisor of the target that runs it: it has the handler, its payload schema and defaults.
+    const target = this.deps.activeTarget(req.queue);
+    const ours = this.deps.queues.includes(req.queue) && this.deps.target === target;
+    const handler = (ours ? this.deps.handlers.get(req.type) : undefined) ?? this.#remoteHandler(req, forwarded, target);
     if (!handler) {
-      const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue).filter((w) => w !== this.deps.workerId);
+      const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue, target).filter((w) => w !== this.deps.workerId);
       if (others.length === 0) {
-        throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
+        const where = target === DEFAULT_TARGET ? "" : ` of target "${target}"`;
+        throw new BosunError("unknown_type", `no live supervisor${where} serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue, target });
       }
       return this.#forwardToAny(others, req, correlationId, traceparent, authorization);
     }
@@ -147,7 +157,7 @@ export class Intake {
         throw new BosunError("validation_error", `payload does not match the schema of "${req.type}": ${summarizeIssues(checked.error.issues)}`, checked.error.issues);
       }
     }
-    const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
+    const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0, target);
     let job = this.#envelope(lane.code, req, handler, correlationId, traceparent, origin);
     // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
     assertFitsJobMessage(this.deps.nc, job);
@@ -296,9 +306,9 @@ export class Intake {
    * defaults (their handlers are theirs, so no payload schema applies).
    * Where a supervisor also serves it, the submit goes there for its checks.
    */
-  #remoteHandler(req: SubmitRequest, forwarded: boolean): HandlerDefinition | undefined {
-    if (!this.deps.remoteServes(req.queue)) return undefined;
-    if (!forwarded && this.deps.serversOf(req.type, req.queue).some((w) => w !== this.deps.workerId)) return undefined;
+  #remoteHandler(req: SubmitRequest, forwarded: boolean, target: string): HandlerDefinition | undefined {
+    if (!this.deps.remoteServes(req.queue, target)) return undefined;
+    if (!forwarded && this.deps.serversOf(req.type, req.queue, target).some((w) => w !== this.deps.workerId)) return undefined;
     return REMOTE_HANDLER;
   }
 

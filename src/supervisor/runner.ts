@@ -49,6 +49,8 @@ export interface RunnerOptions {
   /** Per-queue max_concurrency and rate_limit: how many jobs of a queue this supervisor may take. */
   limits: QueueLimits;
   queues: readonly string[];
+  /** Only lanes of this target are this runner's (CONTRACT.md "Targets and ops flags"). */
+  target: string;
   leaseMs: number;
   log: Logger;
   /** Resolves once an acknowledged write gets through (this node reaches the cluster's majority). */
@@ -113,9 +115,9 @@ export class Runner {
       }),
       Math.max(250, Math.floor(this.opts.leaseMs / 3)),
     );
-    for (const queue of this.opts.queues) await this.#addLane(laneFor(queue, null, 0));
+    for (const queue of this.opts.queues) await this.#addLane(laneFor(queue, null, 0, this.opts.target));
     this.opts.lanes.onLane((lane) => {
-      if (this.opts.queues.includes(lane.queue)) this.#addLane(lane).catch((err: unknown) => this.opts.log.error({ err, lane: lane.code }, "could not start pulling a lane"));
+      if (this.opts.queues.includes(lane.queue) && lane.target === this.opts.target) this.#addLane(lane).catch((err: unknown) => this.opts.log.error({ err, lane: lane.code }, "could not start pulling a lane"));
     });
     this.refill();
   }
