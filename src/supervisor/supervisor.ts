@@ -35,7 +35,6 @@ import { forEachGuarded, guard } from "../platform/guard.js";
 import { Schedules } from "../schedules/index.js";
 import { Compute } from "../compute/index.js";
 import { Settler } from "./settle.js";
-import { Files } from "../files/index.js";
 import { Targets } from "../targets/index.js";
 
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
@@ -212,7 +211,7 @@ export class Supervisor {
     await heartbeats.start(topology.jsm);
     operations.start();
     await compute.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: compute.api, files: new Files().api, targets: targets.api, computeEnabled: () => ops.computeEndpointsEnabled, log });
+    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: compute.api, targets: targets.api, computeEnabled: () => ops.computeEndpointsEnabled, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();
