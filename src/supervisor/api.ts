@@ -29,6 +29,7 @@ import { hop, SpanKind, TRACEPARENT, validTraceparent, type Hop } from "../platf
 import { unavailableOf } from "../platform/nats-errors.js";
 import { AUTHORIZATION_HEADER, type Gate, type KeyStore } from "../auth/index.js";
 import type { Intake } from "./intake.js";
+import type { JobActions } from "./job-actions.js";
 import type { Operations } from "./operations.js";
 import type { ScheduleService } from "../schedules/index.js";
 import type { Compute } from "../compute/index.js";
@@ -37,6 +38,7 @@ import type { Targets } from "../targets/index.js";
 export interface ApiDeps {
   workerId: string;
   intake: Intake;
+  actions: JobActions;
   operations: Operations;
   keys: KeyStore;
   gate: Gate;
@@ -62,15 +64,15 @@ const traceparentOf = (msg: Msg): string | undefined => {
 export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, log, workerId, operations: ops, keys, gate, schedules, compute, targets } = deps;
+  const { intake, actions, log, workerId, operations: ops, keys, gate, schedules, compute, targets } = deps;
   const handlers: Handlers = {
     jobs_submit: (req, msg, trace) => intake.submit(req, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
     jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
-    jobs_get: (req) => intake.status(req.job_id),
-    jobs_result: (req) => intake.result(req.job_id),
-    jobs_cancel: (req) => intake.cancel(req.job_id),
-    jobs_retry: (req) => intake.retry(req.job_id),
-    jobs_list: (req) => intake.list(req),
+    jobs_get: (req) => actions.status(req.job_id),
+    jobs_result: (req) => actions.result(req.job_id),
+    jobs_cancel: (req) => actions.cancel(req.job_id),
+    jobs_retry: (req) => actions.retry(req.job_id),
+    jobs_list: (req) => actions.list(req),
     workers_list: async () => ({ workers: ops.workers() }),
     workers_recycle: (req, msg) => ops.recycle(req, authorizationOf(msg)),
     queue_status: async () => ({ queues: await ops.queues() }),

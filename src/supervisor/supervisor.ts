@@ -18,6 +18,7 @@ import { serveForwardedSubmits, startApi } from "./api.js";
 import { Gate, KeyStore, type AuthSettings } from "../auth/index.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
+import { JobActions } from "./job-actions.js";
 import { Pool } from "../actors/pool/pool.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
@@ -211,7 +212,8 @@ export class Supervisor {
     await heartbeats.start(topology.jsm);
     operations.start();
     await compute.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: compute.api, targets: targets.api, computeEnabled: () => ops.computeEndpointsEnabled, log });
+    const actions = new JobActions({ store, cancels, lanes, metrics, log });
+    this.#service = await startApi(nc, { workerId, intake, actions, operations, keys, gate, schedules: schedules.api, compute: compute.api, targets: targets.api, computeEnabled: () => ops.computeEndpointsEnabled, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();
