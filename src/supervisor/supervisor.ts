@@ -200,6 +200,11 @@ export class Supervisor {
     gate.checkServersWith(compute.credentials);
     const targets = new Targets({ opsKv: topology.opsKv, ops, supervisors: () => heartbeats.live(), servers: () => compute.liveServers() });
     metrics.watchSchedules(() => schedules.summary());
+    metrics.watchPendingByBand(async () =>
+      (await operations.queues())
+        .filter((q) => config.queues.includes(q.queue))
+        .flatMap((q) => Object.entries(q.pending_by_band).map(([band, pending]) => ({ queue: q.queue, band, pending }))),
+    );
     metrics.watchQueueLimits(() => limits.samples(config.queues, (queue) => pending.last(queue)));
 
     pool.start();
