@@ -37,12 +37,17 @@ export class HttpTransport implements Transport {
   }
 
   async call(operation: string, input: unknown, opts: CallOptions = {}): Promise<unknown> {
+    return (await this.send(operation, input, opts)).body;
+  }
+
+  /** `call`, with the answer's headers too (a compute server reads the gateway's clock from `Date`). */
+  async send(operation: string, input: unknown, opts: CallOptions = {}): Promise<{ body: unknown; headers: Headers }> {
     const route = this.routes[operation];
     if (!route) throw new UnavailableError("unavailable", `this client has no HTTP route for ${operation}`);
     const res = await this.request(route.method, pathOf(route, (input ?? {}) as Fields), route.body ? bodyOf(route, (input ?? {}) as Fields) : undefined, opts.signal);
-    if (res.status === 204) return null;
+    if (res.status === 204) return { body: null, headers: res.headers };
     const body: unknown = await res.json();
-    return route.unwraps ? { [route.unwraps]: body } : body;
+    return { body: route.unwraps ? { [route.unwraps]: body } : body, headers: res.headers };
   }
 
   /** One HTTP request with this client's headers; a non-2xx answer throws its typed error. */

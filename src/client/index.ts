@@ -52,5 +52,6 @@ export { createClient, methodName } from "./client.js";
 export type { BosunClient, BosunClientExtras, CallOptions, GeneratedMethods, ListFilter, Transport } from "./client.js";
 export * from "./errors.js";
 export { HttpTransport, type HttpOptions } from "./http.js";
+export { ComputeClient, type LeasedRun, type LeaseEnd } from "./compute.js";
 export { NatsTransport, type NatsTransportOptions } from "./nats.js";
 export type { JobEvent, JobResult, JobStatus, SubmitReply, SubmitRequest, WorkerInfo, QueueStatus, OpsFlags } from "../contract/index.js";

@@ -1,198 +1,138 @@
 /**
  * `bosun compute-worker`: the reference remote compute server. HTTP only,
- * no NATS: it enrolls once (or reuses its saved credential), keeps one
- * lease request long-polling per execution actor, runs each leased job in
- * the same pool a supervisor uses (timeouts, crashes, recycling), heartbeats
- * the lease with the job's progress, and posts the outcome. A heartbeat's
- * 409 (`cancelled`, or `lease_stale`: expired, past its timeout, revoked)
- * kills the run; a 401 (revoked) stops the worker. docs/compute.md.
+ * no NATS: it enrolls once (or reuses its saved credential), then leases
+ * jobs through a gateway and runs them in the same execution pool a
+ * supervisor uses (worker.ts). A heartbeat's 409 (`cancelled`, or
+ * `lease_stale`: expired, past its timeout, revoked) kills that run; a 401
+ * stops the worker with exit 1. docs/compute.md, "The reference compute
+ * worker".
  */
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { EnrolledServer, LeaseReply, type LeasedJob, type Lease } from "../contract/index.js";
-import { Pool, type ExecutionHandle } from "../actors/pool/pool.js";
-import { HttpTransport } from "../client/http.js";
-import { routeTable } from "../client/routes.js";
-import { CancelledError, LeaseStaleError, UnauthorizedError } from "../client/errors.js";
+import { EnrolledServer, MAX_LEASE_TYPES } from "../contract/index.js";
+import { loadHandlers } from "../actors/handlers.js";
+import { ComputeClient } from "../client/compute.js";
+import { InternalError, UnavailableError } from "../client/errors.js";
 import type { ComputeWorkerConfig } from "../platform/config.js";
-import { failStartup, onShutdownSignals } from "../platform/lifecycle.js";
+import { failStartup, onShutdownSignals, StartupError } from "../platform/lifecycle.js";
 import { createLogger } from "../platform/logger.js";
 import { logUnhandledRejections } from "../platform/guard.js";
+import { backoffDelay } from "../supervisor/backoff.js";
+import { ComputeWorker } from "./worker.js";
 
 const SavedCredential = EnrolledServer.extend({ gateway: z.string() });
 type SavedCredential = z.infer<typeof SavedCredential>;
-/** A gateway that cannot be reached, or answers 5xx: wait this long before the next call. */
-const RETRY_MS = 1000;
-/** Heartbeats at least this often, whatever the lease says. */
-const MIN_HEARTBEAT_MS = 250;
+const ENROLL_RETRY = { type: "exponential", delay_ms: 500, max_delay_ms: 10_000 } as const;
 
 export async function runComputeWorker(config: ComputeWorkerConfig): Promise<void> {
   const log = createLogger("bosun.compute-worker");
   logUnhandledRejections(log);
-  let saved: SavedCredential;
+  let worker: ComputeWorker;
+  let file: string;
   try {
-    saved = await credentialFor(config, log);
+    const types = await leaseTypes(config, log);
+    file = config.credential_file ?? path.join(os.homedir(), ".bosun", `compute-${config.name}.json`);
+    const saved = await credentialFor(config, file, log);
+    worker = new ComputeWorker(config, new ComputeClient(config.gateway, saved.credential), types, log.child({ server_id: saved.server_id }));
   } catch (err) {
     failStartup(err, log);
   }
-  const worker = new ComputeWorker(config, saved, log);
   onShutdownSignals(() => worker.stop(), log);
-  await worker.run();
+  // A stop ends in the signal handler's exit; a revoke ends here.
+  if ((await worker.run()) === "revoked") {
+    log.error({ credential_file: file }, `this compute server's credential was refused (revoked?): stopping; to serve again, delete ${file} and enroll with a new --enroll-token`);
+    process.exit(1);
+  }
 }
 
-/** The saved credential for this gateway, or a new one from the enroll token (saved 0600). */
-async function credentialFor(config: ComputeWorkerConfig, log: Logger): Promise<SavedCredential> {
-  const file = config.credential_file ?? path.join(os.homedir(), ".bosun", `compute-${config.name}.json`);
-  const text = await readFile(file, "utf8").catch(() => undefined);
-  const parsed = text === undefined ? undefined : SavedCredential.safeParse(JSON.parse(text));
-  if (parsed?.success && parsed.data.gateway === config.gateway) {
-    log.info({ server_id: parsed.data.server_id, file }, "using the saved compute credential");
-    return parsed.data;
+/**
+ * The types to lease: those given (each must be served by the handlers),
+ * else every type the handlers serve but the maintenance tasks, which need
+ * NATS. A job of a type this worker cannot run is never leased to it.
+ */
+async function leaseTypes(config: ComputeWorkerConfig, log: Logger): Promise<string[] | undefined> {
+  const served = [...(await loadHandlers(config.handlers, config.builtins)).keys()];
+  if (config.types) {
+    const missing = config.types.filter((type) => !served.includes(type));
+    if (missing.length > 0) throw new StartupError(`--types names ${missing.join(", ")}, which ${config.handlers ?? "the built-in handlers"} do not serve`);
+    return config.types;
   }
-  if (!config.enroll_token) throw new Error(`no saved credential for ${config.gateway} in ${file}: pass --enroll-token`);
-  const client = new HttpTransport(routeTable(), { url: config.gateway });
-  const enrolled = EnrolledServer.parse(await client.call("compute_servers_enroll", { enroll_token: config.enroll_token, name: config.name, ...(config.target && { target: config.target }) }));
-  const saved = { ...enrolled, gateway: config.gateway };
+  const types = served.filter((type) => !type.startsWith("maintenance."));
+  if (types.length === 0) throw new StartupError("no job types to serve: give --handlers, or leave the built-ins on");
+  if (types.length <= MAX_LEASE_TYPES) return types;
+  log.warn({ types: types.length, max: MAX_LEASE_TYPES }, "more job types than one lease request may name: leasing any type of the server's queues (--types narrows it)");
+  return undefined;
+}
+
+/**
+ * The saved credential (any gateway of the deployment takes it), else a
+ * new one from the enroll token, saved before it is used: it is shown once.
+ */
+async function credentialFor(config: ComputeWorkerConfig, file: string, log: Logger): Promise<SavedCredential> {
+  const saved = await readSaved(file);
+  if (saved.ok) {
+    log.info({ server_id: saved.value.server_id, credential_file: file, ...(saved.value.gateway !== config.gateway && { enrolled_at_gateway: saved.value.gateway }) }, "using the saved compute credential");
+    return saved.value;
+  }
+  if (!config.enroll_token) throw new StartupError(`${saved.why} and no --enroll-token (or BOSUN_ENROLL_TOKEN) was given`);
+  if (saved.why !== "no saved credential") log.warn({ credential_file: file, why: saved.why }, "enrolling again");
+  const enrolled = await enroll(new ComputeClient(config.gateway), { enroll_token: config.enroll_token, name: config.name, ...(config.target && { target: config.target }) }, log);
+  const credential = { ...enrolled, gateway: config.gateway };
+  try {
+    await save(file, credential);
+  } catch (err) {
+    throw new StartupError(`enrolled as ${enrolled.server_id}, but the credential could not be saved to ${file} (${(err as Error).message}): revoke ${enrolled.server_id} and enroll again`);
+  }
+  log.info({ server_id: enrolled.server_id, queues: enrolled.queues, target: enrolled.target, credential_file: file }, "enrolled as a compute server; credential saved");
+  return credential;
+}
+
+async function readSaved(file: string): Promise<{ ok: true; value: SavedCredential } | { ok: false; why: string }> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { ok: false, why: "no saved credential" };
+    return { ok: false, why: `the credential file ${file} cannot be read (${(err as Error).message})` };
+  }
+  try {
+    const parsed = SavedCredential.safeParse(JSON.parse(text));
+    if (parsed.success) return { ok: true, value: parsed.data };
+  } catch {
+    // Not JSON: said below like any other malformed file.
+  }
+  return { ok: false, why: `${file} is not a saved compute credential` };
+}
+
+/** Written whole or not at all (a temp file renamed over it), readable by its owner only. */
+async function save(file: string, credential: SavedCredential): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  await writeFile(file, JSON.stringify(saved), { mode: 0o600 });
-  await chmod(file, 0o600);
-  log.info({ server_id: saved.server_id, queues: saved.queues, target: saved.target, file }, "enrolled as a compute server; credential saved");
-  return saved;
+  const temp = `${file}.${randomUUID()}.tmp`;
+  await writeFile(temp, JSON.stringify(credential), { mode: 0o600 });
+  // The mode is set again: writeFile's applies only when it creates the file, and the umask may narrow it.
+  await chmod(temp, 0o600);
+  await rename(temp, file);
 }
 
-class ComputeWorker {
-  readonly #client: HttpTransport;
-  readonly #pool: Pool;
-  readonly #stop = new AbortController();
-  #revoked = false;
-
-  constructor(
-    private readonly config: ComputeWorkerConfig,
-    private readonly server: SavedCredential,
-    private readonly log: Logger,
-  ) {
-    this.#client = new HttpTransport(routeTable(), { url: config.gateway, key: server.credential });
-    this.#pool = new Pool({
-      isolation: config.isolation,
-      min: config.min,
-      max: config.max,
-      maxExecutions: config.max_executions,
-      maxMemoryMb: config.max_memory_mb,
-      idleTimeoutMs: config.idle_timeout_ms,
-      killGraceMs: config.kill_grace_ms,
-      handlersPath: config.handlers,
-      builtins: config.builtins,
-      env: {},
-      maxRestarts: config.max_restarts,
-      restartWindowMs: config.restart_window_ms,
-      log,
-      onChange: () => undefined,
-    });
-  }
-
-  async run(): Promise<void> {
-    this.#pool.start();
-    this.log.info({ server_id: this.server.server_id, gateway: this.config.gateway, max: this.config.max }, "compute worker running");
-    await Promise.all(Array.from({ length: this.config.max }, () => this.#leaseLoop()));
-    if (this.#revoked) {
-      await this.#pool.drain(0);
-      this.log.error({ server_id: this.server.server_id }, "this compute server's credential was refused (revoked?): stopping");
-      process.exit(1);
-    }
-  }
-
-  /** SIGTERM: no more leases; running jobs get the grace period, then their outcomes are posted. */
-  async stop(): Promise<void> {
-    this.#stop.abort();
-    await this.#pool.drain(this.config.grace_ms);
-  }
-
-  async #leaseLoop(): Promise<void> {
-    const signal = this.#stop.signal;
-    while (!signal.aborted && !this.#revoked) {
-      let leased: { job: LeasedJob; lease: Lease } | undefined;
-      try {
-        const reply = LeaseReply.parse(await this.#client.call("compute_lease", { wait_ms: this.config.wait_ms, ...(this.config.types && { types: this.config.types }) }, { signal }) ?? { job: null, lease: null });
-        leased = reply.job ? { job: reply.job, lease: reply.lease! } : undefined;
-      } catch (err) {
-        if (signal.aborted) return;
-        if (err instanceof UnauthorizedError) {
-          this.#revoked = true;
-          return;
-        }
-        this.log.warn({ err }, "lease request failed; trying again");
-        await sleep(RETRY_MS, undefined, { signal }).catch(() => undefined);
-        continue;
-      }
-      if (leased) await this.#run(leased.job, leased.lease);
-    }
-  }
-
-  async #run(job: LeasedJob, lease: Lease): Promise<void> {
-    const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: job.attempt, fencing_token: lease.fencing_token };
-    let progress: number | undefined;
-    let handle: ExecutionHandle;
+/** The enroll call, retried while the gateway is unreachable or answers 5xx; a refusal (401, 400) is final. */
+async function enroll(client: ComputeClient, req: Parameters<ComputeClient["enroll"]>[0], log: Logger): Promise<z.infer<typeof EnrolledServer>> {
+  for (let failures = 1; ; failures++) {
     try {
-      handle = await this.#pool.execute(
-        { job_id: job.job_id, type: job.type, payload: job.payload, attempt: job.attempt, fencing_token: lease.fencing_token, correlation_id: job.correlation_id },
-        job.timeout_ms,
-        { onProgress: (p) => (progress = p) },
-      );
+      return await client.enroll(req);
     } catch (err) {
-      // Never started (draining, or no actor could start): the lease lapses and the job runs elsewhere.
-      this.log.warn({ ...logCtx, err }, "leased job not started; its lease will lapse");
-      return;
-    }
-    this.log.info(logCtx, "leased job started");
-    let expiresAt = Date.parse(lease.expires_at);
-    let lost = false;
-    const beat = async () => {
-      try {
-        const renewed = (await this.#client.call("compute_heartbeat", { job_id: job.job_id, lease_id: lease.lease_id, ...(progress !== undefined && { progress }) })) as { expires_at: string };
-        expiresAt = Date.parse(renewed.expires_at);
-      } catch (err) {
-        if (err instanceof CancelledError || err instanceof LeaseStaleError || err instanceof UnauthorizedError) {
-          lost = true;
-          if (err instanceof UnauthorizedError) this.#revoked = true;
-          this.log.warn({ ...logCtx, code: (err as { code: string }).code }, "lease ended by the gateway: killing the run");
-          handle.kill("cancelled");
-          return;
-        }
-        this.log.warn({ ...logCtx, err }, "heartbeat failed; trying again");
+      if (!(err instanceof UnavailableError || err instanceof InternalError)) {
+        // An earlier try may have gone through with its answer lost: the token is used then.
+        const earlier = failures > 1 ? "; if an earlier try went through, revoke that server in GET /api/compute/servers and use a new token" : "";
+        throw new StartupError(`enrolling failed: ${(err as Error).message}${earlier}`);
       }
-    };
-    let timer: NodeJS.Timeout | undefined;
-    const schedule = () => {
-      timer = setTimeout(() => void beat().finally(() => !lost && schedule()), Math.max(MIN_HEARTBEAT_MS, (expiresAt - Date.now()) / 3));
-    };
-    schedule();
-    const outcome = await handle.outcome;
-    clearTimeout(timer);
-    if (lost) return;
-    const end = outcome.ok
-      ? this.#post("compute_result", { job_id: job.job_id, lease_id: lease.lease_id, result: outcome.value ?? null })
-      : this.#post("compute_failed", { job_id: job.job_id, lease_id: lease.lease_id, error: outcome.error, retryable: true });
-    await end;
-    this.log.info({ ...logCtx, ok: outcome.ok, duration_ms: outcome.duration_ms }, "leased job ended");
-  }
-
-  /** Posts an outcome, retrying through an unreachable gateway until the lease would have lapsed anyway. */
-  async #post(operation: "compute_result" | "compute_failed", body: Record<string, unknown>): Promise<void> {
-    for (let tries = 0; tries < 30; tries++) {
-      try {
-        await this.#client.call(operation, body);
-        return;
-      } catch (err) {
-        if (err instanceof CancelledError || err instanceof LeaseStaleError || err instanceof UnauthorizedError) {
-          this.log.warn({ job_id: body.job_id, code: (err as { code: string }).code }, "outcome refused: the lease is no longer this server's");
-          return;
-        }
-        await sleep(RETRY_MS);
-      }
+      const retryInMs = backoffDelay(ENROLL_RETRY, failures);
+      log.warn({ err: err.message, retry_in_ms: retryInMs }, "enrolling failed; trying again");
+      await sleep(retryInMs);
     }
   }
 }

@@ -4,7 +4,7 @@
  * A bad value stops start-up with one clear line.
  */
 import { z } from "zod";
-import { HTTP_REQUEST_TIMEOUT_MS, NAME_PATTERN } from "../contract/index.js";
+import { HTTP_REQUEST_TIMEOUT_MS, JobType, MAX_LEASE_TYPES, MAX_WAIT_MS, NAME_PATTERN } from "../contract/index.js";
 import { DEFAULT_NATS_URL } from "./nats-options.js";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
@@ -76,7 +76,7 @@ export type SupervisorConfig = z.infer<typeof SupervisorConfig>;
 export const ComputeWorkerConfig = z
   .object({
     ...poolFields,
-    gateway: z.string().url("must be the gateway's URL, e.g. http://10.0.0.5:8080").describe("the Bosun gateway to lease jobs from"),
+    gateway: z.url({ protocol: /^https?$/, message: "must be the gateway's http(s) URL, e.g. http://10.0.0.5:8080" }).describe("the Bosun gateway to lease jobs from"),
     enroll_token: z.string().min(1).optional().describe("a single-use enroll token (from POST /api/compute/enroll-tokens); not needed once a credential is saved"),
     name: z.string().regex(NAME_PATTERN).default("compute-worker").describe("this server's name, shown in GET /api/compute/servers"),
     target: z.string().regex(NAME_PATTERN).optional().describe("the target it joins (default: the enroll token's, else default)"),
@@ -84,9 +84,10 @@ export const ComputeWorkerConfig = z
     types: z
       .string()
       .transform((s) => s.split(",").map((q) => q.trim()).filter(Boolean))
+      .pipe(z.array(JobType).min(1).max(MAX_LEASE_TYPES))
       .optional()
-      .describe("comma-separated job types to lease (default: any)"),
-    wait_ms: int(0, 300_000).default(20_000).describe("how long one lease request long-polls"),
+      .describe("comma-separated job types to lease, each served by its handlers (default: every type they serve but the maintenance tasks, which need NATS)"),
+    wait_ms: int(0, MAX_WAIT_MS).default(20_000).describe("how long one lease request long-polls"),
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type ComputeWorkerConfig = z.infer<typeof ComputeWorkerConfig>;

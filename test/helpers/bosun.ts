@@ -91,6 +91,8 @@ export interface GatewayOptions {
   /** NATS is not up yet: ready once it listens (it answers 503 until NATS is reachable). */
   natsDown?: boolean;
   nodeArgs?: string[];
+  /** Listen on this port (a gateway coming back where one was); else a free one. */
+  port?: number;
 }
 
 export class BosunGateway {
@@ -111,8 +113,8 @@ export class BosunGateway {
 /** Starts `bosun gateway` on a free port and waits for fastify's listening line (and its NATS connection). */
 export async function startGateway(t: TeardownHost, natsUrl: string, opts: GatewayOptions = {}): Promise<BosunGateway> {
   let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+  for (let attempt = 0; attempt < (opts.port === undefined ? 3 : 1); attempt++) {
+    const port = opts.port ?? (await freePort());
     const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [...(opts.nodeArgs ?? []), CLI, "gateway", "--port", String(port), "--grace-ms", "500", ...(opts.args ?? [])]), {
       name: `gateway:${port}`,
       env: cleanEnv({ NATS_URL: natsUrl, ...opts.env }),

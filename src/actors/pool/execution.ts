@@ -12,7 +12,8 @@ export type ExecutionOutcome =
   | { ok: true; value: unknown; duration_ms: number }
   | { ok: false; error: JobError; duration_ms: number };
 
-export type KillReason = "timeout" | "cancelled" | "shutdown";
+/** `lease_lost`: a compute worker's lease ended under it (stale, or its server revoked); nobody takes its outcome. */
+export type KillReason = "timeout" | "cancelled" | "shutdown" | "lease_lost";
 
 export interface Execution {
   id: string;
@@ -42,7 +43,8 @@ export type RunSpec = Omit<RunCommand, "t" | "execution_id" | "seq">;
 const killMessages: Record<KillReason, (noun: string) => string> = {
   timeout: (noun) => `job exceeded its timeout_ms and its ${noun} was killed`,
   cancelled: (noun) => `job was cancelled and its ${noun} was killed`,
-  shutdown: (noun) => `supervisor shut down past its grace period and killed the ${noun}`,
+  shutdown: (noun) => `its supervisor or compute worker shut down past its grace period and killed the ${noun}`,
+  lease_lost: (noun) => `the job's compute lease ended and its ${noun} was killed`,
 };
 export const killError = (reason: KillReason, member: PoolMember): JobError => ({ code: reason, message: killMessages[reason](member.noun) });
 
