@@ -278,6 +278,11 @@ export class Procs {
     await waitUntil("the gateway's /healthz", () => httpOk(port, "/healthz"));
     return { port, proc };
   }
+
+  /** `bosun compute-worker` with these flags: like the other Bosun processes, profiled and at their log level, but told nothing of NATS. */
+  startComputeWorker(name: string, args: string[]): Proc {
+    return this.spawn(name, process.execPath, [...profiling(), this.cli, "compute-worker", ...args], { env: { BOSUN_LOG_LEVEL: logLevel() } });
+  }
 }
 
 /** With BENCH_CPU_PROF=dir, Bosun's processes write V8 CPU profiles there (execution processes and threads too). */
@@ -287,7 +292,11 @@ function profiling(): string[] {
 }
 
 function bosunEnv(natsUrl: string): NodeJS.ProcessEnv {
-  return { NATS_URL: natsUrl, BOSUN_LOG_LEVEL: process.env.BENCH_BOSUN_LOG_LEVEL ?? "warn" };
+  return { NATS_URL: natsUrl, BOSUN_LOG_LEVEL: logLevel() };
+}
+
+function logLevel(): string {
+  return process.env.BENCH_BOSUN_LOG_LEVEL ?? "warn";
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {

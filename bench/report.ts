@@ -163,7 +163,7 @@ export function sections(c: Counts): Section[] {
     },
     {
       title: "11. Remote compute servers (BENCH_ONLY=compute)",
-      about: `${c.fairnessJobs.toLocaleString("en")} \`noop\` jobs per run over the NATS API, ${c.inflight} submits outstanding, timed as in workload 1, after ${c.warmup} untimed; then ${c.latency} sequential submits with \`wait_ms\` (submit → result in hand). Supervisor path: one supervisor, pool ${c.pool}. Remote: a queue only one \`bosun compute-worker\` (pool ${c.pool}) serves, leasing over HTTP through the gateway; the supervisor there serves the API only.`,
+      about: `${c.fairnessJobs.toLocaleString("en")} \`noop\` jobs per run over the NATS API, ${c.inflight} submits outstanding, timed as in workload 1, after ${c.warmup} untimed; then ${c.latency} sequential submits with \`wait_ms\` (submit → result in hand). Supervisor path: one supervisor, pool ${c.pool}. Remote: a queue only one \`bosun compute-worker\` (pool ${c.pool}) serves, leasing over HTTP through the gateway; the supervisor there serves the API only. CPU per job (from /proc) during the timed run: the supervisor, the execution processes (the worker's on the remote path), nats-server, the gateway and the compute worker.`,
       metrics: [
         m("compute.supervisor", "noop, supervisor path", "jobs/s"),
         m("compute.remote", "noop, remote compute worker over HTTP", "jobs/s"),
@@ -171,6 +171,8 @@ export function sections(c: Counts): Section[] {
         m("compute.supervisor.p99", "supervisor path: sequential p99", "ms", 2),
         m("compute.remote.p50", "remote: sequential p50", "ms", 2),
         m("compute.remote.p99", "remote: sequential p99", "ms", 2),
+        ...cpuRows("compute.supervisor", "supervisor path, CPU per job", ["supervisor", "children", "nats", "gateway"]),
+        ...cpuRows("compute.remote", "remote, CPU per job", ["supervisor", "children", "nats", "gateway", "worker"]),
       ],
     },
     {

@@ -9,8 +9,8 @@
  * sequential submit → result (wait_ms) for p50 / p99.
  */
 import path from "node:path";
-import { freshName, type Ctx, type Figures } from "../context.js";
-import { waitUntil } from "../procs.js";
+import { cpuFigures, freshName, type Ctx, type Figures } from "../context.js";
+import { CpuMeter, waitUntil } from "../procs.js";
 import { summarizeLatencies } from "../stats.js";
 import { ensureGateway, guarded, perSecond, runBatch, sequentialNoops, startCluster, stopCluster } from "./bosun.js";
 
@@ -28,9 +28,7 @@ export async function bosunCompute(ctx: Ctx, path_: "supervisor" | "remote"): Pr
   const key = `compute.${path_}`;
   const worker =
     path_ === "remote"
-      ? ctx.procs.spawn("compute-worker", process.execPath, [
-          ctx.procs.cli,
-          "compute-worker",
+      ? ctx.procs.startComputeWorker("compute-worker", [
           "--gateway",
           `http://127.0.0.1:${ctx.gatewayPort}`,
           "--enroll-token",
@@ -55,9 +53,18 @@ export async function bosunCompute(ctx: Ctx, path_: "supervisor" | "remote"): Pr
       });
     }
     await guarded(ctx, cluster, runBatch(ctx, "nats", queue, warmup, { type: "noop" }));
-    const timing = await guarded(ctx, cluster, runBatch(ctx, "nats", queue, n, { type: "noop" }));
+    const supervisor = cluster.supervisors[0]!;
+    // Execution processes are the worker's children on the remote path, the supervisor's on its own.
+    const cpu = new CpuMeter({ supervisor: supervisor.pid, nats: ctx.natsPids[0]!, gateway: ctx.gateway.pid, ...(worker && { worker: worker.pid }) }, (worker ?? supervisor).pid);
+    let timing;
+    let used;
+    try {
+      timing = await guarded(ctx, cluster, runBatch(ctx, "nats", queue, n, { type: "noop" }));
+    } finally {
+      used = cpu.stop();
+    }
     const s = summarizeLatencies(await guarded(ctx, cluster, sequentialNoops(ctx, "nats", queue, latency, latencyWarmup)));
-    return { [key]: perSecond(n, timing.finishedMs), [`${key}.p50`]: s.p50, [`${key}.p99`]: s.p99 };
+    return { [key]: perSecond(n, timing.finishedMs), [`${key}.p50`]: s.p50, [`${key}.p99`]: s.p99, ...cpuFigures(key, used, n) };
   } finally {
     if (worker) await ctx.procs.stop(worker);
     await stopCluster(ctx, cluster);
