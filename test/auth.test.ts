@@ -241,6 +241,7 @@ const natsSamples = (jobId: string): Record<OperationName, unknown> => ({
   compute_heartbeat: { job_id: jobId, lease_id: "L1" },
   compute_result: { job_id: jobId, lease_id: "L1" },
   compute_failed: { job_id: jobId, lease_id: "L1", error: { code: "x", message: "y" } },
+  compute_file_check: { job_id: jobId, lease_id: "L1", name: "out.txt" },
   targets_list: {},
   targets_activate: { target_id: "default", queue: "default" },
 });

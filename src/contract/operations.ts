@@ -45,9 +45,11 @@ import {
   EnrolledServer,
   EnrollServerRequest,
   EnrollToken,
-  JobFile,
+  FileCheckReply,
+  FileCheckRequest,
   JobFileName,
   JobFilesReply,
+  LocatedFile,
   LeaseEndReply,
   LeaseFailedRequest,
   LeaseHeartbeatReply,
@@ -163,7 +165,7 @@ export const operations = {
   jobs_files_get: op({
     subject: api.jobsFilesGet,
     request: JobIdRequest.extend({ name: JobFileName }),
-    response: JobFile.extend({ object: z.string() }),
+    response: LocatedFile,
     access: "tenant",
     summary: "Where one of a job's files is stored (the gateway streams it from there)",
     tag: "jobs",
@@ -197,6 +199,14 @@ export const operations = {
   compute_heartbeat: op({ subject: api.computeHeartbeat, request: LeaseHeartbeatRequest, response: LeaseHeartbeatReply, access: "compute", summary: "Extend a lease (409 lease_stale, or cancelled)", tag: "compute" }),
   compute_result: op({ subject: api.computeResult, request: LeaseResultRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with the job's result", tag: "compute" }),
   compute_failed: op({ subject: api.computeFailed, request: LeaseFailedRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with a failed attempt (retried per the job's attempts and backoff)", tag: "compute" }),
+  compute_file_check: op({
+    subject: api.computeFileCheck,
+    request: FileCheckRequest,
+    response: FileCheckReply,
+    access: "compute",
+    summary: "The gateway's check of a compute server's file upload: before its bytes are stored, and after (stored: true lists the file; 409 lease_stale: the gateway removes it)",
+    tag: "compute",
+  }),
   targets_list: op({ subject: api.targetsList, request: EmptyRequest, response: TargetsReply, access: "admin", summary: "Targets, their live supervisors and servers, and their queues", tag: "platform" }),
   targets_activate: op({
     subject: api.targetsActivate,
@@ -211,6 +221,8 @@ export const operations = {
 export type OperationName = keyof typeof operations;
 
 export const JobParams = z.object({ job_id: JobId }).strict();
+/** A job file's route (its download, a compute server's upload). */
+export const FileParams = JobParams.extend({ name: JobFileName }).strict();
 export const WorkerParams = z.object({ worker_id: z.string().min(1).max(MAX_NAME_LENGTH) }).strict();
 export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
 const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional(), thread_id: z.coerce.number().int().nonnegative().optional() }).strict();

@@ -62,6 +62,7 @@ export const api = {
   computeHeartbeat: `${API_PREFIX}.compute.jobs.heartbeat`,
   computeResult: `${API_PREFIX}.compute.jobs.result`,
   computeFailed: `${API_PREFIX}.compute.jobs.failed`,
+  computeFileCheck: `${API_PREFIX}.compute.jobs.file_check`,
   targetsList: `${API_PREFIX}.targets.list`,
   targetsActivate: `${API_PREFIX}.targets.activate`,
 } as const;
@@ -105,6 +106,8 @@ export const buckets = {
   computeServers: "bosun_compute_servers",
   /** hash of an enroll token -> its queues, target and expiry; using it deletes it (single use). */
   enrollTokens: "bosun_enroll_tokens",
+  /** job id -> the list of its files (name, size, content type, time, fencing token): a job's files are listed by one read. */
+  fileLists: "bosun_file_lists",
 } as const;
 
 /** Object store buckets. */
@@ -112,6 +115,9 @@ export const objectBuckets = {
   /** Job files: `<job_id>/<name>`, kept for the retention. */
   files: "bosun_files",
 } as const;
+
+/** A job file's object name in the files bucket (the name is checked by the caller: JobFileName). */
+export const jobFileObject = (jobId: string, name: string): string => `${jobToken(jobId)}/${name}`;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */
 export const kvKeySubject = (bucket: string, key: string): string => `$KV.${bucket}.${jobToken(key)}`;

@@ -39,3 +39,9 @@ function transientMessage(e: Error): string {
   if (e instanceof errors.ConnectionError || e instanceof errors.ClosedConnectionError || e instanceof errors.DrainingConnectionError) return "NATS is unreachable; retry shortly";
   return "JetStream is electing a leader or unreachable; retry shortly";
 }
+
+/** JetStream's "wrong last sequence" (10071): a compare-and-set write (KV create/update, an expected last subject sequence) lost its race. */
+export const isWrongLastSequence = (err: unknown): boolean =>
+  (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code === 10071 ||
+  (err instanceof JetStreamApiError && err.code === 10071) ||
+  /wrong last sequence/i.test(String((err as Error | undefined)?.message));

@@ -36,6 +36,7 @@ import { Schedules } from "../schedules/index.js";
 import { Compute } from "../compute/index.js";
 import { Settler } from "./settle.js";
 import { Files } from "../files/index.js";
+import { openFileStores } from "../files/stores.js";
 import { Targets } from "../targets/index.js";
 
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
@@ -208,7 +209,12 @@ export class Supervisor {
     await heartbeats.start(topology.jsm);
     operations.start();
     await compute.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: compute.api, files: new Files().api, targets: new Targets().api, log });
+    const files = new Files({
+      stores: await openFileStores(nc, log, topology.fileListsKv),
+      status: (jobId) => store.status(jobId),
+      checkLease: (jobId, leaseId, headers) => compute.checkLease(jobId, leaseId, headers),
+    });
+    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: compute.api, files: files.api, targets: new Targets().api, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();
