@@ -7,10 +7,11 @@
  * SIGKILLed while 20 jobs are leased.
  */
 import t from "tap";
-import { startGateway, startSupervisor, type BosunGateway } from "./helpers/bosun.js";
+import { startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http, type ErrorReply } from "./helpers/http.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { uniqueName, waitFor } from "./helpers/wait.js";
+import { RemoteServer, type Leased } from "./helpers/compute.js";
 
 const LEASE_MS = 2000;
 const server = await NatsServer.start(t);
@@ -19,53 +20,11 @@ await startSupervisor(t, server.url, { queues: ["local"], args: ["--lease-ms", S
 const gwA = await startGateway(t, server.url);
 const gwB = await startGateway(t, server.url);
 
-interface Leased {
-  job: { job_id: string; type: string; payload: unknown; attempt: number; timeout_ms: number; correlation_id: string };
-  lease: { lease_id: string; fencing_token: number; expires_at: string };
-}
 interface Status {
   state: string;
   attempts: number;
   owner: { server_id?: string; worker_id?: string } | null;
   error: { code: string } | null;
-}
-
-class RemoteServer {
-  constructor(
-    readonly serverId: string,
-    readonly credential: string,
-  ) {}
-
-  static async enroll(gw: BosunGateway, queues: string[], name = uniqueName("srv")): Promise<RemoteServer> {
-    const token = await http<{ token: string }>(gw.baseUrl, "POST", "/api/compute/enroll-tokens", { body: { queues, ttl_ms: 60_000 } });
-    if (token.status !== 201) throw new Error(`enroll token: ${token.status} ${token.text}`);
-    const enrolled = await http<{ server_id: string; credential: string }>(gw.baseUrl, "POST", "/api/compute/servers", { body: { enroll_token: token.body.token, name } });
-    if (enrolled.status !== 201) throw new Error(`enroll: ${enrolled.status} ${enrolled.text}`);
-    return new RemoteServer(enrolled.body.server_id, enrolled.body.credential);
-  }
-
-  call<T>(gw: BosunGateway, method: string, path: string, body?: unknown) {
-    return http<T>(gw.baseUrl, method, path, { body, headers: { authorization: `Bearer ${this.credential}` }, timeoutMs: 30_000 });
-  }
-
-  async lease(gw: BosunGateway, waitMs = 5000): Promise<Leased | undefined> {
-    const res = await this.call<Leased>(gw, "POST", "/api/compute/jobs/lease", { wait_ms: waitMs });
-    if (res.status === 204) return undefined;
-    if (res.status !== 200) throw new Error(`lease: ${res.status} ${res.text}`);
-    return res.body;
-  }
-
-  heartbeat(gw: BosunGateway, l: Leased, progress?: number) {
-    return this.call<ErrorReply & { expires_at: string }>(gw, "POST", `/api/compute/jobs/${l.job.job_id}/heartbeat`, { lease_id: l.lease.lease_id, ...(progress !== undefined && { progress }) });
-  }
-
-  result(gw: BosunGateway, l: Leased, result: unknown) {
-    return this.call<ErrorReply & { state: string }>(gw, "POST", `/api/compute/jobs/${l.job.job_id}/result`, { lease_id: l.lease.lease_id, result });
-  }
-
-  failed(gw: BosunGateway, l: Leased, error: { code: string; message: string }, retryable = true) {
-    return this.call<ErrorReply & { state: string }>(gw, "POST", `/api/compute/jobs/${l.job.job_id}/failed`, { lease_id: l.lease.lease_id, error, retryable });
-  }
 }
 
 const submit = async (queue: string, body: Record<string, unknown> = {}): Promise<string> => {

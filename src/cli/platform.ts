@@ -5,18 +5,21 @@ import { CommandError, ExitCode } from "./errors.js";
 import { withApi } from "./nats-request.js";
 import { clientOptions, print, table, type ClientOptions } from "./output.js";
 
-const flagText = (value: boolean | number | RateLimit): string => (typeof value === "object" ? `${value.max}/${value.per_ms}` : String(value));
+type FlagValue = boolean | number | string | RateLimit;
+const flagText = (value: FlagValue): string => (typeof value === "object" ? `${value.max}/${value.per_ms}` : String(value));
 
 const flagLines = (flags: OpsFlags) =>
   [
     `submissions_paused=${flags.submissions_paused}`,
+    `compute_endpoints_enabled=${flags.compute_endpoints_enabled}`,
     ...Object.entries(flags.queues).flatMap(([q, f]) => Object.entries(f).map(([flag, value]) => `${q}.${flag}=${flagText(value)}`)),
   ].join("\n");
 
 /** One assignment's value; undefined when it cannot be read (ranges are the API's to check). */
-function flagValue(flag: string, text: string): boolean | number | RateLimit | null | undefined {
-  if (flag === "submissions_paused") return text === "true" ? true : text === "false" ? false : undefined;
+function flagValue(flag: string, text: string): FlagValue | null | undefined {
+  if (flag === "submissions_paused" || flag === "compute_endpoints_enabled") return text === "true" ? true : text === "false" ? false : undefined;
   if (text === "null") return null;
+  if (flag === "active_target") return text;
   if (flag === "rate_limit") {
     const m = /^(\d+)\/(\d+)$/.exec(text);
     return m ? { max: Number(m[1]), per_ms: Number(m[2]) } : undefined;
@@ -24,18 +27,19 @@ function flagValue(flag: string, text: string): boolean | number | RateLimit | n
   return /^\d+$/.test(text) ? Number(text) : undefined;
 }
 
-const USAGE = "use submissions_paused=true|false, QUEUE.submissions_paused=true|false, QUEUE.max_concurrency=N|null, QUEUE.max_pending=N|null or QUEUE.rate_limit=MAX/PER_MS|null";
+const USAGE = "use submissions_paused=true|false, compute_endpoints_enabled=true|false, QUEUE.active_target=TARGET|null, QUEUE.submissions_paused=true|false, QUEUE.max_concurrency=N|null, QUEUE.max_pending=N|null or QUEUE.rate_limit=MAX/PER_MS|null";
 
 /** `submissions_paused=true default.submissions_paused=false reports.max_concurrency=3 reports.rate_limit=10/1000`; the API checks the numbers. */
 function opsPatch(assignments: string[]): OpsPatch {
   const patch: OpsPatch = {};
   for (const assignment of assignments) {
-    const match = /^(?:([A-Za-z0-9_-]+)\.)?(submissions_paused|max_concurrency|max_pending|rate_limit)=(.+)$/.exec(assignment);
+    const match = /^(?:([A-Za-z0-9_-]+)\.)?(submissions_paused|compute_endpoints_enabled|active_target|max_concurrency|max_pending|rate_limit)=(.+)$/.exec(assignment);
     const [, queueName, flag, text] = match ?? [];
     const value = flag && text ? flagValue(flag, text) : undefined;
-    if (!flag || value === undefined || (!queueName && flag !== "submissions_paused")) throw new CommandError(`cannot read "${assignment}": ${USAGE}`, ExitCode.usage);
+    const global = flag === "submissions_paused" || flag === "compute_endpoints_enabled";
+    if (!flag || value === undefined || (!queueName && !global) || (queueName && flag === "compute_endpoints_enabled")) throw new CommandError(`cannot read "${assignment}": ${USAGE}`, ExitCode.usage);
     if (queueName) Object.assign(((patch.queues ??= {})[queueName] ??= {}), { [flag]: value });
-    else patch.submissions_paused = value as boolean;
+    else Object.assign(patch, { [flag]: value });
   }
   return patch;
 }

@@ -15,7 +15,7 @@ import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import { guard } from "../platform/guard.js";
 import { ACK, NAK, WORKING, type JobMessage } from "../platform/puller.js";
 import { readSeq } from "../platform/stream-reads.js";
-import { deliveryHistory, readBack, recordOf, type CancelRegistry, type JobStore, type LaneRegistry } from "../records/index.js";
+import { cancelledError, deliveryHistory, readBack, recordOf, type CancelRegistry, type JobStore, type LaneRegistry } from "../records/index.js";
 import { LeaseDesk } from "./desk.js";
 import { LeaseBook, staleLease, type HeldLease, type StoredLease } from "./leases.js";
 import { ComputeServers, type StoredServer } from "./servers.js";
@@ -131,7 +131,7 @@ export class Compute {
       const server = await this.#servers.verify(headers);
       const held = await this.#book.held(req.job_id, req.lease_id, server.server_id);
       if (this.deps.cancels.has(req.job_id)) {
-        await this.#end(held, { ok: false, error: { code: "cancelled", message: "job was cancelled" }, duration_ms: this.#ranMs(held.lease) });
+        await this.#end(held, { ok: false, error: cancelledError, duration_ms: this.#ranMs(held.lease) });
         throw new BosunError("cancelled", `job ${req.job_id} was cancelled: stop running it`);
       }
       if (Date.now() > held.lease.deadline) {

@@ -332,6 +332,8 @@ export const WorkerInfo = z.object({
   processes: z.array(ProcessInfo).max(MAX_POOL_SIZE),
   /** Beyond the contract's fields: what this supervisor serves, for routing checks. */
   queues: z.array(name("queue")).max(1000),
+  /** Its target (absent from older supervisors' heartbeats: `default`). */
+  target: name("target").default("default"),
   job_types: z.array(JobType).max(10_000),
   supervision: Supervision,
   /** This supervisor's heartbeat period: it counts as gone after three of them without one. */
@@ -394,7 +396,9 @@ export type QueueStatusReply = z.infer<typeof QueueStatusReply>;
 /** The ops (cutover) flags, as read. */
 export const OpsFlags = z.object({
   submissions_paused: z.boolean(),
-  queues: z.record(z.string(), QueueLimits.extend({ submissions_paused: z.boolean() })),
+  /** false: every compute route answers 404. */
+  compute_endpoints_enabled: z.boolean(),
+  queues: z.record(z.string(), QueueLimits.extend({ submissions_paused: z.boolean(), active_target: z.string().optional() })),
 });
 export type OpsFlags = z.infer<typeof OpsFlags>;
 
@@ -405,6 +409,8 @@ export const QueueOpsPatch = z
     max_concurrency: MaxConcurrency.nullable().optional(),
     rate_limit: RateLimit.nullable().optional(),
     max_pending: MaxPending.nullable().optional(),
+    /** The target the queue's new submissions go to; `null`: back to `default`. */
+    active_target: name("active_target").nullable().optional(),
   })
   .strict()
   .refine((p) => Object.keys(p).length > 0, { message: "a queue's patch names at least one flag" });
@@ -414,6 +420,7 @@ export type QueueOpsPatch = z.infer<typeof QueueOpsPatch>;
 export const OpsPatch = z
   .object({
     submissions_paused: z.boolean().optional(),
+    compute_endpoints_enabled: z.boolean().optional(),
     queues: z.record(name("queue"), QueueOpsPatch).optional(),
   })
   .strict();

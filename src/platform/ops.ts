@@ -8,6 +8,7 @@ import { Kvm, KvWatchInclude, type KV, type KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
 import {
   buckets,
+  DEFAULT_TARGET,
   NAME_PATTERN,
   opsKeys,
   QUEUE_LIMIT_NAMES,
@@ -25,6 +26,7 @@ type QueueFlags = OpsFlags["queues"][string];
 
 export class OpsFlagsView {
   #paused = false;
+  #computeEnabled = true;
   /** A Map, not an object: a queue may be called `__proto__`. */
   readonly #queues = new Map<string, Partial<QueueFlags>>();
   readonly #listeners: (() => void)[] = [];
@@ -35,7 +37,7 @@ export class OpsFlagsView {
   constructor(private readonly log: Logger) {}
 
   get flags(): OpsFlags {
-    return { submissions_paused: this.#paused, queues: Object.fromEntries([...this.#queues].map(([q, flags]) => [q, { ...flags, submissions_paused: flags.submissions_paused ?? false }])) };
+    return { submissions_paused: this.#paused, compute_endpoints_enabled: this.#computeEnabled, queues: Object.fromEntries([...this.#queues].map(([q, flags]) => [q, { ...flags, submissions_paused: flags.submissions_paused ?? false }])) };
   }
 
   submissionsPaused(queue: string): boolean {
@@ -43,8 +45,17 @@ export class OpsFlagsView {
   }
 
   limits(queue: string): QueueLimits {
-    const { submissions_paused: _, ...limits } = this.#queues.get(queue) ?? {};
+    const { submissions_paused: _, active_target: _target, ...limits } = this.#queues.get(queue) ?? {};
     return limits;
+  }
+
+  get computeEndpointsEnabled(): boolean {
+    return this.#computeEnabled;
+  }
+
+  /** Where the queue's new submissions go (CONTRACT.md "Targets and ops flags"). */
+  activeTarget(queue: string): string {
+    return this.#queues.get(queue)?.active_target ?? DEFAULT_TARGET;
   }
 
   /** Called after every change applied (a limit raised must reach the runner without waiting for a job to end). */
@@ -85,6 +96,8 @@ export class OpsFlagsView {
     const put = entry.operation === "PUT";
     if (entry.key === opsKeys.submissionsPaused) {
       this.#paused = put && entry.string() === "true";
+    } else if (entry.key === opsKeys.computeEndpointsEnabled) {
+      this.#computeEnabled = !put || entry.string() !== "false";
     } else {
       const [, queue, flag] = QUEUE_KEY.exec(entry.key) ?? [];
       if (!queue || !flag || !NAME_PATTERN.test(queue)) return;
@@ -92,6 +105,11 @@ export class OpsFlagsView {
       if (flag === "submissions_paused") {
         if (put) flags.submissions_paused = entry.string() === "true";
         else delete flags.submissions_paused;
+      } else if (flag === "active_target") {
+        delete flags.active_target;
+        const target = put ? entry.string() : undefined;
+        if (target !== undefined && NAME_PATTERN.test(target)) flags.active_target = target;
+        else if (target !== undefined) this.log.warn({ flag: entry.key }, "ops flag value is not valid; ignored");
       } else if (isLimitName(flag)) {
         delete flags[flag];
         // The bucket is wire too: a value no patch could have written is ignored (and said), never half-applied.
@@ -100,7 +118,7 @@ export class OpsFlagsView {
         Object.assign(flags, value);
       } else return;
       // A queue is listed while any of its keys exists (an unpaused queue shows `false`, as before limits).
-      if (flags.submissions_paused === undefined && QUEUE_LIMIT_NAMES.every((l) => flags[l] === undefined)) this.#queues.delete(queue);
+      if (flags.submissions_paused === undefined && flags.active_target === undefined && QUEUE_LIMIT_NAMES.every((l) => flags[l] === undefined)) this.#queues.delete(queue);
       else this.#queues.set(queue, flags);
     }
     this.log.info({ flag: entry.key, value: entry.operation === "PUT" ? entry.string() : null, operation: entry.operation }, "ops flag applied");
@@ -122,7 +140,10 @@ function readLimit(flag: QueueLimitName, text: string): QueueLimits | undefined 
 /** Writes a validated patch, one key per flag; `null` deletes a limit's key. */
 export async function writeOpsPatch(kv: KV, patch: OpsPatch): Promise<void> {
   if (patch.submissions_paused !== undefined) await kv.put(opsKeys.submissionsPaused, String(patch.submissions_paused));
+  if (patch.compute_endpoints_enabled !== undefined) await kv.put(opsKeys.computeEndpointsEnabled, String(patch.compute_endpoints_enabled));
   for (const [queue, flags] of Object.entries(patch.queues ?? {})) {
+    if (flags.active_target === null) await kv.delete(opsKeys.queueActiveTarget(queue));
+    else if (flags.active_target !== undefined) await kv.put(opsKeys.queueActiveTarget(queue), flags.active_target);
     if (flags.submissions_paused !== undefined) await kv.put(opsKeys.queueSubmissionsPaused(queue), String(flags.submissions_paused));
     for (const limit of QUEUE_LIMIT_NAMES) {
       const value = flags[limit];
@@ -138,6 +159,8 @@ export function patchedFlags(flags: OpsFlags, patch: OpsPatch): OpsFlags {
   for (const [queue, change] of Object.entries(patch.queues ?? {})) {
     const next: QueueFlags = { ...(queues.get(queue) ?? { submissions_paused: false }) };
     if (change.submissions_paused !== undefined) next.submissions_paused = change.submissions_paused;
+    if (change.active_target === null) delete next.active_target;
+    else if (change.active_target !== undefined) next.active_target = change.active_target;
     for (const limit of QUEUE_LIMIT_NAMES) {
       const value = change[limit];
       if (value === null) delete next[limit];
@@ -146,5 +169,9 @@ export function patchedFlags(flags: OpsFlags, patch: OpsPatch): OpsFlags {
     queues.set(queue, next);
   }
   // Own properties by definition (no prototype setter), as for a queue called __proto__.
-  return { submissions_paused: patch.submissions_paused ?? flags.submissions_paused, queues: Object.fromEntries(queues) };
+  return {
+    submissions_paused: patch.submissions_paused ?? flags.submissions_paused,
+    compute_endpoints_enabled: patch.compute_endpoints_enabled ?? flags.compute_endpoints_enabled,
+    queues: Object.fromEntries(queues),
+  };
 }

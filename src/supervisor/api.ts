@@ -9,6 +9,7 @@ import { headers as natsHeaders, type Msg, type NatsConnection, type Subscriptio
 import type { Logger } from "pino";
 import type { z } from "zod";
 import {
+  BosunError,
   controlSubject,
   CORRELATION_HEADER,
   decodeWith,
@@ -28,6 +29,7 @@ import { hop, SpanKind, TRACEPARENT, validTraceparent, type Hop } from "../platf
 import { unavailableOf } from "../platform/nats-errors.js";
 import { AUTHORIZATION_HEADER, type Gate, type KeyStore } from "../auth/index.js";
 import type { Intake } from "./intake.js";
+import type { JobActions } from "./job-actions.js";
 import type { Operations } from "./operations.js";
 import type { ScheduleService } from "../schedules/index.js";
 import type { Compute } from "../compute/index.js";
@@ -37,6 +39,7 @@ import type { Targets } from "../targets/index.js";
 export interface ApiDeps {
   workerId: string;
   intake: Intake;
+  actions: JobActions;
   operations: Operations;
   keys: KeyStore;
   gate: Gate;
@@ -44,6 +47,8 @@ export interface ApiDeps {
   compute: Compute["api"];
   files: Files["api"];
   targets: Targets["api"];
+  /** The ops flag compute_endpoints_enabled: false makes every compute operation unknown. */
+  computeEnabled(): boolean;
   log: Logger;
 }
 
@@ -61,15 +66,15 @@ const traceparentOf = (msg: Msg): string | undefined => {
 export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, log, workerId, operations: ops, keys, gate, schedules, compute, files, targets } = deps;
+  const { intake, actions, log, workerId, operations: ops, keys, gate, schedules, compute, files, targets } = deps;
   const handlers: Handlers = {
     jobs_submit: (req, msg, trace) => intake.submit(req, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
     jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
-    jobs_get: (req) => intake.status(req.job_id),
-    jobs_result: (req) => intake.result(req.job_id),
-    jobs_cancel: (req) => intake.cancel(req.job_id),
-    jobs_retry: (req) => intake.retry(req.job_id),
-    jobs_list: (req) => intake.list(req),
+    jobs_get: (req) => actions.status(req.job_id),
+    jobs_result: (req) => actions.result(req.job_id),
+    jobs_cancel: (req) => actions.cancel(req.job_id),
+    jobs_retry: (req) => actions.retry(req.job_id),
+    jobs_list: (req) => actions.list(req),
     workers_list: async () => ({ workers: ops.workers() }),
     workers_recycle: (req, msg) => ops.recycle(req, authorizationOf(msg)),
     queue_status: async () => ({ queues: await ops.queues() }),
@@ -109,7 +114,12 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   for (const name of Object.keys(operations) as OperationName[]) {
     const { subject, request } = operations[name];
     const handle = handlers[name] as (input: unknown, msg: Msg, trace: Hop) => Promise<unknown>;
-    const admit = (msg: Msg) => gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
+    // Off, a compute operation is not there at all (404), whoever asks: decided before anything else.
+    const compute = operations[name].tag === "compute";
+    const admit = (msg: Msg) => {
+      if (compute && !deps.computeEnabled()) throw new BosunError("not_found", "the compute endpoints are turned off (ops flag compute_endpoints_enabled)");
+      return gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
+    };
     const count = stats.endpoint(name);
     service.addEndpoint(name, {
       subject,

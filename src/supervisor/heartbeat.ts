@@ -113,9 +113,9 @@ export class Heartbeats {
   }
 
   /** Live supervisors that serve this type on this queue. */
-  serversOf(type: string, queue: string): string[] {
+  serversOf(type: string, queue: string, target: string): string[] {
     return this.live()
-      .filter((w) => w.job_types.includes(type) && w.queues.includes(queue))
+      .filter((w) => w.job_types.includes(type) && w.queues.includes(queue) && w.target === target)
       .map((w) => w.worker_id);
   }
 

@@ -19,33 +19,22 @@ import {
   laneOf,
   parseWith,
   resultSubject,
-  streams,
   SubmitQueue,
   SubmitRequest,
   summarizeIssues,
+  DEFAULT_TARGET,
   type Backoff,
   type BatchSubmitReply,
-  type CancelReply,
   type JobEnvelope,
   type JobResult,
-  type JobStatus,
-  type ListJobsReply,
-  type ListJobsRequest,
   type ScheduleOrigin,
   type SubmitReply,
 } from "../contract/index.js";
 import type { HandlerDefinition } from "../actors/handlers.js";
 
-/** Runs nowhere here: a remote server's handler runs the job (see #remoteHandler). */
-const REMOTE_HANDLER: HandlerDefinition = {
-  run: () => {
-    throw new Error("a remote compute server's job type");
-  },
-};
 import {
   IdempotencyIndex,
   laneFor,
-  listJobs,
   requireStatus,
   resultOf,
   type CancelRegistry,
@@ -59,6 +48,13 @@ import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
 import { TRACEPARENT } from "../platform/tracing.js";
 import type { PendingCounts } from "./pending-counts.js";
+
+/** Runs nowhere here: a remote server's handler runs the job (see #remoteHandler). */
+const REMOTE_HANDLER: HandlerDefinition = {
+  run: () => {
+    throw new Error("a remote compute server's job type");
+  },
+};
 
 export interface JobDefaults {
   timeout_ms: number;
@@ -76,9 +72,14 @@ export interface IntakeDeps {
   queues: readonly string[];
   workerId: string;
   /** Live supervisors serving this type on this queue (this one included). */
-  serversOf(type: string, queue: string): string[];
-  /** Remote compute servers seen lately serve this queue (they name no types up front: any type is theirs to run). */
-  remoteServes(queue: string): boolean;
+  /** Live supervisors of the target serving the type on the queue. */
+  serversOf(type: string, queue: string, target: string): string[];
+  /** Remote compute servers of the target, seen lately, serve this queue (they name no types up front: any type is theirs to run). */
+  remoteServes(queue: string, target: string): boolean;
+  /** This supervisor's target. */
+  target: string;
+  /** The queue's active target (ops flags): where its new submissions go. */
+  activeTarget(queue: string): string;
   /** A supervisor that turned out not to be there. */
   forgetWorker(workerId: string): void;
   /** The ops flag: submits to this queue are refused for now. */
@@ -133,11 +134,15 @@ export class Intake {
     // A batch has counted its jobs in already, a forwarded submit was counted by its sender, and a
     // schedule's tick is claimed once: refused, it would be lost rather than retried.
     if (!ctx.counted && !forwarded && !origin) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
-    const handler = (this.deps.queues.includes(req.queue) ? this.deps.handlers.get(req.type) : undefined) ?? this.#remoteHandler(req, forwarded);
+    // Checked by a supervisor of the target that runs it: it has the handler, its payload schema and defaults.
+    const target = this.deps.activeTarget(req.queue);
+    const ours = this.deps.queues.includes(req.queue) && this.deps.target === target;
+    const handler = (ours ? this.deps.handlers.get(req.type) : undefined) ?? this.#remoteHandler(req, forwarded, target);
     if (!handler) {
-      const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue).filter((w) => w !== this.deps.workerId);
+      const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue, target).filter((w) => w !== this.deps.workerId);
       if (others.length === 0) {
-        throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
+        const where = target === DEFAULT_TARGET ? "" : ` of target "${target}"`;
+        throw new BosunError("unknown_type", `no live supervisor${where} serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue, target });
       }
       return this.#forwardToAny(others, req, correlationId, traceparent, authorization);
     }
@@ -147,7 +152,7 @@ export class Intake {
         throw new BosunError("validation_error", `payload does not match the schema of "${req.type}": ${summarizeIssues(checked.error.issues)}`, checked.error.issues);
       }
     }
-    const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
+    const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0, target);
     let job = this.#envelope(lane.code, req, handler, correlationId, traceparent, origin);
     // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
     assertFitsJobMessage(this.deps.nc, job);
@@ -210,95 +215,14 @@ export class Intake {
     return { jobs: replies };
   }
 
-  async status(jobId: string): Promise<JobStatus> {
-    return this.deps.store.status(jobId);
-  }
-
-  async result(jobId: string): Promise<JobResult> {
-    const { store } = this.deps;
-    const sources = await store.sources(jobId);
-    const status = requireStatus(jobId, sources);
-    if (sources.final && FINAL_STATES.has(status.state)) return resultOf(sources.final);
-    throw new BosunError("not_finished", `job ${jobId} is ${status.state}`, { state: status.state });
-  }
-
-  /**
-   * A queued or scheduled job never runs (its message is removed); a running
-   * one has its process killed by whichever supervisor runs it. Cancelling
-   * twice is harmless; cancelling a finished job is a conflict that changes
-   * nothing.
-   */
-  async cancel(jobId: string): Promise<CancelReply> {
-    const { store, cancels, log } = this.deps;
-    const sources = await store.sources(jobId);
-    const record = requireStatus(jobId, sources);
-    if (record.state === "cancelled") return { job_id: jobId, state: "cancelled" };
-    if (FINAL_STATES.has(record.state)) throw new BosunError("conflict", `job ${jobId} is ${record.state} already`, { state: record.state });
-    await cancels.request(jobId);
-    log.info({ job_id: jobId, correlation_id: record.correlation_id, state: record.state }, "job cancel requested");
-    if (record.state === "running") return { job_id: jobId, state: "running", cancel_requested: true };
-    const waiting = (sources.queued ?? sources.scheduled)?.job;
-    const generation = waiting?.generation ?? 0;
-    const claimed = await store.claimResult({
-      ...record,
-      state: "cancelled",
-      owner: record.owner,
-      error: cancelledError,
-      finished_at: new Date().toISOString(),
-      progress: record.progress,
-      result: null,
-      duration_ms: null,
-      generation,
-    }, { traceparent: waiting?.traceparent });
-    if (!claimed) {
-      // It ran and finished meanwhile (fast jobs never show as running).
-      const now = await store.status(jobId);
-      if (now.state === "cancelled") return { job_id: jobId, state: "cancelled" };
-      throw new BosunError("conflict", `job ${jobId} is ${now.state} already`, { state: now.state });
-    }
-    // Its messages go, so it counts nowhere as waiting; a copy already in a supervisor's
-    // hands finds the request (kept a while after this) and is dropped unrun.
-    if (sources.seqs.queued !== undefined) await store.drop(streams.jobs, sources.seqs.queued);
-    if (sources.seqs.scheduled !== undefined) await store.drop(streams.scheduled, sources.seqs.scheduled);
-    cancels.releaseLater(jobId);
-    this.deps.metrics.cancelled.inc({ queue: record.queue, type: record.type });
-    return { job_id: jobId, state: "cancelled" };
-  }
-
-  /** Requeues a dead job with fresh attempts (its dead letter keeps the old errors). */
-  async retry(jobId: string): Promise<SubmitReply> {
-    const { store, log } = this.deps;
-    const sources = await store.sources(jobId);
-    const record = requireStatus(jobId, sources);
-    if (record.state !== "dead") {
-      throw new BosunError("conflict", `only dead jobs can be retried; job ${jobId} is ${record.state}`, { state: record.state });
-    }
-    const dead = await store.deadLetter(jobId);
-    if (!dead) throw new BosunError("conflict", `job ${jobId} has no dead letter to retry from`);
-    const job: JobEnvelope = { ...dead.letter.job, generation: dead.letter.job.generation + 1, errors: [], owner: null, started_at: null };
-    // Queued first, so no crash after this point can lose the job: the message id (job,
-    // generation, attempt) makes a concurrent retry of the same dead job the same message,
-    // and its newer generation outranks the old final record for every reader. The old
-    // final record and dead letter go last, by sequence, so a new death meanwhile stays.
-    await store.enqueue(job, 0);
-    if (sources.seqs.final !== undefined) await store.drop(streams.results, sources.seqs.final);
-    await store.drop(streams.dead, dead.seq);
-    log.info({ job_id: jobId, correlation_id: job.correlation_id, generation: job.generation }, "dead job requeued");
-    return { job_id: jobId, state: "queued" };
-  }
-
-  list(filter: ListJobsRequest): Promise<ListJobsReply> {
-    return listJobs(this.deps.store.jsm, this.deps.store.log, this.deps.lanes, filter);
-  }
-
   /**
    * A job for a queue only remote compute servers serve: accepted with the
    * defaults (their handlers are theirs, so no payload schema applies).
    * Where a supervisor also serves it, the submit goes there for its checks.
    */
-  #remoteHandler(req: SubmitRequest, forwarded: boolean): HandlerDefinition | undefined {
-    if (!this.deps.remoteServes(req.queue)) return undefined;
-    if (!forwarded && this.deps.serversOf(req.type, req.queue).some((w) => w !== this.deps.workerId)) return undefined;
+  #remoteHandler(req: SubmitRequest, forwarded: boolean, target: string): HandlerDefinition | undefined {
+    if (!this.deps.remoteServes(req.queue, target)) return undefined;
+    if (!forwarded && this.deps.serversOf(req.type, req.queue, target).some((w) => w !== this.deps.workerId)) return undefined;
     return REMOTE_HANDLER;
   }
 
@@ -433,4 +357,3 @@ export class Intake {
   }
 }
 
-export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;

@@ -13,7 +13,7 @@ import type { CancelRegistry, JobStore } from "../records/index.js";
 import { backoffDelay } from "./backoff.js";
 import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import type { JobMessage } from "../platform/puller.js";
-import { deliveryHistory, lostRun, recordOf } from "../records/index.js";
+import { cancelledError, deliveryHistory, lostRun, recordOf } from "../records/index.js";
 import { readJobMessage, type InboundJob } from "./inbound.js";
 
 /** A delivered job ready to run (see Settler.pickUp). */
@@ -28,7 +28,6 @@ export interface PickedUp {
 }
 export type FencedStatus = JobStatus & { fencing_token?: number };
 
-export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;
 
 /**
  * Names one run of a job: this supervisor and its receipt of the message.

@@ -9,7 +9,7 @@ import type { NatsConnection, Subscription } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
 import type { Service } from "@nats-io/services";
 import type { Logger } from "pino";
-import { DEFAULT_TARGET, type WorkerInfo } from "../contract/index.js";
+import type { WorkerInfo } from "../contract/index.js";
 import { loadHandlers } from "../actors/handlers.js";
 import { retentionOf, type SupervisorConfig } from "../platform/config.js";
 import { connectNats } from "../platform/nats.js";
@@ -18,6 +18,7 @@ import { serveForwardedSubmits, startApi } from "./api.js";
 import { Gate, KeyStore, type AuthSettings } from "../auth/index.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
+import { JobActions } from "./job-actions.js";
 import { Pool } from "../actors/pool/pool.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
@@ -152,6 +153,7 @@ export class Supervisor {
       limits,
       metrics,
       queues: config.queues,
+      target: config.target,
       leaseMs: config.lease_ms,
       log,
       canStoreOutcomes: () => heartbeats.confirm(),
@@ -166,8 +168,10 @@ export class Supervisor {
       handlers,
       queues: config.queues,
       workerId,
-      serversOf: (type, queue) => heartbeats.serversOf(type, queue),
-      remoteServes: (queue) => this.#compute?.serves(queue, DEFAULT_TARGET) ?? false,
+      serversOf: (type, queue, target) => heartbeats.serversOf(type, queue, target),
+      remoteServes: (queue, target) => this.#compute?.serves(queue, target) ?? false,
+      target: config.target,
+      activeTarget: (queue) => ops.activeTarget(queue),
       forgetWorker: (id) => heartbeats.forget(id),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       maxPending: (queue) => ops.limits(queue).max_pending,
@@ -196,7 +200,13 @@ export class Supervisor {
       log,
     }));
     gate.checkServersWith(compute.credentials);
+    const targets = new Targets({ opsKv: topology.opsKv, ops, supervisors: () => heartbeats.live(), servers: () => compute.liveServers() });
     metrics.watchSchedules(() => schedules.summary());
+    metrics.watchPendingByBand(async () =>
+      (await operations.queues())
+        .filter((q) => config.queues.includes(q.queue))
+        .flatMap((q) => Object.entries(q.pending_by_band).map(([band, pending]) => ({ queue: q.queue, band, pending }))),
+    );
     metrics.watchQueueLimits(() => limits.samples(config.queues, (queue) => pending.last(queue)));
 
     pool.start();
@@ -214,7 +224,8 @@ export class Supervisor {
       status: (jobId) => store.status(jobId),
       checkLease: (jobId, leaseId, headers) => compute.checkLease(jobId, leaseId, headers),
     });
-    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: compute.api, files: files.api, targets: new Targets().api, log });
+    const actions = new JobActions({ store, cancels, lanes, metrics, log });
+    this.#service = await startApi(nc, { workerId, intake, actions, operations, keys, gate, schedules: schedules.api, compute: compute.api, files: files.api, targets: targets.api, computeEnabled: () => ops.computeEndpointsEnabled, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();
@@ -290,6 +301,7 @@ export class Supervisor {
       busy_count: busy,
       processes,
       queues: [...this.config.queues],
+      target: this.config.target,
       job_types: this.#jobTypes,
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
       heartbeat_ms: this.config.heartbeat_ms,
