@@ -391,34 +391,6 @@ export type QueueStatus = z.infer<typeof QueueStatus>;
 export const QueueStatusReply = z.object({ queues: z.array(QueueStatus) });
 export type QueueStatusReply = z.infer<typeof QueueStatusReply>;
 
-/** The ops (cutover) flags, as read. */
-export const OpsFlags = z.object({
-  submissions_paused: z.boolean(),
-  queues: z.record(z.string(), QueueLimits.extend({ submissions_paused: z.boolean() })),
-});
-export type OpsFlags = z.infer<typeof OpsFlags>;
-
-/** A change to one queue's flags: a field left out stays as it is, `null` clears a limit. */
-export const QueueOpsPatch = z
-  .object({
-    submissions_paused: z.boolean().optional(),
-    max_concurrency: MaxConcurrency.nullable().optional(),
-    rate_limit: RateLimit.nullable().optional(),
-    max_pending: MaxPending.nullable().optional(),
-  })
-  .strict()
-  .refine((p) => Object.keys(p).length > 0, { message: "a queue's patch names at least one flag" });
-export type QueueOpsPatch = z.infer<typeof QueueOpsPatch>;
-
-/** A change to the ops flags: only known flags, with the right types. */
-export const OpsPatch = z
-  .object({
-    submissions_paused: z.boolean().optional(),
-    queues: z.record(name("queue"), QueueOpsPatch).optional(),
-  })
-  .strict();
-export type OpsPatch = z.infer<typeof OpsPatch>;
-
 export const JobEvent = z.object({
   type: z.enum(["state", "progress"]),
   data: JobStatus,

@@ -9,6 +9,7 @@ import { headers as natsHeaders, type Msg, type NatsConnection, type Subscriptio
 import type { Logger } from "pino";
 import type { z } from "zod";
 import {
+  BosunError,
   controlSubject,
   CORRELATION_HEADER,
   decodeWith,
@@ -42,6 +43,8 @@ export interface ApiDeps {
   gate: Gate;
   schedules: ScheduleService;
   compute: Compute["api"];
+  /** The ops flag compute_endpoints_enabled: while false every `compute` operation answers 404. */
+  computeEnabled(): boolean;
   files: Files["api"];
   targets: Targets["api"];
   log: Logger;
@@ -61,7 +64,7 @@ const traceparentOf = (msg: Msg): string | undefined => {
 export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, log, workerId, operations: ops, keys, gate, schedules, compute, files, targets } = deps;
+  const { intake, log, workerId, operations: ops, keys, gate, schedules, compute, computeEnabled, files, targets } = deps;
   const handlers: Handlers = {
     jobs_submit: (req, msg, trace) => intake.submit(req, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
     jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
@@ -106,9 +109,14 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   });
   const stats = new EndpointStats();
   for (const name of Object.keys(operations) as OperationName[]) {
-    const { subject, request } = operations[name];
+    const { subject, request, tag } = operations[name];
     const handle = handlers[name] as (input: unknown, msg: Msg, trace: Hop) => Promise<unknown>;
-    const admit = (msg: Msg) => gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
+    const admit = async (msg: Msg) => {
+      const input = await gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
+      // The one place the switch is decided, for NATS and HTTP alike (the gateway relays the 404).
+      if (tag === "compute" && !computeEnabled()) throw new BosunError("not_found", "the compute endpoints are turned off (ops flag compute_endpoints_enabled)");
+      return input;
+    };
     const count = stats.endpoint(name);
     service.addEndpoint(name, {
       subject,

@@ -190,7 +190,19 @@ export class Supervisor {
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
-    this.#service = await startApi(nc, { workerId, intake, operations, keys, gate, schedules: schedules.api, compute: new Compute().api, files: new Files().api, targets: new Targets().api, log });
+    this.#service = await startApi(nc, {
+      workerId,
+      intake,
+      operations,
+      keys,
+      gate,
+      schedules: schedules.api,
+      compute: new Compute().api,
+      computeEnabled: () => ops.computeEndpointsEnabled(),
+      files: new Files().api,
+      targets: new Targets().api,
+      log,
+    });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();
