@@ -3,7 +3,7 @@
  * Types are inferred from them, so a shape is written exactly once.
  */
 import { z } from "zod";
-import { JOB_ID_PATTERN, NAME_PATTERN } from "./subjects.js";
+import { DEFAULT_TARGET, JOB_ID_PATTERN, NAME_PATTERN } from "./subjects.js";
 import { errorCodes, type ErrorCode } from "./errors.js";
 import {
   MAX_ATTEMPTS,
@@ -340,6 +340,8 @@ export const WorkerInfo = z.object({
   schedules: z.object({ active: z.number().int().nonnegative(), next_run_at: isoTime.nullable() }),
   /** Per queue with a max_concurrency or rate_limit: this supervisor's use, summed by readers into the queue's use (empty without limits; absent from older supervisors' heartbeats). */
   queue_use: z.record(name("queue"), QueueUse).default({}),
+  /** The target this supervisor belongs to (`--target`); older heartbeats, without it, read as the default target. */
+  target: name("target").default(DEFAULT_TARGET),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

@@ -5,13 +5,10 @@
  * retry and list.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { errors, headers as natsHeaders, nuid } from "@nats-io/nats-core";
+import { nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
   BosunError,
-  controlSubject,
-  CORRELATION_HEADER,
-  encodeJson,
   FINAL_STATES,
   errorReply,
   FinalRecord,
@@ -45,13 +42,12 @@ import {
   type JobStore,
   type LaneRegistry,
 } from "../records/index.js";
-import { assertFitsJobMessage, readReply } from "../platform/nats.js";
+import { assertFitsJobMessage } from "../platform/nats.js";
 import { unavailableOf } from "../platform/nats-errors.js";
-import { AUTHORIZATION_HEADER } from "../auth/index.js";
 import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
-import { TRACEPARENT } from "../platform/tracing.js";
 import type { PendingCounts } from "./pending-counts.js";
+import { forwardToAny, routeSubmit, type RouteDeps } from "./submit-route.js";
 
 export interface JobDefaults {
   timeout_ms: number;
@@ -59,19 +55,14 @@ export interface JobDefaults {
   backoff: Backoff;
 }
 
-export interface IntakeDeps {
+export interface IntakeDeps extends Omit<RouteDeps, "remoteServes"> {
   nc: NatsConnection;
   store: JobStore;
   lanes: LaneRegistry;
   cancels: CancelRegistry;
   idempotency: IdempotencyIndex;
-  handlers: ReadonlyMap<string, HandlerDefinition>;
-  queues: readonly string[];
-  workerId: string;
-  /** Live supervisors serving this type on this queue (this one included). */
-  serversOf(type: string, queue: string): string[];
-  /** A supervisor that turned out not to be there. */
-  forgetWorker(workerId: string): void;
+  /** Whether remote compute servers serve this queue for this target (default: none do). */
+  remoteServes?(queue: string, target: string): boolean;
   /** The ops flag: submits to this queue are refused for now. */
   submissionsPaused(queue: string): boolean;
   /** The queue's max_pending from the ops flags, if set. */
@@ -82,9 +73,6 @@ export interface IntakeDeps {
   log: Logger;
 }
 
-const FORWARD_TIMEOUT_MS = 5000;
-/** Supervisors a submit is offered to before it is refused (each costs a no-responders round trip when gone). */
-const MAX_FORWARD_TRIES = 3;
 /**
  * How long a submit keeps retrying writes the stream cannot take (a leader
  * election takes 4-9 s, up to ~16 s after a partition heals), then answers
@@ -108,12 +96,17 @@ export interface SubmitContext {
 }
 
 export class Intake {
-  constructor(private readonly deps: IntakeDeps) {}
+  readonly #route: RouteDeps;
+
+  constructor(private readonly deps: IntakeDeps) {
+    this.#route = { ...deps, remoteServes: deps.remoteServes ?? (() => false) };
+  }
 
   /**
-   * Accepts a job. A supervisor without the handler forwards the submit to
-   * one that has it (once: `forwarded` stops a second hop), so payload
-   * schemas and per-type defaults always apply.
+   * Accepts a job into the lane of its queue's active target. A supervisor
+   * that does not run the type there forwards the submit to one of that
+   * target that does (once: `forwarded` stops a second hop), so payload
+   * schemas and per-type defaults always apply (submit-route.ts).
    */
   async submit(req: SubmitRequest, ctx: SubmitContext = {}): Promise<SubmitReply | JobResult> {
     const { correlationId, forwarded = false, traceparent, authorization, origin } = ctx;
@@ -124,21 +117,16 @@ export class Intake {
     // A batch has counted its jobs in already, a forwarded submit was counted by its sender, and a
     // schedule's tick is claimed once: refused, it would be lost rather than retried.
     if (!ctx.counted && !forwarded && !origin) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
-    const handler = this.deps.queues.includes(req.queue) ? this.deps.handlers.get(req.type) : undefined;
-    if (!handler) {
-      const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue).filter((w) => w !== this.deps.workerId);
-      if (others.length === 0) {
-        throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
-      }
-      return this.#forwardToAny(others, req, correlationId, traceparent, authorization);
-    }
-    if (handler.payload) {
+    const route = routeSubmit(this.#route, req, forwarded);
+    if (route.kind === "forward") return forwardToAny(this.#route, route, req, { correlationId, traceparent, authorization });
+    const { handler, target } = route;
+    if (handler?.payload) {
       const checked = handler.payload.safeParse(req.payload);
       if (!checked.success) {
         throw new BosunError("validation_error", `payload does not match the schema of "${req.type}": ${summarizeIssues(checked.error.issues)}`, checked.error.issues);
       }
     }
-    const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0);
+    const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0, target);
     let job = this.#envelope(lane.code, req, handler, correlationId, traceparent, origin);
     // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
     assertFitsJobMessage(this.deps.nc, job);
@@ -285,7 +273,7 @@ export class Intake {
   #envelope(
     lane: string,
     req: SubmitRequest,
-    handler: HandlerDefinition,
+    handler: HandlerDefinition | undefined,
     headerCorrelationId: string | undefined,
     traceparent: string | undefined,
     origin: ScheduleOrigin | undefined,
@@ -297,9 +285,9 @@ export class Intake {
       queue: req.queue,
       tenant: req.tenant ?? null,
       payload: req.payload,
-      timeout_ms: req.timeout_ms ?? handler.timeout_ms ?? defaults.timeout_ms,
-      max_attempts: req.max_attempts ?? handler.max_attempts ?? defaults.max_attempts,
-      backoff: req.backoff ?? handler.backoff ?? defaults.backoff,
+      timeout_ms: req.timeout_ms ?? handler?.timeout_ms ?? defaults.timeout_ms,
+      max_attempts: req.max_attempts ?? handler?.max_attempts ?? defaults.max_attempts,
+      backoff: req.backoff ?? handler?.backoff ?? defaults.backoff,
       priority: req.priority ?? 0,
       correlation_id: req.correlation_id ?? headerCorrelationId ?? nuid.next(),
       created_at: new Date().toISOString(),
@@ -359,40 +347,6 @@ export class Intake {
       return waitMs ? resultOf(sources.final) : { job_id: jobId, state: status.state, duplicate: true };
     }
     return (await waiter?.result) ?? { job_id: jobId, state: status.state, duplicate: true };
-  }
-
-  /**
-   * Forwards to one of the supervisors whose heartbeats say they serve the
-   * type, in random order. One that has no subscription on its control
-   * subject is no supervisor at all (a spoofed or stale heartbeat): it is
-   * forgotten and the next is tried, so it cannot turn a 422 into a 503.
-   */
-  async #forwardToAny(
-    candidates: string[],
-    req: SubmitRequest,
-    correlationId: string | undefined,
-    traceparent: string | undefined,
-    authorization: string | undefined,
-  ): Promise<SubmitReply | JobResult> {
-    const order = [...candidates].sort(() => Math.random() - 0.5);
-    for (const workerId of order.slice(0, MAX_FORWARD_TRIES)) {
-      const headers = natsHeaders();
-      if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
-      if (traceparent) headers.set(TRACEPARENT, traceparent);
-      if (authorization) headers.set(AUTHORIZATION_HEADER, authorization);
-      let reply;
-      try {
-        reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });
-      } catch (err) {
-        if (err instanceof errors.RequestError && err.isNoResponders()) {
-          this.deps.forgetWorker(workerId);
-          continue;
-        }
-        throw new BosunError("unavailable", `supervisor ${workerId}, which serves "${req.type}", did not answer`, undefined, { cause: err });
-      }
-      return readReply<SubmitReply | JobResult>(reply);
-    }
-    throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
   }
 
   #waitForResult(jobId: string, waitMs: number): { result: Promise<JobResult | undefined>; cancel(): void } {

@@ -50,6 +50,8 @@ export interface RunnerOptions {
   /** Per-queue max_concurrency and rate_limit: how many jobs of a queue this supervisor may take. */
   limits: QueueLimits;
   queues: readonly string[];
+  /** Only lanes of this target are this supervisor's (a queue's other targets are other pools). */
+  target: string;
   leaseMs: number;
   log: Logger;
   /** Resolves once an acknowledged write gets through (this node reaches the cluster's majority). */
@@ -108,9 +110,9 @@ export class Runner {
   async start(): Promise<void> {
     this.opts.cancels.onCancel((jobId) => this.#onCancel(jobId));
     this.#leases.start();
-    for (const queue of this.opts.queues) await this.#addLane(laneFor(queue, null, 0));
+    for (const queue of this.opts.queues) await this.#addLane(laneFor(queue, null, 0, this.opts.target));
     this.opts.lanes.onLane((lane) => {
-      if (this.opts.queues.includes(lane.queue)) this.#addLane(lane).catch((err: unknown) => this.opts.log.error({ err, lane: lane.code }, "could not start pulling a lane"));
+      if (this.opts.queues.includes(lane.queue) && lane.target === this.opts.target) this.#addLane(lane).catch((err: unknown) => this.opts.log.error({ err, lane: lane.code }, "could not start pulling a lane"));
     });
     this.refill();
   }

@@ -149,6 +149,7 @@ export class Supervisor {
       limits,
       metrics,
       queues: config.queues,
+      target: config.target,
       leaseMs: config.lease_ms,
       log,
       canStoreOutcomes: () => heartbeats.confirm(),
@@ -163,7 +164,9 @@ export class Supervisor {
       handlers,
       queues: config.queues,
       workerId,
-      serversOf: (type, queue) => heartbeats.serversOf(type, queue),
+      target: config.target,
+      activeTarget: (queue) => ops.activeTarget(queue),
+      serversOf: (type, queue, target) => heartbeats.serversOf(type, queue, target),
       forgetWorker: (id) => heartbeats.forget(id),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       maxPending: (queue) => ops.limits(queue).max_pending,
@@ -190,6 +193,7 @@ export class Supervisor {
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
+    const targets = new Targets({ jsm: topology.jsm, opsKv: topology.opsKv, ops, live: () => heartbeats.live(), log });
     this.#service = await startApi(nc, {
       workerId,
       intake,
@@ -200,7 +204,7 @@ export class Supervisor {
       compute: new Compute().api,
       computeEnabled: () => ops.computeEndpointsEnabled(),
       files: new Files().api,
-      targets: new Targets().api,
+      targets: targets.api,
       log,
     });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
@@ -277,6 +281,7 @@ export class Supervisor {
       busy_count: busy,
       processes,
       queues: [...this.config.queues],
+      target: this.config.target,
       job_types: this.#jobTypes,
       supervision: this.#pool?.supervision() ?? { decision: "restart", crashes_in_window: 0, spawn_paused_ms: 0 },
       heartbeat_ms: this.config.heartbeat_ms,
