@@ -152,10 +152,12 @@ const samples: Record<string, Sample> = {
   pauseSchedule: {},
   resumeSchedule: {},
   triggerSchedule: {},
+  listTargets: {},
+  activateTarget: { body: { queue: "auth_targets_q" } },
   cleanupRuns: { body: {} },
   cleanupTempFiles: { body: {} },
 };
-const pathOf = (url: string, jobId: string) => url.replace(":job_id", jobId).replace(":worker_id", "auth-s1").replace(":key_id", "NoSuchKey0000000").replace(":schedule_id", "auth-sched");
+const pathOf = (url: string, jobId: string) => url.replace(":job_id", jobId).replace(":worker_id", "auth-s1").replace(":key_id", "NoSuchKey0000000").replace(":schedule_id", "auth-sched").replace(":target_id", "default");
 const streams = [
   { url: "/api/jobs/:job_id/events", access: "tenant" as const, jobParam: true },
   { url: "/api/platform/workers/stream", access: "admin" as const, jobParam: false },
