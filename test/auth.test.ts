@@ -152,12 +152,20 @@ const samples: Record<string, Sample> = {
   pauseSchedule: {},
   resumeSchedule: {},
   triggerSchedule: {},
-  listTargets: {},
-  activateTarget: { body: { queue: "auth_targets_q" } },
   cleanupRuns: { body: {} },
   cleanupTempFiles: { body: {} },
+  createEnrollToken: { body: { queues: ["unused_q"] } },
+  enrollServer: { body: { enroll_token: "not-a-token", name: "auth-srv" } },
+  listServers: {},
+  revokeServer: {},
+  leaseJob: { body: { wait_ms: 0 } },
+  heartbeatLease: { body: { lease_id: "NoSuchLease" } },
+  postLeaseResult: { body: { lease_id: "NoSuchLease", result: null } },
+  postLeaseFailure: { body: { lease_id: "NoSuchLease", error: { code: "x", message: "y" } } },
+  listTargets: {},
+  activateTarget: { body: { queue: "unused_q" } },
 };
-const pathOf = (url: string, jobId: string) => url.replace(":job_id", jobId).replace(":worker_id", "auth-s1").replace(":key_id", "NoSuchKey0000000").replace(":schedule_id", "auth-sched").replace(":target_id", "default");
+const pathOf = (url: string, jobId: string) => url.replace(":job_id", jobId).replace(":worker_id", "auth-s1").replace(":key_id", "NoSuchKey0000000").replace(":schedule_id", "auth-sched").replace(":server_id", "cs_none").replace(":target_id", "auth-target");
 const streams = [
   { url: "/api/jobs/:job_id/events", access: "tenant" as const, jobParam: true },
   { url: "/api/platform/workers/stream", access: "admin" as const, jobParam: false },
@@ -185,6 +193,9 @@ t.test("every HTTP route: 401 without a usable key, 403 for a tenant key on admi
       const res = await send(keyA.key);
       t.equal(res.status, 403, `${label}: tenant key on an admin route`);
       t.equal(res.body.error?.code, "forbidden");
+    } else if (route.access === "compute" || route.access === "enroll") {
+      // A compute server's credential or an enroll token, never an API key, opens these.
+      t.equal((await send(ADMIN_KEY)).status, 401, `${label}: an API key is no compute credential`);
     } else if (route.jobParam) {
       const theirs = await send(keyA.key, jobB);
       // An id in A's own lane that was never given out: what "not there" looks like to A.
@@ -219,8 +230,6 @@ const natsSamples = (jobId: string): Record<OperationName, unknown> => ({
   schedules_pause: { schedule_id: "auth-sched" },
   schedules_resume: { schedule_id: "auth-sched" },
   schedules_trigger: { schedule_id: "auth-sched" },
-  jobs_files_list: { job_id: jobId },
-  jobs_files_get: { job_id: jobId, name: "out.txt" },
   compute_enroll_tokens_create: { queues: ["default"] },
   compute_servers_enroll: { enroll_token: "x", name: "s1" },
   compute_servers_list: {},
@@ -241,6 +250,7 @@ t.test("every NATS operation and the control subjects: the same answers as over 
     t.equal((await ask()).errorCode, "401", `${name}: no header`);
     t.equal((await ask("junk-key-junk-key-junk-key-junk")).errorCode, "401", `${name}: unknown key`);
     if (operations[name].access === "admin") t.equal((await ask(keyA.key)).errorCode, "403", `${name}: tenant key on an admin operation`);
+    else if (operations[name].access !== "tenant") t.equal((await ask(ADMIN_KEY)).errorCode, "401", `${name}: an API key is no compute credential`);
     else if ("job_id" in (sample[name] as object)) t.equal((await ask(keyA.key)).errorCode, "404", `${name}: tenant A on tenant B's job`);
     else t.equal((await ask(keyA.key)).errorCode, undefined, `${name}: tenant A's own`);
   }

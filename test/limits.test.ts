@@ -76,6 +76,9 @@ t.test("max_concurrency 3 across 3 supervisors of pool 4 holds (a 4th joining to
   t.equal(metrics.value("bosun_queue_limit", { queue, limit: "max_concurrency" }), 3, "metrics: the limit");
   t.equal(metrics.value("bosun_queue_limit_share", { queue, limit: "max_concurrency" }), 1, "metrics: this supervisor's share (1 of 3)");
   t.ok(metrics.has("bosun_queue_limit_use"), "metrics: its use");
+  // 200 jobs, 3 at a time, 20 done: most are still waiting, all in the normal band.
+  t.ok(metrics.value("bosun_queue_pending", { queue, band: "n" }) > 100, "metrics: the pending jobs of its normal band");
+  t.equal(metrics.value("bosun_queue_pending", { queue, band: "h" }), 0, "and none in the high band");
   // A newcomer takes nothing until the others have seen it and lowered their shares.
   await startSupervisor(t, server.url, { queues: [queue], args: pool(4) });
   await servedBy(queue, 4);

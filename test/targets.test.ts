@@ -2,8 +2,9 @@
  * Targets and cutover against a real nats-server, real supervisors of two
  * targets and a real gateway: a queue's active target switched mid-stream
  * (jobs before it run on the old target, after it on the new one, each
- * once), GET /api/targets, the compute_endpoints_enabled switch over HTTP,
- * NATS and the CLI, and bad input that changes nothing.
+ * once), GET /api/targets, a target only named as active, the
+ * compute_endpoints_enabled switch over HTTP, NATS and the CLI, and bad
+ * input and junk in the ops bucket that change nothing.
  */
 import t from "tap";
 import { Kvm } from "@nats-io/kv";
@@ -13,7 +14,6 @@ import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { uniqueName, waitFor } from "./helpers/wait.js";
 import { buckets, laneCode, opsKeys } from "../src/contract/index.js";
-import { routeSubmit, type RouteDeps } from "../src/supervisor/submit-route.js";
 
 const server = await NatsServer.start(t);
 const nc = await connectClient(t, server.url);
@@ -136,11 +136,20 @@ t.test("a queue switched to a target nobody serves: listed with nobody in it, su
   const overNats = await requestJson<ErrorReply>(nc, "bosun.api.jobs.submit", { type: "echo", queue });
   t.equal(overNats.errorCode, "422", "the same over NATS");
   t.same((await activate("default", queue)).body, { target_id: "default", queue, previous: nobody }, "switched back");
+  t.equal((await opsFlags()).queues[queue], undefined, "the default target is no key at all: the queue reads as before any switch");
   const accepted = await waitFor(async () => {
     const res = await http<{ state: string; result: unknown }>(gw, "POST", "/api/jobs?wait_ms=5000", { body: { type: "echo", queue, payload: { back: 1 } } });
     return res.status === 200 && res;
   }, { timeoutMs: 3000, what: "a submit accepted and run" });
   t.same(accepted.body.result, { back: 1 }, "and runs on the default target");
+
+  // The same switch as an ops flag: PATCH, and the CLI; null is the default again.
+  const patched = await http<Flags>(gw, "PATCH", "/api/admin/ops", { body: { queues: { [queue]: { active_target: nobody } } } });
+  t.equal(patched.body.queues[queue]?.active_target, nobody, "PATCH /api/admin/ops sets it too");
+  await waitFor(async () => (await http(gw, "POST", "/api/jobs", { body: { type: "echo", queue } })).status === 422, { timeoutMs: 1000, what: "422 again" });
+  const cli = await runCli(["ops", "set", `${queue}.active_target=null`, ...nats]);
+  t.equal(cli.code, 0, "bosun ops set QUEUE.active_target=null", { stderr: cli.stderr });
+  await waitFor(async () => (await http(gw, "POST", "/api/jobs", { body: { type: "echo", queue } })).status === 202, { timeoutMs: 1000, what: "accepted again" });
 });
 
 t.test("compute_endpoints_enabled=false: the compute routes answer 404 within a second over HTTP and NATS; true again, they are back", async (t) => {
@@ -198,7 +207,7 @@ t.test("bad input: unknown fields, bad target or queue names, bad flag values â†
     ["a bad queue name", () => activate("t1", "no/such")],
     ["a queue that is not a string", () => http(gw, "PUT", "/api/targets/t1/active", { body: { queue: 7 } })],
     ["compute_endpoints_enabled not a boolean", () => http(gw, "PATCH", "/api/admin/ops", { body: { compute_endpoints_enabled: "no" } })],
-    ["active_target through PATCH (switches go through PUT /api/targets)", () => http(gw, "PATCH", "/api/admin/ops", { body: { queues: { [queue]: { active_target: "t1" } } } })],
+    ["a bad active_target through PATCH", () => http(gw, "PATCH", "/api/admin/ops", { body: { queues: { [queue]: { active_target: "a.b" } } } })],
   ].map(([what, call]) => [what as string, async () => {
     const res = await (call as () => Promise<{ status: number; body: unknown }>)();
     return { status: res.status, code: (res.body as ErrorReply).error?.code };
@@ -224,26 +233,4 @@ t.test("bad input: unknown fields, bad target or queue names, bad flag values â†
   t.same(ran.body.result, { junk: "ignored" }, "a junk active target sends jobs to the default target");
   t.not((await http(gw, "POST", "/api/compute/jobs/lease", { body: { wait_ms: 0 } })).status, 404, "a junk compute_endpoints_enabled leaves the routes enabled");
   t.same((await activate("t1", queue)).body, { target_id: "t1", queue, previous: "default" }, "a switch over a junk value: the previous target is the default");
-});
-
-t.test("routeSubmit: remote compute servers of the active target take a submit no supervisor of it serves", async (t) => {
-  const handlers = new Map([["echo", { run: async () => null }]]) as unknown as RouteDeps["handlers"];
-  const deps = (over: Partial<RouteDeps>): RouteDeps => ({
-    nc,
-    workerId: "w1",
-    target: "a",
-    queues: ["q"],
-    handlers,
-    activeTarget: () => "b",
-    serversOf: () => [],
-    remoteServes: () => false,
-    forgetWorker: () => undefined,
-    ...over,
-  });
-  const req = { type: "echo", queue: "q", payload: {} } as Parameters<typeof routeSubmit>[1];
-  t.throws(() => routeSubmit(deps({}), req, false), { code: "unknown_type" }, "nobody serves b: 422");
-  t.match(routeSubmit(deps({ remoteServes: (q, target) => q === "q" && target === "b" }), req, false), { kind: "here", target: "b", handler: undefined }, "remote servers of b: accepted into b's lane");
-  t.match(routeSubmit(deps({ serversOf: (_t, _q, target) => (target === "b" ? ["w2"] : ["w1", "w3"]) }), req, false), { kind: "forward", target: "b", to: ["w2"] }, "forwarded to b's supervisors only");
-  t.match(routeSubmit(deps({}), req, true), { kind: "here", target: "a" }, "a forwarded submit stays on the receiver's target");
-  t.match(routeSubmit(deps({ activeTarget: () => "a" }), req, false), { kind: "here", target: "a" }, "its own target active: written here");
 });

@@ -26,12 +26,24 @@ export interface LaneLookup {
   lookup(code: string): Promise<Lane | undefined>;
 }
 
+/** Checks a remote compute server's credential (src/compute/servers.ts): 401 unless it is a live server's. */
+export interface ServerCredentials {
+  verify(headers: MsgHdrs | undefined): Promise<unknown>;
+}
+
 export class Gate {
+  #servers: ServerCredentials | undefined;
+
   constructor(
     private readonly settings: AuthSettings,
     private readonly keys: KeyStore,
     private readonly lanes: LaneLookup,
   ) {}
+
+  /** Compute operations are refused until the compute service is there to check their credentials. */
+  checkServersWith(servers: ServerCredentials): void {
+    this.#servers = servers;
+  }
 
   /** Who sends a request with these headers: 401 without a valid key while auth is on. */
   async principal(headers: MsgHdrs | undefined): Promise<Principal> {
@@ -49,6 +61,14 @@ export class Gate {
    * caller without one learns nothing else.
    */
   async admit<N extends OperationName>(name: N, headers: MsgHdrs | undefined, decode: () => Input<N>): Promise<Input<N>> {
+    const access = operations[name].access;
+    // A compute server's credential, not an API key, whether auth is on or off; enrolling carries its token in the body.
+    if (access === "enroll") return decode();
+    if (access === "compute") {
+      if (!this.#servers) throw new BosunError("unavailable", "compute servers are not served here yet");
+      await this.#servers.verify(headers);
+      return decode();
+    }
     const who = await this.principal(headers);
     if (!who.admin && operations[name].access !== "tenant") throw new BosunError("forbidden", `${name} needs an admin key`);
     const input = decode();

@@ -5,7 +5,8 @@ import { CommandError, ExitCode } from "./errors.js";
 import { withApi } from "./nats-request.js";
 import { clientOptions, print, table, type ClientOptions } from "./output.js";
 
-const flagText = (value: boolean | number | string | RateLimit): string => (typeof value === "object" ? `${value.max}/${value.per_ms}` : String(value));
+type FlagValue = boolean | number | string | RateLimit;
+const flagText = (value: FlagValue): string => (typeof value === "object" ? `${value.max}/${value.per_ms}` : String(value));
 
 const flagLines = (flags: OpsFlags) =>
   [
@@ -14,13 +15,11 @@ const flagLines = (flags: OpsFlags) =>
     ...Object.entries(flags.queues).flatMap(([q, f]) => Object.entries(f).map(([flag, value]) => `${q}.${flag}=${flagText(value)}`)),
   ].join("\n");
 
-/** Flags that are true or false; compute_endpoints_enabled is global only. */
-const SWITCHES: ReadonlySet<string> = new Set(["submissions_paused", "compute_endpoints_enabled"]);
-
 /** One assignment's value; undefined when it cannot be read (ranges are the API's to check). */
-function flagValue(flag: string, text: string): boolean | number | RateLimit | null | undefined {
-  if (SWITCHES.has(flag)) return text === "true" ? true : text === "false" ? false : undefined;
+function flagValue(flag: string, text: string): FlagValue | null | undefined {
+  if (flag === "submissions_paused" || flag === "compute_endpoints_enabled") return text === "true" ? true : text === "false" ? false : undefined;
   if (text === "null") return null;
+  if (flag === "active_target") return text;
   if (flag === "rate_limit") {
     const m = /^(\d+)\/(\d+)$/.exec(text);
     return m ? { max: Number(m[1]), per_ms: Number(m[2]) } : undefined;
@@ -28,18 +27,17 @@ function flagValue(flag: string, text: string): boolean | number | RateLimit | n
   return /^\d+$/.test(text) ? Number(text) : undefined;
 }
 
-const USAGE = "use submissions_paused=true|false, compute_endpoints_enabled=true|false, QUEUE.submissions_paused=true|false, QUEUE.max_concurrency=N|null, QUEUE.max_pending=N|null or QUEUE.rate_limit=MAX/PER_MS|null";
+const USAGE = "use submissions_paused=true|false, compute_endpoints_enabled=true|false, QUEUE.active_target=TARGET|null, QUEUE.submissions_paused=true|false, QUEUE.max_concurrency=N|null, QUEUE.max_pending=N|null or QUEUE.rate_limit=MAX/PER_MS|null";
 
-/** `submissions_paused=true compute_endpoints_enabled=false default.submissions_paused=false reports.max_concurrency=3 reports.rate_limit=10/1000`; the API checks the numbers. */
+/** `submissions_paused=true default.submissions_paused=false reports.max_concurrency=3 reports.rate_limit=10/1000`; the API checks the numbers. */
 function opsPatch(assignments: string[]): OpsPatch {
   const patch: OpsPatch = {};
   for (const assignment of assignments) {
-    const match = /^(?:([A-Za-z0-9_-]+)\.)?(submissions_paused|compute_endpoints_enabled|max_concurrency|max_pending|rate_limit)=(.+)$/.exec(assignment);
+    const match = /^(?:([A-Za-z0-9_-]+)\.)?(submissions_paused|compute_endpoints_enabled|active_target|max_concurrency|max_pending|rate_limit)=(.+)$/.exec(assignment);
     const [, queueName, flag, text] = match ?? [];
     const value = flag && text ? flagValue(flag, text) : undefined;
-    // Queues have switches and limits; globally only the switches exist.
-    const scopeFits = (f: string) => (queueName ? f !== "compute_endpoints_enabled" : SWITCHES.has(f));
-    if (!flag || value === undefined || !scopeFits(flag)) throw new CommandError(`cannot read "${assignment}": ${USAGE}`, ExitCode.usage);
+    const global = flag === "submissions_paused" || flag === "compute_endpoints_enabled";
+    if (!flag || value === undefined || (!queueName && !global) || (queueName && flag === "compute_endpoints_enabled")) throw new CommandError(`cannot read "${assignment}": ${USAGE}`, ExitCode.usage);
     if (queueName) Object.assign(((patch.queues ??= {})[queueName] ??= {}), { [flag]: value });
     else Object.assign(patch, { [flag]: value });
   }
@@ -87,8 +85,8 @@ export function addPlatformCommands(program: Command): void {
   clientOptions(
     ops
       .command("set")
-      .description("change ops flags, e.g. submissions_paused=true, compute_endpoints_enabled=false, reports.submissions_paused=false, reports.max_concurrency=3, reports.rate_limit=10/1000, reports.max_pending=null")
-      .argument("<assignments...>", "[QUEUE.]submissions_paused=true|false, compute_endpoints_enabled=true|false, QUEUE.max_concurrency|max_pending=N|null, QUEUE.rate_limit=MAX/PER_MS|null"),
+      .description("change ops flags, e.g. submissions_paused=true, reports.submissions_paused=false, reports.max_concurrency=3, reports.rate_limit=10/1000, reports.max_pending=null")
+      .argument("<assignments...>", "[QUEUE.]submissions_paused=true|false, QUEUE.max_concurrency|max_pending=N|null, QUEUE.rate_limit=MAX/PER_MS|null"),
   ).action(async (assignments: string[], opts: ClientOptions) => {
     const patch = opsPatch(assignments);
     const flags = await withApi(opts.nats, (api) => api.opsSet(patch));

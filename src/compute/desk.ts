@@ -50,7 +50,6 @@ export class LeaseDesk {
   /** One job for this server within waitMs, or undefined. */
   take(server: StoredServer, types: readonly string[] | undefined, waitMs: number): Promise<JobMessage | undefined> {
     return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
         server,
         types: types && new Set(types),
@@ -62,7 +61,8 @@ export class LeaseDesk {
         },
       };
       this.#waiters.push(waiter);
-      timer = setTimeout(() => waiter.resolve(undefined), waitMs);
+      // Read by resolve, which only runs after this line (a timer or a later delivery).
+      const timer = setTimeout(() => waiter.resolve(undefined), waitMs);
       this.#topUp();
     });
   }

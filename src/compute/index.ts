@@ -1,28 +1,255 @@
 /**
  * Remote compute servers (CONTRACT.md "Remote compute servers"): enroll
- * tokens, server credentials, leases in KV with fencing tokens, the lease
- * reaper. docs/compute.md tells the protocol.
+ * tokens and credentials (servers.ts), lease requests waiting for jobs
+ * (desk.ts), leases in KV with fencing tokens (leases.ts). Served by every
+ * supervisor as part of the `bosun` NATS service; a gateway only relays.
+ * docs/compute.md tells the protocol.
  */
-import type { MsgHdrs } from "@nats-io/nats-core";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { nuid, type MsgHdrs, type NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "pino";
 import type { z } from "zod";
-import { BosunError, type operations } from "../contract/index.js";
+import { BosunError, jobErrorOf, streams, type InterimRecord, type JobEnvelope, type JobError, type JobStatus, type operations } from "../contract/index.js";
+import type { ExecutionOutcome } from "../actors/pool/pool.js";
+import { guard } from "../platform/guard.js";
+import { ACK, NAK, WORKING, type JobMessage } from "../platform/puller.js";
+import { readSeq } from "../platform/stream-reads.js";
+import { cancelledError, deliveryHistory, readBack, recordOf, type CancelRegistry, type JobStore, type LaneRegistry } from "../records/index.js";
+import { LeaseDesk } from "./desk.js";
+import { LeaseBook, staleLease, type HeldLease, type StoredLease } from "./leases.js";
+import { ComputeServers, type StoredServer } from "./servers.js";
 
 type Req<N extends keyof typeof operations> = z.output<(typeof operations)[N]["request"]>;
 type Res<N extends keyof typeof operations> = z.output<(typeof operations)[N]["response"]>;
 
-const notYet = (): never => {
-  throw new BosunError("unavailable", "compute servers are not built yet");
-};
+/** What the supervisor's outcome store (supervisor/settle.ts Settler) does for a lease. */
+export interface OutcomeStore {
+  pickUp(msg: JobMessage, runId: string): Promise<{ job: JobEnvelope; attempt: number; record: JobStatus; fencingToken: number } | undefined>;
+  record(job: JobEnvelope, record: JobStatus & { fencing_token?: number }, history: JobError[], ran: ExecutionOutcome, runId: string, opts?: { retryAtOnce?: boolean; noRetry?: boolean }): Promise<"stored" | "hand_back">;
+}
+
+export interface ComputeDeps {
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  store: JobStore;
+  lanes: LaneRegistry;
+  cancels: CancelRegistry;
+  outcomes: OutcomeStore;
+  leasesKv: KV;
+  serversKv: KV;
+  tokensKv: KV;
+  /** The lane consumers' ack wait: a lease lasts as long between heartbeats. */
+  leaseMs: number;
+  log: Logger;
+}
+
+/** A server that has not called for this long is not counted as serving its queues. */
+export const SERVER_LIVE_MS = 60_000;
+/** How often stale lease entries are looked for (ones a redelivery did not replace: the job ran elsewhere). */
+const SWEEP_MS = 10_000;
+
+const remoteOwner = (server: StoredServer) => ({ server_id: server.server_id });
+/** Names one remote run in the final record's write id (see Settler.finish). */
+const runIdOf = (lease: StoredLease) => `${lease.server_id}.${lease.lease_id}`;
 
 export class Compute {
+  readonly #servers: ComputeServers;
+  readonly #book: LeaseBook;
+  readonly #desk: LeaseDesk;
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: ComputeDeps) {
+    this.#servers = new ComputeServers(deps.serversKv, deps.tokensKv, deps.log);
+    this.#book = new LeaseBook(deps.leasesKv, deps.log);
+    this.#desk = new LeaseDesk(deps.nc, deps.jsm, deps.store, deps.lanes, deps.leaseMs, deps.log);
+  }
+
+  async start(): Promise<void> {
+    await this.#servers.start();
+    this.#desk.start();
+    this.#sweeper = setInterval(guard(this.deps.log, "compute lease sweep", () => void this.#sweep()), SWEEP_MS).unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.#servers.stop();
+    await this.#desk.stop();
+  }
+
+  /** Compute servers of a target serving a queue, seen lately (the submit's "someone serves it" check). */
+  serves(queue: string, target: string): boolean {
+    return this.#servers.live(SERVER_LIVE_MS).some((s) => s.target === target && s.queues.includes(queue));
+  }
+
+  /** What checks a compute server's credential (the gate's check for every compute operation). */
+  get credentials(): ComputeServers {
+    return this.#servers;
+  }
+
+  liveServers(): { server_id: string; target: string; queues: string[] }[] {
+    return this.#servers.live(SERVER_LIVE_MS).map(({ server_id, target, queues }) => ({ server_id, target, queues }));
+  }
+
   readonly api = {
-    createEnrollToken: async (_req: Req<"compute_enroll_tokens_create">): Promise<Res<"compute_enroll_tokens_create">> => notYet(),
-    enroll: async (_req: Req<"compute_servers_enroll">): Promise<Res<"compute_servers_enroll">> => notYet(),
-    listServers: async (): Promise<Res<"compute_servers_list">> => notYet(),
-    revoke: async (_req: Req<"compute_servers_revoke">): Promise<Res<"compute_servers_revoke">> => notYet(),
-    lease: async (_req: Req<"compute_lease">, _headers: MsgHdrs | undefined): Promise<Res<"compute_lease">> => notYet(),
-    heartbeat: async (_req: Req<"compute_heartbeat">, _headers: MsgHdrs | undefined): Promise<Res<"compute_heartbeat">> => notYet(),
-    result: async (_req: Req<"compute_result">, _headers: MsgHdrs | undefined): Promise<Res<"compute_result">> => notYet(),
-    failed: async (_req: Req<"compute_failed">, _headers: MsgHdrs | undefined): Promise<Res<"compute_failed">> => notYet(),
+    createEnrollToken: (req: Req<"compute_enroll_tokens_create">): Promise<Res<"compute_enroll_tokens_create">> => this.#servers.createToken(req),
+    enroll: (req: Req<"compute_servers_enroll">): Promise<Res<"compute_servers_enroll">> => this.#servers.enroll(req),
+    listServers: async (): Promise<Res<"compute_servers_list">> => {
+      const leases = await this.#book.all();
+      return {
+        servers: this.#servers.list().map((s) => ({
+          server_id: s.server_id,
+          name: s.name,
+          queues: s.queues,
+          target: s.target,
+          enrolled_at: s.enrolled_at,
+          last_heartbeat_at: s.seen_at,
+          leased_jobs: leases.filter((h) => h.lease.server_id === s.server_id && !h.lease.ending).map((h) => h.lease.job_id),
+        })),
+      };
+    },
+    revoke: async (req: Req<"compute_servers_revoke">): Promise<Res<"compute_servers_revoke">> => {
+      await this.#servers.revoke(req.server_id);
+      const held = (await this.#book.all()).filter((h) => h.lease.server_id === req.server_id && !h.lease.ending);
+      const ended = await Promise.all(held.map((h) => this.#endQuietly(h, { code: "revoked", message: `compute server ${req.server_id} was revoked` })));
+      return { server_id: req.server_id, status: "revoked", requeued: ended.filter(Boolean).length };
+    },
+    lease: (req: Req<"compute_lease">, headers: MsgHdrs | undefined): Promise<Res<"compute_lease">> => this.#lease(req, headers),
+    heartbeat: async (req: Req<"compute_heartbeat">, headers: MsgHdrs | undefined): Promise<Res<"compute_heartbeat">> => {
+      const server = await this.#servers.verify(headers);
+      const held = await this.#book.held(req.job_id, req.lease_id, server.server_id);
+      if (this.deps.cancels.has(req.job_id)) {
+        await this.#end(held, { ok: false, error: cancelledError, duration_ms: this.#ranMs(held.lease) });
+        throw new BosunError("cancelled", `job ${req.job_id} was cancelled: stop running it`);
+      }
+      if (Date.now() > held.lease.deadline) {
+        await this.#end(held, { ok: false, error: jobErrorOf("timeout", "job exceeded its timeout_ms on its compute server"), duration_ms: this.#ranMs(held.lease) });
+        throw staleLease("the job exceeded its timeout_ms");
+      }
+      const progress = req.progress ?? held.lease.progress;
+      const renewed = await this.#book.update(held, { expires_at: Date.now() + this.deps.leaseMs, progress });
+      this.deps.nc.publish(held.lease.ack_subject, WORKING);
+      if (req.progress !== undefined) {
+        const stored = await readSeq(this.deps.jsm, streams.jobs, held.lease.stream_seq);
+        const parked = stored && readBack.queued(stored, this.deps.log);
+        if (parked) this.#showRunning(renewed.lease, parked.job, server);
+      }
+      return { job_id: req.job_id, lease_id: req.lease_id, expires_at: new Date(renewed.lease.expires_at).toISOString() };
+    },
+    result: async (req: Req<"compute_result">, headers: MsgHdrs | undefined): Promise<Res<"compute_result">> => {
+      const server = await this.#servers.verify(headers);
+      const held = await this.#book.held(req.job_id, req.lease_id, server.server_id);
+      return this.#end(held, { ok: true, value: req.result, duration_ms: this.#ranMs(held.lease) });
+    },
+    failed: async (req: Req<"compute_failed">, headers: MsgHdrs | undefined): Promise<Res<"compute_failed">> => {
+      const server = await this.#servers.verify(headers);
+      const held = await this.#book.held(req.job_id, req.lease_id, server.server_id);
+      const error = jobErrorOf(req.error.code, req.error.message);
+      // Not retryable: its attempts are used up at once.
+      return this.#end(held, { ok: false, error, duration_ms: this.#ranMs(held.lease) }, { noRetry: !req.retryable });
+    },
   };
+
+  /** Waits for a job of the server's queues, leases it, and shows it running with the server as owner. */
+  async #lease(req: Req<"compute_lease">, headers: MsgHdrs | undefined): Promise<Res<"compute_lease">> {
+    const server = await this.#servers.verify(headers);
+    const deadline = Date.now() + req.wait_ms;
+    for (;;) {
+      const msg = await this.#desk.take(server, req.types, Math.max(0, deadline - Date.now()));
+      if (!msg) return { job: null, lease: null };
+      const leaseId = nuid.next();
+      // Cancelled, attempts used up or malformed: settled there, and the wait goes on.
+      const picked = await this.deps.outcomes.pickUp(msg, `${server.server_id}.${leaseId}`);
+      if (!picked) continue;
+      const { job, attempt } = picked;
+      const now = Date.now();
+      const lease: StoredLease = {
+        lease_id: leaseId,
+        server_id: server.server_id,
+        job_id: job.job_id,
+        fencing_token: picked.fencingToken,
+        ack_subject: msg.ackSubject,
+        stream_seq: msg.streamSeq,
+        delivery_count: msg.deliveryCount,
+        attempt,
+        started_at: new Date(now).toISOString(),
+        expires_at: now + this.deps.leaseMs,
+        deadline: now + job.timeout_ms,
+        progress: null,
+        ending: false,
+      };
+      if (!(await this.#book.open(lease))) {
+        this.deps.log.warn({ job_id: job.job_id, fencing_token: lease.fencing_token }, "a newer lease of this job exists; the delivery is dropped");
+        continue;
+      }
+      this.#showRunning(lease, job, server);
+      this.deps.log.info({ job_id: job.job_id, correlation_id: job.correlation_id, server_id: server.server_id, attempt, fencing_token: lease.fencing_token }, "job leased to a compute server");
+      return {
+        job: { job_id: job.job_id, type: job.type, payload: job.payload, attempt, timeout_ms: job.timeout_ms, correlation_id: job.correlation_id },
+        lease: { lease_id: leaseId, fencing_token: lease.fencing_token, expires_at: new Date(lease.expires_at).toISOString() },
+      };
+    }
+  }
+
+  /**
+   * Ends a lease with an outcome: claims the end (compare-and-set), stores
+   * the outcome as a supervisor's run would, then acks the job's message
+   * and removes the lease. A crash in between leaves the message unacked:
+   * JetStream redelivers it, and the new lease replaces this one.
+   */
+  async #end(held: HeldLease, ran: ExecutionOutcome, opts: { noRetry?: boolean; retryAtOnce?: boolean } = {}): Promise<Res<"compute_result">> {
+    const ending = await this.#book.update(held, { ending: true });
+    const { lease } = ending;
+    const stored = await readSeq(this.deps.jsm, streams.jobs, lease.stream_seq);
+    const parked = stored && readBack.queued(stored, this.deps.log);
+    // Acked meanwhile (a redelivery ran it elsewhere and finished): this lease was stale.
+    if (!parked || parked.job.job_id !== lease.job_id) {
+      await this.#book.close(ending);
+      throw staleLease("the job was settled by another run");
+    }
+    const { job } = parked;
+    const { history } = deliveryHistory(job, parked.offset, lease.delivery_count);
+    const record = {
+      ...recordOf(job, "running", lease.attempt, { started_at: lease.started_at, error: history.at(-1) ?? null, owner: { server_id: lease.server_id }, progress: lease.progress }),
+      fencing_token: lease.fencing_token,
+    };
+    const outcome = await this.deps.outcomes.record(job, record, history, ran, runIdOf(lease), opts);
+    this.deps.nc.publish(lease.ack_subject, outcome === "hand_back" ? NAK : ACK);
+    await this.#book.close(ending);
+    this.deps.store.dropInterim(lease.job_id).catch((err: unknown) => this.deps.log.warn({ err, job_id: lease.job_id }, "could not remove an interim record"));
+    this.deps.log.info({ job_id: lease.job_id, correlation_id: job.correlation_id, server_id: lease.server_id, ok: ran.ok }, "compute lease ended");
+    const retried = lease.attempt < job.max_attempts && !opts.noRetry;
+    return { job_id: lease.job_id, state: ran.ok ? "succeeded" : ran.error.code === "cancelled" ? "cancelled" : retried ? "failed" : "dead" };
+  }
+
+  /** Ends a lease the server can no longer end itself (revoked): its job runs again at once. */
+  async #endQuietly(held: HeldLease, error: JobError): Promise<boolean> {
+    try {
+      await this.#end(held, { ok: false, error, duration_ms: this.#ranMs(held.lease) }, { retryAtOnce: true });
+      return true;
+    } catch (err) {
+      this.deps.log.warn({ err, job_id: held.lease.job_id }, "could not end a revoked server's lease");
+      return false;
+    }
+  }
+
+  /** The interim record: the job reads `running` on this server (unacknowledged, as for a supervisor's run). */
+  #showRunning(lease: StoredLease, job: JobEnvelope, server: StoredServer): void {
+    const record: InterimRecord = {
+      ...recordOf(job, "running", lease.attempt, { started_at: lease.started_at, owner: remoteOwner(server), progress: lease.progress }),
+      generation: job.generation,
+      fencing_token: lease.fencing_token,
+    };
+    this.deps.store.putRunning(record);
+  }
+
+  #ranMs(lease: StoredLease): number {
+    return Math.max(0, Date.now() - Date.parse(lease.started_at));
+  }
+
+  /** Removes lease entries long past their expiry: their job was redelivered and ran (or runs) elsewhere. */
+  async #sweep(): Promise<void> {
+    const old = Date.now() - 2 * this.deps.leaseMs;
+    for (const held of await this.#book.all()) if (held.lease.expires_at < old) await this.#book.close(held);
+  }
 }

@@ -94,14 +94,16 @@ export class ComputeServers {
     if (token.target && req.target && token.target !== req.target) throw new BosunError("forbidden", `this enroll token is for target ${token.target}`);
     const serverId = `cs_${nuid.next()}`;
     const credentialSecret = secret();
+    const now = new Date().toISOString();
+    // Enrolling is being seen: submits for its queues are accepted before its first lease call.
     const server: StoredServer = {
       server_id: serverId,
       name: req.name,
       queues: token.queues,
       target: token.target ?? req.target ?? DEFAULT_TARGET,
       hash: sha256(credentialSecret),
-      enrolled_at: new Date().toISOString(),
-      seen_at: null,
+      enrolled_at: now,
+      seen_at: now,
     };
     await this.serversKv.create(serverId, JSON.stringify(server));
     this.#servers.set(serverId, server);

@@ -1,7 +1,7 @@
 /**
- * The wire shapes of remote compute servers (HTTP-only workers), targets and
- * job files: CONTRACT.md "Remote compute servers", "Targets and ops flags"
- * and the files routes. docs/compute.md tells the protocol.
+ * The wire shapes of remote compute servers (HTTP-only workers) and targets:
+ * CONTRACT.md "Remote compute servers", "Targets and ops flags".
+ * docs/compute.md tells the protocol.
  */
 import { z } from "zod";
 import { FencingToken, isoTime, JobError, JobId, JobType, JsonValue, name } from "./schemas.js";
@@ -79,17 +79,6 @@ export const LeaseHeartbeatReply = z.object({ job_id: z.string(), lease_id: z.st
 export const LeaseResultRequest = z.object({ ...leaseCall, result: JsonValue.default(null) }).strict();
 export const LeaseFailedRequest = z.object({ ...leaseCall, error: JobError, retryable: z.boolean().default(true) }).strict();
 export const LeaseEndReply = z.object({ job_id: z.string(), state: z.string() });
-
-/** A job file's name: one path segment of printable characters (no `/`, no `..`). */
-export const JobFileName = z
-  .string()
-  .min(1)
-  .max(255)
-  .regex(/^[A-Za-z0-9._-]+$/, "a file name is 1-255 of A-Z a-z 0-9 . _ -")
-  .refine((n) => n !== "." && n !== "..", "a file name is not . or ..");
-export const JobFile = z.object({ name: z.string(), size: z.number().int().nonnegative(), content_type: z.string(), created_at: isoTime });
-export type JobFile = z.infer<typeof JobFile>;
-export const JobFilesReply = z.object({ files: z.array(JobFile) });
 
 export const TargetInfo = z.object({
   target_id: z.string(),

@@ -44,9 +44,6 @@ import {
   EnrolledServer,
   EnrollServerRequest,
   EnrollToken,
-  JobFile,
-  JobFileName,
-  JobFilesReply,
   LeaseEndReply,
   LeaseFailedRequest,
   LeaseHeartbeatReply,
@@ -158,15 +155,6 @@ export const operations = {
   schedules_pause: op({ subject: api.schedulesPause, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Pause a schedule: no ticks until resumed", tag: "schedules" }),
   schedules_resume: op({ subject: api.schedulesResume, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Resume a paused schedule from now (paused ticks are not run)", tag: "schedules" }),
   schedules_trigger: op({ subject: api.schedulesTrigger, request: ScheduleIdRequest, response: TriggerReply, access: "admin", summary: "Run a schedule's job now, once (paused or not)", tag: "schedules" }),
-  jobs_files_list: op({ subject: api.jobsFilesList, request: JobIdRequest, response: JobFilesReply, access: "tenant", summary: "The files a job wrote", tag: "jobs" }),
-  jobs_files_get: op({
-    subject: api.jobsFilesGet,
-    request: JobIdRequest.extend({ name: JobFileName }),
-    response: JobFile.extend({ object: z.string() }),
-    access: "tenant",
-    summary: "Where one of a job's files is stored (the gateway streams it from there)",
-    tag: "jobs",
-  }),
   compute_enroll_tokens_create: op({
     subject: api.computeEnrollTokensCreate,
     request: CreateEnrollTokenRequest,
@@ -218,7 +206,7 @@ const KeyParams = z.object({ key_id: KeyIdRequest.shape.key_id }).strict();
 const ServerParams = z.object({ server_id: ServerIdRequest.shape.server_id }).strict();
 const TargetParams = z.object({ target_id: ActivateTargetRequest.shape.target_id }).strict();
 /** What ends a lease call's path: the job id (its body names the lease). */
-const leaseRoute = (end: "heartbeat" | "result" | "failed", operationId: string, operation: OperationName, body: z.ZodObject): HttpRoute => ({
+const leaseRoute = (end: "heartbeat" | "result" | "failed", operationId: string, operation: OperationName, body: z.ZodObject, example: unknown): HttpRoute => ({
   method: "POST",
   url: `/api/compute/jobs/:job_id/${end}`,
   operationId,
@@ -227,6 +215,7 @@ const leaseRoute = (end: "heartbeat" | "result" | "failed", operationId: string,
   query: NoQuery,
   body: body.omit({ job_id: true }),
   tag: "compute",
+  example,
 });
 
 export interface HttpRoute {
@@ -369,9 +358,8 @@ export const httpRoutes: readonly HttpRoute[] = [
   { method: "POST", url: "/api/schedules/:schedule_id/pause", operationId: "pauseSchedule", operation: "schedules_pause", params: ScheduleParams, query: NoQuery },
   { method: "POST", url: "/api/schedules/:schedule_id/resume", operationId: "resumeSchedule", operation: "schedules_resume", params: ScheduleParams, query: NoQuery },
   { method: "POST", url: "/api/schedules/:schedule_id/trigger", operationId: "triggerSchedule", operation: "schedules_trigger", params: ScheduleParams, query: NoQuery, status: 202 },
-  { method: "GET", url: "/api/jobs/:job_id/files", operationId: "listJobFiles", operation: "jobs_files_list", params: JobParams, query: NoQuery },
   { method: "POST", url: "/api/compute/enroll-tokens", operationId: "createEnrollToken", operation: "compute_enroll_tokens_create", query: NoQuery, body: CreateEnrollTokenRequest, status: 201, example: { queues: ["default"], ttl_ms: 600000 } },
-  { method: "POST", url: "/api/compute/servers", operationId: "enrollServer", operation: "compute_servers_enroll", query: NoQuery, body: EnrollServerRequest, status: 201 },
+  { method: "POST", url: "/api/compute/servers", operationId: "enrollServer", operation: "compute_servers_enroll", query: NoQuery, body: EnrollServerRequest, status: 201, example: { enroll_token: "qfa1oLxJ2v0c3Ykz9sVb7WmQ4tZr8hNdE6uPpXyG5Ko", name: "gpu-box-1" } },
   { method: "GET", url: "/api/compute/servers", operationId: "listServers", operation: "compute_servers_list", query: NoQuery },
   { method: "DELETE", url: "/api/compute/servers/:server_id", operationId: "revokeServer", operation: "compute_servers_revoke", params: ServerParams, query: NoQuery },
   {
@@ -385,9 +373,9 @@ export const httpRoutes: readonly HttpRoute[] = [
     example: { wait_ms: 20000 },
     noContent: (reply) => (reply as { job: unknown }).job === null,
   },
-  leaseRoute("heartbeat", "heartbeatLease", "compute_heartbeat", LeaseHeartbeatRequest),
-  leaseRoute("result", "postLeaseResult", "compute_result", LeaseResultRequest),
-  leaseRoute("failed", "postLeaseFailure", "compute_failed", LeaseFailedRequest),
+  leaseRoute("heartbeat", "heartbeatLease", "compute_heartbeat", LeaseHeartbeatRequest, { lease_id: "I6SH3SWPBBDBG3HIAU27DM", progress: 0.5 }),
+  leaseRoute("result", "postLeaseResult", "compute_result", LeaseResultRequest, { lease_id: "I6SH3SWPBBDBG3HIAU27DM", result: { rows: 42 } }),
+  leaseRoute("failed", "postLeaseFailure", "compute_failed", LeaseFailedRequest, { lease_id: "I6SH3SWPBBDBG3HIAU27DM", error: { code: "render_failed", message: "out of memory" }, retryable: true }),
   { method: "GET", url: "/api/targets", operationId: "listTargets", operation: "targets_list", query: NoQuery },
   {
     method: "PUT",

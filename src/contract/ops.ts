@@ -15,7 +15,7 @@ export const OpsFlags = z.object({
     z.string(),
     QueueLimits.extend({
       submissions_paused: z.boolean(),
-      /** The target the queue's new submissions go to; absent: `default` (switched by `PUT /api/targets/{target_id}/active`). */
+      /** The target the queue's new submissions go to; absent: `default`. */
       active_target: z.string().optional(),
     }),
   ),
@@ -29,6 +29,8 @@ export const QueueOpsPatch = z
     max_concurrency: MaxConcurrency.nullable().optional(),
     rate_limit: RateLimit.nullable().optional(),
     max_pending: MaxPending.nullable().optional(),
+    /** The target the queue's new submissions go to; `null`: back to `default` (as `PUT /api/targets/{target_id}/active`). */
+    active_target: name("active_target").nullable().optional(),
   })
   .strict()
   .refine((p) => Object.keys(p).length > 0, { message: "a queue's patch names at least one flag" });

@@ -332,6 +332,8 @@ export const WorkerInfo = z.object({
   processes: z.array(ProcessInfo).max(MAX_POOL_SIZE),
   /** Beyond the contract's fields: what this supervisor serves, for routing checks. */
   queues: z.array(name("queue")).max(1000),
+  /** Its target (absent from older supervisors' heartbeats: `default`). */
+  target: name("target").default(DEFAULT_TARGET),
   job_types: z.array(JobType).max(10_000),
   supervision: Supervision,
   /** This supervisor's heartbeat period: it counts as gone after three of them without one. */
@@ -340,8 +342,6 @@ export const WorkerInfo = z.object({
   schedules: z.object({ active: z.number().int().nonnegative(), next_run_at: isoTime.nullable() }),
   /** Per queue with a max_concurrency or rate_limit: this supervisor's use, summed by readers into the queue's use (empty without limits; absent from older supervisors' heartbeats). */
   queue_use: z.record(name("queue"), QueueUse).default({}),
-  /** The target this supervisor belongs to (`--target`); older heartbeats, without it, read as the default target. */
-  target: name("target").default(DEFAULT_TARGET),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

@@ -52,8 +52,6 @@ export const api = {
   schedulesPause: `${API_PREFIX}.schedules.pause`,
   schedulesResume: `${API_PREFIX}.schedules.resume`,
   schedulesTrigger: `${API_PREFIX}.schedules.trigger`,
-  jobsFilesList: `${API_PREFIX}.jobs.files.list`,
-  jobsFilesGet: `${API_PREFIX}.jobs.files.get`,
   computeEnrollTokensCreate: `${API_PREFIX}.compute.enroll_tokens.create`,
   computeServersEnroll: `${API_PREFIX}.compute.servers.enroll`,
   computeServersList: `${API_PREFIX}.compute.servers.list`,
@@ -105,12 +103,6 @@ export const buckets = {
   computeServers: "bosun_compute_servers",
   /** hash of an enroll token -> its queues, target and expiry; using it deletes it (single use). */
   enrollTokens: "bosun_enroll_tokens",
-} as const;
-
-/** Object store buckets. */
-export const objectBuckets = {
-  /** Job files: `<job_id>/<name>`, kept for the retention. */
-  files: "bosun_files",
 } as const;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */

@@ -4,7 +4,7 @@
  * A bad value stops start-up with one clear line.
  */
 import { z } from "zod";
-import { DEFAULT_TARGET, HTTP_REQUEST_TIMEOUT_MS, NAME_PATTERN } from "../contract/index.js";
+import { HTTP_REQUEST_TIMEOUT_MS, NAME_PATTERN } from "../contract/index.js";
 import { DEFAULT_NATS_URL } from "./nats-options.js";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
@@ -33,11 +33,7 @@ export const SupervisorConfig = z
       .pipe(z.array(z.string().regex(NAME_PATTERN, "queue names are 1-64 of A-Z a-z 0-9 _ -")).min(1))
       .default(["default"])
       .describe("comma-separated queues to pull from"),
-    target: z
-      .string()
-      .regex(NAME_PATTERN, "a target name is 1-64 of A-Z a-z 0-9 _ -")
-      .default(DEFAULT_TARGET)
-      .describe("the target (a named pool of supervisors) this one belongs to: it runs the jobs its queues send to this target"),
+    target: z.string().regex(NAME_PATTERN, "a target name is 1-64 of A-Z a-z 0-9 _ -").default("default").describe("the target (pool of machines) this supervisor belongs to: it runs the jobs its queues send there"),
     // Worker threads give up OS-level memory isolation for speed: for trusted handlers.
     isolation: z
       .enum(["process", "thread"])

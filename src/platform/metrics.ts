@@ -100,6 +100,21 @@ export class SupervisorMetrics {
     gauge("bosun_queue_limit_use", "This supervisor's use of the limit (max_pending: the queue's waiting jobs as last read)", (s) => s.use);
   }
 
+  /** Waiting jobs per queue and priority band (h, n, l), read from the lanes' consumers at each scrape. */
+  watchPendingByBand(read: () => Promise<{ queue: string; band: string; pending: number }[]>): void {
+    new Gauge({
+      name: "bosun_queue_pending",
+      help: "Jobs waiting in a queue, per priority band (h > 0, n = 0, l < 0), from its lanes' consumers",
+      labelNames: ["queue", "band"] as const,
+      registers: [this.registry],
+      async collect() {
+        const samples = await read();
+        this.reset();
+        for (const s of samples) this.set({ queue: s.queue, band: s.band }, s.pending);
+      },
+    });
+  }
+
   #counter(name: string, help: string): Counter<(typeof jobLabels)[number]> {
     return new Counter({ name, help, labelNames: jobLabels, registers: [this.registry] });
   }

@@ -67,7 +67,7 @@ export class OpsFlagsView {
   get flags(): OpsFlags {
     return {
       submissions_paused: this.#global.submissions_paused ?? false,
-      compute_endpoints_enabled: this.computeEndpointsEnabled(),
+      compute_endpoints_enabled: this.computeEndpointsEnabled,
       queues: Object.fromEntries([...this.#queues].map(([q, flags]) => [q, { ...flags, submissions_paused: flags.submissions_paused ?? false }])),
     };
   }
@@ -76,18 +76,18 @@ export class OpsFlagsView {
     return this.#global.submissions_paused === true || this.#queues.get(queue)?.submissions_paused === true;
   }
 
-  computeEndpointsEnabled(): boolean {
+  limits(queue: string): QueueLimits {
+    const { submissions_paused: _, active_target: _target, ...limits } = this.#queues.get(queue) ?? {};
+    return limits;
+  }
+
+  get computeEndpointsEnabled(): boolean {
     return this.#global.compute_endpoints_enabled ?? true;
   }
 
-  /** The target new jobs of this queue go to. */
+  /** Where the queue's new submissions go (CONTRACT.md "Targets and ops flags"). */
   activeTarget(queue: string): string {
     return this.#queues.get(queue)?.active_target ?? DEFAULT_TARGET;
-  }
-
-  limits(queue: string): QueueLimits {
-    const { submissions_paused: _, active_target: __, ...limits } = this.#queues.get(queue) ?? {};
-    return limits;
   }
 
   /** Called after every change applied (a limit raised must reach the runner without waiting for a job to end). */
@@ -156,11 +156,13 @@ export class OpsFlagsView {
   }
 }
 
-/** Writes a validated patch, one key per flag; `null` deletes a limit's key. */
+/** Writes a validated patch, one key per flag; `null` deletes a limit's key (an active target's: back to `default`). */
 export async function writeOpsPatch(kv: KV, patch: OpsPatch): Promise<void> {
   if (patch.submissions_paused !== undefined) await kv.put(opsKeys.submissionsPaused, String(patch.submissions_paused));
   if (patch.compute_endpoints_enabled !== undefined) await kv.put(opsKeys.computeEndpointsEnabled, String(patch.compute_endpoints_enabled));
   for (const [queue, flags] of Object.entries(patch.queues ?? {})) {
+    if (flags.active_target === null) await kv.delete(opsKeys.queueActiveTarget(queue));
+    else if (flags.active_target !== undefined) await kv.put(opsKeys.queueActiveTarget(queue), flags.active_target);
     if (flags.submissions_paused !== undefined) await kv.put(opsKeys.queueSubmissionsPaused(queue), String(flags.submissions_paused));
     for (const limit of QUEUE_LIMIT_NAMES) {
       const value = flags[limit];
@@ -176,6 +178,8 @@ export function patchedFlags(flags: OpsFlags, patch: OpsPatch): OpsFlags {
   for (const [queue, change] of Object.entries(patch.queues ?? {})) {
     const next: QueueFlags = { ...(queues.get(queue) ?? { submissions_paused: false }) };
     if (change.submissions_paused !== undefined) next.submissions_paused = change.submissions_paused;
+    if (change.active_target === null) delete next.active_target;
+    else if (change.active_target !== undefined) next.active_target = change.active_target;
     for (const limit of QUEUE_LIMIT_NAMES) {
       const value = change[limit];
       if (value === null) delete next[limit];

@@ -56,6 +56,7 @@ export function recordOf(job: JobEnvelope, state: JobState, attempts: number, ex
   };
 }
 
+export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;
 export const lostRun = (attempt: number): JobError => ({ code: "lost", message: `attempt ${attempt} never reported back (its supervisor or compute server stopped)` });
 
 /** A delivery's attempt number and the errors before it: earlier deliveries of the same message that never reported back are lost runs. */

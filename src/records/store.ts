@@ -152,6 +152,8 @@ export class JobStore {
     const existing = (await this.finalRecord(record.job_id))?.record;
     const same = existing?.generation === record.generation;
     if (existing?.state === "cancelled" && same) return existing;
+    // Fenced: a newer run's record stands against a stalled older run that finished late.
+    if (same && existing?.fencing_token !== undefined && record.fencing_token !== undefined && existing.fencing_token > record.fencing_token) return existing;
     const counted = existing && same && existing.attempts >= record.attempts ? { ...record, attempts: existing.attempts + 1 } : record;
     await this.writer.publish(resultSubject(record.job_id), encodeJson(counted), {
       msgId: `${record.job_id}.${record.generation}.${counted.attempts}${runWriteSuffix(runId)}`,

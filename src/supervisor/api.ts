@@ -29,24 +29,24 @@ import { hop, SpanKind, TRACEPARENT, validTraceparent, type Hop } from "../platf
 import { unavailableOf } from "../platform/nats-errors.js";
 import { AUTHORIZATION_HEADER, type Gate, type KeyStore } from "../auth/index.js";
 import type { Intake } from "./intake.js";
+import type { JobActions } from "./job-actions.js";
 import type { Operations } from "./operations.js";
 import type { ScheduleService } from "../schedules/index.js";
 import type { Compute } from "../compute/index.js";
-import type { Files } from "../files/index.js";
 import type { Targets } from "../targets/index.js";
 
 export interface ApiDeps {
   workerId: string;
   intake: Intake;
+  actions: JobActions;
   operations: Operations;
   keys: KeyStore;
   gate: Gate;
   schedules: ScheduleService;
   compute: Compute["api"];
-  /** The ops flag compute_endpoints_enabled: while false every `compute` operation answers 404. */
-  computeEnabled(): boolean;
-  files: Files["api"];
   targets: Targets["api"];
+  /** The ops flag compute_endpoints_enabled: false makes every compute operation unknown. */
+  computeEnabled(): boolean;
   log: Logger;
 }
 
@@ -64,15 +64,15 @@ const traceparentOf = (msg: Msg): string | undefined => {
 export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, log, workerId, operations: ops, keys, gate, schedules, compute, computeEnabled, files, targets } = deps;
+  const { intake, actions, log, workerId, operations: ops, keys, gate, schedules, compute, targets } = deps;
   const handlers: Handlers = {
     jobs_submit: (req, msg, trace) => intake.submit(req, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
     jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
-    jobs_get: (req) => intake.status(req.job_id),
-    jobs_result: (req) => intake.result(req.job_id),
-    jobs_cancel: (req) => intake.cancel(req.job_id),
-    jobs_retry: (req) => intake.retry(req.job_id),
-    jobs_list: (req) => intake.list(req),
+    jobs_get: (req) => actions.status(req.job_id),
+    jobs_result: (req) => actions.result(req.job_id),
+    jobs_cancel: (req) => actions.cancel(req.job_id),
+    jobs_retry: (req) => actions.retry(req.job_id),
+    jobs_list: (req) => actions.list(req),
     workers_list: async () => ({ workers: ops.workers() }),
     workers_recycle: (req, msg) => ops.recycle(req, authorizationOf(msg)),
     queue_status: async () => ({ queues: await ops.queues() }),
@@ -88,8 +88,6 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     schedules_pause: (req) => schedules.setPaused(req.schedule_id, true),
     schedules_resume: (req) => schedules.setPaused(req.schedule_id, false),
     schedules_trigger: (req) => schedules.trigger(req.schedule_id),
-    jobs_files_list: (req) => files.list(req),
-    jobs_files_get: (req) => files.locate(req),
     compute_enroll_tokens_create: (req) => compute.createEnrollToken(req),
     compute_servers_enroll: (req) => compute.enroll(req),
     compute_servers_list: () => compute.listServers(),
@@ -109,13 +107,13 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
   });
   const stats = new EndpointStats();
   for (const name of Object.keys(operations) as OperationName[]) {
-    const { subject, request, tag } = operations[name];
+    const { subject, request } = operations[name];
     const handle = handlers[name] as (input: unknown, msg: Msg, trace: Hop) => Promise<unknown>;
-    const admit = async (msg: Msg) => {
-      const input = await gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
-      // The one place the switch is decided, for NATS and HTTP alike (the gateway relays the 404).
-      if (tag === "compute" && !computeEnabled()) throw new BosunError("not_found", "the compute endpoints are turned off (ops flag compute_endpoints_enabled)");
-      return input;
+    // Off, a compute operation is not there at all (404), whoever asks: decided before anything else.
+    const compute = operations[name].tag === "compute";
+    const admit = (msg: Msg) => {
+      if (compute && !deps.computeEnabled()) throw new BosunError("not_found", "the compute endpoints are turned off (ops flag compute_endpoints_enabled)");
+      return gate.admit(name, msg.headers, () => decodeWith(request, msg.data) as never);
     };
     const count = stats.endpoint(name);
     service.addEndpoint(name, {

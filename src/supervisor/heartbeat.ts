@@ -112,10 +112,10 @@ export class Heartbeats {
     this.#peers.delete(workerId);
   }
 
-  /** Live supervisors of this target that serve this type on this queue. */
+  /** Live supervisors that serve this type on this queue. */
   serversOf(type: string, queue: string, target: string): string[] {
     return this.live()
-      .filter((w) => w.target === target && w.job_types.includes(type) && w.queues.includes(queue))
+      .filter((w) => w.job_types.includes(type) && w.queues.includes(queue) && w.target === target)
       .map((w) => w.worker_id);
   }
 

@@ -5,10 +5,13 @@
  * retry and list.
  */
 import type { NatsConnection } from "@nats-io/nats-core";
-import { nuid } from "@nats-io/nats-core";
+import { errors, headers as natsHeaders, nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import {
   BosunError,
+  controlSubject,
+  CORRELATION_HEADER,
+  encodeJson,
   FINAL_STATES,
   errorReply,
   FinalRecord,
@@ -16,38 +19,42 @@ import {
   laneOf,
   parseWith,
   resultSubject,
-  streams,
   SubmitQueue,
   SubmitRequest,
   summarizeIssues,
+  DEFAULT_TARGET,
   type Backoff,
   type BatchSubmitReply,
-  type CancelReply,
   type JobEnvelope,
   type JobResult,
-  type JobStatus,
-  type ListJobsReply,
-  type ListJobsRequest,
   type ScheduleOrigin,
   type SubmitReply,
 } from "../contract/index.js";
 import type { HandlerDefinition } from "../actors/handlers.js";
+
 import {
   IdempotencyIndex,
   laneFor,
-  listJobs,
   requireStatus,
   resultOf,
   type CancelRegistry,
   type JobStore,
   type LaneRegistry,
 } from "../records/index.js";
-import { assertFitsJobMessage } from "../platform/nats.js";
+import { assertFitsJobMessage, readReply } from "../platform/nats.js";
 import { unavailableOf } from "../platform/nats-errors.js";
+import { AUTHORIZATION_HEADER } from "../auth/index.js";
 import { readInbound } from "../platform/guard.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
+import { TRACEPARENT } from "../platform/tracing.js";
 import type { PendingCounts } from "./pending-counts.js";
-import { forwardToAny, routeSubmit, type RouteDeps } from "./submit-route.js";
+
+/** Runs nowhere here: a remote server's handler runs the job (see #remoteHandler). */
+const REMOTE_HANDLER: HandlerDefinition = {
+  run: () => {
+    throw new Error("a remote compute server's job type");
+  },
+};
 
 export interface JobDefaults {
   timeout_ms: number;
@@ -55,14 +62,26 @@ export interface JobDefaults {
   backoff: Backoff;
 }
 
-export interface IntakeDeps extends Omit<RouteDeps, "remoteServes"> {
+export interface IntakeDeps {
   nc: NatsConnection;
   store: JobStore;
   lanes: LaneRegistry;
   cancels: CancelRegistry;
   idempotency: IdempotencyIndex;
-  /** Whether remote compute servers serve this queue for this target (default: none do). */
-  remoteServes?(queue: string, target: string): boolean;
+  handlers: ReadonlyMap<string, HandlerDefinition>;
+  queues: readonly string[];
+  workerId: string;
+  /** Live supervisors serving this type on this queue (this one included). */
+  /** Live supervisors of the target serving the type on the queue. */
+  serversOf(type: string, queue: string, target: string): string[];
+  /** Remote compute servers of the target, seen lately, serve this queue (they name no types up front: any type is theirs to run). */
+  remoteServes(queue: string, target: string): boolean;
+  /** This supervisor's target. */
+  target: string;
+  /** The queue's active target (ops flags): where its new submissions go. */
+  activeTarget(queue: string): string;
+  /** A supervisor that turned out not to be there. */
+  forgetWorker(workerId: string): void;
   /** The ops flag: submits to this queue are refused for now. */
   submissionsPaused(queue: string): boolean;
   /** The queue's max_pending from the ops flags, if set. */
@@ -73,6 +92,9 @@ export interface IntakeDeps extends Omit<RouteDeps, "remoteServes"> {
   log: Logger;
 }
 
+const FORWARD_TIMEOUT_MS = 5000;
+/** Supervisors a submit is offered to before it is refused (each costs a no-responders round trip when gone). */
+const MAX_FORWARD_TRIES = 3;
 /**
  * How long a submit keeps retrying writes the stream cannot take (a leader
  * election takes 4-9 s, up to ~16 s after a partition heals), then answers
@@ -96,17 +118,13 @@ export interface SubmitContext {
 }
 
 export class Intake {
-  readonly #route: RouteDeps;
-
-  constructor(private readonly deps: IntakeDeps) {
-    this.#route = { ...deps, remoteServes: deps.remoteServes ?? (() => false) };
-  }
+  constructor(private readonly deps: IntakeDeps) {}
 
   /**
    * Accepts a job into the lane of its queue's active target. A supervisor
    * that does not run the type there forwards the submit to one of that
    * target that does (once: `forwarded` stops a second hop), so payload
-   * schemas and per-type defaults always apply (submit-route.ts).
+   * schemas and per-type defaults always apply.
    */
   async submit(req: SubmitRequest, ctx: SubmitContext = {}): Promise<SubmitReply | JobResult> {
     const { correlationId, forwarded = false, traceparent, authorization, origin } = ctx;
@@ -117,10 +135,21 @@ export class Intake {
     // A batch has counted its jobs in already, a forwarded submit was counted by its sender, and a
     // schedule's tick is claimed once: refused, it would be lost rather than retried.
     if (!ctx.counted && !forwarded && !origin) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
-    const route = routeSubmit(this.#route, req, forwarded);
-    if (route.kind === "forward") return forwardToAny(this.#route, route, req, { correlationId, traceparent, authorization });
-    const { handler, target } = route;
-    if (handler?.payload) {
+    // Checked by a supervisor of the target that runs it: it has the handler, its payload schema and defaults.
+    // A forwarded submit was sent here as to a supervisor of the active target its sender saw, and that
+    // choice stands: a switch one of the two has seen and the other not yet neither refuses it nor moves it.
+    const target = forwarded ? this.deps.target : this.deps.activeTarget(req.queue);
+    const ours = this.deps.queues.includes(req.queue) && this.deps.target === target;
+    const handler = (ours ? this.deps.handlers.get(req.type) : undefined) ?? this.#remoteHandler(req, forwarded, target);
+    if (!handler) {
+      const others = forwarded ? [] : this.deps.serversOf(req.type, req.queue, target).filter((w) => w !== this.deps.workerId);
+      if (others.length === 0) {
+        const where = target === DEFAULT_TARGET ? "" : ` of target "${target}"`;
+        throw new BosunError("unknown_type", `no live supervisor${where} serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue, target });
+      }
+      return this.#forwardToAny(others, req, correlationId, traceparent, authorization);
+    }
+    if (handler.payload) {
       const checked = handler.payload.safeParse(req.payload);
       if (!checked.success) {
         throw new BosunError("validation_error", `payload does not match the schema of "${req.type}": ${summarizeIssues(checked.error.issues)}`, checked.error.issues);
@@ -189,91 +218,21 @@ export class Intake {
     return { jobs: replies };
   }
 
-  async status(jobId: string): Promise<JobStatus> {
-    return this.deps.store.status(jobId);
-  }
-
-  async result(jobId: string): Promise<JobResult> {
-    const { store } = this.deps;
-    const sources = await store.sources(jobId);
-    const status = requireStatus(jobId, sources);
-    if (sources.final && FINAL_STATES.has(status.state)) return resultOf(sources.final);
-    throw new BosunError("not_finished", `job ${jobId} is ${status.state}`, { state: status.state });
-  }
-
   /**
-   * A queued or scheduled job never runs (its message is removed); a running
-   * one has its process killed by whichever supervisor runs it. Cancelling
-   * twice is harmless; cancelling a finished job is a conflict that changes
-   * nothing.
+   * A job for a queue only remote compute servers serve: accepted with the
+   * defaults (their handlers are theirs, so no payload schema applies).
+   * Where a supervisor also serves it, the submit goes there for its checks.
    */
-  async cancel(jobId: string): Promise<CancelReply> {
-    const { store, cancels, log } = this.deps;
-    const sources = await store.sources(jobId);
-    const record = requireStatus(jobId, sources);
-    if (record.state === "cancelled") return { job_id: jobId, state: "cancelled" };
-    if (FINAL_STATES.has(record.state)) throw new BosunError("conflict", `job ${jobId} is ${record.state} already`, { state: record.state });
-    await cancels.request(jobId);
-    log.info({ job_id: jobId, correlation_id: record.correlation_id, state: record.state }, "job cancel requested");
-    if (record.state === "running") return { job_id: jobId, state: "running", cancel_requested: true };
-    const waiting = (sources.queued ?? sources.scheduled)?.job;
-    const generation = waiting?.generation ?? 0;
-    const claimed = await store.claimResult({
-      ...record,
-      state: "cancelled",
-      owner: record.owner,
-      error: cancelledError,
-      finished_at: new Date().toISOString(),
-      progress: record.progress,
-      result: null,
-      duration_ms: null,
-      generation,
-    }, { traceparent: waiting?.traceparent });
-    if (!claimed) {
-      // It ran and finished meanwhile (fast jobs never show as running).
-      const now = await store.status(jobId);
-      if (now.state === "cancelled") return { job_id: jobId, state: "cancelled" };
-      throw new BosunError("conflict", `job ${jobId} is ${now.state} already`, { state: now.state });
-    }
-    // Its messages go, so it counts nowhere as waiting; a copy already in a supervisor's
-    // hands finds the request (kept a while after this) and is dropped unrun.
-    if (sources.seqs.queued !== undefined) await store.drop(streams.jobs, sources.seqs.queued);
-    if (sources.seqs.scheduled !== undefined) await store.drop(streams.scheduled, sources.seqs.scheduled);
-    cancels.releaseLater(jobId);
-    this.deps.metrics.cancelled.inc({ queue: record.queue, type: record.type });
-    return { job_id: jobId, state: "cancelled" };
-  }
-
-  /** Requeues a dead job with fresh attempts (its dead letter keeps the old errors). */
-  async retry(jobId: string): Promise<SubmitReply> {
-    const { store, log } = this.deps;
-    const sources = await store.sources(jobId);
-    const record = requireStatus(jobId, sources);
-    if (record.state !== "dead") {
-      throw new BosunError("conflict", `only dead jobs can be retried; job ${jobId} is ${record.state}`, { state: record.state });
-    }
-    const dead = await store.deadLetter(jobId);
-    if (!dead) throw new BosunError("conflict", `job ${jobId} has no dead letter to retry from`);
-    const job: JobEnvelope = { ...dead.letter.job, generation: dead.letter.job.generation + 1, errors: [], owner: null, started_at: null };
-    // Queued first, so no crash after this point can lose the job: the message id (job,
-    // generation, attempt) makes a concurrent retry of the same dead job the same message,
-    // and its newer generation outranks the old final record for every reader. The old
-    // final record and dead letter go last, by sequence, so a new death meanwhile stays.
-    await store.enqueue(job, 0);
-    if (sources.seqs.final !== undefined) await store.drop(streams.results, sources.seqs.final);
-    await store.drop(streams.dead, dead.seq);
-    log.info({ job_id: jobId, correlation_id: job.correlation_id, generation: job.generation }, "dead job requeued");
-    return { job_id: jobId, state: "queued" };
-  }
-
-  list(filter: ListJobsRequest): Promise<ListJobsReply> {
-    return listJobs(this.deps.store.jsm, this.deps.store.log, this.deps.lanes, filter);
+  #remoteHandler(req: SubmitRequest, forwarded: boolean, target: string): HandlerDefinition | undefined {
+    if (!this.deps.remoteServes(req.queue, target)) return undefined;
+    if (!forwarded && this.deps.serversOf(req.type, req.queue, target).some((w) => w !== this.deps.workerId)) return undefined;
+    return REMOTE_HANDLER;
   }
 
   #envelope(
     lane: string,
     req: SubmitRequest,
-    handler: HandlerDefinition | undefined,
+    handler: HandlerDefinition,
     headerCorrelationId: string | undefined,
     traceparent: string | undefined,
     origin: ScheduleOrigin | undefined,
@@ -285,9 +244,9 @@ export class Intake {
       queue: req.queue,
       tenant: req.tenant ?? null,
       payload: req.payload,
-      timeout_ms: req.timeout_ms ?? handler?.timeout_ms ?? defaults.timeout_ms,
-      max_attempts: req.max_attempts ?? handler?.max_attempts ?? defaults.max_attempts,
-      backoff: req.backoff ?? handler?.backoff ?? defaults.backoff,
+      timeout_ms: req.timeout_ms ?? handler.timeout_ms ?? defaults.timeout_ms,
+      max_attempts: req.max_attempts ?? handler.max_attempts ?? defaults.max_attempts,
+      backoff: req.backoff ?? handler.backoff ?? defaults.backoff,
       priority: req.priority ?? 0,
       correlation_id: req.correlation_id ?? headerCorrelationId ?? nuid.next(),
       created_at: new Date().toISOString(),
@@ -349,6 +308,40 @@ export class Intake {
     return (await waiter?.result) ?? { job_id: jobId, state: status.state, duplicate: true };
   }
 
+  /**
+   * Forwards to one of the supervisors whose heartbeats say they serve the
+   * type, in random order. One that has no subscription on its control
+   * subject is no supervisor at all (a spoofed or stale heartbeat): it is
+   * forgotten and the next is tried, so it cannot turn a 422 into a 503.
+   */
+  async #forwardToAny(
+    candidates: string[],
+    req: SubmitRequest,
+    correlationId: string | undefined,
+    traceparent: string | undefined,
+    authorization: string | undefined,
+  ): Promise<SubmitReply | JobResult> {
+    const order = [...candidates].sort(() => Math.random() - 0.5);
+    for (const workerId of order.slice(0, MAX_FORWARD_TRIES)) {
+      const headers = natsHeaders();
+      if (correlationId) headers.set(CORRELATION_HEADER, correlationId);
+      if (traceparent) headers.set(TRACEPARENT, traceparent);
+      if (authorization) headers.set(AUTHORIZATION_HEADER, authorization);
+      let reply;
+      try {
+        reply = await this.deps.nc.request(controlSubject(workerId, "submit"), encodeJson(req), { timeout: (req.wait_ms ?? 0) + FORWARD_TIMEOUT_MS, headers });
+      } catch (err) {
+        if (err instanceof errors.RequestError && err.isNoResponders()) {
+          this.deps.forgetWorker(workerId);
+          continue;
+        }
+        throw new BosunError("unavailable", `supervisor ${workerId}, which serves "${req.type}", did not answer`, undefined, { cause: err });
+      }
+      return readReply<SubmitReply | JobResult>(reply);
+    }
+    throw new BosunError("unknown_type", `no live supervisor serves job type "${req.type}" on queue "${req.queue}"`, { type: req.type, queue: req.queue });
+  }
+
   #waitForResult(jobId: string, waitMs: number): { result: Promise<JobResult | undefined>; cancel(): void } {
     const sub = this.deps.nc.subscribe(resultSubject(jobId));
     const timer = setTimeout(() => sub.unsubscribe(), waitMs);
@@ -367,4 +360,3 @@ export class Intake {
   }
 }
 
-export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;

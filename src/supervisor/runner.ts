@@ -40,6 +40,12 @@ const RUN_MS_WEIGHT = 0.2;
 const BUSY_LANE_MS = 1000;
 const WATCH_EXPIRES_MS = 10_000;
 const SHARED_EXPIRES_MS = 1000;
+/**
+ * While a lower band waits: a higher band that runs dry keeps the credits
+ * of its open requests until they expire, and every band hand-over waited
+ * out one (issue 15's bench: 3 bands at 0.56× one band).
+ */
+const HANDOVER_EXPIRES_MS = 100;
 
 export interface RunnerOptions {
   workerId: string;
@@ -50,7 +56,7 @@ export interface RunnerOptions {
   /** Per-queue max_concurrency and rate_limit: how many jobs of a queue this supervisor may take. */
   limits: QueueLimits;
   queues: readonly string[];
-  /** Only lanes of this target are this supervisor's (a queue's other targets are other pools). */
+  /** Only lanes of this target are this runner's (CONTRACT.md "Targets and ops flags"). */
   target: string;
   leaseMs: number;
   log: Logger;
@@ -191,8 +197,8 @@ export class Runner {
     const open = busy.filter((lane) => cap(lane, 1) > 0);
     if (credits <= 0 || open.length === 0) return;
     // Several busy lanes, or lower bands waiting: requests end soon, so credits go back into the
-    // rotation, and a band that ran dry hands over within SHARED_EXPIRES_MS.
-    const expires = open.length > 1 || lowerWaiting ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
+    // rotation, and a band that ran dry hands over within HANDOVER_EXPIRES_MS.
+    const expires = lowerWaiting ? HANDOVER_EXPIRES_MS : open.length > 1 ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
     for (const lane of open) {
       const puller = this.#pullers.get(lane)!;
       if (credits > 0 && puller.outstanding === 0) {

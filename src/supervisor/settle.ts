@@ -13,7 +13,7 @@ import type { CancelRegistry, JobStore } from "../records/index.js";
 import { backoffDelay } from "./backoff.js";
 import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import type { JobMessage } from "../platform/puller.js";
-import { deliveryHistory, lostRun, recordOf } from "../records/index.js";
+import { cancelledError, deliveryHistory, lostRun, recordOf } from "../records/index.js";
 import { readJobMessage, type InboundJob } from "./inbound.js";
 
 /** A delivered job ready to run (see Settler.pickUp). */
@@ -22,11 +22,12 @@ export interface PickedUp {
   job: JobEnvelope;
   attempt: number;
   history: JobError[];
-  record: JobStatus;
+  /** Carries the run's fencing token on into its final record. */
+  record: FencedStatus;
   fencingToken: number;
 }
+export type FencedStatus = JobStatus & { fencing_token?: number };
 
-export const cancelledError = { code: "cancelled", message: "job was cancelled" } as const;
 
 /**
  * Names one run of a job: this supervisor and its receipt of the message.
@@ -35,6 +36,13 @@ export const cancelledError = { code: "cancelled", message: "job was cancelled" 
  * its state in a crash or a partition) as another run.
  */
 export const runIdOf = (workerId: string, msg: JobMessage): string => `${workerId}.${msg.receipt}`;
+
+export interface OutcomeOptions {
+  /** The next attempt without the backoff (the failure was not the job's: its server was revoked). */
+  retryAtOnce?: boolean;
+  /** Dead now, whatever attempts are left (a remote server's non-retryable failure). */
+  noRetry?: boolean;
+}
 
 export interface Ending {
   state: FinalRecord["state"];
@@ -63,7 +71,8 @@ export class Settler {
     if (!inbound) return undefined;
     const { job } = inbound;
     const { attempt, history } = deliveryHistory(job, inbound.attemptOffset, msg.deliveryCount);
-    const record = recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null, owner: null });
+    const token = fencingToken(msg.streamSeq, msg.deliveryCount);
+    const record: FencedStatus = { ...recordOf(job, "running", attempt, { started_at: new Date().toISOString(), error: history.at(-1) ?? null, owner: null }), fencing_token: token };
     if (this.cancels.has(job.job_id)) {
       await this.finish(job, { ...record, state: "cancelled", finished_at: new Date().toISOString() }, { state: "cancelled", error: cancelledError, durationMs: null }, runId);
       msg.ack();
@@ -74,7 +83,7 @@ export class Settler {
       msg.ack();
       return undefined;
     }
-    return { inbound, job, attempt, history, record, fencingToken: fencingToken(msg.streamSeq, msg.deliveryCount) };
+    return { inbound, job, attempt, history, record, fencingToken: token };
   }
 
   /** Stores the attempt's outcome, then acks: a crash before the ack reruns the job, never loses it. */
@@ -88,7 +97,7 @@ export class Settler {
    * (a remote lease's from wherever its next call arrives), or hands it back
    * (nak) when asked to: a run killed by a drain past its grace.
    */
-  async record(job: JobEnvelope, record: JobStatus, history: JobError[], ran: ExecutionOutcome, runId: string, opts: { retryAtOnce?: boolean } = {}): Promise<"stored" | "hand_back"> {
+  async record(job: JobEnvelope, record: FencedStatus, history: JobError[], ran: ExecutionOutcome, runId: string, opts: OutcomeOptions = {}): Promise<"stored" | "hand_back"> {
     const { log, metrics } = this;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
     const labels = { queue: job.queue, type: job.type };
@@ -106,7 +115,7 @@ export class Settler {
       metrics.cancelled.inc(labels);
       await this.finish(job, ended, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms }, runId);
       log.info(logCtx, "job cancelled while running");
-    } else if (record.attempts < job.max_attempts) {
+    } else if (record.attempts < job.max_attempts && !opts.noRetry) {
       metrics.failed.inc(labels);
       await this.#retryLater(job, record, [...history, outcome.error], opts.retryAtOnce === true);
       metrics.retried.inc(labels);

@@ -18,6 +18,7 @@ import { serveForwardedSubmits, startApi } from "./api.js";
 import { Gate, KeyStore, type AuthSettings } from "../auth/index.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
+import { JobActions } from "./job-actions.js";
 import { Pool } from "../actors/pool/pool.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
@@ -34,7 +35,7 @@ import { StreamWriter } from "../platform/stream-writer.js";
 import { forEachGuarded, guard } from "../platform/guard.js";
 import { Schedules } from "../schedules/index.js";
 import { Compute } from "../compute/index.js";
-import { Files } from "../files/index.js";
+import { Settler } from "./settle.js";
 import { Targets } from "../targets/index.js";
 
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
@@ -66,6 +67,7 @@ export class Supervisor {
   #forwarded: Subscription | undefined;
   #jobTypes: string[] = [];
   #limits: QueueLimits | undefined;
+  #compute: Compute | undefined;
 
   constructor(
     private readonly config: SupervisorConfig,
@@ -164,9 +166,10 @@ export class Supervisor {
       handlers,
       queues: config.queues,
       workerId,
+      serversOf: (type, queue, target) => heartbeats.serversOf(type, queue, target),
+      remoteServes: (queue, target) => this.#compute?.serves(queue, target) ?? false,
       target: config.target,
       activeTarget: (queue) => ops.activeTarget(queue),
-      serversOf: (type, queue, target) => heartbeats.serversOf(type, queue, target),
       forgetWorker: (id) => heartbeats.forget(id),
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       maxPending: (queue) => ops.limits(queue).max_pending,
@@ -181,7 +184,27 @@ export class Supervisor {
     });
 
     const schedules = (this.#schedules = new Schedules(topology.schedulesKv, topology.jsm, intake, log));
+    const compute = (this.#compute = new Compute({
+      nc,
+      jsm: topology.jsm,
+      store,
+      lanes,
+      cancels,
+      outcomes: new Settler(store, cancels, metrics, log, workerId),
+      leasesKv: topology.leasesKv,
+      serversKv: topology.computeServersKv,
+      tokensKv: topology.enrollTokensKv,
+      leaseMs: config.lease_ms,
+      log,
+    }));
+    gate.checkServersWith(compute.credentials);
+    const targets = new Targets({ opsKv: topology.opsKv, ops, supervisors: () => heartbeats.live(), servers: () => compute.liveServers() });
     metrics.watchSchedules(() => schedules.summary());
+    metrics.watchPendingByBand(async () =>
+      (await operations.queues())
+        .filter((q) => config.queues.includes(q.queue))
+        .flatMap((q) => Object.entries(q.pending_by_band).map(([band, pending]) => ({ queue: q.queue, band, pending }))),
+    );
     metrics.watchQueueLimits(() => limits.samples(config.queues, (queue) => pending.last(queue)));
 
     pool.start();
@@ -193,20 +216,9 @@ export class Supervisor {
     await ops.watch(topology.opsKv);
     await heartbeats.start(topology.jsm);
     operations.start();
-    const targets = new Targets({ jsm: topology.jsm, opsKv: topology.opsKv, ops, live: () => heartbeats.live(), log });
-    this.#service = await startApi(nc, {
-      workerId,
-      intake,
-      operations,
-      keys,
-      gate,
-      schedules: schedules.api,
-      compute: new Compute().api,
-      computeEnabled: () => ops.computeEndpointsEnabled(),
-      files: new Files().api,
-      targets: targets.api,
-      log,
-    });
+    await compute.start();
+    const actions = new JobActions({ store, cancels, lanes, metrics, log });
+    this.#service = await startApi(nc, { workerId, intake, actions, operations, keys, gate, schedules: schedules.api, compute: compute.api, targets: targets.api, computeEnabled: () => ops.computeEndpointsEnabled, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();
@@ -249,6 +261,7 @@ export class Supervisor {
     this.#forwarded?.unsubscribe();
     this.#operations?.stop();
     this.#schedules?.stop();
+    await this.#compute?.stop();
     this.#ops?.stop();
     await this.#scheduler?.stop();
     const countdown = this.#drainCountdown();

@@ -1,0 +1,123 @@
+/**
+ * Remote leases in KV (bucket bosun_leases, key = job id). The job's message
+ * stays unacked in BOSUN_JOBS while it is leased, exactly as while a
+ * supervisor runs it, so status, listing, cancel and every guarantee apply
+ * unchanged; what a supervisor keeps in memory for its own runs (the ack
+ * subject, the delivery) is in the lease entry instead, and whichever
+ * supervisor serves a lease's call acts on it: a heartbeat sends +WPI to
+ * the message, an outcome is stored and then acked. A server that goes
+ * quiet stops the +WPI, and JetStream redelivers the job after its lease
+ * (ack wait): an expired lease puts the job back by construction, with a
+ * higher fencing token. Every change is a compare-and-set on the entry's
+ * revision, so of two calls racing on one lease exactly one wins.
+ */
+import type { KV } from "@nats-io/kv";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { BosunError, buckets, FencingToken, JOB_ID_PATTERN, NAME_PATTERN } from "../contract/index.js";
+import { readInbound } from "../platform/guard.js";
+import { lostRace } from "./servers.js";
+
+/** nats-server's ack subjects: `$JS.ACK.` and tokens without spaces. */
+const ACK_SUBJECT = /^\$JS\.ACK\.[A-Za-z0-9_.$-]{1,400}$/;
+
+export const StoredLease = z.object({
+  lease_id: z.string().regex(/^[A-Za-z0-9]{1,64}$/),
+  server_id: z.string().regex(NAME_PATTERN),
+  job_id: z.string().regex(JOB_ID_PATTERN),
+  fencing_token: FencingToken,
+  ack_subject: z.string().regex(ACK_SUBJECT),
+  stream_seq: z.number().int().positive(),
+  delivery_count: z.number().int().positive(),
+  attempt: z.number().int().positive(),
+  started_at: z.iso.datetime({ offset: true }),
+  /** Epoch ms: past it the lease is stale, and JetStream redelivers the job soon after. */
+  expires_at: z.number().int(),
+  /** Epoch ms: the job's timeout_ms from its start. */
+  deadline: z.number().int(),
+  progress: z.number().min(0).max(1).nullable(),
+  /** Set by the call that ends the lease, before it stores the outcome: nothing else may act on it then. */
+  ending: z.boolean().default(false),
+});
+export type StoredLease = z.infer<typeof StoredLease>;
+
+export interface HeldLease {
+  lease: StoredLease;
+  revision: number;
+}
+
+export const staleLease = (why: string): BosunError => new BosunError("lease_stale", `the lease is no longer this server's: ${why}; nothing was changed`);
+
+export class LeaseBook {
+  constructor(
+    private readonly kv: KV,
+    private readonly log: Logger,
+  ) {}
+
+  async read(jobId: string): Promise<HeldLease | undefined> {
+    const entry = await this.kv.get(jobId);
+    if (entry?.operation !== "PUT") return undefined;
+    const lease = readInbound(StoredLease, entry.value, { log: this.log, source: "compute lease", subject: `$KV.${buckets.leases}.${jobId}`, seq: entry.revision });
+    return lease && lease.job_id === jobId ? { lease, revision: entry.revision } : undefined;
+  }
+
+  /**
+   * Records a new lease of a job: a later delivery of its message than any
+   * lease stored for it (a lease left by a server that went quiet, or by a
+   * call that died halfway) replaces it. False if a lease with a token at
+   * least as high is there (this delivery is the stale one).
+   */
+  async open(lease: StoredLease): Promise<boolean> {
+    for (let tries = 0; tries < 3; tries++) {
+      const held = await this.read(lease.job_id);
+      try {
+        if (!held) await this.kv.create(lease.job_id, JSON.stringify(lease));
+        else if (held.lease.fencing_token < lease.fencing_token) await this.kv.update(lease.job_id, JSON.stringify(lease), held.revision);
+        else return false;
+        return true;
+      } catch (err) {
+        if (!lostRace(err) && !/key exists/i.test(String((err as Error).message))) throw err;
+      }
+    }
+    return false;
+  }
+
+  /** The lease this server's call names, current and not ending: `lease_stale` (409) otherwise. */
+  async held(jobId: string, leaseId: string, serverId: string): Promise<HeldLease> {
+    const held = await this.read(jobId);
+    if (!held || held.lease.lease_id !== leaseId) throw staleLease("the job is not leased under this lease id");
+    if (held.lease.server_id !== serverId) throw staleLease("another server holds it");
+    if (held.lease.ending) throw staleLease("it has ended");
+    if (held.lease.expires_at < Date.now()) throw staleLease("it expired");
+    return held;
+  }
+
+  /** Compare-and-set: the lease as changed, or `lease_stale` if another call changed it first. */
+  async update(held: HeldLease, change: Partial<StoredLease>): Promise<HeldLease> {
+    const lease = { ...held.lease, ...change };
+    try {
+      const revision = await this.kv.update(lease.job_id, JSON.stringify(lease), held.revision);
+      return { lease, revision };
+    } catch (err) {
+      if (lostRace(err)) throw staleLease("another call changed it first");
+      throw err;
+    }
+  }
+
+  /** Removes an ended lease (only the revision that ended it: a newer lease of the job stays). */
+  async close(held: HeldLease): Promise<void> {
+    try {
+      await this.kv.purge(held.lease.job_id, { previousSeq: held.revision });
+    } catch (err) {
+      if (!lostRace(err)) this.log.warn({ err, job_id: held.lease.job_id }, "could not remove an ended compute lease");
+    }
+  }
+
+  /** Every lease stored (an admin listing and the sweep: leases are few, one per remote run). */
+  async all(): Promise<HeldLease[]> {
+    const keys: string[] = [];
+    for await (const key of await this.kv.keys()) keys.push(key);
+    const held = await Promise.all(keys.filter((k) => JOB_ID_PATTERN.test(k)).map((k) => this.read(k)));
+    return held.filter((h): h is HeldLease => h !== undefined);
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * Remote compute servers over real HTTP against two gateways, a real
+ * supervisor and a real nats-server: enroll, lease, heartbeat, result and
+ * failure; single-use and expired enroll tokens; stale leases refused with
+ * nothing changed; an expired lease rerun on another server with a higher
+ * fencing token, the late result of the first refused; revoke; a gateway
+ * SIGKILLed while 20 jobs are leased.
+ */
+import t from "tap";
+import { startGateway, startSupervisor } from "./helpers/bosun.js";
+import { http, type ErrorReply } from "./helpers/http.js";
+import { NatsServer } from "./helpers/nats-server.js";
+import { uniqueName, waitFor } from "./helpers/wait.js";
+import { RemoteServer, type Leased } from "./helpers/compute.js";
+
+const LEASE_MS = 2000;
+const server = await NatsServer.start(t);
+// The supervisor serves other queues only: a remote queue's jobs can run on compute servers alone.
+await startSupervisor(t, server.url, { queues: ["local"], args: ["--lease-ms", String(LEASE_MS), "--heartbeat-ms", "300"] });
+const gwA = await startGateway(t, server.url);
+const gwB = await startGateway(t, server.url);
+
+interface Status {
+  state: string;
+  attempts: number;
+  owner: { server_id?: string; worker_id?: string } | null;
+  error: { code: string } | null;
+}
+
+const submit = async (queue: string, body: Record<string, unknown> = {}): Promise<string> => {
+  const res = await http<{ job_id: string }>(gwA.baseUrl, "POST", "/api/jobs", { body: { type: "remote.echo", queue, payload: { n: 1 }, ...body } });
+  if (res.status !== 202) throw new Error(`submit: ${res.status} ${res.text}`);
+  return res.body.job_id;
+};
+const status = async (jobId: string) => (await http<Status>(gwB.baseUrl, "GET", `/api/jobs/${jobId}`)).body;
+const result = async (jobId: string) => http<{ result: unknown; state: string; attempts: number }>(gwB.baseUrl, "GET", `/api/jobs/${jobId}/result`);
+
+t.test("enroll, lease on one gateway, heartbeat and result on the other", async (t) => {
+  const queue = uniqueName("q");
+  const srv = await RemoteServer.enroll(gwA, [queue]);
+  const jobId = await submit(queue, { payload: { hello: "remote" } });
+  const leased = await srv.lease(gwA);
+  t.ok(leased, "a job was leased");
+  t.equal(leased!.job.job_id, jobId);
+  t.same(leased!.job.payload, { hello: "remote" });
+  t.equal(leased!.job.attempt, 1);
+  t.ok(leased!.lease.fencing_token > 0, "a fencing token");
+  const running = await status(jobId);
+  t.equal(running.state, "running");
+  t.same(running.owner, { server_id: srv.serverId }, "owned by the compute server");
+  const beat = await srv.heartbeat(gwB, leased!, 0.5);
+  t.equal(beat.status, 200, beat.text);
+  t.ok(Date.parse(beat.body.expires_at) > Date.now(), "the lease was extended");
+  await waitFor(async () => (await status(jobId)).owner && (await http<{ progress: number }>(gwA.baseUrl, "GET", `/api/jobs/${jobId}`)).body.progress === 0.5, { what: "progress shown" });
+  const done = await srv.result(gwB, leased!, { echoed: true });
+  t.equal(done.status, 200, done.text);
+  t.equal(done.body.state, "succeeded");
+  const final = await result(jobId);
+  t.equal(final.status, 200);
+  t.same(final.body.result, { echoed: true });
+  const finished = await status(jobId);
+  t.equal(finished.state, "succeeded");
+  t.same(finished.owner, { server_id: srv.serverId }, "the finished job keeps its owner");
+  // Nothing left to do: 204 once the wait runs out.
+  const started = Date.now();
+  t.equal(await srv.lease(gwA, 300), undefined, "nothing to do: 204");
+  t.ok(Date.now() - started >= 250, "the lease request long-polled");
+  const listed = await http<{ servers: { server_id: string; leased_jobs: string[]; last_heartbeat_at: string | null }[] }>(gwA.baseUrl, "GET", "/api/compute/servers");
+  const me = listed.body.servers.find((s) => s.server_id === srv.serverId);
+  t.ok(me, "listed");
+  t.same(me!.leased_jobs, [], "no job leased any more");
+  t.ok(me!.last_heartbeat_at, "last seen");
+});
+
+t.test("a used or expired enroll token is refused with 401, and a bad credential too", async (t) => {
+  const queue = uniqueName("q");
+  const token = await http<{ token: string }>(gwA.baseUrl, "POST", "/api/compute/enroll-tokens", { body: { queues: [queue] } });
+  t.equal(token.status, 201);
+  const first = await http(gwA.baseUrl, "POST", "/api/compute/servers", { body: { enroll_token: token.body.token, name: "one" } });
+  t.equal(first.status, 201);
+  const again = await http<ErrorReply>(gwB.baseUrl, "POST", "/api/compute/servers", { body: { enroll_token: token.body.token, name: "two" } });
+  t.equal(again.status, 401, "single use");
+  t.equal(again.body.error.code, "unauthorized");
+  const short = await http<{ token: string }>(gwA.baseUrl, "POST", "/api/compute/enroll-tokens", { body: { queues: [queue], ttl_ms: 1 } });
+  await waitFor(() => Date.parse((short.body as unknown as { expires_at: string }).expires_at) < Date.now(), { what: "token expired" });
+  const expired = await http<ErrorReply>(gwA.baseUrl, "POST", "/api/compute/servers", { body: { enroll_token: short.body.token, name: "late" } });
+  t.equal(expired.status, 401, "expired");
+  for (const credential of ["", "nope", "cs_x.y", `${(first.body as { server_id: string }).server_id}.wrong`]) {
+    const res = await http<ErrorReply>(gwA.baseUrl, "POST", "/api/compute/jobs/lease", { body: { wait_ms: 0 }, headers: { authorization: `Bearer ${credential}` } });
+    t.equal(res.status, 401, `credential ${JSON.stringify(credential)}: 401`);
+  }
+  const bad = await http<ErrorReply>(gwA.baseUrl, "POST", "/api/compute/enroll-tokens", { body: { queues: [] } });
+  t.equal(bad.status, 400, "no queues: 400");
+});
+
+t.test("a stale lease gets 409 and changes nothing; an expired lease reruns the job on another server, and the first server's late result is refused", async (t) => {
+  const queue = uniqueName("q");
+  const one = await RemoteServer.enroll(gwA, [queue]);
+  const two = await RemoteServer.enroll(gwB, [queue]);
+  const jobId = await submit(queue, { max_attempts: 3 });
+  const first = (await one.lease(gwA))!;
+  const wrong = await one.call<ErrorReply>(gwA, "POST", `/api/compute/jobs/${jobId}/result`, { lease_id: "notmylease", result: 1 });
+  t.equal(wrong.status, 409);
+  t.equal(wrong.body.error.code, "lease_stale");
+  const other = await two.result(gwA, first, "stolen");
+  t.equal(other.status, 409, "another server's lease");
+  t.equal((await status(jobId)).state, "running", "nothing changed");
+  // One stops heartbeating: JetStream puts the job back after the lease, and two gets it.
+  const second = (await two.lease(gwB, 10_000))!;
+  t.ok(second, "re-leased after the lease expired");
+  t.equal(second.job.job_id, jobId);
+  t.ok(second.lease.fencing_token > first.lease.fencing_token, "a higher fencing token");
+  t.equal(second.job.attempt, 2, "the expired lease counts as an attempt");
+  const late = await one.result(gwA, first, "late");
+  t.equal(late.status, 409, "the late result of the expired lease is refused");
+  const lateBeat = await one.heartbeat(gwA, first);
+  t.equal(lateBeat.status, 409, "so is its heartbeat");
+  t.equal((await two.result(gwB, second, "newer")).status, 200);
+  const final = await result(jobId);
+  t.same(final.body.result, "newer", "the newer result stands");
+  t.equal(final.body.attempts, 2);
+});
+
+t.test("failed attempts retry per the job's attempts; a non-retryable one is dead at once", async (t) => {
+  const queue = uniqueName("q");
+  const srv = await RemoteServer.enroll(gwA, [queue]);
+  const jobId = await submit(queue, { max_attempts: 2, backoff: { type: "fixed", delay_ms: 50 } });
+  const first = (await srv.lease(gwA))!;
+  const failed = await srv.failed(gwA, first, { code: "boom", message: "first try" });
+  t.equal(failed.status, 200, failed.text);
+  t.equal(failed.body.state, "failed");
+  const second = (await srv.lease(gwA))!;
+  t.equal(second.job.attempt, 2);
+  t.equal((await srv.result(gwA, second, "ok")).status, 200);
+  t.equal((await result(jobId)).body.attempts, 2);
+  const doomed = await submit(queue, { max_attempts: 5 });
+  const only = (await srv.lease(gwA))!;
+  t.equal(only.job.job_id, doomed);
+  const dead = await srv.failed(gwA, only, { code: "bad_input", message: "never works" }, false);
+  t.equal(dead.body.state, "dead");
+  const s = await status(doomed);
+  t.equal(s.state, "dead");
+  t.equal(s.error?.code, "bad_input");
+});
+
+t.test("a cancel reaches the remote run through its heartbeat's 409 cancelled", async (t) => {
+  const queue = uniqueName("q");
+  const srv = await RemoteServer.enroll(gwA, [queue]);
+  const jobId = await submit(queue);
+  const leased = (await srv.lease(gwA))!;
+  const cancel = await http(gwA.baseUrl, "POST", `/api/jobs/${jobId}/cancel`);
+  t.equal(cancel.status, 202, cancel.text);
+  const beat = await waitFor(async () => {
+    const res = await srv.heartbeat(gwB, leased);
+    return res.status === 409 ? res : undefined;
+  }, { what: "heartbeat refused" });
+  t.equal(beat.body.error.code, "cancelled");
+  await waitFor(async () => (await status(jobId)).state === "cancelled", { what: "cancelled" });
+  t.equal((await srv.result(gwA, leased, "too late")).status, 409, "its result is refused after");
+});
+
+t.test("revoke: the credential is refused at once and the server's leased jobs run again, none lost", async (t) => {
+  const queue = uniqueName("q");
+  const bad = await RemoteServer.enroll(gwA, [queue]);
+  const good = await RemoteServer.enroll(gwA, [queue]);
+  const ids = await Promise.all(Array.from({ length: 5 }, () => submit(queue)));
+  const held: Leased[] = [];
+  for (let i = 0; i < 5; i++) held.push((await bad.lease(gwA))!);
+  const revoked = await http<{ requeued: number }>(gwB.baseUrl, "DELETE", `/api/compute/servers/${bad.serverId}`);
+  t.equal(revoked.status, 200, revoked.text);
+  t.equal(revoked.body.requeued, 5);
+  const refused = await bad.heartbeat(gwA, held[0]!);
+  t.equal(refused.status, 401, "the credential is refused at once");
+  const rerun = new Set<string>();
+  const started = Date.now();
+  while (rerun.size < 5) {
+    const l = await good.lease(gwB, 5000);
+    if (!l) break;
+    rerun.add(l.job.job_id);
+    await good.result(gwB, l, "rerun");
+  }
+  t.ok(Date.now() - started < 5000, "back in the queue at once");
+  t.same([...rerun].sort(), [...ids].sort(), "every revoked job ran again");
+  for (const id of ids) t.equal((await status(id)).state, "succeeded", `${id} succeeded`);
+  t.equal((await http(gwA.baseUrl, "DELETE", `/api/compute/servers/${bad.serverId}`)).status, 404, "revoking twice: 404");
+});
+
+t.test("a gateway SIGKILLed while 20 jobs are leased loses none", async (t) => {
+  const queue = uniqueName("q");
+  const doomedGw = await startGateway(t, server.url);
+  const srv = await RemoteServer.enroll(gwA, [queue]);
+  const ids = await Promise.all(Array.from({ length: 20 }, () => submit(queue)));
+  const held: Leased[] = [];
+  while (held.length < 20) held.push((await srv.lease(doomedGw))!);
+  await doomedGw.proc.kill();
+  for (const l of held) {
+    t.equal((await srv.heartbeat(gwA, l)).status, 200, "heartbeat on another gateway");
+    t.equal((await srv.result(gwB, l, l.job.job_id)).status, 200, "result on another");
+  }
+  for (const id of ids) {
+    const r = await result(id);
+    t.equal(r.body.result, id, `${id}: its own result`);
+    t.equal(r.body.attempts, 1, "ran once");
+  }
+});
