@@ -5,7 +5,7 @@
  */
 import { Option, type Command } from "commander";
 import type { z } from "zod";
-import { configOptions, GatewayConfig, resolveConfig, SupervisorConfig, type ConfigOption } from "../platform/config.js";
+import { ComputeWorkerConfig, configOptions, GatewayConfig, resolveConfig, SupervisorConfig, type ConfigOption } from "../platform/config.js";
 
 type FlagValues = Record<string, string | boolean | undefined>;
 
@@ -52,6 +52,13 @@ export function addServerCommands(program: Command): void {
   // Each server's modules load only when it runs: --help and the client commands stay quick.
   serverCommand(program, "supervisor", "a supervisor: a pool of execution processes that runs jobs and serves the NATS API", SupervisorConfig, async (config) =>
     (await import("../supervisor/main.js")).runSupervisor(config),
+  );
+  serverCommand(
+    program,
+    "compute-worker",
+    "a remote compute server: leases jobs from a gateway over HTTP (no NATS) and runs them in an execution-process pool",
+    ComputeWorkerConfig,
+    async (config) => (await import("../compute-worker/index.js")).runComputeWorker(config),
   );
   serverCommand(program, "gateway", "the HTTP gateway: each call becomes one NATS request", GatewayConfig, async (config) =>
     (await import("../gateway/main.js")).runGateway(config),

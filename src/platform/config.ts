@@ -21,12 +21,30 @@ const natsUrl = z
   .regex(/^\s*(nats|tls|ws|wss):\/\/[^\s,]+\s*(,\s*(nats|tls|ws|wss):\/\/[^\s,]+\s*)*$/, "must look like nats://host:port, or several of those comma-separated")
   .default(DEFAULT_NATS_URL);
 
+/** The execution-actor pool: the same flags for a supervisor and a compute worker. */
+const poolFields = {
+  handlers: z.string().min(1).optional().describe("a handler module (export default defineHandlers({...}))"),
+  builtins: flag.default(true).describe("serve the built-in job types (echo, sleep, ...); --no-builtins turns them off"),
+  // Worker threads give up OS-level memory isolation for speed: for trusted handlers.
+  isolation: z
+    .enum(["process", "thread"])
+    .default("process")
+    .describe("what runs jobs: child processes (OS isolation) or worker threads (faster; trusted handlers)"),
+  min: int(0, 256).default(2).describe("execution actors (processes or threads) kept up"),
+  max: int(1, 256).default(4).describe("execution actors at most (jobs running at once)"),
+  max_executions: int(1).default(10_000).describe("recycle an execution actor after this many jobs"),
+  max_memory_mb: int(16).default(512).describe("recycle a process whose RSS (a thread: whose heap) passed this after a job"),
+  idle_timeout_ms: int(100).default(30_000).describe("retire idle actors above --min after this long"),
+  grace_ms: int(0).default(30_000).describe("on SIGTERM, how long running jobs may finish before they are killed and handed back"),
+  kill_grace_ms: int(0).default(500).describe("on timeout or cancel, time between ctx.signal aborting and SIGKILL (a thread: terminate())"),
+  max_restarts: int(0).default(10).describe("crashes per --restart-window-ms restarted at once; past it spawning backs off"),
+  restart_window_ms: int(100).default(10_000).describe("the window of --max-restarts"),
+};
+
 export const SupervisorConfig = z
   .object({
     nats_url: natsUrl.describe("the NATS server(s) to connect to"),
     worker_id: z.string().regex(NAME_PATTERN).optional().describe("this supervisor's id in heartbeats and job records (default: host + random)"),
-    handlers: z.string().min(1).optional().describe("a handler module (export default defineHandlers({...}))"),
-    builtins: flag.default(true).describe("serve the built-in job types (echo, sleep, ...); --no-builtins turns them off"),
     queues: z
       .string()
       .transform((s) => s.split(",").map((q) => q.trim()).filter(Boolean))
@@ -34,25 +52,11 @@ export const SupervisorConfig = z
       .default(["default"])
       .describe("comma-separated queues to pull from"),
     target: z.string().regex(NAME_PATTERN, "a target name is 1-64 of A-Z a-z 0-9 _ -").default("default").describe("the target (pool of machines) this supervisor belongs to: it runs the jobs its queues send there"),
-    // Worker threads give up OS-level memory isolation for speed: for trusted handlers.
-    isolation: z
-      .enum(["process", "thread"])
-      .default("process")
-      .describe("what runs jobs: child processes (OS isolation) or worker threads (faster; trusted handlers)"),
-    min: int(0, 256).default(2).describe("execution actors (processes or threads) kept up"),
-    max: int(1, 256).default(4).describe("execution actors at most (jobs running at once)"),
-    max_executions: int(1).default(10_000).describe("recycle an execution actor after this many jobs"),
-    max_memory_mb: int(16).default(512).describe("recycle a process whose RSS (a thread: whose heap) passed this after a job"),
-    idle_timeout_ms: int(100).default(30_000).describe("retire idle actors above --min after this long"),
     lease_ms: int(1000).default(15_000).describe("job lease (ack deadline); a dead supervisor's jobs run elsewhere after it"),
     default_timeout_ms: int(1).default(60_000).describe("job timeout when neither submit nor handler sets one"),
     default_max_attempts: int(1, 100).default(3).describe("attempts when neither submit nor handler sets them"),
     default_backoff_ms: int(0).default(1000).describe("first retry delay (exponential backoff)"),
     default_max_backoff_ms: int(0).default(60_000).describe("longest retry delay"),
-    grace_ms: int(0).default(30_000).describe("on SIGTERM, how long running jobs may finish before they are killed and handed back"),
-    kill_grace_ms: int(0).default(500).describe("on timeout or cancel, time between ctx.signal aborting and SIGKILL (a thread: terminate())"),
-    max_restarts: int(0).default(10).describe("crashes per --restart-window-ms restarted at once; past it spawning backs off"),
-    restart_window_ms: int(100).default(10_000).describe("the window of --max-restarts"),
     heartbeat_ms: int(100).default(5000).describe("heartbeat period; 3 missed periods count as gone"),
     retention_ms: int(1000).optional().describe("how long a finished job (result, dead letter, files) is kept (default 7 days)"),
     results_ttl_ms: int(1000).optional().describe("deprecated alias of --retention-ms"),
@@ -63,9 +67,29 @@ export const SupervisorConfig = z
     metrics_host: z.string().min(1).default("127.0.0.1").describe("interface of the metrics server"),
     replicas: int(1, 5).optional().describe("copies of every stream and bucket (default: 1 on a single server, 3 in a cluster of 3 or more nodes)"),
     auth: auth.describe("on: every request needs an API key; off: none (development, loopback); unset: on exactly when BOSUN_ADMIN_KEY is set"),
+    ...poolFields,
   })
   .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
 export type SupervisorConfig = z.infer<typeof SupervisorConfig>;
+
+/** `bosun compute-worker`: a remote compute server, HTTP only; its pool takes the supervisor's pool flags. */
+export const ComputeWorkerConfig = z
+  .object({
+    ...poolFields,
+    gateway: z.string().url("must be the gateway's URL, e.g. http://10.0.0.5:8080").describe("the Bosun gateway to lease jobs from"),
+    enroll_token: z.string().min(1).optional().describe("a single-use enroll token (from POST /api/compute/enroll-tokens); not needed once a credential is saved"),
+    name: z.string().regex(NAME_PATTERN).default("compute-worker").describe("this server's name, shown in GET /api/compute/servers"),
+    target: z.string().regex(NAME_PATTERN).optional().describe("the target it joins (default: the enroll token's, else default)"),
+    credential_file: z.string().min(1).optional().describe("where the credential is saved and read back (default ~/.bosun/compute-<name>.json, mode 0600)"),
+    types: z
+      .string()
+      .transform((s) => s.split(",").map((q) => q.trim()).filter(Boolean))
+      .optional()
+      .describe("comma-separated job types to lease (default: any)"),
+    wait_ms: int(0, 300_000).default(20_000).describe("how long one lease request long-polls"),
+  })
+  .refine((c) => c.min <= c.max, { message: "--min must not exceed --max", path: ["min"] });
+export type ComputeWorkerConfig = z.infer<typeof ComputeWorkerConfig>;
 
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
 /** --retention-ms, else the deprecated --results-ttl-ms, else 7 days. */

@@ -1,6 +1,9 @@
 /** Remote compute server calls over HTTP, as a test drives them (test/compute*.test.ts). */
-import type { BosunGateway } from "./bosun.js";
+import path from "node:path";
+import { cleanEnv, CLI, type BosunGateway } from "./bosun.js";
 import { http, type ErrorReply } from "./http.js";
+import { ManagedProcess, withoutNodeOptions } from "./processes.js";
+import { reportOnFailure, type TeardownHost } from "./teardown.js";
 import { uniqueName } from "./wait.js";
 
 export interface Leased {
@@ -47,3 +50,22 @@ export class RemoteServer {
   }
 }
 
+
+/** Starts `bosun compute-worker` in its own process group and waits until it runs. */
+export async function startComputeWorker(t: TeardownHost, gw: BosunGateway, opts: { enrollToken: string; name: string; dir: string; args?: string[] }): Promise<ManagedProcess> {
+  const args = ["compute-worker", "--gateway", gw.baseUrl, "--enroll-token", opts.enrollToken, "--name", opts.name, "--credential-file", path.join(opts.dir, `${opts.name}.json`), "--grace-ms", "2000", ...(opts.args ?? [])];
+  const proc = new ManagedProcess(...withoutNodeOptions(process.execPath, [CLI, ...args]), { name: `compute-worker[${opts.name}]`, env: cleanEnv(), group: true });
+  t.teardown(async () => {
+    await proc.stop(5000).catch(() => undefined);
+  });
+  reportOnFailure(t, () => proc.tail(30));
+  await proc.waitForLog((l) => l.json?.msg === "compute worker running", 15_000, "compute worker running");
+  return proc;
+}
+
+/** A fresh enroll token for these queues. */
+export async function enrollToken(gw: BosunGateway, queues: string[]): Promise<string> {
+  const res = await http<{ token: string }>(gw.baseUrl, "POST", "/api/compute/enroll-tokens", { body: { queues } });
+  if (res.status !== 201) throw new Error(`enroll token: ${res.status} ${res.text}`);
+  return res.body.token;
+}
