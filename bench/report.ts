@@ -162,6 +162,18 @@ export function sections(c: Counts): Section[] {
       ]),
     },
     {
+      title: "11. Remote compute servers (BENCH_ONLY=compute)",
+      about: `${c.fairnessJobs.toLocaleString("en")} \`noop\` jobs per run over the NATS API, ${c.inflight} submits outstanding, timed as in workload 1, after ${c.warmup} untimed; then ${c.latency} sequential submits with \`wait_ms\` (submit → result in hand). Supervisor path: one supervisor, pool ${c.pool}. Remote: a queue only one \`bosun compute-worker\` (pool ${c.pool}) serves, leasing over HTTP through the gateway; the supervisor there serves the API only.`,
+      metrics: [
+        m("compute.supervisor", "noop, supervisor path", "jobs/s"),
+        m("compute.remote", "noop, remote compute worker over HTTP", "jobs/s"),
+        m("compute.supervisor.p50", "supervisor path: sequential p50", "ms", 2),
+        m("compute.supervisor.p99", "supervisor path: sequential p99", "ms", 2),
+        m("compute.remote.p50", "remote: sequential p50", "ms", 2),
+        m("compute.remote.p99", "remote: sequential p99", "ms", 2),
+      ],
+    },
+    {
       title: "10. Priorities, fairness and schedules (BENCH_ONLY=fairness)",
       about: `Throughput: ${c.fairnessJobs.toLocaleString("en")} \`noop\` jobs per run over the NATS API on one supervisor (pool ${c.pool}), ${c.inflight} submits outstanding, timed as in workload 1 (first submit to last result), after ${c.warmup} untimed jobs of the same shape. "One band" submits every job with no priority (0) and no tenant; "3 × 3" gives job i priority -10, 0 or 10 (i mod 3) and tenant \`tenant-a\`, \`-b\` or \`-c\` ((i div 3) mod 3, the submit's \`tenant\` field, as auth is off), so nine lanes are busy at once; the cost is 1 − (3 × 3 ÷ one band). "3 bands" (priority only, i mod 3) and "3 tenants" (tenant only, i mod 3) tell the two costs apart. CPU per job is the supervisor's (with its execution processes apart) and nats-server's. Ticks: on a fresh queue with one supervisor (pool ${c.pool}, warmed up), a schedule \`every_ms: ${c.scheduleEveryMs}\` of \`noop\` is created over \`bosun.api.schedules.create\`, left until its ${c.scheduleTicks}th tick from the create reply's \`next_run_at\` is recorded as its \`last_run_at\`, then deleted; its jobs are read back with \`bosun.api.jobs.list\` filtered by queue (and by \`schedule_id\`), those with a \`tick_at\` in the ${c.scheduleTicks}-tick window kept. Lateness is a job record's \`created_at\` (stamped when the tick's submit is accepted, before the job is queued) minus its \`tick_at\`; "start" is \`started_at\` minus \`tick_at\` (queueing and dispatch on an idle pool added). Ticks seen are the distinct \`tick_at\` in the window (expected ${c.scheduleTicks}); duplicates are jobs beyond one per tick.`,
       metrics: [

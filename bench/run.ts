@@ -29,6 +29,7 @@ import { rawJetStream } from "./workloads/jetstream.js";
 import { bosunGrowth, growthSizes } from "./workloads/growth.js";
 import { bosunClusterScale, closeClusterTarget } from "./workloads/cluster.js";
 import { bosunFairness, bosunTicks } from "./workloads/fairness.js";
+import { bosunCompute } from "./workloads/compute.js";
 
 interface RunDef {
   name: string;
@@ -96,6 +97,14 @@ const workloads: Workload[] = [
       { name: "noop, 3 bands, no tenant", run: (ctx) => bosunFairness(ctx, "bands") },
       { name: "noop, one band, 3 tenants", run: (ctx) => bosunFairness(ctx, "tenants") },
       { name: "schedule every_ms 100, tick lateness", run: (ctx) => bosunTicks(ctx) },
+    ],
+  },
+  {
+    name: "compute",
+    optIn: true,
+    runs: [
+      { name: "noop, supervisor path", run: (ctx) => bosunCompute(ctx, "supervisor") },
+      { name: "noop, remote compute worker over HTTP", run: (ctx) => bosunCompute(ctx, "remote") },
     ],
   },
   {

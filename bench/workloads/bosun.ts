@@ -210,7 +210,7 @@ export async function guarded<T>(ctx: Ctx, cluster: Cluster, work: Promise<T>, v
 }
 
 /** Before an HTTP run: a gateway that has died (something else stopped it) is replaced, and that is noted. */
-async function ensureGateway(ctx: Ctx): Promise<void> {
+export async function ensureGateway(ctx: Ctx): Promise<void> {
   const old = ctx.gateway;
   if (old.child.exitCode === null && old.child.signalCode === null) return;
   const note = `the gateway had exited before an HTTP run ${ctx.procs.logTail(old, 5)}; a new one was started`;
@@ -290,6 +290,22 @@ export function bosunRealistic(ctx: Ctx, isolation: Isolation, kind: "sleep" | "
     : bosunRun(ctx, { key: `cpu5.bosun_${isolation}`, via: "nats", isolation, n: c.cpuShortJobs, pool: c.cpuShortPool, job: { type: "cpu", ms: c.cpuShortMs } });
 }
 
+/** Submit → result in hand (wait_ms) of `n` noop jobs one after another, after `warmup` untimed: each one's ms. */
+export async function sequentialNoops(ctx: Ctx, via: Via, queue: string, n: number, warmup: number): Promise<number[]> {
+  const one = async (i: number): Promise<number> => {
+    const body = { type: "noop", queue, payload: payloadOf(i) };
+    const t0 = nowMs();
+    const reply = via === "nats" ? await submitNats(ctx.nc, { ...body, wait_ms: LATENCY_WAIT_MS }) : await submitHttp(ctx, body, LATENCY_WAIT_MS);
+    const elapsed = nowMs() - t0;
+    if (reply.state !== "succeeded") throw new Error(`job ${reply.job_id} came back ${reply.state}, not succeeded`);
+    return elapsed;
+  };
+  for (let i = 0; i < warmup; i++) await one(i);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await one(i));
+  return out;
+}
+
 /** Workload 2: sequential submit → result in hand (wait_ms), p50 and p99. */
 export async function bosunLatency(ctx: Ctx, via: Via, isolation: Isolation = "process"): Promise<Figures> {
   const { latency: n, latencyWarmup, pool } = ctx.counts;
@@ -297,25 +313,7 @@ export async function bosunLatency(ctx: Ctx, via: Via, isolation: Isolation = "p
   const cluster = await startCluster(ctx, `lat_${via}`, 1, pool, isolation);
   const key = `lat.bosun_${via}${isolation === "thread" ? "_thread" : ""}`;
   try {
-    const one = async (i: number): Promise<number> => {
-      const body = { type: "noop", queue: cluster.queue, payload: payloadOf(i) };
-      const t0 = nowMs();
-      const reply = via === "nats" ? await submitNats(ctx.nc, { ...body, wait_ms: LATENCY_WAIT_MS }) : await submitHttp(ctx, body, LATENCY_WAIT_MS);
-      const elapsed = nowMs() - t0;
-      if (reply.state !== "succeeded") throw new Error(`job ${reply.job_id} came back ${reply.state}, not succeeded`);
-      return elapsed;
-    };
-    const samples = await guarded(
-      ctx,
-      cluster,
-      (async () => {
-        for (let i = 0; i < latencyWarmup; i++) await one(i);
-        const out: number[] = [];
-        for (let i = 0; i < n; i++) out.push(await one(i));
-        return out;
-      })(),
-      via,
-    );
+    const samples = await guarded(ctx, cluster, sequentialNoops(ctx, via, cluster.queue, n, latencyWarmup), via);
     const s = summarizeLatencies(samples);
     return { [`${key}.p50`]: s.p50, [`${key}.p99`]: s.p99, [`${key}.mean`]: s.mean };
   } finally {
