@@ -26,8 +26,6 @@ import {
   ListJobsRequest,
   MaintenanceQuery,
   MaintenanceReply,
-  OpsFlags,
-  OpsPatch,
   QueueStatusReply,
   RecycleReply,
   RecycleRequest,
@@ -36,6 +34,7 @@ import {
   WorkerInfo,
   WorkersReply,
 } from "./schemas.js";
+import { OpsFlags, OpsPatch } from "./ops.js";
 import { DeleteScheduleReply, ListSchedulesReply, Schedule, ScheduleIdRequest, ScheduleParams, ScheduleSpec, TriggerReply } from "./schedules.js";
 import {
   ActivateTargetReply,

@@ -12,7 +12,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BosunError, buckets, FencingToken, FileContentType, isoTime, JobFileName, kvKeySubject, MAX_FILE_BYTES, MAX_FILES_PER_JOB, type JobFile } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
-import { isWrongLastSequence } from "../platform/nats-errors.js";
+import { lostRace } from "../platform/nats-errors.js";
 import { readKvValue } from "../platform/stream-reads.js";
 import { kvStream } from "../platform/topology.js";
 import type { StoredFile } from "./objects.js";
@@ -70,7 +70,7 @@ export class FileLists {
         else await this.kv.create(file.job_id, JSON.stringify(list));
         return;
       } catch (err) {
-        if (!isWrongLastSequence(err) && !/key exists/i.test(String((err as Error).message))) throw err;
+        if (!lostRace(err) && !/key exists/i.test(String((err as Error).message))) throw err;
       }
     }
     throw new BosunError("conflict", `the file list of job ${file.job_id} kept changing: file ${file.name} is not listed; write it again`);

@@ -18,7 +18,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BosunError, FencingToken, FileContentType, jobFileObject, MAX_FILE_BYTES, objectBuckets } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
-import { isWrongLastSequence } from "../platform/nats-errors.js";
+import { lostRace } from "../platform/nats-errors.js";
 import { readLast } from "../platform/stream-reads.js";
 import { objStream } from "../platform/topology.js";
 
@@ -103,7 +103,7 @@ export class FileObjects {
       });
       return { ...file, object, nuid: info.nuid, revision: info.revision, size: info.size, created_at: info.mtime };
     } catch (err) {
-      if (!isWrongLastSequence(err)) throw err;
+      if (!lostRace(err)) throw err;
       const now = (await this.#meta(file.job_id, file.name))?.file;
       if (now && now.fencing_token > file.fencing_token) throw newerFile(file, now.fencing_token);
       throw new BosunError("conflict", `file ${file.name} of job ${file.job_id} was written by another write meanwhile: nothing was stored; write it again`);
@@ -146,7 +146,7 @@ export class FileObjects {
     try {
       await this.js.publish(metaSubject(file.object), JSON.stringify(marker), { headers, expect: { lastSubjectSequence: file.revision } });
     } catch (err) {
-      if (isWrongLastSequence(err)) return false;
+      if (lostRace(err)) return false;
       throw err;
     }
     await this.jsm.streams.purge(FILES_STREAM, { filter: chunkSubject(file.nuid) });

@@ -40,8 +40,9 @@ function transientMessage(e: Error): string {
   return "JetStream is electing a leader or unreachable; retry shortly";
 }
 
-/** JetStream's "wrong last sequence" (10071): a compare-and-set write (KV create/update, an expected last subject sequence) lost its race. */
-export const isWrongLastSequence = (err: unknown): boolean =>
-  (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code === 10071 ||
-  (err instanceof JetStreamApiError && err.code === 10071) ||
-  /wrong last sequence/i.test(String((err as Error | undefined)?.message));
+/** JetStream's "wrong last sequence": a KV create on an existing key, or an update at a stale revision. */
+const WRONG_LAST_SEQUENCE = 10071;
+
+/** A compare-and-set the bucket refused: someone else wrote the key first. */
+export const lostRace = (err: unknown): boolean =>
+  (err as { api_error?: { err_code?: number } }).api_error?.err_code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((err as Error)?.message));
