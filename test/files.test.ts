@@ -112,9 +112,12 @@ t.test("a run under --isolation thread writes and reads files too", async (t) =>
 });
 
 t.test("unknown job or file: 404; bad names: 400, in the handler and over HTTP", async (t) => {
-  const { jobId, result } = await run([{ name: "ok.txt", text: "x" }, { name: "../etc", text: "x" }]);
+  const { jobId, result } = await run([{ name: "ok.txt", text: "x" }, { name: "../etc", text: "x" }, { name: "empty.txt", text: "" }]);
   t.match(result.refused, /^validation_error: /, "ctx.files.write refuses a bad name");
-  t.same((await listed(jobId)).body.files.map((f) => f.name), ["ok.txt"], "and stores nothing for it");
+  t.same((await listed(jobId)).body.files.map((f) => f.name), ["empty.txt", "ok.txt"], "and stores nothing for it");
+  const empty = await download(jobId, "empty.txt");
+  t.equal(empty.res.status, 200);
+  t.equal(empty.bytes.length, 0, "an empty file downloads empty");
   const unknownJob = `${jobId.slice(0, 8)}${"Z".repeat(22)}`;
   t.equal((await listed(unknownJob)).status, 404, "an unknown job's list");
   t.equal((await download(unknownJob, "ok.txt")).res.status, 404, "an unknown job's file");

@@ -69,6 +69,8 @@ export function jobFiles(cmd: Pick<RunCommand, "job_id" | "fencing_token" | "fil
 async function transportFor(spec: FilesTransportSpec, log: Logger): Promise<JobFilesTransport> {
   switch (spec.transport) {
     case "nats":
+      // A supervisor gives its actors NATS_URL; an actor without one (a compute worker's) has no NATS to reach.
+      if (!process.env.NATS_URL) throw new Error("ctx.files: this execution actor has no NATS_URL, and its run names no other way to store files");
       // Loaded on first use: most runs write no file, and an actor starts without the NATS client.
       return (await import("./files-nats.js")).natsFilesTransport(log);
   }

@@ -161,14 +161,7 @@ export const operations = {
   schedules_resume: op({ subject: api.schedulesResume, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Resume a paused schedule from now (paused ticks are not run)", tag: "schedules" }),
   schedules_trigger: op({ subject: api.schedulesTrigger, request: ScheduleIdRequest, response: TriggerReply, access: "admin", summary: "Run a schedule's job now, once (paused or not)", tag: "schedules" }),
   jobs_files_list: op({ subject: api.jobsFilesList, request: JobIdRequest, response: JobFilesReply, access: "tenant", summary: "The files a job wrote", tag: "jobs" }),
-  jobs_files_get: op({
-    subject: api.jobsFilesGet,
-    request: JobIdRequest.extend({ name: JobFileName }),
-    response: LocatedFile,
-    access: "tenant",
-    summary: "Where one of a job's files is stored (the gateway streams it from there)",
-    tag: "jobs",
-  }),
+  jobs_files_get: op({ subject: api.jobsFilesGet, request: JobIdRequest.extend({ name: JobFileName }), response: LocatedFile, access: "tenant", summary: "Where one of a job's files is (the gateway streams it)", tag: "jobs" }),
   compute_enroll_tokens_create: op({
     subject: api.computeEnrollTokensCreate,
     request: CreateEnrollTokenRequest,
@@ -198,14 +191,7 @@ export const operations = {
   compute_heartbeat: op({ subject: api.computeHeartbeat, request: LeaseHeartbeatRequest, response: LeaseHeartbeatReply, access: "compute", summary: "Extend a lease (409 lease_stale, or cancelled)", tag: "compute" }),
   compute_result: op({ subject: api.computeResult, request: LeaseResultRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with the job's result", tag: "compute" }),
   compute_failed: op({ subject: api.computeFailed, request: LeaseFailedRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with a failed attempt (retried per the job's attempts and backoff)", tag: "compute" }),
-  compute_file_check: op({
-    subject: api.computeFileCheck,
-    request: FileCheckRequest,
-    response: FileCheckReply,
-    access: "compute",
-    summary: "The gateway's check of a compute server's file upload: before its bytes are stored, and after (stored: true lists the file; 409 lease_stale: the gateway removes it)",
-    tag: "compute",
-  }),
+  compute_file_check: op({ subject: api.computeFileCheck, request: FileCheckRequest, response: FileCheckReply, access: "compute", summary: "A compute server's file upload, checked before and after the gateway stores it", tag: "compute" }),
   targets_list: op({ subject: api.targetsList, request: EmptyRequest, response: TargetsReply, access: "admin", summary: "Targets, their live supervisors and servers, and their queues", tag: "platform" }),
   targets_activate: op({
     subject: api.targetsActivate,

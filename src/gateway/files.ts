@@ -10,6 +10,7 @@
  */
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
@@ -28,8 +29,7 @@ import {
   parseWith,
 } from "../contract/index.js";
 import { jobFileOf } from "../files/lists.js";
-import { openFileStores } from "../files/stores.js";
-import type { FileObjects } from "../files/objects.js";
+import { FileObjects } from "../files/objects.js";
 import { unavailableOf } from "../platform/nats-errors.js";
 import type { Call } from "./app.js";
 import { send } from "./http-errors.js";
@@ -40,7 +40,12 @@ export async function registerFileRoutes(app: FastifyInstance, call: Call, nats:
   let opened: { nc: NatsConnection; objects: Promise<FileObjects> } | undefined;
   const objectsOf = (): Promise<FileObjects> => {
     const nc = nats.get();
-    if (opened?.nc !== nc) opened = { nc, objects: openFileStores(nc, log).then((s) => s.objects) };
+    if (opened?.nc !== nc) {
+      const objects = jetstreamManager(nc).then((jsm) => FileObjects.open(nc, jsm, log));
+      // A failed open (NATS away) is tried again by the next request.
+      objects.catch(() => opened?.objects === objects && (opened = undefined));
+      opened = { nc, objects };
+    }
     return opened.objects;
   };
   /** Object store failures read like any NATS failure: 503 while NATS or a stream leader is away. */
