@@ -22,7 +22,7 @@ import { connectClient } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { uniqueName, waitFor } from "./helpers/wait.js";
 import { patternBytes } from "./fixtures/files-handlers.js";
-import { buckets } from "../src/contract/index.js";
+import { buckets, objectBuckets } from "../src/contract/index.js";
 import { openFileStores } from "../src/files/stores.js";
 import { newestToken } from "../src/files/fence.js";
 
@@ -37,7 +37,8 @@ const stores = await (async () => {
   await startSupervisor(t, server.url, { queues: ["threads"], env, args: ["--handlers", HANDLERS, "--isolation", "thread", "--min", "1"] });
   return openFileStores(nc, pino({ level: "silent" }));
 })();
-const gateway = await startGateway(t, server.url, { env });
+const REQUEST_TIMEOUT_MS = 3000;
+const gateway = await startGateway(t, server.url, { env, args: ["--request-timeout-ms", String(REQUEST_TIMEOUT_MS)] });
 const gw = gateway.baseUrl;
 const gwPort = gateway.port;
 const dir = await mkdtemp(path.join(os.tmpdir(), "bosun-files-"));
@@ -129,6 +130,18 @@ t.test("unknown job or file: 404; bad names: 400, in the handler and over HTTP",
   const dots = await rawHttp(gwPort, `GET /api/jobs/${jobId}/files/.. HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_KEY}\r\nConnection: close\r\n\r\n`);
   t.equal(dots.status, 400, "name ..");
   t.equal((await download("not-a-job!", "ok.txt")).res.status, 400, "a bad job id");
+});
+
+t.test("a download whose chunks are gone under it ends with 503, never hangs", async (t) => {
+  const { jobId } = await run([{ name: "ghost.bin", bytes: 1000 }]);
+  const stored = (await stores.objects.stored(jobId, "ghost.bin"))!;
+  await stores.jsm.streams.purge(`OBJ_${objectBuckets.files}`, { filter: `$O.${objectBuckets.files}.C.${stored.nuid}` });
+  const started = Date.now();
+  const res = await fetch(`${gw}/api/jobs/${jobId}/files/ghost.bin`, { headers: admin, signal: AbortSignal.timeout(20_000) });
+  // Nothing was sent yet (no first chunk), so the answer is still an error reply.
+  t.equal(res.status, 503, "503 unavailable");
+  t.match(await res.json(), { error: { code: "unavailable" } });
+  t.ok(Date.now() - started < REQUEST_TIMEOUT_MS + 2000, `after the gateway's request timeout (${Date.now() - started} ms)`);
 });
 
 t.test("tenant isolation: another tenant's job's files are 404, as if it did not exist", async (t) => {

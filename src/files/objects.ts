@@ -27,6 +27,8 @@ export const FILES_STREAM = objStream(BUCKET);
 const metaSubject = (object: string): string => `$O.${BUCKET}.M.${Base64UrlPaddedCodec.encode(object)}`;
 const chunkSubject = (nuid: string): string => `$O.${BUCKET}.C.${nuid}`;
 const CONTENT_TYPE = "Content-Type";
+/** A read that gets no chunk for this long fails (see open). */
+const READ_IDLE_MS = 10_000;
 
 /** An object's metadata message as the object store writes it (ADR-20); only what Bosun reads is checked. */
 const ObjectMeta = z.object({
@@ -110,8 +112,14 @@ export class FileObjects {
     }
   }
 
-  /** The file's bytes as a stream (its digest is checked at the end: `done` says how it went), or null when there is none. */
-  async open(jobId: string, name: string): Promise<{ file: StoredFile; data: ReadableStream<Uint8Array>; done: Promise<Error | null> } | null> {
+  /**
+   * The file's bytes as a stream (its digest is checked at the end: `done`
+   * says how it went), or null when there is none. A stream that gets no
+   * chunk for `idleMs` fails (`unavailable`): chunks removed under a reader
+   * (the file's retention ended meanwhile) would otherwise leave it waiting
+   * for ever.
+   */
+  async open(jobId: string, name: string, idleMs = READ_IDLE_MS): Promise<{ file: StoredFile; data: ReadableStream<Uint8Array>; done: Promise<Error | null> } | null> {
     const file = await this.stored(jobId, name);
     if (!file) return null;
     const result = await this.os.get(file.object);
@@ -120,7 +128,7 @@ export class FileObjects {
       await result.data.cancel();
       throw new BosunError("conflict", `file ${name} of job ${jobId} was replaced while it was opened; ask again`);
     }
-    return { file, data: result.data, done: result.error };
+    return { file, data: idleLimited(result.data, idleMs, `file ${name} of job ${jobId}`), done: result.error };
   }
 
   /** The whole file (at most MAX_FILE_BYTES), or null when there is none. */
@@ -153,13 +161,17 @@ export class FileObjects {
     return true;
   }
 
-  /** Removes a file and every trace of it (its chunks, then its metadata): the job's end of retention. */
+  /**
+   * Removes a file and every trace of it: its metadata first, so no reader
+   * opens it any more, then its chunks (the bucket's TTL takes any a failure
+   * in between leaves).
+   */
   async remove(jobId: string, name: string): Promise<void> {
     const object = jobFileObject(jobId, name);
     const meta = await readLast(this.jsm, FILES_STREAM, metaSubject(object));
     const nuid = meta && readInbound(ObjectMeta, meta.data, { log: this.log, source: "job file metadata", subject: meta.subject, seq: meta.seq })?.nuid;
-    if (nuid) await this.jsm.streams.purge(FILES_STREAM, { filter: chunkSubject(nuid) });
     await this.jsm.streams.purge(FILES_STREAM, { filter: metaSubject(object) });
+    if (nuid) await this.jsm.streams.purge(FILES_STREAM, { filter: chunkSubject(nuid) });
   }
 
   async #meta(jobId: string, name: string): Promise<MetaRead | undefined> {
@@ -188,6 +200,32 @@ async function* limited(data: AsyncIterable<Uint8Array>, file: NewFile): AsyncGe
     if (bytes > MAX_FILE_BYTES) throw new BosunError("payload_too_large", `file ${file.name} is larger than ${MAX_FILE_BYTES} bytes: nothing was stored`);
     yield part;
   }
+}
+
+/** The stream, failed (and its source cancelled) once no chunk arrives for `ms`. */
+function idleLimited(source: ReadableStream<Uint8Array>, ms: number, what: string): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  return new ReadableStream({
+    async pull(controller) {
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new BosunError("unavailable", `${what}: no data for ${ms} ms; nothing more is sent`)), ms);
+      });
+      try {
+        const { done, value } = await Promise.race([reader.read(), idle]);
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        void reader.cancel(err).catch(() => undefined);
+        controller.error(err);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
 }
 
 /** What the object store reads from (ReadableStream.from is Node 20.6+). */

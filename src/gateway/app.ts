@@ -147,7 +147,7 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
     if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops, metrics);
     else registerRoute(app, route, call);
   }
-  await registerFileRoutes(app, call, nats, log);
+  await registerFileRoutes(app, call, nats, config.request_timeout_ms, log);
 
   app.get("/api/jobs/:job_id/events", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
     const { job_id } = parseWith(JobParams, req.params);

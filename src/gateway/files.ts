@@ -35,7 +35,7 @@ import type { Call } from "./app.js";
 import { send } from "./http-errors.js";
 import type { NatsLink } from "./nats-link.js";
 
-export async function registerFileRoutes(app: FastifyInstance, call: Call, nats: NatsLink, log: Logger): Promise<void> {
+export async function registerFileRoutes(app: FastifyInstance, call: Call, nats: NatsLink, requestTimeoutMs: number, log: Logger): Promise<void> {
   // One FileObjects per connection (NatsLink keeps one across reconnects).
   let opened: { nc: NatsConnection; objects: Promise<FileObjects> } | undefined;
   const objectsOf = (): Promise<FileObjects> => {
@@ -63,7 +63,8 @@ export async function registerFileRoutes(app: FastifyInstance, call: Call, nats:
     if (located.status !== 200) return send(reply, located.status, located.body);
     const where = LocatedFile.safeParse(located.body);
     if (!where.success || where.data.object !== jobFileObject(job_id, name)) throw new BosunError("internal_error", "the supervisors' answer does not say where the file is");
-    const file = await objects((o) => o.open(job_id, name));
+    // A read that stalls (its chunks removed under it) fails after the time a NATS request may take.
+    const file = await objects((o) => o.open(job_id, name, requestTimeoutMs));
     if (!file) throw new BosunError("not_found", `job ${job_id} has no file ${name}`);
     // A digest that does not match ends the stream early: the client sees a short body, never wrong bytes as whole.
     void file.done.then((err) => err && req.log.warn({ err, job_id, name }, "a job file's download failed midway"));
