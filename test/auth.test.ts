@@ -128,7 +128,7 @@ t.test("an open event stream ends when its key is revoked", async (t) => {
 });
 
 /** A valid request for every route: a new route without one here fails this test. */
-type Sample = { body?: unknown; query?: string };
+type Sample = { body?: unknown; query?: string; headers?: Record<string, string> };
 const samples: Record<string, Sample> = {
   submitJob: { body: { type: "echo", payload: {} } },
   submitJobs: { body: { jobs: [{ type: "echo", payload: {} }] } },
@@ -154,6 +154,7 @@ const samples: Record<string, Sample> = {
   triggerSchedule: {},
   cleanupRuns: { body: {} },
   cleanupTempFiles: { body: {} },
+  listJobFiles: {},
   createEnrollToken: { body: { queues: ["unused_q"] } },
   enrollServer: { body: { enroll_token: "not-a-token", name: "auth-srv" } },
   listServers: {},
@@ -165,29 +166,35 @@ const samples: Record<string, Sample> = {
   listTargets: {},
   activateTarget: { body: { queue: "unused_q" } },
 };
-const pathOf = (url: string, jobId: string) => url.replace(":job_id", jobId).replace(":worker_id", "auth-s1").replace(":key_id", "NoSuchKey0000000").replace(":schedule_id", "auth-sched").replace(":server_id", "cs_none").replace(":target_id", "auth-target");
+const pathOf = (url: string, jobId: string) => url.replace(":job_id", jobId).replace(":worker_id", "auth-s1").replace(":key_id", "NoSuchKey0000000").replace(":schedule_id", "auth-sched").replace(":server_id", "cs_none").replace(":target_id", "auth-target").replace(":name", "out.txt");
 const streams = [
   { url: "/api/jobs/:job_id/events", access: "tenant" as const, jobParam: true },
   { url: "/api/platform/workers/stream", access: "admin" as const, jobParam: false },
+];
+/** The routes that carry a job file's bytes (not in the table: the gateway streams them). */
+const fileRoutes = [
+  { method: "GET" as const, url: "/api/jobs/:job_id/files/:name", access: "tenant" as const, jobParam: true, sample: {} as Sample },
+  { method: "PUT" as const, url: "/api/compute/jobs/:job_id/files/:name", access: "compute" as const, jobParam: true, sample: { body: "bytes", headers: { "bosun-lease-id": "NoSuchLease" } } as Sample },
 ];
 
 t.test("every HTTP route: 401 without a usable key, 403 for a tenant key on admin routes, 404 on another tenant's job", async (t) => {
   const routes = [
     ...httpRoutes.map((r) => ({ method: r.method, url: r.url, access: accessOf(r), jobParam: r.url.includes(":job_id"), sample: samples[r.operationId], name: r.operationId })),
     ...streams.map((s) => ({ method: "GET" as const, url: s.url, access: s.access, jobParam: s.jobParam, sample: {} as Sample | undefined, name: s.url })),
+    ...fileRoutes.map((f) => ({ ...f, sample: f.sample as Sample | undefined, name: `${f.method} ${f.url}` })),
   ];
   for (const route of routes) {
     t.ok(route.sample, `${route.name} has a sample request in this test`);
     const send = (key: string | undefined, jobId = jobB): Promise<HttpReply<{ error?: { code: string; message: string } }>> =>
       http(route.name === route.url ? gw2 : gw1, route.method, pathOf(route.url, jobId) + (route.sample?.query ?? ""), {
         body: route.sample?.body,
-        headers: { ...(key === undefined ? {} : bearer(key)), accept: "application/json, text/event-stream" },
+        headers: { ...(key === undefined ? {} : bearer(key)), accept: "application/json, text/event-stream", ...route.sample?.headers },
       });
     const label = `${route.method} ${route.url}`;
     t.equal((await send(undefined)).status, 401, `${label}: no key`);
     t.equal((await send("not-a-key-at-all-but-long-enough")).status, 401, `${label}: unknown key`);
     t.equal((await send(revoked.key)).status, 401, `${label}: revoked key`);
-    const malformed = await http(gw1, route.method, pathOf(route.url, jobB), { body: route.sample?.body, headers: { authorization: "Basic abc" } });
+    const malformed = await http(gw1, route.method, pathOf(route.url, jobB), { body: route.sample?.body, headers: { authorization: "Basic abc", ...route.sample?.headers } });
     t.equal(malformed.status, 401, `${label}: not a bearer key`);
     if (route.access === "admin") {
       const res = await send(keyA.key);
@@ -230,6 +237,8 @@ const natsSamples = (jobId: string): Record<OperationName, unknown> => ({
   schedules_pause: { schedule_id: "auth-sched" },
   schedules_resume: { schedule_id: "auth-sched" },
   schedules_trigger: { schedule_id: "auth-sched" },
+  jobs_files_list: { job_id: jobId },
+  jobs_files_get: { job_id: jobId, name: "out.txt" },
   compute_enroll_tokens_create: { queues: ["default"] },
   compute_servers_enroll: { enroll_token: "x", name: "s1" },
   compute_servers_list: {},
@@ -238,6 +247,7 @@ const natsSamples = (jobId: string): Record<OperationName, unknown> => ({
   compute_heartbeat: { job_id: jobId, lease_id: "L1" },
   compute_result: { job_id: jobId, lease_id: "L1" },
   compute_failed: { job_id: jobId, lease_id: "L1", error: { code: "x", message: "y" } },
+  compute_file_check: { job_id: jobId, lease_id: "L1", name: "out.txt" },
   targets_list: {},
   targets_activate: { target_id: "default", queue: "default" },
 });

@@ -71,7 +71,8 @@ t.test("submit documents both answers: 202 accepted, 200 with the result when wa
 });
 
 t.test("every request body example is accepted by the API it documents", async (t) => {
-  const withExamples = operations.filter((o) => o.op.requestBody);
+  // A JSON body, that is: a file upload's body is the file's bytes.
+  const withExamples = operations.filter((o) => o.op.requestBody?.content["application/json"]);
   t.ok(withExamples.length >= 3, "the routes with a body");
   for (const { key, method, path: p, op } of withExamples) {
     const example = op.requestBody!.content["application/json"]?.example;

@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import type { Backoff } from "../contract/index.js";
 import { builtinHandlers } from "./builtins.js";
 import { StartupError } from "../platform/lifecycle.js";
+import type { JobFiles } from "./files.js";
 
 /** Only safeParse is needed, so any zod version's schema (or a look-alike) fits. */
 export interface PayloadSchema {
@@ -37,6 +38,13 @@ export interface HandlerContext {
   trace: JobTrace | null;
   /** Reports progress in [0, 1]; shows in the job's status. */
   progress(fraction: number): void;
+  /**
+   * The job's files (NATS object store), listed and downloaded through
+   * `GET /api/jobs/{job_id}/files[/{name}]` and removed with the job:
+   * `write(name, data)` (a string, bytes or a readable stream; refused when
+   * a newer run of the job exists) and `read(name)` (a Buffer, or null).
+   */
+  files: JobFiles;
 }
 
 export interface JobTrace {

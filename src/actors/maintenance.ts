@@ -1,16 +1,14 @@
 /**
  * Built-in maintenance tasks. They run in an execution process like any job
- * (so they get retries, timeouts and a record), and open their own NATS
- * connection on first use. Defaults come from the supervisor's config,
+ * (so they get retries, timeouts and a record), over the actor's own NATS
+ * connection (opened on first use). Defaults come from the supervisor's config,
  * passed down in the environment.
  */
 import { lstat, readdir, realpath, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { NatsConnection } from "@nats-io/nats-core";
 import { CleanupRunsPayload, CleanupTempFilesPayload } from "../contract/index.js";
 import type { HandlerDefinition } from "./handlers.js";
-import { DEFAULT_NATS_URL, natsOptions } from "../platform/nats-options.js";
 
 const HOUR_MS = 3_600_000;
 const defaultMaxAgeHours = () => {
@@ -20,12 +18,6 @@ const defaultMaxAgeHours = () => {
 /** The supervisor sets it for itself as for its execution processes (from --temp-dir). */
 const defaultTempDir = () => process.env.BOSUN_TEMP_DIR || path.join(os.tmpdir(), "bosun");
 
-let connection: Promise<NatsConnection> | undefined;
-async function nats(): Promise<NatsConnection> {
-  connection ??= import("@nats-io/transport-node").then(({ connect }) => connect(natsOptions(process.env.NATS_URL ?? DEFAULT_NATS_URL, "bosun-maintenance")));
-  return connection;
-}
-
 export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknown>> = {
   "maintenance.cleanup_runs": {
     payload: CleanupRunsPayload,
@@ -33,11 +25,16 @@ export const maintenanceHandlers: Record<string, HandlerDefinition<never, unknow
       const started = performance.now();
       const maxAge = payload.max_age_hours ?? defaultMaxAgeHours();
       const cutoff = Date.now() - maxAge * HOUR_MS;
-      const nc = await nats();
-      const { jetstreamManager } = await import("@nats-io/jetstream");
-      const { removeFinishedBefore } = await import("../records/index.js");
-      const removed = await removeFinishedBefore(await jetstreamManager(nc), cutoff);
-      const report = { ...removed, max_age_hours: maxAge, duration_ms: Math.round(performance.now() - started) };
+      const [{ actorFileStores }, { removeFilesOfJobsEndedBefore }, { removeFinishedBefore }] = await Promise.all([
+        import("./files-nats.js"),
+        import("../files/retention.js"),
+        import("../records/index.js"),
+      ]);
+      const { jsm, objects, lists } = await actorFileStores(ctx.log);
+      // Files first: which jobs the cleanup removes is read from their final records.
+      const files = await removeFilesOfJobsEndedBefore(jsm, objects, lists, cutoff, ctx.log);
+      const removed = await removeFinishedBefore(jsm, cutoff);
+      const report = { ...removed, ...files, max_age_hours: maxAge, duration_ms: Math.round(performance.now() - started) };
       ctx.log.info(report, "cleanup_runs done");
       return report;
     },

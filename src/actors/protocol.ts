@@ -27,7 +27,18 @@ export interface RunCommand {
   correlation_id: string;
   /** W3C traceparent of the supervisor's run span: the handler's span is its child. */
   traceparent?: string;
+  /** How this run's ctx.files reach storage; absent: over NATS (a supervisor's actors). */
+  files?: FilesTransportSpec;
 }
+
+/**
+ * Which transport a run's ctx.files use (actors/files.ts): `nats` straight
+ * into the files bucket, from an actor that has NATS_URL. A compute
+ * worker's actors have no NATS: it adds its own kind here (HTTP to its
+ * gateway, `PUT /api/compute/jobs/{id}/files/{name}` with the run's lease)
+ * and the transport for it in actors/files.ts.
+ */
+export type FilesTransportSpec = { transport: "nats" };
 
 /** Lets a handler stop cooperatively (ctx.signal) before the hard kill. */
 export interface AbortCommand {

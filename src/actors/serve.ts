@@ -7,6 +7,7 @@
 import type { Logger } from "pino";
 import { jobErrorOf } from "../contract/errors.js";
 import { loadHandlers, type HandlerContext } from "./handlers.js";
+import { jobFiles, type JobFiles } from "./files.js";
 import type { ChildMessage, ParentCommand, RunCommand } from "./protocol.js";
 import { hop, SpanKind, traceIds, type Hop } from "../platform/tracing.js";
 
@@ -69,9 +70,10 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
     startNext();
   };
 
-  /** Built on first use: most handlers never touch ctx.signal or ctx.log, and both cost per job. */
+  /** Built on first use: most handlers never touch ctx.signal, ctx.log or ctx.files, and each costs per job. */
   const contextFor = (cmd: RunCommand, trace: Hop): HandlerContext => {
     let jobLog: Logger | undefined;
+    let files: JobFiles | undefined;
     return {
       job_id: cmd.job_id,
       attempt: cmd.attempt,
@@ -89,6 +91,9 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
         return trace.traceparent ? { traceparent: trace.traceparent, ...traceIds(trace.traceparent) } : null;
       },
       progress: (fraction) => post({ t: "progress", execution_id: cmd.execution_id, progress: Math.min(1, Math.max(0, Number(fraction) || 0)) }),
+      get files() {
+        return (files ??= jobFiles(cmd, log));
+      },
     };
   };
 

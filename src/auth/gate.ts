@@ -114,6 +114,8 @@ export const tenantScopes: { [N in OperationName]?: Scope<N> } = {
   jobs_result: ownJob,
   jobs_cancel: ownJob,
   jobs_retry: ownJob,
+  jobs_files_list: ownJob,
+  jobs_files_get: ownJob,
   jobs_list: async (_gate, who, req) => {
     if (req.tenant !== undefined && req.tenant !== who.tenant) throw new BosunError("forbidden", `this key lists tenant ${who.tenant} only`);
     return { ...req, tenant: who.tenant };

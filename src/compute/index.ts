@@ -87,6 +87,18 @@ export class Compute {
     return this.#servers;
   }
 
+  /**
+   * The fencing token of a compute server's current lease of the job
+   * (its credential in `headers`), for a file it uploads: `lease_stale`
+   * (409) unless the lease is current and this server's, 401 without a
+   * valid credential.
+   */
+  async checkLease(jobId: string, leaseId: string, headers: MsgHdrs | undefined): Promise<{ fencing_token: number }> {
+    const server = await this.#servers.verify(headers);
+    const held = await this.#book.held(jobId, leaseId, server.server_id);
+    return { fencing_token: held.lease.fencing_token };
+  }
+
   liveServers(): { server_id: string; target: string; queues: string[] }[] {
     return this.#servers.live(SERVER_LIVE_MS).map(({ server_id, target, queues }) => ({ server_id, target, queues }));
   }

@@ -16,7 +16,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BosunError, buckets, FencingToken, JOB_ID_PATTERN, NAME_PATTERN } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
-import { lostRace } from "./servers.js";
+import { lostRace } from "../platform/nats-errors.js";
 
 /** nats-server's ack subjects: `$JS.ACK.` and tokens without spaces. */
 const ACK_SUBJECT = /^\$JS\.ACK\.[A-Za-z0-9_.$-]{1,400}$/;

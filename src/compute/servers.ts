@@ -22,6 +22,7 @@ import {
   type EnrollToken,
 } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
+import { lostRace } from "../platform/nats-errors.js";
 import { followBucket } from "../records/bucket-watch.js";
 import { AUTHORIZATION_HEADER, bearerOf } from "../auth/index.js";
 
@@ -44,10 +45,6 @@ export const StoredServer = z.object({
 });
 export type StoredServer = z.infer<typeof StoredServer>;
 
-const WRONG_LAST_SEQUENCE = 10071;
-/** A compare-and-set the bucket refused: someone else changed (or used) the entry first. */
-export const lostRace = (err: unknown): boolean =>
-  (err as { api_error?: { err_code?: number } }).api_error?.err_code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((err as Error)?.message));
 
 export class ComputeServers {
   readonly #servers = new Map<string, StoredServer>();

@@ -1,11 +1,11 @@
 /**
- * The wire shapes of remote compute servers (HTTP-only workers) and targets:
- * CONTRACT.md "Remote compute servers", "Targets and ops flags".
- * docs/compute.md tells the protocol.
+ * The wire shapes of remote compute servers (HTTP-only workers), targets and
+ * job files: CONTRACT.md "Remote compute servers", "Targets and ops flags"
+ * and the files routes. docs/compute.md tells the protocol.
  */
 import { z } from "zod";
 import { FencingToken, isoTime, JobError, JobId, JobType, JsonValue, name } from "./schemas.js";
-import { MAX_CORRELATION_ID_LENGTH, MAX_TIMEOUT_MS, MAX_WAIT_MS } from "./limits.js";
+import { MAX_CORRELATION_ID_LENGTH, MAX_FILE_NAME_LENGTH, MAX_TIMEOUT_MS, MAX_WAIT_MS } from "./limits.js";
 
 /** Queues one enroll token (and so one server) may serve. */
 export const MAX_SERVER_QUEUES = 64;
@@ -79,6 +79,40 @@ export const LeaseHeartbeatReply = z.object({ job_id: z.string(), lease_id: z.st
 export const LeaseResultRequest = z.object({ ...leaseCall, result: JsonValue.default(null) }).strict();
 export const LeaseFailedRequest = z.object({ ...leaseCall, error: JobError, retryable: z.boolean().default(true) }).strict();
 export const LeaseEndReply = z.object({ job_id: z.string(), state: z.string() });
+
+/** A job file's name: one path segment of printable characters (no `/`, no `..`). */
+export const JobFileName = z
+  .string()
+  .min(1)
+  .max(MAX_FILE_NAME_LENGTH)
+  .regex(/^[A-Za-z0-9._-]+$/, `a file name is 1-${MAX_FILE_NAME_LENGTH} of A-Z a-z 0-9 . _ -`)
+  .refine((n) => n !== "." && n !== "..", "a file name is not . or ..");
+/**
+ * A file's content type as stored and served (`type/subtype`, parameters
+ * allowed): visible ASCII only, since it becomes an HTTP header.
+ */
+export const FileContentType = z
+  .string()
+  .max(255)
+  .regex(/^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[\x21-\x7e]+(\s+[\x21-\x7e]+)*)?$/, "a content type is type/subtype with optional parameters, in visible ASCII");
+export const DEFAULT_FILE_CONTENT_TYPE = "application/octet-stream";
+export const JobFile = z.object({ name: z.string(), size: z.number().int().nonnegative(), content_type: z.string(), created_at: isoTime });
+export type JobFile = z.infer<typeof JobFile>;
+export const JobFilesReply = z.object({ files: z.array(JobFile) });
+/** Where a located file is: its object in the files bucket. */
+export const LocatedFile = JobFile.extend({ object: z.string() });
+export type LocatedFile = z.infer<typeof LocatedFile>;
+
+/** The header of a compute server's file upload that names its lease. */
+export const LEASE_ID_HEADER = "bosun-lease-id";
+/**
+ * A compute server's file upload, checked twice by the gateway: before the
+ * bytes are stored (is the lease current?), and after (`stored`: is it
+ * still? then the file is listed; if not, the gateway removes it).
+ */
+export const FileCheckRequest = z.object({ ...leaseCall, name: JobFileName, stored: z.boolean().default(false) }).strict();
+export const FileCheckReply = z.object({ fencing_token: FencingToken, object: z.string() });
+export type FileCheckReply = z.infer<typeof FileCheckReply>;
 
 export const TargetInfo = z.object({
   target_id: z.string(),

@@ -1,6 +1,7 @@
 export * from "./subjects.js";
 export * from "./lane-code.js";
 export * from "./schemas.js";
+export * from "./ops.js";
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./operations.js";

@@ -70,8 +70,17 @@ export const HTTP_REQUEST_TIMEOUT_MS = 30_000;
 export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
 /** HTTP: request headers larger than this are refused with 431 (Node's default). */
 export const HTTP_MAX_HEADER_BYTES = 16 * 1024;
-/** HTTP: a path parameter (a job id, a worker id) longer than this is refused with 414. */
-export const HTTP_MAX_PARAM_LENGTH = 128;
+/** A job file's name (one path segment): the longest path parameter is one. */
+export const MAX_FILE_NAME_LENGTH = 255;
+/** HTTP: a path parameter (a job id, a worker id, a file name) longer than this is refused with 414. */
+export const HTTP_MAX_PARAM_LENGTH = MAX_FILE_NAME_LENGTH;
+/**
+ * One job file's bytes: a handler's ctx.files.read holds a whole file in
+ * memory, and an upload runs within one HTTP request's time.
+ */
+export const MAX_FILE_BYTES = 64 * 1024 * 1024;
+/** Files one job may keep: its file list is one KV value, rewritten on every write. */
+export const MAX_FILES_PER_JOB = 1000;
 /** Bounds of the per-queue limits in the ops flags (issue 15): wide enough for any real queue, small enough to stay exact integers. */
 export const MAX_QUEUE_CONCURRENCY = 100_000;
 export const MAX_RATE_LIMIT = 1_000_000;

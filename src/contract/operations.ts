@@ -26,8 +26,6 @@ import {
   ListJobsRequest,
   MaintenanceQuery,
   MaintenanceReply,
-  OpsFlags,
-  OpsPatch,
   QueueStatusReply,
   RecycleReply,
   RecycleRequest,
@@ -36,6 +34,7 @@ import {
   WorkerInfo,
   WorkersReply,
 } from "./schemas.js";
+import { OpsFlags, OpsPatch } from "./ops.js";
 import { DeleteScheduleReply, ListSchedulesReply, Schedule, ScheduleIdRequest, ScheduleParams, ScheduleSpec, TriggerReply } from "./schedules.js";
 import {
   ActivateTargetReply,
@@ -45,6 +44,11 @@ import {
   EnrolledServer,
   EnrollServerRequest,
   EnrollToken,
+  FileCheckReply,
+  FileCheckRequest,
+  JobFileName,
+  JobFilesReply,
+  LocatedFile,
   LeaseEndReply,
   LeaseFailedRequest,
   LeaseHeartbeatReply,
@@ -156,6 +160,8 @@ export const operations = {
   schedules_pause: op({ subject: api.schedulesPause, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Pause a schedule: no ticks until resumed", tag: "schedules" }),
   schedules_resume: op({ subject: api.schedulesResume, request: ScheduleIdRequest, response: Schedule, access: "admin", summary: "Resume a paused schedule from now (paused ticks are not run)", tag: "schedules" }),
   schedules_trigger: op({ subject: api.schedulesTrigger, request: ScheduleIdRequest, response: TriggerReply, access: "admin", summary: "Run a schedule's job now, once (paused or not)", tag: "schedules" }),
+  jobs_files_list: op({ subject: api.jobsFilesList, request: JobIdRequest, response: JobFilesReply, access: "tenant", summary: "The files a job wrote", tag: "jobs" }),
+  jobs_files_get: op({ subject: api.jobsFilesGet, request: JobIdRequest.extend({ name: JobFileName }), response: LocatedFile, access: "tenant", summary: "Where one of a job's files is (the gateway streams it)", tag: "jobs" }),
   compute_enroll_tokens_create: op({
     subject: api.computeEnrollTokensCreate,
     request: CreateEnrollTokenRequest,
@@ -185,6 +191,7 @@ export const operations = {
   compute_heartbeat: op({ subject: api.computeHeartbeat, request: LeaseHeartbeatRequest, response: LeaseHeartbeatReply, access: "compute", summary: "Extend a lease (409 lease_stale, or cancelled)", tag: "compute" }),
   compute_result: op({ subject: api.computeResult, request: LeaseResultRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with the job's result", tag: "compute" }),
   compute_failed: op({ subject: api.computeFailed, request: LeaseFailedRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with a failed attempt (retried per the job's attempts and backoff)", tag: "compute" }),
+  compute_file_check: op({ subject: api.computeFileCheck, request: FileCheckRequest, response: FileCheckReply, access: "compute", summary: "A compute server's file upload, checked before and after the gateway stores it", tag: "compute" }),
   targets_list: op({ subject: api.targetsList, request: EmptyRequest, response: TargetsReply, access: "admin", summary: "Targets, their live supervisors and servers, and their queues", tag: "platform" }),
   targets_activate: op({
     subject: api.targetsActivate,
@@ -199,6 +206,8 @@ export const operations = {
 export type OperationName = keyof typeof operations;
 
 export const JobParams = z.object({ job_id: JobId }).strict();
+/** A job file's route (its download, a compute server's upload). */
+export const FileParams = JobParams.extend({ name: JobFileName }).strict();
 export const WorkerParams = z.object({ worker_id: z.string().min(1).max(MAX_NAME_LENGTH) }).strict();
 export const WaitQuery = z.object({ wait_ms: z.coerce.number().int().min(0).max(MAX_WAIT_MS).optional() }).strict();
 const RecycleQuery = z.object({ pid: z.coerce.number().int().positive().optional(), thread_id: z.coerce.number().int().nonnegative().optional() }).strict();
@@ -359,6 +368,7 @@ export const httpRoutes: readonly HttpRoute[] = [
   { method: "POST", url: "/api/schedules/:schedule_id/pause", operationId: "pauseSchedule", operation: "schedules_pause", params: ScheduleParams, query: NoQuery },
   { method: "POST", url: "/api/schedules/:schedule_id/resume", operationId: "resumeSchedule", operation: "schedules_resume", params: ScheduleParams, query: NoQuery },
   { method: "POST", url: "/api/schedules/:schedule_id/trigger", operationId: "triggerSchedule", operation: "schedules_trigger", params: ScheduleParams, query: NoQuery, status: 202 },
+  { method: "GET", url: "/api/jobs/:job_id/files", operationId: "listJobFiles", operation: "jobs_files_list", params: JobParams, query: NoQuery },
   { method: "POST", url: "/api/compute/enroll-tokens", operationId: "createEnrollToken", operation: "compute_enroll_tokens_create", query: NoQuery, body: CreateEnrollTokenRequest, status: 201, example: { queues: ["default"], ttl_ms: 600000 } },
   { method: "POST", url: "/api/compute/servers", operationId: "enrollServer", operation: "compute_servers_enroll", query: NoQuery, body: EnrollServerRequest, status: 201, example: { enroll_token: "qfa1oLxJ2v0c3Ykz9sVb7WmQ4tZr8hNdE6uPpXyG5Ko", name: "gpu-box-1" } },
   { method: "GET", url: "/api/compute/servers", operationId: "listServers", operation: "compute_servers_list", query: NoQuery },

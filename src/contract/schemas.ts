@@ -3,7 +3,7 @@
  * Types are inferred from them, so a shape is written exactly once.
  */
 import { z } from "zod";
-import { JOB_ID_PATTERN, NAME_PATTERN } from "./subjects.js";
+import { DEFAULT_TARGET, JOB_ID_PATTERN, NAME_PATTERN } from "./subjects.js";
 import { errorCodes, type ErrorCode } from "./errors.js";
 import {
   MAX_ATTEMPTS,
@@ -333,7 +333,7 @@ export const WorkerInfo = z.object({
   /** Beyond the contract's fields: what this supervisor serves, for routing checks. */
   queues: z.array(name("queue")).max(1000),
   /** Its target (absent from older supervisors' heartbeats: `default`). */
-  target: name("target").default("default"),
+  target: name("target").default(DEFAULT_TARGET),
   job_types: z.array(JobType).max(10_000),
   supervision: Supervision,
   /** This supervisor's heartbeat period: it counts as gone after three of them without one. */
@@ -392,39 +392,6 @@ export type QueueStatus = z.infer<typeof QueueStatus>;
 
 export const QueueStatusReply = z.object({ queues: z.array(QueueStatus) });
 export type QueueStatusReply = z.infer<typeof QueueStatusReply>;
-
-/** The ops (cutover) flags, as read. */
-export const OpsFlags = z.object({
-  submissions_paused: z.boolean(),
-  /** false: every compute route answers 404. */
-  compute_endpoints_enabled: z.boolean(),
-  queues: z.record(z.string(), QueueLimits.extend({ submissions_paused: z.boolean(), active_target: z.string().optional() })),
-});
-export type OpsFlags = z.infer<typeof OpsFlags>;
-
-/** A change to one queue's flags: a field left out stays as it is, `null` clears a limit. */
-export const QueueOpsPatch = z
-  .object({
-    submissions_paused: z.boolean().optional(),
-    max_concurrency: MaxConcurrency.nullable().optional(),
-    rate_limit: RateLimit.nullable().optional(),
-    max_pending: MaxPending.nullable().optional(),
-    /** The target the queue's new submissions go to; `null`: back to `default`. */
-    active_target: name("active_target").nullable().optional(),
-  })
-  .strict()
-  .refine((p) => Object.keys(p).length > 0, { message: "a queue's patch names at least one flag" });
-export type QueueOpsPatch = z.infer<typeof QueueOpsPatch>;
-
-/** A change to the ops flags: only known flags, with the right types. */
-export const OpsPatch = z
-  .object({
-    submissions_paused: z.boolean().optional(),
-    compute_endpoints_enabled: z.boolean().optional(),
-    queues: z.record(name("queue"), QueueOpsPatch).optional(),
-  })
-  .strict();
-export type OpsPatch = z.infer<typeof OpsPatch>;
 
 export const JobEvent = z.object({
   type: z.enum(["state", "progress"]),

@@ -52,6 +52,8 @@ export const api = {
   schedulesPause: `${API_PREFIX}.schedules.pause`,
   schedulesResume: `${API_PREFIX}.schedules.resume`,
   schedulesTrigger: `${API_PREFIX}.schedules.trigger`,
+  jobsFilesList: `${API_PREFIX}.jobs.files.list`,
+  jobsFilesGet: `${API_PREFIX}.jobs.files.get`,
   computeEnrollTokensCreate: `${API_PREFIX}.compute.enroll_tokens.create`,
   computeServersEnroll: `${API_PREFIX}.compute.servers.enroll`,
   computeServersList: `${API_PREFIX}.compute.servers.list`,
@@ -60,6 +62,7 @@ export const api = {
   computeHeartbeat: `${API_PREFIX}.compute.jobs.heartbeat`,
   computeResult: `${API_PREFIX}.compute.jobs.result`,
   computeFailed: `${API_PREFIX}.compute.jobs.failed`,
+  computeFileCheck: `${API_PREFIX}.compute.jobs.file_check`,
   targetsList: `${API_PREFIX}.targets.list`,
   targetsActivate: `${API_PREFIX}.targets.activate`,
 } as const;
@@ -103,7 +106,18 @@ export const buckets = {
   computeServers: "bosun_compute_servers",
   /** hash of an enroll token -> its queues, target and expiry; using it deletes it (single use). */
   enrollTokens: "bosun_enroll_tokens",
+  /** job id -> the list of its files (name, size, content type, time, fencing token): a job's files are listed by one read. */
+  fileLists: "bosun_file_lists",
 } as const;
+
+/** Object store buckets. */
+export const objectBuckets = {
+  /** Job files: `<job_id>/<name>`, kept for the retention. */
+  files: "bosun_files",
+} as const;
+
+/** A job file's object name in the files bucket (the name is checked by the caller: JobFileName). */
+export const jobFileObject = (jobId: string, name: string): string => `${jobToken(jobId)}/${name}`;
 
 /** The subject a KV bucket stores a key under (how a KV write is a stream publish). */
 export const kvKeySubject = (bucket: string, key: string): string => `$KV.${bucket}.${jobToken(key)}`;

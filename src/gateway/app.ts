@@ -37,6 +37,7 @@ import { natsCall } from "./nats-call.js";
 import type { NatsLink } from "./nats-link.js";
 import { Revocations } from "./revocations.js";
 import { buildOpenApi } from "./openapi.js";
+import { registerFileRoutes } from "./files.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
 declare module "fastify" {
@@ -146,6 +147,7 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
     if (route.operation === "jobs_submit" && route.url === "/api/jobs") registerSubmit(app, route, call, ops, metrics);
     else registerRoute(app, route, call);
   }
+  await registerFileRoutes(app, call, nats, config.request_timeout_ms, log);
 
   app.get("/api/jobs/:job_id/events", { sse: { kind: "only", heartbeat: true } }, async (req, reply) => {
     const { job_id } = parseWith(JobParams, req.params);
@@ -208,7 +210,7 @@ const BOSUN_ICON = {
 };
 
 /** A NATS request for an HTTP call: bytes go as they are, anything else as its JSON. */
-type Call = (subject: string, body: unknown, req: FastifyRequest, extraMs?: number) => ReturnType<typeof natsCall>;
+export type Call = (subject: string, body: unknown, req: FastifyRequest, extraMs?: number) => ReturnType<typeof natsCall>;
 
 /**
  * A submit: `?wait_ms` (or `wait_ms` in the body, as over NATS) extends the

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { ErrorReply, JobEvent, WorkerInfo, type Tag } from "../contract/index.js";
 import { VERSION } from "../platform/version.js";
-import { accessOf, httpRoutes, JobParams, operations, type HttpRoute } from "../contract/index.js";
+import { accessOf, FileParams, httpRoutes, JobFile, JobParams, LEASE_ID_HEADER, MAX_FILE_BYTES, operations, type HttpRoute } from "../contract/index.js";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -107,6 +107,40 @@ const plain = (extra: Extra, type: string, schema: JsonSchema): JsonSchema => ({
   },
 });
 
+const binary = { type: "string", contentMediaType: "application/octet-stream" };
+
+/** The two routes whose body is a file's bytes (gateway/files.ts), not JSON. */
+const fileDownload: JsonSchema = {
+  operationId: "getJobFile",
+  tags: ["jobs"],
+  summary: "One of a job's files: its bytes, streamed, with its content type",
+  description: `NATS: request \`${operations.jobs_files_get.subject}\` says where it is; the gateway streams it from the object store. With auth on: any key (a tenant key: its tenant's jobs only).`,
+  parameters: parameters({ params: FileParams }),
+  responses: {
+    "200": { description: "the file's bytes, with its content type", content: { "*/*": { schema: binary } } },
+    "400": errorResponse("not a job id or file name (`validation_error`)"),
+    "404": errorResponse("no such job, or it has no file of that name (`not_found`)"),
+    "4XX": errorResponse("another client error: 401/403 (auth)"),
+    "503": unavailable,
+  },
+};
+const fileUpload: JsonSchema = {
+  operationId: "putJobFile",
+  tags: ["compute"],
+  summary: "A compute server stores a file for the job it leased, like ctx.files.write",
+  description: `NATS: request \`${operations.compute_file_check.subject}\` before and after the gateway streams the body into the object store. A compute server's credential, and its lease in the \`${LEASE_ID_HEADER}\` header.`,
+  parameters: [...parameters({ params: FileParams }), { name: LEASE_ID_HEADER, in: "header", required: true, schema: { type: "string" } }],
+  requestBody: { required: true, content: { "*/*": { schema: { ...binary, maxLength: MAX_FILE_BYTES } } } },
+  responses: {
+    "201": { description: "stored and listed", content: json(schemaOf(JobFile, "output")) },
+    "400": errorResponse("not a job id, file name, lease id or content type (`validation_error`): nothing was stored"),
+    "409": errorResponse("the lease is not current (`lease_stale`), or a newer run wrote the file: nothing was stored"),
+    "413": errorResponse(`larger than ${MAX_FILE_BYTES} bytes, or the job keeps as many files as it may (\`payload_too_large\`): nothing was stored`),
+    "4XX": errorResponse("another client error: 401 (credential), 404 (compute endpoints turned off)"),
+    "503": unavailable,
+  },
+};
+
 export function buildOpenApi(): JsonSchema {
   const paths: Record<string, Record<string, JsonSchema>> = {};
   const add = (method: string, url: string, op: JsonSchema) => {
@@ -124,6 +158,8 @@ export function buildOpenApi(): JsonSchema {
     "/api/platform/workers/stream",
     sse({ operationId: "streamWorkers", tag: "platform", summary: "Heartbeats as they arrive" }, z.object({ type: z.literal("worker_heartbeat"), data: WorkerInfo })),
   );
+  add("GET", "/api/jobs/:job_id/files/:name", fileDownload);
+  add("PUT", "/api/compute/jobs/:job_id/files/:name", fileUpload);
   add("GET", "/healthz", plain({ operationId: "getHealth", tag: "system", summary: "Liveness: the gateway answers (NATS or not)", open: true }, "application/json", status));
   add("GET", "/readyz", plain({ operationId: "getReadiness", tag: "system", summary: "Readiness: NATS connected and the jobs stream present", open: true }, "application/json", status));
   add("GET", "/metrics", plain({ operationId: "getMetrics", tag: "system", summary: "Prometheus metrics of this gateway", open: true }, "text/plain", { type: "string" }));

@@ -39,3 +39,10 @@ function transientMessage(e: Error): string {
   if (e instanceof errors.ConnectionError || e instanceof errors.ClosedConnectionError || e instanceof errors.DrainingConnectionError) return "NATS is unreachable; retry shortly";
   return "JetStream is electing a leader or unreachable; retry shortly";
 }
+
+/** JetStream's "wrong last sequence": a KV create on an existing key, or an update at a stale revision. */
+const WRONG_LAST_SEQUENCE = 10071;
+
+/** A compare-and-set the bucket refused: someone else wrote the key first. */
+export const lostRace = (err: unknown): boolean =>
+  (err as { api_error?: { err_code?: number } }).api_error?.err_code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((err as Error)?.message));

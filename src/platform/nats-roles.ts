@@ -6,7 +6,7 @@
  * drift from the subjects the code uses.
  */
 import { randomToken } from "./secrets.js";
-import { API_PREFIX, buckets, CONTROL_WILDCARD, DEAD_WILDCARD, HEARTBEATS_WILDCARD, JOBS_WILDCARD, RESULTS_WILDCARD, SCHEDULED_WILDCARD, streams } from "../contract/index.js";
+import { API_PREFIX, buckets, CONTROL_WILDCARD, DEAD_WILDCARD, HEARTBEATS_WILDCARD, JOBS_WILDCARD, objectBuckets, RESULTS_WILDCARD, SCHEDULED_WILDCARD, streams } from "../contract/index.js";
 
 export type Role = "supervisor" | "gateway" | "compute" | "admin";
 
@@ -24,6 +24,9 @@ export const passwordEnv = (role: Role): string => `BOSUN_NATS_${role.toUpperCas
 const API = `${API_PREFIX}.>`;
 const INBOX = "_INBOX.>";
 const kvSubjects = Object.values(buckets).map((b) => `$KV.${b}.>`);
+/** An object bucket's chunks and metadata (`$O.<bucket>.C.>`, `$O.<bucket>.M.>`). */
+const FILE_OBJECTS = `$O.${objectBuckets.files}.>`;
+const FILES_STREAM = `OBJ_${objectBuckets.files}`;
 const jobFlow = [JOBS_WILDCARD, SCHEDULED_WILDCARD, RESULTS_WILDCARD, DEAD_WILDCARD, HEARTBEATS_WILDCARD];
 /** Changing streams, accounts or the server: nobody but admin. */
 const destructive = ["$JS.API.STREAM.DELETE.>", "$JS.API.ACCOUNT.>", "$JS.API.META.>", "$JS.API.SERVER.>", "$SYS.>"];
@@ -33,19 +36,19 @@ export const roles: Record<Role, RolePermissions> = {
     summary: "serves the API, runs jobs, writes every job subject and bucket, provisions streams, consumers and buckets",
     publish: {
       // $JS.API.>: provisioning, pulls, direct gets, message deletes and purges; $JS.ACK/$JS.FC: acks and flow control.
-      allow: [...jobFlow, CONTROL_WILDCARD, ...kvSubjects, "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", INBOX],
+      allow: [...jobFlow, CONTROL_WILDCARD, ...kvSubjects, FILE_OBJECTS, "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", INBOX],
       deny: destructive,
     },
     // The API (queue group) and $SRV discovery, control commands, results it waits for, replies and deliveries.
     subscribe: { allow: [API, "$SRV.>", CONTROL_WILDCARD, RESULTS_WILDCARD, HEARTBEATS_WILDCARD, INBOX] },
   },
   gateway: {
-    summary: "turns HTTP into API requests; reads one job's messages for its event stream and the heartbeats for the workers stream",
+    summary: "turns HTTP into API requests; reads one job's messages for its event stream and the heartbeats for the workers stream; streams job files out of (downloads) and into (compute servers' uploads) the files bucket",
     publish: {
       allow: [
         API,
         "$JS.API.INFO",
-        ...[...Object.values(streams), ...Object.values(buckets).map((b) => `KV_${b}`)].map((s) => `$JS.API.STREAM.INFO.${s}`),
+        ...[...Object.values(streams), ...Object.values(buckets).map((b) => `KV_${b}`), FILES_STREAM].map((s) => `$JS.API.STREAM.INFO.${s}`),
         // Literal direct gets of one job's messages (its event stream), never a subscription to the flow.
         ...[streams.jobs, streams.results, streams.scheduled, `KV_${buckets.jobs}`].map((s) => `$JS.API.DIRECT.GET.${s}`),
         // The ops flags watch (an ordered consumer on their bucket).
@@ -53,6 +56,17 @@ export const roles: Record<Role, RolePermissions> = {
         `$JS.API.CONSUMER.CREATE.KV_${buckets.ops}.>`,
         `$JS.API.CONSUMER.DELETE.KV_${buckets.ops}.>`,
         `$JS.API.CONSUMER.INFO.KV_${buckets.ops}.>`,
+        // Job files: downloads read an object (its metadata by a get, its chunks through an ordered
+        // consumer); compute servers' uploads write one, and the object store purges what a failed or
+        // replaced upload left.
+        `$JS.API.DIRECT.GET.${FILES_STREAM}`,
+        `$JS.API.STREAM.MSG.GET.${FILES_STREAM}`,
+        `$JS.API.CONSUMER.CREATE.${FILES_STREAM}`,
+        `$JS.API.CONSUMER.CREATE.${FILES_STREAM}.>`,
+        `$JS.API.CONSUMER.DELETE.${FILES_STREAM}.>`,
+        `$JS.API.CONSUMER.INFO.${FILES_STREAM}.>`,
+        `$JS.API.STREAM.PURGE.${FILES_STREAM}`,
+        FILE_OBJECTS,
         "$JS.FC.>",
       ],
       deny: [...jobFlow, ...kvSubjects, ...destructive],

@@ -6,16 +6,20 @@
 import type { NatsConnection, QueuedIterator } from "@nats-io/nats-core";
 import { Kvm, KvWatchInclude, type KV, type KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
+import { z } from "zod";
 import {
   buckets,
   DEFAULT_TARGET,
+  MaxConcurrency,
+  MaxPending,
+  name,
   NAME_PATTERN,
   opsKeys,
   QUEUE_LIMIT_NAMES,
-  QueueLimits,
+  RateLimit,
   type OpsFlags,
   type OpsPatch,
-  type QueueLimitName,
+  type QueueLimits,
 } from "../contract/index.js";
 import { forEachGuarded } from "./guard.js";
 
@@ -24,9 +28,33 @@ const OPEN_RETRY_MS = 1000;
 
 type QueueFlags = OpsFlags["queues"][string];
 
+/** How a flag is stored: switches as `true`/`false`, limits as JSON, a target as its bare name. */
+const Switch = z.enum(["true", "false"]).transform((v) => v === "true");
+const json = <T extends z.ZodType>(schema: T) =>
+  z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: "custom", message: "not JSON" });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+const GlobalFlagValues = z.object({ submissions_paused: Switch, compute_endpoints_enabled: Switch }).partial();
+const QueueFlagValues = z
+  .object({
+    submissions_paused: Switch,
+    active_target: name("target"),
+    max_concurrency: json(MaxConcurrency),
+    rate_limit: json(RateLimit),
+    max_pending: json(MaxPending),
+  })
+  .partial();
+
 export class OpsFlagsView {
-  #paused = false;
-  #computeEnabled = true;
+  #global: z.output<typeof GlobalFlagValues> = {};
   /** A Map, not an object: a queue may be called `__proto__`. */
   readonly #queues = new Map<string, Partial<QueueFlags>>();
   readonly #listeners: (() => void)[] = [];
@@ -37,11 +65,15 @@ export class OpsFlagsView {
   constructor(private readonly log: Logger) {}
 
   get flags(): OpsFlags {
-    return { submissions_paused: this.#paused, compute_endpoints_enabled: this.#computeEnabled, queues: Object.fromEntries([...this.#queues].map(([q, flags]) => [q, { ...flags, submissions_paused: flags.submissions_paused ?? false }])) };
+    return {
+      submissions_paused: this.#global.submissions_paused ?? false,
+      compute_endpoints_enabled: this.computeEndpointsEnabled,
+      queues: Object.fromEntries([...this.#queues].map(([q, flags]) => [q, { ...flags, submissions_paused: flags.submissions_paused ?? false }])),
+    };
   }
 
   submissionsPaused(queue: string): boolean {
-    return this.#paused || this.#queues.get(queue)?.submissions_paused === true;
+    return this.#global.submissions_paused === true || this.#queues.get(queue)?.submissions_paused === true;
   }
 
   limits(queue: string): QueueLimits {
@@ -50,7 +82,7 @@ export class OpsFlagsView {
   }
 
   get computeEndpointsEnabled(): boolean {
-    return this.#computeEnabled;
+    return this.#global.compute_endpoints_enabled ?? true;
   }
 
   /** Where the queue's new submissions go (CONTRACT.md "Targets and ops flags"). */
@@ -93,51 +125,38 @@ export class OpsFlagsView {
   }
 
   #apply(entry: KvWatchEntry): void {
-    const put = entry.operation === "PUT";
-    if (entry.key === opsKeys.submissionsPaused) {
-      this.#paused = put && entry.string() === "true";
-    } else if (entry.key === opsKeys.computeEndpointsEnabled) {
-      this.#computeEnabled = !put || entry.string() !== "false";
-    } else {
-      const [, queue, flag] = QUEUE_KEY.exec(entry.key) ?? [];
-      if (!queue || !flag || !NAME_PATTERN.test(queue)) return;
-      const flags = { ...this.#queues.get(queue) };
-      if (flag === "submissions_paused") {
-        if (put) flags.submissions_paused = entry.string() === "true";
-        else delete flags.submissions_paused;
-      } else if (flag === "active_target") {
-        delete flags.active_target;
-        const target = put ? entry.string() : undefined;
-        if (target !== undefined && NAME_PATTERN.test(target)) flags.active_target = target;
-        else if (target !== undefined) this.log.warn({ flag: entry.key }, "ops flag value is not valid; ignored");
-      } else if (isLimitName(flag)) {
-        delete flags[flag];
-        // The bucket is wire too: a value no patch could have written is ignored (and said), never half-applied.
-        const value = put ? readLimit(flag, entry.string()) : undefined;
-        if (put && value === undefined) this.log.warn({ flag: entry.key }, "ops flag value is not valid; ignored");
-        Object.assign(flags, value);
-      } else return;
+    const text = entry.operation === "PUT" ? entry.string() : undefined;
+    const [, queue, flag] = QUEUE_KEY.exec(entry.key) ?? [];
+    let value: object | undefined;
+    if (Object.hasOwn(GlobalFlagValues.shape, entry.key)) {
+      value = this.#read(GlobalFlagValues, entry.key, entry.key, text);
+      this.#global = { ...this.#global, [entry.key]: undefined, ...value };
+    } else if (queue && flag && NAME_PATTERN.test(queue) && Object.hasOwn(QueueFlagValues.shape, flag)) {
+      value = this.#read(QueueFlagValues, entry.key, flag, text);
+      const flags: Partial<QueueFlags> = { ...this.#queues.get(queue), [flag]: undefined, ...value };
       // A queue is listed while any of its keys exists (an unpaused queue shows `false`, as before limits).
-      if (flags.submissions_paused === undefined && flags.active_target === undefined && QUEUE_LIMIT_NAMES.every((l) => flags[l] === undefined)) this.#queues.delete(queue);
-      else this.#queues.set(queue, flags);
-    }
-    this.log.info({ flag: entry.key, value: entry.operation === "PUT" ? entry.string() : null, operation: entry.operation }, "ops flag applied");
+      if (Object.values(flags).every((v) => v === undefined)) this.#queues.delete(queue);
+      else this.#queues.set(queue, Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)));
+    } else return;
+    if (value) this.log.info({ flag: entry.key, value: text ?? null, operation: entry.operation }, "ops flag applied");
     for (const listener of this.#listeners) listener();
   }
-}
 
-const isLimitName = (flag: string): flag is QueueLimitName => (QUEUE_LIMIT_NAMES as readonly string[]).includes(flag);
-
-function readLimit(flag: QueueLimitName, text: string): QueueLimits | undefined {
-  try {
-    const parsed = QueueLimits.safeParse({ [flag]: JSON.parse(text) });
-    return parsed.success ? parsed.data : undefined;
-  } catch {
+  /**
+   * One flag's stored value, read (`{}` when deleted). The bucket is wire
+   * too: a value no patch could have written reads as unset, with a
+   * warning (undefined), never half-applied.
+   */
+  #read<S extends z.ZodObject>(schema: S, key: string, flag: string, text: string | undefined): Partial<z.output<S>> | undefined {
+    if (text === undefined) return {};
+    const parsed = schema.safeParse({ [flag]: text });
+    if (parsed.success) return parsed.data as Partial<z.output<S>>;
+    this.log.warn({ flag: key, value: text.slice(0, 100) }, "ops flag value is not valid; ignored");
     return undefined;
   }
 }
 
-/** Writes a validated patch, one key per flag; `null` deletes a limit's key. */
+/** Writes a validated patch, one key per flag; `null` deletes a limit's key (an active target's: back to `default`). */
 export async function writeOpsPatch(kv: KV, patch: OpsPatch): Promise<void> {
   if (patch.submissions_paused !== undefined) await kv.put(opsKeys.submissionsPaused, String(patch.submissions_paused));
   if (patch.compute_endpoints_enabled !== undefined) await kv.put(opsKeys.computeEndpointsEnabled, String(patch.compute_endpoints_enabled));

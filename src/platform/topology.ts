@@ -30,6 +30,8 @@ import {
   laneJobsFilter,
   MAX_ENROLL_TTL_MS,
   MAX_HEARTBEAT_BYTES,
+  MAX_TIMEOUT_MS,
+  objectBuckets,
   RESULTS_WILDCARD,
   SCHEDULED_WILDCARD,
   SCHEDULER_CONSUMER,
@@ -85,6 +87,9 @@ const HEARTBEAT_MAX_AGE_MS = 3_600_000;
  * stored heartbeats) depend on the one node that holds it.
  */
 export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
+  // Job files outlast their job's record by a run's longest: a file written while its job ran is kept as
+  // long as the record, and every read of a file checks the record first (after it: 404).
+  const filesMaxAgeMs = opts.retentionMs + MAX_TIMEOUT_MS;
   // A finished job's record (results) or dead letter: the latest per job, kept for the retention.
   const finished = (name: string, subjects: string) =>
     stream({
@@ -145,6 +150,10 @@ export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
     // Only hashes of credentials and tokens; a revoke deletes the server, a use deletes the token.
     kv(buckets.computeServers, { history: 1 }),
     kv(buckets.enrollTokens, { history: 1, ttl: MAX_ENROLL_TTL_MS }),
+    // One object per file (`<job_id>/<name>`); the object store chunks what is over max_payload.
+    obj(objectBuckets.files, { ttl: nanos(filesMaxAgeMs) }),
+    // One list per job: a listing is one read, whatever the files stored.
+    kv(buckets.fileLists, { history: 1, ttl: filesMaxAgeMs }),
   ];
 }
 
@@ -152,6 +161,7 @@ export function topologyEntries(opts: TopologyOptions): TopologyEntry[] {
 export const TOPOLOGY_STREAMS: readonly string[] = [
   ...Object.values(streams),
   ...Object.values(buckets).map((b) => kvStream(b)),
+  ...Object.values(objectBuckets).map((b) => objStream(b)),
 ];
 
 export function laneConsumerConfig(lane: string, leaseMs: number): Partial<ConsumerConfig> & { durable_name: string } {
@@ -205,6 +215,7 @@ export interface Topology {
   leasesKv: KV;
   computeServersKv: KV;
   enrollTokensKv: KV;
+  fileListsKv: KV;
 }
 
 /** Retries the transient failures of a cluster (elections: up to ~10 s) and races with other supervisors. */
@@ -255,12 +266,23 @@ async function ensureStream(jsm: JetStreamManager, config: NamedStreamConfig, po
   });
 }
 
-/** A bucket is a stream its library creates (and shapes); it is scaled like any stream when --replicas asks. */
-async function scaleBucketStream(jsm: JetStreamManager, streamName: string, policy: ReplicaPolicy): Promise<StreamInfo> {
+/**
+ * A bucket is a stream its library creates (and shapes), and leaves as it
+ * is once it exists: it is scaled like any stream when --replicas asks, and
+ * its max age follows the bucket's TTL (the files buckets follow
+ * --retention-ms) like a stream's config.
+ */
+async function alignBucketStream(jsm: JetStreamManager, streamName: string, policy: ReplicaPolicy, maxAgeNanos: number | undefined): Promise<StreamInfo> {
   return settle(`bucket stream ${streamName}`, async () => {
     const info = await jsm.streams.info(streamName);
-    if (policy.explicit && info.config.num_replicas !== policy.replicas) return jsm.streams.update(streamName, { num_replicas: policy.replicas });
-    return info;
+    const change: Partial<StreamConfig> = {};
+    if (policy.explicit && info.config.num_replicas !== policy.replicas) change.num_replicas = policy.replicas;
+    if (maxAgeNanos !== undefined && info.config.max_age !== maxAgeNanos) {
+      change.max_age = maxAgeNanos;
+      // JetStream refuses a duplicate window longer than max_age.
+      change.duplicate_window = Math.min(info.config.duplicate_window, maxAgeNanos);
+    }
+    return Object.keys(change).length > 0 ? jsm.streams.update(streamName, change) : info;
   });
 }
 
@@ -298,13 +320,13 @@ export async function provisionTopology(nc: NatsConnection, opts: TopologyOption
       case "kv": {
         const options = { ...entry.options, replicas: policy.replicas };
         kvs.set(entry.name, await settle(`bucket ${entry.name}`, () => kvm.create(entry.name, options)));
-        check("kv", entry.name, await scaleBucketStream(jsm, kvStream(entry.name), policy));
+        check("kv", entry.name, await alignBucketStream(jsm, kvStream(entry.name), policy, entry.options.ttl ? nanos(entry.options.ttl) : undefined));
         break;
       }
       case "obj": {
         const options = { ...entry.options, replicas: policy.replicas };
         await settle(`object bucket ${entry.name}`, () => objm.create(entry.name, options));
-        check("obj", entry.name, await scaleBucketStream(jsm, objStream(entry.name), policy));
+        check("obj", entry.name, await alignBucketStream(jsm, objStream(entry.name), policy, entry.options.ttl || undefined));
         break;
       }
     }
@@ -326,6 +348,7 @@ export async function provisionTopology(nc: NatsConnection, opts: TopologyOption
     leasesKv: bucket(buckets.leases),
     computeServersKv: bucket(buckets.computeServers),
     enrollTokensKv: bucket(buckets.enrollTokens),
+    fileListsKv: bucket(buckets.fileLists),
   };
 }
 

@@ -11,6 +11,7 @@ import { followBucket } from "./bucket-watch.js";
 import { z } from "zod";
 import { bandOf, buckets, DEFAULT_TARGET, laneCode, NAME_PATTERN, type Band } from "../contract/index.js";
 import { logDropped, readInbound } from "../platform/guard.js";
+import { lostRace } from "../platform/nats-errors.js";
 
 const name = z.string().regex(NAME_PATTERN);
 export const Lane = z.object({
@@ -30,8 +31,6 @@ export function laneFor(queue: string, tenant: string | null, priority: number, 
 
 /** A lane's code is the hash of what it is: an entry that says otherwise was not written by Bosun. */
 const describes = (lane: Lane, code: string): boolean => lane.code === code && lane.code === laneCode(lane.queue, lane.target, lane.band, lane.tenant);
-
-const WRONG_LAST_SEQUENCE = 10071;
 
 export class LaneRegistry {
   readonly #lanes = new Map<string, Lane>();
@@ -65,7 +64,7 @@ export class LaneRegistry {
     try {
       await this.kv.create(lane.code, JSON.stringify(lane));
     } catch (err) {
-      if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== WRONG_LAST_SEQUENCE && !/wrong last sequence/i.test(String((err as Error).message))) throw err;
+      if (!lostRace(err)) throw err;
     }
     this.#learn(lane);
   }

@@ -11,7 +11,7 @@ import { streams } from "../contract/index.js";
 import { readFirstFrom } from "../platform/stream-reads.js";
 
 /** The first sequence whose message was stored at or after `cutoff` (epoch ms); last_seq + 1 if none. */
-async function boundary(jsm: JetStreamManager, stream: string, cutoff: number): Promise<{ seq: number; first: number } | null> {
+export async function boundary(jsm: JetStreamManager, stream: string, cutoff: number): Promise<{ seq: number; first: number } | null> {
   const { state } = await jsm.streams.info(stream);
   if (state.messages === 0) return null;
   let lo = state.first_seq;

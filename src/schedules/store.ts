@@ -11,6 +11,7 @@ import { z } from "zod";
 import { BosunError, buckets, ScheduleSpec, type Schedule } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
 import { readKvValue } from "../platform/stream-reads.js";
+import { lostRace } from "../platform/nats-errors.js";
 import { tickAfter } from "./timing.js";
 
 const ms = z.number().int().nonnegative();
@@ -116,7 +117,7 @@ export class ScheduleStore {
         await this.kv.update(id, JSON.stringify(next), entry.revision);
         return next;
       } catch (err) {
-        if (!/wrong last sequence/i.test(String((err as Error).message))) throw err;
+        if (!lostRace(err)) throw err;
       }
     }
     throw new BosunError("conflict", `schedule ${id} is changing too often to update; try again`);

@@ -33,6 +33,7 @@ import type { JobActions } from "./job-actions.js";
 import type { Operations } from "./operations.js";
 import type { ScheduleService } from "../schedules/index.js";
 import type { Compute } from "../compute/index.js";
+import type { Files } from "../files/index.js";
 import type { Targets } from "../targets/index.js";
 
 export interface ApiDeps {
@@ -44,6 +45,7 @@ export interface ApiDeps {
   gate: Gate;
   schedules: ScheduleService;
   compute: Compute["api"];
+  files: Files["api"];
   targets: Targets["api"];
   /** The ops flag compute_endpoints_enabled: false makes every compute operation unknown. */
   computeEnabled(): boolean;
@@ -64,7 +66,7 @@ const traceparentOf = (msg: Msg): string | undefined => {
 export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
-  const { intake, actions, log, workerId, operations: ops, keys, gate, schedules, compute, targets } = deps;
+  const { intake, actions, log, workerId, operations: ops, keys, gate, schedules, compute, files, targets } = deps;
   const handlers: Handlers = {
     jobs_submit: (req, msg, trace) => intake.submit(req, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
     jobs_submit_batch: (req, msg, trace) => intake.submitBatch(req.jobs, { correlationId: correlationOf(msg), traceparent: trace.traceparent, authorization: authorizationOf(msg) }),
@@ -88,6 +90,8 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     schedules_pause: (req) => schedules.setPaused(req.schedule_id, true),
     schedules_resume: (req) => schedules.setPaused(req.schedule_id, false),
     schedules_trigger: (req) => schedules.trigger(req.schedule_id),
+    jobs_files_list: (req) => files.list(req),
+    jobs_files_get: (req) => files.locate(req),
     compute_enroll_tokens_create: (req) => compute.createEnrollToken(req),
     compute_servers_enroll: (req) => compute.enroll(req),
     compute_servers_list: () => compute.listServers(),
@@ -96,6 +100,7 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     compute_heartbeat: (req, msg) => compute.heartbeat(req, msg.headers),
     compute_result: (req, msg) => compute.result(req, msg.headers),
     compute_failed: (req, msg) => compute.failed(req, msg.headers),
+    compute_file_check: (req, msg) => files.fileCheck(req, msg.headers),
     targets_list: () => targets.list(),
     targets_activate: (req) => targets.activate(req),
   };

@@ -121,8 +121,9 @@ export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
 
   /**
-   * Accepts a job. A supervisor without the handler forwards the submit to
-   * one that has it (once: `forwarded` stops a second hop), so payload
+   * Accepts a job into the lane of its queue's active target. A supervisor
+   * that does not run the type there forwards the submit to one of that
+   * target that does (once: `forwarded` stops a second hop), so payload
    * schemas and per-type defaults always apply.
    */
   async submit(req: SubmitRequest, ctx: SubmitContext = {}): Promise<SubmitReply | JobResult> {
@@ -135,7 +136,9 @@ export class Intake {
     // schedule's tick is claimed once: refused, it would be lost rather than retried.
     if (!ctx.counted && !forwarded && !origin) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
     // Checked by a supervisor of the target that runs it: it has the handler, its payload schema and defaults.
-    const target = this.deps.activeTarget(req.queue);
+    // A forwarded submit was sent here as to a supervisor of the active target its sender saw, and that
+    // choice stands: a switch one of the two has seen and the other not yet neither refuses it nor moves it.
+    const target = forwarded ? this.deps.target : this.deps.activeTarget(req.queue);
     const ours = this.deps.queues.includes(req.queue) && this.deps.target === target;
     const handler = (ours ? this.deps.handlers.get(req.type) : undefined) ?? this.#remoteHandler(req, forwarded, target);
     if (!handler) {

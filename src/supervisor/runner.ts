@@ -17,6 +17,7 @@ import { NotStartedError, type ExecutionHandle, type Pool } from "../actors/pool
 import { JobMessage, Puller } from "../platform/puller.js";
 import { runIdOf, Settler } from "./settle.js";
 import { UncountedRuns } from "./uncounted.js";
+import { LeaseRenewal } from "./lease-renewal.js";
 import type { Admission, QueueLimits } from "./queue-limits.js";
 import { runningVisibility } from "./running-record.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
@@ -84,9 +85,7 @@ export class Runner {
   #typicalRunMs = Number.POSITIVE_INFINITY;
   #state: RunnerState = "running";
   #idle: (() => void) | undefined;
-  /** Messages whose jobs are running: their ack deadline is pushed back together, on one timer. */
-  readonly #leased = new Set<JobMessage>();
-  #leaseTimer: NodeJS.Timeout | undefined;
+  readonly #leases: LeaseRenewal;
   readonly #running = new Map<string, ExecutionHandle>();
 
   constructor(
@@ -98,6 +97,7 @@ export class Runner {
   ) {
     this.#settler = new Settler(store, opts.cancels, opts.metrics, opts.log, opts.workerId);
     this.#uncounted = new UncountedRuns(store, opts.log);
+    this.#leases = new LeaseRenewal(opts.leaseMs, opts.log);
     this.#gate = new OutcomeGate({
       log: opts.log,
       probe: opts.canStoreOutcomes,
@@ -115,12 +115,7 @@ export class Runner {
   /** Starts pulling: the default lane of each queue first (so its consumer exists), then every lane that appears. */
   async start(): Promise<void> {
     this.opts.cancels.onCancel((jobId) => this.#onCancel(jobId));
-    this.#leaseTimer = setInterval(
-      guard(this.opts.log, "lease renewal", () => {
-        for (const msg of this.#leased) msg.working();
-      }),
-      Math.max(250, Math.floor(this.opts.leaseMs / 3)),
-    );
+    this.#leases.start();
     for (const queue of this.opts.queues) await this.#addLane(laneFor(queue, null, 0, this.opts.target));
     this.opts.lanes.onLane((lane) => {
       if (this.opts.queues.includes(lane.queue) && lane.target === this.opts.target) this.#addLane(lane).catch((err: unknown) => this.opts.log.error({ err, lane: lane.code }, "could not start pulling a lane"));
@@ -255,7 +250,7 @@ export class Runner {
     this.#state = "stopped";
     this.#gate.stop();
     this.#uncounted.stop();
-    clearInterval(this.#leaseTimer);
+    this.#leases.stop();
     await Promise.all([...this.#pullers.values()].map((p) => p.close()));
   }
 
@@ -330,7 +325,7 @@ export class Runner {
     if (!picked) return;
     const { inbound, job, attempt, history, record } = picked;
 
-    this.#leased.add(msg);
+    this.#leases.hold(msg);
     const interim: InterimRecord = { ...record, generation: job.generation };
     const visibility = runningVisibility(interim, this.store, this.opts.log);
     const trace = hop(`bosun.run ${job.type}`, SpanKind.CONSUMER, job.traceparent, {
@@ -385,7 +380,7 @@ export class Runner {
       if (visibility.written) this.store.dropInterim(job.job_id).catch((err: unknown) => log.warn({ err, job_id: job.job_id }, "could not remove an interim record"));
     } finally {
       visibility.stop();
-      this.#leased.delete(msg);
+      this.#leases.release(msg);
       trace.end(runError);
     }
   }

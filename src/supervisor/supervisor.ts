@@ -36,6 +36,8 @@ import { forEachGuarded, guard } from "../platform/guard.js";
 import { Schedules } from "../schedules/index.js";
 import { Compute } from "../compute/index.js";
 import { Settler } from "./settle.js";
+import { Files } from "../files/index.js";
+import { openFileStores } from "../files/stores.js";
 import { Targets } from "../targets/index.js";
 
 /** How often a supervisor removes cancel requests whose job has ended (left by a supervisor that stopped). */
@@ -217,8 +219,13 @@ export class Supervisor {
     await heartbeats.start(topology.jsm);
     operations.start();
     await compute.start();
+    const files = new Files({
+      stores: await openFileStores(nc, log, topology.fileListsKv),
+      status: (jobId) => store.status(jobId),
+      checkLease: (jobId, leaseId, headers) => compute.checkLease(jobId, leaseId, headers),
+    });
     const actions = new JobActions({ store, cancels, lanes, metrics, log });
-    this.#service = await startApi(nc, { workerId, intake, actions, operations, keys, gate, schedules: schedules.api, compute: compute.api, targets: targets.api, computeEnabled: () => ops.computeEndpointsEnabled, log });
+    this.#service = await startApi(nc, { workerId, intake, actions, operations, keys, gate, schedules: schedules.api, compute: compute.api, files: files.api, targets: targets.api, computeEnabled: () => ops.computeEndpointsEnabled, log });
     this.#forwarded = serveForwardedSubmits(nc, workerId, intake, gate, log);
     await runner.start();
     limits.start();

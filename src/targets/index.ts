@@ -47,7 +47,9 @@ export class Targets {
       const queues = new Set([...targets.values()].flatMap((t) => [...t.queues]).concat(Object.keys(this.deps.ops.flags.queues)));
       for (const q of queues) entry(this.deps.ops.activeTarget(q)).active_for.push(q);
       return {
-        targets: [...targets].map(([target_id, t]) => ({ target_id, supervisors: t.supervisors, servers: t.servers, active_for: t.active_for.sort(), queues: [...t.queues].sort() })),
+        targets: [...targets]
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([target_id, t]) => ({ target_id, supervisors: t.supervisors.sort(), servers: t.servers.sort(), active_for: t.active_for.sort(), queues: [...t.queues].sort() })),
       };
     },
     activate: async (req: Io<"targets_activate">[0]): Promise<Io<"targets_activate">[1]> => {
