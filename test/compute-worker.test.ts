@@ -6,12 +6,14 @@
  * lost, reruns only among the killed one's leases), a job's timeout
  * killing the remote run, a cancel reaching it through its heartbeat, a
  * revoked worker stopping, a SIGTERM drain posting its runs' outcomes, a
- * gateway outage ridden out, the saved credential reused, --types.
+ * gateway outage ridden out, the saved credential reused, --types, and
+ * ctx.files uploaded through the gateway.
  */
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import t from "tap";
+import { patternBytes } from "./fixtures/files-handlers.js";
 import { runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
 import { enrollToken, startComputeWorker } from "./helpers/compute.js";
 import { http } from "./helpers/http.js";
@@ -177,4 +179,31 @@ t.test("--types: only those types are leased; a type the handlers do not serve, 
   const noToken = await runCli(["compute-worker", "--gateway", gateway.baseUrl, "--credential-file", path.join(dir, "none.json")]);
   t.equal(noToken.code, 1);
   t.match(noToken.stderr, /no saved credential and no --enroll-token/);
+});
+
+t.test("ctx.files in a compute worker's handler: uploaded through the gateway under the run's lease; read is refused clearly", async (t) => {
+  const queue = uniqueName("rq");
+  const handlers = path.resolve(import.meta.dirname, "fixtures/files-handlers.js");
+  await startComputeWorker(t, gateway, { enrollToken: await enrollToken(gateway, [queue]), name: `${queue}-w`, dir, args: ["--min", "1", "--max", "1", "--isolation", "thread", "--handlers", handlers, "--types", "files.write"] });
+  const size = 3 * 1024 * 1024 + 17;
+  const files = [
+    { name: "note.txt", text: "written far from NATS" },
+    { name: "frame.bin", stream: size, chunk: 65_536, content_type: "image/x-test" },
+  ];
+  const [writer, reader] = await submitBatch([
+    { type: "files.write", queue, payload: { files } },
+    { type: "files.write", queue, payload: { read: "note.txt" }, max_attempts: 1 },
+  ]);
+  const done = await inState(writer!, "succeeded");
+  const result = (await http<{ result: { refused: string | null; written: { name: string; size: number }[] } }>(gateway.baseUrl, "GET", `/api/jobs/${writer}/result`)).body.result;
+  t.equal(result.refused, null, "no write was refused");
+  t.same(result.written.map((f) => [f.name, f.size]), [["note.txt", 21], ["frame.bin", size]], "ctx.files.write answered each file as stored");
+  t.ok(done.owner?.server_id, "on the compute worker");
+  const listed = (await http<{ files: { name: string; content_type: string }[] }>(gateway.baseUrl, "GET", `/api/jobs/${writer}/files`)).body.files;
+  t.same(listed.map((f) => [f.name, f.content_type]).sort(), [["frame.bin", "image/x-test"], ["note.txt", "text/plain; charset=utf-8"]], "listed with their content types");
+  const download = async (name: string) => Buffer.from(await (await fetch(`${gateway.baseUrl}/api/jobs/${writer}/files/${name}`)).arrayBuffer());
+  t.equal((await download("note.txt")).toString("utf8"), "written far from NATS");
+  t.ok((await download("frame.bin")).equals(patternBytes(size)), "the streamed file is byte-identical");
+  const refused = await inState(reader!, "dead");
+  t.match(refused.error, { code: "handler_error", message: /ctx\.files\.read is not available on a compute worker/ }, "a read says why it cannot be done");
 });

@@ -3,8 +3,8 @@
  * The handler-facing side checks names and content types and turns what a
  * handler hands over (a string, bytes, a readable stream) into bytes; a
  * transport stores them. A supervisor's actors store over NATS (they have
- * NATS_URL); a compute worker's have no NATS and say so in their run
- * command (`files`), and get the transport for it.
+ * NATS_URL); a compute worker's have no NATS, and their run command
+ * (`files`) names the HTTP transport to their gateway instead.
  */
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
@@ -73,6 +73,8 @@ async function transportFor(spec: FilesTransportSpec, log: Logger): Promise<JobF
       if (!process.env.NATS_URL) throw new Error("ctx.files: this execution actor has no NATS_URL, and its run names no other way to store files");
       // Loaded on first use: most runs write no file, and an actor starts without the NATS client.
       return (await import("./files-nats.js")).natsFilesTransport(log);
+    case "http":
+      return (await import("./files-http.js")).httpFilesTransport(spec);
   }
 }
 

@@ -33,12 +33,13 @@ export interface RunCommand {
 
 /**
  * Which transport a run's ctx.files use (actors/files.ts): `nats` straight
- * into the files bucket, from an actor that has NATS_URL. A compute
- * worker's actors have no NATS: it adds its own kind here (HTTP to its
- * gateway, `PUT /api/compute/jobs/{id}/files/{name}` with the run's lease)
- * and the transport for it in actors/files.ts.
+ * into the files bucket, from an actor that has NATS_URL; `http` for a
+ * compute worker's actors, which have no NATS: `PUT
+ * /api/compute/jobs/{id}/files/{name}` to its gateway under the run's lease
+ * (files-http.ts). The credential travels with the run rather than in the
+ * actor's environment, which whatever a handler spawns would inherit.
  */
-export type FilesTransportSpec = { transport: "nats" };
+export type FilesTransportSpec = { transport: "nats" } | { transport: "http"; gateway: string; credential: string; lease_id: string };
 
 /** Lets a handler stop cooperatively (ctx.signal) before the hard kill. */
 export interface AbortCommand {

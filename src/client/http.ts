@@ -22,6 +22,14 @@ export interface HttpOptions {
 
 type Fields = Record<string, unknown>;
 
+/** A request body sent as it is, not as JSON (a job file's bytes, streamed). */
+export class RawBody {
+  constructor(
+    readonly data: ReadableStream<Uint8Array>,
+    readonly contentType: string,
+  ) {}
+}
+
 export class HttpTransport implements Transport {
   readonly operations: readonly string[];
   readonly #base: string;
@@ -54,17 +62,18 @@ export class HttpTransport implements Transport {
   async request(method: string, path: string, body?: unknown, signal?: AbortSignal, accept = "application/json"): Promise<Response> {
     const headers: Record<string, string> = { accept, ...this.options.headers?.() };
     if (this.options.key) headers.authorization = `Bearer ${this.options.key}`;
-    if (body !== undefined) headers["content-type"] = "application/json";
-    let json: string | undefined;
+    if (body !== undefined) headers["content-type"] = body instanceof RawBody ? body.contentType : "application/json";
+    let sent: string | RawBody["data"] | undefined;
     try {
-      json = body === undefined ? undefined : JSON.stringify(body);
+      sent = body === undefined ? undefined : body instanceof RawBody ? body.data : JSON.stringify(body);
     } catch (err) {
       // Nesting too deep for JSON.stringify (or a cycle): the request's fault, not the gateway's.
       throw new ValidationError("validation_error", `the request cannot be sent as JSON: ${(err as Error).message}`, undefined, { cause: err });
     }
     let res: Response;
     try {
-      res = await this.#fetch(`${this.#base}${path}`, { method, headers, body: json, signal });
+      // A stream goes out as it is read ("half" duplex: the answer is read once it is all sent).
+      res = await this.#fetch(`${this.#base}${path}`, { method, headers, body: sent, signal, ...(sent instanceof ReadableStream && { duplex: "half" }) });
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new UnavailableError("unavailable", `the gateway at ${this.#base || "this origin"} is unreachable`, undefined, { cause: err });

@@ -38,7 +38,7 @@ export async function runComputeWorker(config: ComputeWorkerConfig): Promise<voi
     const types = await leaseTypes(config, log);
     file = config.credential_file ?? path.join(os.homedir(), ".bosun", `compute-${config.name}.json`);
     const saved = await credentialFor(config, file, log);
-    worker = new ComputeWorker(config, new ComputeClient(config.gateway, saved.credential), types, log.child({ server_id: saved.server_id }));
+    worker = new ComputeWorker(config, new ComputeClient(config.gateway, saved.credential), saved.credential, types, log.child({ server_id: saved.server_id }));
   } catch (err) {
     failStartup(err, log);
   }

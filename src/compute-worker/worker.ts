@@ -33,6 +33,8 @@ export class ComputeWorker {
   constructor(
     private readonly config: ComputeWorkerConfig,
     private readonly client: ComputeClient,
+    /** For the execution actors' ctx.files, which upload through the gateway under the run's lease. */
+    private readonly credential: string,
     private readonly types: readonly string[] | undefined,
     private readonly log: Logger,
   ) {
@@ -125,7 +127,15 @@ export class ComputeWorker {
     keeper.start();
     try {
       handle = await this.#pool.execute(
-        { job_id: job.job_id, type: job.type, payload: job.payload, attempt: job.attempt, fencing_token: run.fencing_token, correlation_id: job.correlation_id },
+        {
+          job_id: job.job_id,
+          type: job.type,
+          payload: job.payload,
+          attempt: job.attempt,
+          fencing_token: run.fencing_token,
+          correlation_id: job.correlation_id,
+          files: { transport: "http", gateway: this.config.gateway, credential: this.credential, lease_id: run.lease_id },
+        },
         job.timeout_ms,
         { onProgress: (fraction) => (keeper.progress = fraction) },
       );
