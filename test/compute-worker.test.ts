@@ -10,9 +10,13 @@
  * ctx.files uploaded through the gateway.
  */
 import { mkdtemp, rm, stat } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import t from "tap";
+import { ComputeClient } from "../src/client/compute.js";
+import { InternalError } from "../src/client/errors.js";
 import { patternBytes } from "./fixtures/files-handlers.js";
 import { runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
 import { enrollToken, startComputeWorker } from "./helpers/compute.js";
@@ -206,4 +210,27 @@ t.test("ctx.files in a compute worker's handler: uploaded through the gateway un
   t.ok((await download("frame.bin")).equals(patternBytes(size)), "the streamed file is byte-identical");
   const refused = await inState(reader!, "dead");
   t.match(refused.error, { code: "handler_error", message: /ctx\.files\.read is not available on a compute worker/ }, "a read says why it cannot be done");
+});
+
+t.test("the compute client reads lease expiries on this machine's clock, and refuses an answer that is not Bosun's", async (t) => {
+  // A gateway whose clock is an hour ahead: its lease has 15 s left by its own clock.
+  let answer: (date: Date) => unknown = () => undefined;
+  const fake = createServer((req, res) => {
+    req.resume();
+    const date = new Date(Date.now() + 3_600_000);
+    res.writeHead(200, { "content-type": "application/json", date: date.toUTCString() });
+    res.end(JSON.stringify(answer(new Date(Math.floor(date.getTime() / 1000) * 1000))));
+  });
+  await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => new Promise<void>((resolve) => fake.close(() => resolve())));
+  const client = new ComputeClient(`http://127.0.0.1:${(fake.address() as AddressInfo).port}`, "cs_x.secret");
+  const job = { job_id: "aA2bE5gEHWXL3CRSPUS42QRJZWO337", type: "noop", payload: {}, attempt: 1, timeout_ms: 1000, correlation_id: "c" };
+  answer = (date) => ({ job, lease: { lease_id: "L1", fencing_token: 1001, expires_at: new Date(date.getTime() + 15_000).toISOString() } });
+  const leased = await client.lease(0, undefined);
+  const left = leased!.expiresAt - Date.now();
+  t.ok(left > 12_000 && left <= 15_000, `15 s on the gateway's clock are ~14 s on ours, not an hour and more (${left} ms)`);
+  answer = () => ({ job: { ...job, timeout_ms: -1 }, lease: { lease_id: "L1" } });
+  await t.rejects(client.lease(0, undefined), InternalError, "a malformed lease answer is an internal_error, not a job");
+  answer = () => ({ job_id: job.job_id });
+  await t.rejects(client.heartbeat(leased!, 0.5), InternalError, "so is a heartbeat answer without its expiry");
 });
