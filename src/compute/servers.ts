@@ -6,7 +6,6 @@
  * secret's hash is checked in constant time. Every supervisor follows the
  * servers bucket, so a revoke (a delete) is refused everywhere at once.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import { Match, nuid, type MsgHdrs, type QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
@@ -22,12 +21,12 @@ import {
   type EnrollToken,
 } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
+import { hashOf, randomToken, SECRET_LENGTH, secretMatches } from "../platform/secrets.js";
 import { lostRace } from "../platform/nats-errors.js";
 import { followBucket } from "../records/bucket-watch.js";
 import { AUTHORIZATION_HEADER, bearerOf } from "../auth/index.js";
 
-const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex");
-const secret = (): string => randomBytes(32).toString("base64url");
+const secret = (): string => randomToken(SECRET_LENGTH);
 const name = z.string().regex(NAME_PATTERN);
 const isoTime = z.iso.datetime({ offset: true });
 /** How often a server's last-seen time is written at most (it is shown, not used for decisions needing precision). */
@@ -70,13 +69,13 @@ export class ComputeServers {
     const token = secret();
     const expiresAt = new Date(Date.now() + req.ttl_ms).toISOString();
     const stored = { queues: req.queues, ...(req.target && { target: req.target }), expires_at: expiresAt, created_at: new Date().toISOString() };
-    await this.tokensKv.create(sha256(token), JSON.stringify(stored));
+    await this.tokensKv.create(hashOf(token), JSON.stringify(stored));
     return { token, expires_at: expiresAt, queues: req.queues, target: req.target ?? DEFAULT_TARGET };
   }
 
   /** Trades a token for a credential; the token is gone afterwards, whoever wins a race for it. */
   async enroll(req: EnrollServerRequest): Promise<EnrolledServer> {
-    const key = sha256(req.enroll_token);
+    const key = hashOf(req.enroll_token);
     const entry = await this.tokensKv.get(key);
     const token = entry?.operation === "PUT" ? readInbound(StoredToken, entry.value, { log: this.log, source: "enroll token", subject: `$KV.${buckets.enrollTokens}.${key}`, seq: entry.revision }) : undefined;
     const refused = new BosunError("unauthorized", "unknown, used or expired enroll token");
@@ -98,7 +97,7 @@ export class ComputeServers {
       name: req.name,
       queues: token.queues,
       target: token.target ?? req.target ?? DEFAULT_TARGET,
-      hash: sha256(credentialSecret),
+      hash: hashOf(credentialSecret),
       enrolled_at: now,
       seen_at: now,
     };
@@ -119,8 +118,7 @@ export class ComputeServers {
     // Enrolled a moment ago through another supervisor: the watch may not have brought it yet.
     const server = this.#servers.get(serverId) ?? (await this.#load(serverId));
     if (!server) throw new BosunError("unauthorized", "unknown or revoked compute server");
-    const given = Buffer.from(sha256(credential.slice(dot + 1)), "hex");
-    if (!timingSafeEqual(given, Buffer.from(server.hash, "hex"))) throw new BosunError("unauthorized", "unknown or revoked compute server");
+    if (!secretMatches(credential.slice(dot + 1), server.hash)) throw new BosunError("unauthorized", "unknown or revoked compute server");
     this.#touch(server);
     return server;
   }

@@ -135,7 +135,8 @@ export interface DevRoles {
 }
 
 export function devRoles(): DevRoles {
-  const serverEnv = Object.fromEntries((Object.keys(roles) as Role[]).map((role) => [passwordEnv(role), randomToken(32)]));
+  // A letter first: nats-server parses a `$VAR` whose value starts with a digit as a number, and fails.
+  const serverEnv = Object.fromEntries((Object.keys(roles) as Role[]).map((role) => [passwordEnv(role), `p${randomToken(32)}`]));
   return {
     serverEnv,
     envOf: (role) => ({ NATS_USER: natsUser(role), NATS_PASSWORD: serverEnv[passwordEnv(role)]! }),
