@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { BosunError } from "../contract/errors.js";
 import type { JobError } from "../contract/schemas.js";
-import { Pool, type ExecutionHandle, type ExecutionOutcome } from "../actors/pool/pool.js";
+import { Pool, poolSettingsOf, type ExecutionHandle, type ExecutionOutcome } from "../actors/pool/pool.js";
 import type { ComputeClient, LeasedRun } from "../client/compute.js";
 import { CancelledError, UnauthorizedError } from "../client/errors.js";
 import type { ComputeWorkerConfig } from "../platform/config.js";
@@ -39,18 +39,8 @@ export class ComputeWorker {
     private readonly log: Logger,
   ) {
     this.#pool = new Pool({
-      isolation: config.isolation,
-      min: config.min,
-      max: config.max,
-      maxExecutions: config.max_executions,
-      maxMemoryMb: config.max_memory_mb,
-      idleTimeoutMs: config.idle_timeout_ms,
-      killGraceMs: config.kill_grace_ms,
-      handlersPath: config.handlers,
-      builtins: config.builtins,
+      ...poolSettingsOf(config),
       env: {},
-      maxRestarts: config.max_restarts,
-      restartWindowMs: config.restart_window_ms,
       log,
       // Nothing reports pool changes: a compute server's liveness is its calls.
       onChange: () => undefined,

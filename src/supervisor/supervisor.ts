@@ -19,7 +19,7 @@ import { Gate, KeyStore, type AuthSettings } from "../auth/index.js";
 import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
 import { JobActions } from "./job-actions.js";
-import { Pool } from "../actors/pool/pool.js";
+import { Pool, poolSettingsOf } from "../actors/pool/pool.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
 import { BandsThenTurns } from "./lane-order.js";
@@ -108,22 +108,12 @@ export class Supervisor {
       onWrite: (write) => (this.#runner ? this.#runner.watchWrite(write) : write.catch(() => undefined)),
     }));
     const pool = (this.#pool = new Pool({
-      isolation: config.isolation,
-      min: config.min,
-      max: config.max,
-      maxExecutions: config.max_executions,
-      maxMemoryMb: config.max_memory_mb,
-      idleTimeoutMs: config.idle_timeout_ms,
-      killGraceMs: config.kill_grace_ms,
-      handlersPath: config.handlers,
-      builtins: config.builtins,
+      ...poolSettingsOf(config),
       env: {
         NATS_URL: config.nats_url,
         BOSUN_CLEANUP_MAX_AGE_HOURS: String(config.cleanup_max_age_hours),
         ...(config.temp_dir && { BOSUN_TEMP_DIR: config.temp_dir }),
       },
-      maxRestarts: config.max_restarts,
-      restartWindowMs: config.restart_window_ms,
       log,
       metrics,
       onChange: () => heartbeats.changed(),

@@ -61,6 +61,36 @@ export interface PoolOptions {
   metrics?: Pick<SupervisorMetrics, "restarts" | "recycles">;
 }
 
+/** The pool flags as a supervisor's and a compute worker's config hold them (platform/config.ts poolFields). */
+export interface PoolFlags {
+  isolation: ActorKind;
+  min: number;
+  max: number;
+  max_executions: number;
+  max_memory_mb: number;
+  idle_timeout_ms: number;
+  kill_grace_ms: number;
+  handlers?: string;
+  builtins: boolean;
+  max_restarts: number;
+  restart_window_ms: number;
+}
+
+/** The part of PoolOptions the flags decide, the same for every process that runs a pool. */
+export const poolSettingsOf = (c: PoolFlags) => ({
+  isolation: c.isolation,
+  min: c.min,
+  max: c.max,
+  maxExecutions: c.max_executions,
+  maxMemoryMb: c.max_memory_mb,
+  idleTimeoutMs: c.idle_timeout_ms,
+  killGraceMs: c.kill_grace_ms,
+  handlersPath: c.handlers,
+  builtins: c.builtins,
+  maxRestarts: c.max_restarts,
+  restartWindowMs: c.restart_window_ms,
+});
+
 export class Pool {
   readonly #members = new Set<PoolMember>();
   readonly #line = new WaitLine();
