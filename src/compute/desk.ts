@@ -98,7 +98,7 @@ export class LeaseDesk {
             consumer: config.durable_name,
             expiresMs: PULL_EXPIRES_MS,
             log: this.log,
-            onJob: (msg) => void this.#deliver(lane, msg),
+            onJob: (msg) => void this.#deliver(lane, msg).catch((err: unknown) => this.log.error({ err, lane: lane.code }, "compute desk: a delivered job was not handled; it returns after its lease")),
             onCreditsReturned: () => this.#topUp(),
           }),
         (err: unknown) => {

@@ -68,7 +68,7 @@ export class Compute {
   async start(): Promise<void> {
     await this.#servers.start();
     this.#desk.start();
-    this.#sweeper = setInterval(guard(this.deps.log, "compute lease sweep", () => void this.#sweep()), SWEEP_MS).unref();
+    this.#sweeper = setInterval(guard(this.deps.log, "compute lease sweep", () => void this.#sweep().catch((err: unknown) => this.deps.log.warn({ err }, "compute lease sweep failed"))), SWEEP_MS).unref();
   }
 
   async stop(): Promise<void> {
