@@ -140,7 +140,8 @@ t.test("metrics: supervisor and gateway counters move by exactly the jobs run", 
       const m = await scrape(metricsUrl);
       const w = (await httpWorkers(gw)).find((x) => x.queues.includes(queue));
       const size = m.value("bosun_pool_size");
-      return w && size >= 1 && m.value("bosun_pool_busy") === 0 && w.busy_count === 0 && size === w.pool_size ? { m, w } : undefined;
+      // A process still starting counts in neither idle figure until the next heartbeat: wait for both to settle.
+      return w && size >= 1 && m.value("bosun_pool_busy") === 0 && w.busy_count === 0 && size === w.pool_size && m.value("bosun_pool_idle") === w.idle_count ? { m, w } : undefined;
     },
     { timeoutMs: 15_000, what: "the pool back up, its gauges matching the workers list" },
   );
