@@ -124,6 +124,26 @@ for (const kind of kinds) {
     );
   });
 
+  t.test(`${isolation} isolation: a pool below --max grows for a job that finds every ${noun} busy`, async (t) => {
+    // With --min 1 --max 2 and one long job running, a short job must get a second actor, not
+    // wait behind the long one (it used to be queued on the busy actor and handed back, again and again).
+    const queue = uniqueName();
+    const supervisor = await start(t, queue, ["--min", "1", "--max", "2"]);
+    const watch = await OwnerWatch.start(nc, t);
+    // The long job must find the first actor up and idle, not make the pool start a second one.
+    await waitFor(() => started(supervisor).length > 0, { what: `the first ${noun} to start` });
+    t.match(await runJob(nc, { type: "echo", queue }), { state: "succeeded" });
+    t.equal(started(supervisor).length, 1, `one ${noun} so far`);
+    const long = (await submitNats(nc, { type: "sleep", queue, payload: { ms: 8000 }, max_attempts: 1 })) as SubmitReply;
+    const longOwner = await watch.ownerOf(long.job_id);
+    const startedAt = Date.now();
+    const short = await runJob(nc, { type: "sleep", queue, payload: { ms: 300 }, max_attempts: 1 }, 6000);
+    const elapsed = Date.now() - startedAt;
+    t.match(short, { state: "succeeded", attempts: 1 }, "the short job succeeded", { result: short });
+    t.ok(elapsed < 6000, `it ended while the long job still ran (${elapsed} ms)`);
+    t.not(kind.idOf(await watch.ownerOf(short.job_id)), kind.idOf(longOwner), `it ran on a second ${noun}`);
+  });
+
   t.test(`${isolation} isolation: an actor is recycled after --max-executions jobs`, async (t) => {
     const queue = uniqueName();
     const supervisor = await start(t, queue, ["--min", "1", "--max", "1", "--max-executions", "3"]);

@@ -6,7 +6,7 @@
  * after N executions or past a memory ceiling. It knows nothing about NATS,
  * nor which kind of actor it holds.
  *
- * A short job that finds no idle actor may be sent to a busy one, to start
+ * A short job that finds no idle actor, with the pool at max, may be sent to a busy one, to start
  * right after the runs it already has (at most RUNS_PER_ACTOR in all): the
  * actor then gets and answers several runs per wake-up. One not started
  * within its wait limit is withdrawn, and one whose actor dies before
@@ -122,11 +122,11 @@ export class Pool {
   }
 
   /**
-   * Runs a job, resolving once it has started: on an idle actor; with
-   * maxWaitMs (a short job), else queued on the busy actor with the fewest
-   * runs, withdrawn if it has not started within maxWaitMs; else on a new
-   * actor while fewer than max live; else on the next to come free (in
-   * order; given up after maxWaitMs).
+   * Runs a job, resolving once it has started: on an idle actor; else on a
+   * new actor while fewer than max live; with maxWaitMs (a short job), else
+   * queued on the busy actor with the fewest runs, withdrawn if it has not
+   * started within maxWaitMs; else on the next to come free (in order;
+   * given up after maxWaitMs).
    */
   execute(
     run: RunSpec,
@@ -184,13 +184,14 @@ export class Pool {
     for (const m of this.#members) {
       if (m.state === "idle") return this.#assign(m, execution, run);
     }
+    // Grow before queueing on a busy actor: its current run may be a long one, and --max is what may run at once.
+    if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnFor(execution, run);
     const roomy = maxWaitMs === undefined ? undefined : this.#roomiest();
     if (roomy) {
       this.#assign(roomy, execution, run);
       execution.waitTimer = setTimeout(() => roomy.withdraw(execution), maxWaitMs);
       return;
     }
-    if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnFor(execution, run);
     this.#line.join(execution, run, maxWaitMs);
     this.#replenish();
   }
