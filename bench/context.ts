@@ -36,6 +36,8 @@ export interface Counts {
   /** Workload 10: ticks of the schedule timed, and its every_ms. */
   scheduleTicks: number;
   scheduleEveryMs: number;
+  /** Workload 12: how long single submits are kept up. */
+  sustainedMs: number;
 }
 
 export interface Ctx {

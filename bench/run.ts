@@ -6,7 +6,7 @@
  *
  *   BENCH_SCALE=0.05   scale the job counts down (a quick check of the harness)
  *   BENCH_ROUNDS=3     rounds per workload
- *   BENCH_ONLY=throughput,latency,realistic,limit,scale,cluster   run only these workloads (growth, fairness: only when named)
+ *   BENCH_ONLY=throughput,latency,realistic,limit,scale,intake,cluster   run only these workloads (growth, fairness, compute: only when named)
  *   BENCH_GROWTH_MAX=1000000   the largest size the growth workload keeps
  *   BENCH_RUNS=a,b     within those, only runs whose name contains one of these (for profiling)
  *   BENCH_CPU_PROF=dir supervisors and the gateway run with node --cpu-prof into dir
@@ -24,12 +24,13 @@ import type { Counts, Ctx, Figures } from "./context.js";
 import { peakRssMb, Procs } from "./procs.js";
 import { describeEnvironment, evaluate, formatOutcome, renderReport, type Environment } from "./report.js";
 import { bosunCpu, bosunLatency, bosunRealistic, bosunScaleOut, bosunThroughput } from "./workloads/bosun.js";
-import { bullLatency, bullRealistic, bullThroughput } from "./workloads/bullmq.js";
+import { bullBatch, bullLatency, bullRealistic, bullThroughput } from "./workloads/bullmq.js";
 import { rawJetStream } from "./workloads/jetstream.js";
 import { bosunGrowth, growthSizes } from "./workloads/growth.js";
 import { bosunClusterScale, closeClusterTarget } from "./workloads/cluster.js";
 import { bosunFairness, bosunTicks } from "./workloads/fairness.js";
 import { bosunCompute } from "./workloads/compute.js";
+import { BATCH_SIZE, BATCHES_IN_FLIGHT, bosunBatch, bosunSustained } from "./workloads/intake.js";
 
 interface RunDef {
   name: string;
@@ -108,6 +109,17 @@ const workloads: Workload[] = [
     ],
   },
   {
+    name: "intake",
+    runs: [
+      { name: "batch submit: Bosun NATS API", run: (ctx) => bosunBatch(ctx, "nats") },
+      { name: "batch submit: Bosun HTTP", run: (ctx) => bosunBatch(ctx, "http") },
+      { name: "batch submit: BullMQ addBulk, sandboxed", run: (ctx) => bullBatch(ctx, "sandboxed", BATCH_SIZE, BATCHES_IN_FLIGHT) },
+      { name: "batch submit: BullMQ addBulk, in-process", run: (ctx) => bullBatch(ctx, "inprocess", BATCH_SIZE, BATCHES_IN_FLIGHT) },
+      { name: "sustained submits", run: (ctx) => bosunSustained(ctx, "free") },
+      { name: "sustained submits, max_pending", run: (ctx) => bosunSustained(ctx, "bounded") },
+    ],
+  },
+  {
     name: "cluster",
     runs: [1, 2, 3].flatMap((n) => [
       { name: `Bosun ${n} supervisor(s), single server`, run: (ctx: Ctx) => bosunClusterScale(ctx, "single", n) },
@@ -156,6 +168,7 @@ async function main(): Promise<number> {
     fairnessJobs: Math.max(100, Math.round(10_000 * scale)),
     scheduleTicks: Math.max(20, Math.round(200 * scale)),
     scheduleEveryMs: 100,
+    sustainedMs: Math.max(2000, Math.round(10_000 * scale)),
   };
   const partial =
     scale !== 1 || rounds !== 3 || selected.length !== workloads.filter((w) => !w.optIn).length || runFilter !== undefined || process.env.BENCH_CLI !== undefined;

@@ -24,42 +24,55 @@ interface SubmitReply {
   state: string;
 }
 
-async function submitNats(nc: NatsConnection, body: object): Promise<SubmitReply> {
-  const msg = await nc.request(api.jobsSubmit, encoder.encode(JSON.stringify(body)), { timeout: REQUEST_TIMEOUT_MS });
-  const reply = JSON.parse(decoder.decode(msg.data)) as SubmitReply & { error?: { code: string; message: string } };
-  if (reply.error || msg.headers?.get("Nats-Service-Error-Code")) throw new Error(`submit refused: ${JSON.stringify(reply.error ?? reply)}`);
+/** A request to one of Bosun's NATS API subjects; "unavailable" for a 503 (backpressure, a paused queue), else the reply or a throw. */
+export async function requestNats<T>(nc: NatsConnection, subject: string, body: object, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T | "unavailable"> {
+  const msg = await nc.request(subject, encoder.encode(JSON.stringify(body)), { timeout: timeoutMs });
+  const code = msg.headers?.get("Nats-Service-Error-Code");
+  if (code === "503") return "unavailable";
+  const reply = JSON.parse(decoder.decode(msg.data)) as T & { error?: { code: string; message: string } };
+  if (reply.error || code) throw new Error(`${subject} refused: ${JSON.stringify(reply.error ?? reply)}`);
   return reply;
 }
 
-function submitHttp(ctx: Ctx, body: object, waitMs?: number): Promise<SubmitReply> {
+async function submitNats(nc: NatsConnection, body: object): Promise<SubmitReply> {
+  const reply = await requestNats<SubmitReply>(nc, api.jobsSubmit, body);
+  if (reply === "unavailable") throw new Error("submit refused: 503 unavailable");
+  return reply;
+}
+
+/** POSTs JSON to the gateway: the parsed reply of a 200 or 202, else a throw. */
+export function postJson<T>(ctx: Ctx, path: string, body: object, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
   const data = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
         host: "127.0.0.1",
         port: ctx.gatewayPort,
-        path: waitMs === undefined ? "/api/jobs" : `/api/jobs?wait_ms=${waitMs}`,
+        path,
         method: "POST",
         agent: ctx.http,
         headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) },
-        timeout: REQUEST_TIMEOUT_MS + (waitMs ?? 0),
+        timeout: timeoutMs,
       },
       (res) => {
         let text = "";
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => (text += chunk));
         res.on("end", () => {
-          if (res.statusCode !== 200 && res.statusCode !== 202) reject(new Error(`POST /api/jobs answered ${res.statusCode}: ${text.slice(0, 300)}`));
-          else resolve(JSON.parse(text) as SubmitReply);
+          if (res.statusCode !== 200 && res.statusCode !== 202) reject(new Error(`POST ${path} answered ${res.statusCode}: ${text.slice(0, 300)}`));
+          else resolve(JSON.parse(text) as T);
         });
         res.on("error", reject);
       },
     );
-    req.once("timeout", () => req.destroy(new Error("POST /api/jobs timed out")));
+    req.once("timeout", () => req.destroy(new Error(`POST ${path} timed out`)));
     req.once("error", reject);
     req.end(data);
   });
 }
+
+const submitHttp = (ctx: Ctx, body: object, waitMs?: number): Promise<SubmitReply> =>
+  postJson<SubmitReply>(ctx, waitMs === undefined ? "/api/jobs" : `/api/jobs?wait_ms=${waitMs}`, body, REQUEST_TIMEOUT_MS + (waitMs ?? 0));
 
 const submit = (ctx: Ctx, via: Via, body: object): Promise<SubmitReply> => (via === "nats" ? submitNats(ctx.nc, body) : submitHttp(ctx, body));
 
@@ -68,7 +81,7 @@ const submit = (ctx: Ctx, via: Via, body: object): Promise<SubmitReply> => (via 
  * it is stored) for the job ids this run submitted; a result may arrive
  * before its submit reply, so early ones are kept until their id is known.
  */
-class ResultTracker {
+export class ResultTracker {
   readonly #sub: Subscription;
   readonly #pending = new Set<string>();
   readonly #early = new Map<string, boolean>();
@@ -83,6 +96,11 @@ class ResultTracker {
 
   get failed(): number {
     return this.#failed;
+  }
+
+  /** Results counted so far (of expected jobs). */
+  get finished(): number {
+    return this.#finished;
   }
 
   #onResult(msg: Msg): void {

@@ -134,6 +134,37 @@ export async function bullRun(ctx: Ctx, mode: BullMode, run: BullRun): Promise<F
   }
 }
 
+/**
+ * Workload 12 for BullMQ: `throughput` noop jobs added with `addBulk` in
+ * batches of `batchSize`, `inFlight` outstanding, while the Worker runs:
+ * the added and finished rates ("batch.bullmq" is the sandboxed one).
+ */
+export async function bullBatch(ctx: Ctx, mode: BullMode, batchSize: number, inFlight: number): Promise<Figures> {
+  const { warmup, inflight, throughput: n, pool } = ctx.counts;
+  const name = freshName(`batch_bullmq_${mode}`);
+  const host = await startWorkerHost(ctx, name, mode, pool);
+  const queue = new Queue(name, { connection: connectionOf(ctx) });
+  const key = mode === "sandboxed" ? "batch.bullmq" : "batch.bullmq_inprocess";
+  try {
+    await queue.waitUntilReady();
+    await addMany(queue, warmup, inflight);
+    await host.reached(warmup, finishTimeoutMs(warmup));
+    const t0 = nowMs();
+    await pump(Math.ceil(n / batchSize), inFlight, async (b) => {
+      const size = Math.min(batchSize, n - b * batchSize);
+      await queue.addBulk(Array.from({ length: size }, (_, i) => ({ name: "noop", data: payloadOf(b * batchSize + i) })));
+    });
+    const accepted = nowMs() - t0;
+    await host.reached(warmup + n, finishTimeoutMs(n));
+    const finished = nowMs() - t0;
+    return { [key]: (n * 1000) / accepted, [`${key}.finished`]: (n * 1000) / finished };
+  } finally {
+    await queue.close().catch(() => undefined);
+    await stopWorkerHost(ctx, host);
+    await ctx.redis.flushall();
+  }
+}
+
 /** Workload 1 for BullMQ: noop jobs, concurrency = Bosun's pool size. */
 export const bullThroughput = (ctx: Ctx, mode: BullMode): Promise<Figures> =>
   bullRun(ctx, mode, { key: `tp.bullmq_${mode}`, n: ctx.counts.throughput, concurrency: ctx.counts.pool, job: { type: "noop" }, memory: true });
