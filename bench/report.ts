@@ -163,7 +163,7 @@ export function sections(c: Counts): Section[] {
     },
     {
       title: "12. Intake: batch submit, and execution under sustained submits",
-      about: `Batch submit: ${c.throughput.toLocaleString("en")} \`noop\` jobs per run in batches of 1,000, 4 batches outstanding, on one supervisor (pool ${c.pool}) over \`bosun.api.jobs.submit_batch\` or \`POST /api/jobs/batch\`, against BullMQ's \`queue.addBulk\` with the same batches and payloads and its Worker (concurrency ${c.pool}) running, as Bosun's supervisor runs; "accepted" from the first batch to the last reply, "finished" to the last result. Sustained: on one supervisor (pool ${c.pool}), first its drain rate (${Math.round(c.throughput / 2).toLocaleString("en")} jobs held with \`max_concurrency: 0\`, then released, no submit beside them), then single submits over NATS with ${c.inflight} outstanding for ${(c.sustainedMs / 1000).toFixed(0)} s; the ratio is the completions inside that window per second ÷ the lower of the drain rate and the accepted rate. "max_pending" repeats it with \`max_pending: 2000\` on the queue: a refused submit (503) waits 20 ms and is tried again. The backlog (accepted − finished) is sampled every 100 ms.`,
+      about: `Batch submit: ${c.throughput.toLocaleString("en")} \`noop\` jobs per run in batches of 1,000, 4 batches outstanding, on one supervisor (pool ${c.pool}) over \`bosun.api.jobs.submit_batch\` or \`POST /api/jobs/batch\`, against BullMQ's \`queue.addBulk\` with the same batches and payloads and its Worker (concurrency ${c.pool}) running, as Bosun's supervisor runs; "accepted" from the first batch to the last reply, "finished" to the last result. Sustained: on one supervisor (pool ${c.pool}), first its drain rate (${Math.round(c.throughput / 2).toLocaleString("en")} jobs held with \`max_concurrency: 0\`, then released, no submit beside them), then single submits over NATS with ${c.inflight} outstanding for ${(c.sustainedMs / 1000).toFixed(0)} s; the ratio is the completions inside that window per second ÷ the drain rate. "max_pending" repeats it with \`max_pending: 2000\` on the queue: a refused submit (503) waits 20 ms and is tried again. The backlog (accepted − finished) is sampled every 100 ms.`,
       metrics: [
         m("batch.bosun_nats", "batch, Bosun NATS API: accepted", "jobs/s"),
         m("batch.bosun_http", "batch, Bosun HTTP: accepted", "jobs/s"),
@@ -176,12 +176,12 @@ export function sections(c: Counts): Section[] {
         m("sustained.drain", "drain rate, no submits", "jobs/s"),
         m("sustained.accepted", "sustained: accepted", "jobs/s"),
         m("sustained.completions", "sustained: completions in the window", "jobs/s"),
-        m("sustained.completion_ratio", "sustained: completions ÷ min(drain, accepted)", "×", 2),
+        m("sustained.completion_ratio", "sustained: completions ÷ drain rate", "×", 2),
         m("sustained.max_backlog", "sustained: highest backlog", "jobs"),
         m("sustained.bounded.accepted", "max_pending 2000: accepted", "jobs/s"),
         m("sustained.bounded.refused", "max_pending 2000: refused submits", "per s"),
         m("sustained.bounded.completions", "max_pending 2000: completions in the window", "jobs/s"),
-        m("sustained.bounded.completion_ratio", "max_pending 2000: completions ÷ min(drain, accepted)", "×", 2),
+        m("sustained.bounded.completion_ratio", "max_pending 2000: completions ÷ drain rate", "×", 2),
         m("sustained.bounded.max_backlog", "max_pending 2000: highest backlog", "jobs"),
       ],
     },

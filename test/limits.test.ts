@@ -2,7 +2,8 @@
  * Per-queue limits from the ops flags against a real nats-server, real
  * supervisors and a real gateway: max_concurrency held across three
  * supervisors and raised live, rate_limit over a sliding window, and
- * max_pending refusing submits over HTTP and NATS.
+ * max_pending refusing submits over HTTP and NATS, and intake pacing while
+ * every execution slot is busy.
  */
 import t from "tap";
 import { runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
@@ -168,6 +169,34 @@ t.test("max_pending: submits beyond it answer 503 unavailable with Retry-After o
     return q?.pending === 0 && q.running === 0 && q;
   }, { timeoutMs: 10_000, what: "the queue drained" });
   t.same(after.limits, {}, "no limits left in the queue status");
+});
+
+t.test("intake pacing: with every execution slot busy a submit waits for a run to end (at most 500 ms), with a free slot it does not", async (t) => {
+  const queue = uniqueName("pace");
+  const { metricsUrl } = await startMetricsSupervisor(t, server.url, { queues: [queue], args: pool(1) });
+  await servedBy(queue, 1);
+  const held = async () => (await scrape(metricsUrl)).value("bosun_submits_held_total");
+  const submit = async (ms: number) => {
+    const t0 = Date.now();
+    const reply = await requestJson<{ job_id: string }>(nc, "bosun.api.jobs.submit", { type: "sleep", queue, payload: { ms } });
+    if (reply.errorCode) throw new Error(`submit: ${reply.errorCode} ${JSON.stringify(reply.body)}`);
+    return { jobId: reply.body.job_id, tookMs: Date.now() - t0 };
+  };
+  const finished = (jobId: string) => waitFor(async () => (await status(jobId)).state === "succeeded", { timeoutMs: 15_000, what: `job ${jobId} to succeed` });
+
+  const idle = await submit(1);
+  t.equal(await held(), 0, "a submit to an idle pool is not held");
+  await finished(idle.jobId);
+
+  const long = await submit(2500);
+  await waitFor(async () => (await status(long.jobId)).state === "running", { what: "the long job running" });
+  const paced = await submit(1);
+  t.equal(await held(), 1, "with the only slot busy, the submit was held");
+  t.ok(paced.tookMs >= 450, `and went ahead after the hold, no run having ended (${paced.tookMs} ms)`);
+  t.ok(paced.tookMs < 2400, `before the long job ended: a hold is bounded (${paced.tookMs} ms)`);
+  await finished(long.jobId);
+  await finished(paced.jobId);
+  t.equal((await status(paced.jobId)).attempts, 1, "the held job was accepted once and ran once");
 });
 
 t.test("a queue at its max_concurrency does not hold back another queue of the same supervisor (even a lower band)", async (t) => {

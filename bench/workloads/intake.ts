@@ -10,9 +10,8 @@
  * Sustained submits: first the queue's drain rate, a backlog held with
  * `max_concurrency: 0` and then released with no submit beside it; then
  * single submits with `inflight` outstanding for a fixed time, counting the
- * completions inside that window. The ratio is those completions ÷ what
- * the supervisor could have completed: its drain rate, or the accepted rate
- * if submits came slower than that. Once more with `max_pending` set: a
+ * completions inside that window. The ratio is those completions per
+ * second ÷ the drain rate. Once more with `max_pending` set: a
  * refused submit (503) waits BACKOFF_MS and is tried again, and the backlog
  * must stay near the limit.
  */
@@ -155,7 +154,7 @@ export async function bosunSustained(ctx: Ctx, mode: "free" | "bounded"): Promis
     const completions = perSecond(s.completedInWindow, sustainedMs);
     const acceptedRate = perSecond(s.accepted, sustainedMs);
     return {
-      [`${key}.completion_ratio`]: completions / Math.min(drain, acceptedRate),
+      [`${key}.completion_ratio`]: completions / drain,
       [`${key}.drain`]: drain,
       [`${key}.completions`]: completions,
       [`${key}.accepted`]: acceptedRate,

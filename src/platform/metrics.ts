@@ -21,6 +21,11 @@ const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300]
 export class SupervisorMetrics {
   readonly registry = new Registry();
   readonly submitted = this.#counter("bosun_jobs_submitted_total", "Jobs accepted by this supervisor's API");
+  readonly submitsHeld = new Counter({
+    name: "bosun_submits_held_total",
+    help: "Single submits held for a turn (up to 500 ms) while every execution slot here was busy",
+    registers: [this.registry],
+  });
   readonly succeeded = this.#counter("bosun_jobs_succeeded_total", "Jobs that succeeded here");
   readonly failed = this.#counter("bosun_job_attempts_failed_total", "Attempts that failed here (each retry or death starts with one)");
   readonly retried = this.#counter("bosun_jobs_retried_total", "Failed attempts queued again for another attempt");

@@ -87,6 +87,8 @@ export interface IntakeDeps {
   /** The queue's max_pending from the ops flags, if set. */
   maxPending(queue: string): number | undefined;
   pending: PendingCounts;
+  /** Waits for a turn while this supervisor's execution slots are all busy (SubmitPacer); undefined: go on. */
+  pace(): Promise<void> | undefined;
   defaults: JobDefaults;
   metrics: SupervisorMetrics;
   log: Logger;
@@ -132,9 +134,12 @@ export class Intake {
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
     }
-    // A batch has counted its jobs in already, a forwarded submit was counted by its sender, and a
-    // schedule's tick is claimed once: refused, it would be lost rather than retried.
-    if (!ctx.counted && !forwarded && !origin) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
+    // A batch has counted its jobs in already, a forwarded submit was counted (and paced) by its sender,
+    // and a schedule's tick is claimed once: refused, it would be lost rather than retried; held, late.
+    if (!ctx.counted && !forwarded && !origin) {
+      await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
+      await this.deps.pace();
+    }
     // Checked by a supervisor of the target that runs it: it has the handler, its payload schema and defaults.
     // A forwarded submit was sent here as to a supervisor of the active target its sender saw, and that
     // choice stands: a switch one of the two has seen and the other not yet neither refuses it nor moves it.

@@ -59,6 +59,8 @@ export interface RunnerOptions {
   /** Only lanes of this target are this runner's (CONTRACT.md "Targets and ops flags"). */
   target: string;
   leaseMs: number;
+  /** A run ended (its slot is free): intake's pacer grants a turn. */
+  onRunEnded?: () => void;
   log: Logger;
   /** Resolves once an acknowledged write gets through (this node reaches the cluster's majority). */
   canStoreOutcomes(): Promise<unknown>;
@@ -110,6 +112,11 @@ export class Runner {
 
   get state(): RunnerState {
     return this.#state;
+  }
+
+  /** Every execution slot is taken (draining, with none, is not: nothing will free one). */
+  get saturated(): boolean {
+    return this.pool.capacity > 0 && this.#executing >= this.pool.capacity;
   }
 
   /** Starts pulling: the default lane of each queue first (so its consumer exists), then every lane that appears. */
@@ -285,6 +292,7 @@ export class Runner {
       if (released) return;
       released = true;
       this.#executing--;
+      this.opts.onRunEnded?.();
       this.opts.limits.release(admission);
       this.#refillSoon();
     };

@@ -20,6 +20,7 @@ import { Heartbeats } from "./heartbeat.js";
 import { Intake } from "./intake.js";
 import { JobActions } from "./job-actions.js";
 import { Pool, poolSettingsOf } from "../actors/pool/pool.js";
+import { SubmitPacer } from "./submit-pacer.js";
 import { Runner } from "./runner.js";
 import { CancelRegistry, IdempotencyIndex, JobStore, LaneRegistry } from "../records/index.js";
 import { BandsThenTurns } from "./lane-order.js";
@@ -135,6 +136,10 @@ export class Supervisor {
       onUse: () => heartbeats.changed(),
       log,
     }));
+    const pacer = new SubmitPacer(
+      () => runner.saturated,
+      () => metrics.submitsHeld.inc(),
+    );
     const runner = (this.#runner = new Runner(nc, topology.jsm, store, pool, {
       workerId,
       cancels,
@@ -145,6 +150,7 @@ export class Supervisor {
       queues: config.queues,
       target: config.target,
       leaseMs: config.lease_ms,
+      onRunEnded: () => pacer.ran(),
       log,
       canStoreOutcomes: () => heartbeats.confirm(),
     }));
@@ -166,6 +172,7 @@ export class Supervisor {
       submissionsPaused: (queue) => ops.submissionsPaused(queue),
       maxPending: (queue) => ops.limits(queue).max_pending,
       pending,
+      pace: () => pacer.turn(),
       defaults: {
         timeout_ms: config.default_timeout_ms,
         max_attempts: config.default_max_attempts,
