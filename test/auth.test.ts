@@ -175,6 +175,7 @@ const streams = [
 const fileRoutes = [
   { method: "GET" as const, url: "/api/jobs/:job_id/files/:name", access: "tenant" as const, jobParam: true, sample: {} as Sample },
   { method: "PUT" as const, url: "/api/compute/jobs/:job_id/files/:name", access: "compute" as const, jobParam: true, sample: { body: "bytes", headers: { "bosun-lease-id": "NoSuchLease" } } as Sample },
+  { method: "GET" as const, url: "/api/compute/jobs/:job_id/files/:name", access: "compute" as const, jobParam: true, sample: { headers: { "bosun-lease-id": "NoSuchLease" } } as Sample },
 ];
 
 t.test("every HTTP route: 401 without a usable key, 403 for a tenant key on admin routes, 404 on another tenant's job", async (t) => {
@@ -248,6 +249,7 @@ const natsSamples = (jobId: string): Record<OperationName, unknown> => ({
   compute_result: { job_id: jobId, lease_id: "L1" },
   compute_failed: { job_id: jobId, lease_id: "L1", error: { code: "x", message: "y" } },
   compute_file_check: { job_id: jobId, lease_id: "L1", name: "out.txt" },
+  compute_file_get: { job_id: jobId, lease_id: "L1", name: "out.txt" },
   targets_list: {},
   targets_activate: { target_id: "default", queue: "default" },
 });

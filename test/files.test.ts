@@ -205,7 +205,14 @@ const upload = async (jobId: string, name: string, body: Buffer, headers: Record
   return { status: res.status, body: (await res.json()) as { name?: string; size?: number; content_type?: string; error?: { code: string } }, ms: performance.now() - started };
 };
 
-t.test("a compute server uploads a file for its lease (PUT …/files/{name}); a stale lease's upload is 409 and stores nothing", async (t) => {
+/** A compute server's read under its lease (GET /api/compute/jobs/{id}/files/{name}). */
+const leasedRead = async (jobId: string, name: string, headers: Record<string, string>) => {
+  const res = await fetch(`${gw}/api/compute/jobs/${jobId}/files/${name}`, { headers, signal: AbortSignal.timeout(30_000) });
+  const bytes = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, bytes, code: res.status === 200 ? undefined : (JSON.parse(bytes.toString("utf8")) as { error?: { code: string } }).error?.code, type: res.headers.get("content-type") };
+};
+
+t.test("a compute server uploads a file for its lease (PUT …/files/{name}) and reads it back (GET); a stale lease's upload or read is 409 and changes nothing", async (t) => {
   const { jobId, leaseId, credential } = await leasedJob(t);
   const as = { authorization: `Bearer ${credential}`, "bosun-lease-id": leaseId };
   const bytes = patternBytes(5 * MiB);
@@ -217,6 +224,14 @@ t.test("a compute server uploads a file for its lease (PUT …/files/{name}); a 
   t.equal(sha(got.bytes), sha(bytes), "downloaded byte-identical");
   t.comment(`5 MiB: upload ${Math.round(put.ms)} ms (${(5 / (put.ms / 1000)).toFixed(1)} MiB/s)`);
   t.equal((await upload(jobId, "no-type", Buffer.from("x"), as)).body.content_type, "application/octet-stream", "no content type: bytes");
+  const readBack = await leasedRead(jobId, "frame.png", as);
+  t.equal(readBack.status, 200, "read back under the lease");
+  t.equal(readBack.type, "image/png", "with its content type");
+  t.equal(sha(readBack.bytes), sha(bytes), "byte-identical");
+  t.match(await leasedRead(jobId, "missing.bin", as), { status: 404, code: "not_found" }, "a file the job does not have: 404");
+  t.equal((await leasedRead(jobId, "frame.png", { authorization: as.authorization })).status, 400, "a read with no lease id: 400");
+  t.match(await leasedRead(jobId, "frame.png", { ...as, "bosun-lease-id": "NoSuchLease" }), { status: 409, code: "lease_stale" }, "a read under another lease id: 409");
+  t.equal((await leasedRead(jobId, "frame.png", { "bosun-lease-id": leaseId })).status, 401, "a read with no credential: 401");
 
   t.equal((await upload(jobId, "x.txt", Buffer.from("x"), { "bosun-lease-id": leaseId })).status, 401, "no credential");
   t.equal((await upload(jobId, "x.txt", Buffer.from("x"), { ...as, authorization: `Bearer ${ADMIN_KEY}` })).status, 401, "an API key is no credential");
@@ -234,11 +249,12 @@ t.test("a compute server uploads a file for its lease (PUT …/files/{name}); a 
   const stale = await upload(jobId, "late.bin", patternBytes(1000), as);
   t.equal(stale.status, 409, "an upload under the ended lease");
   t.equal(stale.body.error?.code, "lease_stale");
+  t.match(await leasedRead(jobId, "frame.png", as), { status: 409, code: "lease_stale" }, "a read under the ended lease");
   t.same((await listed(jobId)).body.files.map((f) => f.name).sort(), ["frame.png", "no-type"], "nothing stored for it");
   t.equal(await stores.objects.stored(jobId, "late.bin"), undefined);
 });
 
-t.test("with compute_endpoints_enabled false the upload route is 404", async (t) => {
+t.test("with compute_endpoints_enabled false the upload and read routes are 404", async (t) => {
   const { jobId, leaseId, credential } = await leasedJob(t);
   const off = await http(gw, "PATCH", "/api/admin/ops", { body: { compute_endpoints_enabled: false }, headers: admin });
   t.equal(off.status, 200);
@@ -247,6 +263,7 @@ t.test("with compute_endpoints_enabled false the upload route is 404", async (t)
   await waitFor(async () => (await upload(jobId, "off.txt", Buffer.from("x"), as)).status === 404, { what: "the flag applied" });
   t.pass("404 while turned off");
   t.equal(await stores.objects.stored(jobId, "off.txt"), undefined, "nothing stored");
+  t.equal((await leasedRead(jobId, "off.txt", as)).status, 404, "the read route too");
 });
 
 t.test("files are removed by cleanup_runs with their job; a running job's stay", async (t) => {

@@ -102,7 +102,10 @@ export class ComputeWorker {
       }
       if (!run) continue;
       const ended = await this.#execute(run);
-      if (ended) posting = posting.then(() => this.#post(ended.run, ended.keeper, ended.outcome));
+      // The next lease overlaps this outcome's post, but waits for the one before: a worker that
+      // dies then leaves at most one job run and unposted per slot (beside the one leased or running).
+      await posting;
+      if (ended) posting = this.#post(ended.run, ended.keeper, ended.outcome);
     }
     await posting;
   }

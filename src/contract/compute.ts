@@ -113,6 +113,8 @@ export const LEASE_ID_HEADER = "bosun-lease-id";
 export const FileCheckRequest = z.object({ ...leaseCall, name: JobFileName, stored: z.boolean().default(false) }).strict();
 export const FileCheckReply = z.object({ fencing_token: FencingToken, object: z.string() });
 export type FileCheckReply = z.infer<typeof FileCheckReply>;
+/** A compute server's read of a file of the job it holds the lease of (ctx.files.read): where it is, for the gateway's download. */
+export const FileGetRequest = z.object({ ...leaseCall, name: JobFileName }).strict();
 
 export const TargetInfo = z.object({
   target_id: z.string(),

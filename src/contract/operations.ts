@@ -46,6 +46,7 @@ import {
   EnrollToken,
   FileCheckReply,
   FileCheckRequest,
+  FileGetRequest,
   JobFileName,
   JobFilesReply,
   LocatedFile,
@@ -192,6 +193,7 @@ export const operations = {
   compute_result: op({ subject: api.computeResult, request: LeaseResultRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with the job's result", tag: "compute" }),
   compute_failed: op({ subject: api.computeFailed, request: LeaseFailedRequest, response: LeaseEndReply, access: "compute", summary: "End a lease with a failed attempt (retried per the job's attempts and backoff)", tag: "compute" }),
   compute_file_check: op({ subject: api.computeFileCheck, request: FileCheckRequest, response: FileCheckReply, access: "compute", summary: "A compute server's file upload, checked before and after the gateway stores it", tag: "compute" }),
+  compute_file_get: op({ subject: api.computeFileGet, request: FileGetRequest, response: LocatedFile, access: "compute", summary: "Where a file of the job a compute server holds the lease of is, for the gateway's download (ctx.files.read)", tag: "compute" }),
   targets_list: op({ subject: api.targetsList, request: EmptyRequest, response: TargetsReply, access: "admin", summary: "Targets, their live supervisors and servers, and their queues", tag: "platform" }),
   targets_activate: op({
     subject: api.targetsActivate,

@@ -63,6 +63,7 @@ export const api = {
   computeResult: `${API_PREFIX}.compute.jobs.result`,
   computeFailed: `${API_PREFIX}.compute.jobs.failed`,
   computeFileCheck: `${API_PREFIX}.compute.jobs.file_check`,
+  computeFileGet: `${API_PREFIX}.compute.jobs.file_get`,
   targetsList: `${API_PREFIX}.targets.list`,
   targetsActivate: `${API_PREFIX}.targets.activate`,
 } as const;

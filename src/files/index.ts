@@ -2,15 +2,16 @@
  * Job files (CONTRACT.md "Handlers", the files routes), the supervisors'
  * side: listing a job's files, locating one for the gateway's download
  * (which streams it from the object store itself: a file may be larger than
- * a NATS message), and checking a compute server's upload before and after
- * the gateway stores its bytes. Each answers 404 for a job whose record is
+ * a NATS message), for a user or for a compute server under its lease, and
+ * checking a compute server's upload before and after the gateway stores
+ * its bytes. Each answers 404 for a job whose record is
  * gone (unknown, or past its retention), as every read of a job does.
  * Writes of a run are the actors' (actors/files.ts).
  */
 import type { MsgHdrs } from "@nats-io/nats-core";
 import type { z } from "zod";
 import { BosunError, jobFileObject, type JobStatus, type operations } from "../contract/index.js";
-import { jobFileOf } from "./lists.js";
+import { jobFileOf, type FileList } from "./lists.js";
 import type { FileStores } from "./stores.js";
 
 type Io<N extends keyof typeof operations> = [z.output<(typeof operations)[N]["request"]>, z.output<(typeof operations)[N]["response"]>];
@@ -35,10 +36,14 @@ export class Files {
       return { files: files.map(jobFileOf) };
     },
     locate: async (req: Io<"jobs_files_get">[0]): Promise<Io<"jobs_files_get">[1]> => {
+      // The list read cannot fail for a missing job: an unknown or another tenant's job reads as "no job" only.
       const [, held] = await Promise.all([this.deps.status(req.job_id), this.deps.stores.lists.read(req.job_id)]);
-      const file = held?.list.files.find((f) => f.name === req.name);
-      if (!file) throw noFile(req.job_id, req.name);
-      return { ...jobFileOf(file), object: jobFileObject(req.job_id, req.name) };
+      return located(req.job_id, req.name, held?.list.files);
+    },
+    /** ctx.files.read on a compute server: a file of the job whose lease it holds (a stale lease reads nothing). */
+    leasedFile: async (req: Io<"compute_file_get">[0], headers: MsgHdrs | undefined): Promise<Io<"compute_file_get">[1]> => {
+      const [, held] = await Promise.all([this.deps.checkLease(req.job_id, req.lease_id, headers), this.deps.stores.lists.read(req.job_id)]);
+      return located(req.job_id, req.name, held?.list.files);
     },
     /**
      * Before the upload: the lease is current and the job has room for the
@@ -60,4 +65,11 @@ export class Files {
       return { fencing_token, object };
     },
   };
+}
+
+/** The file of the name in a job's list, and where its object is. */
+function located(jobId: string, name: string, files: FileList["files"] | undefined): Io<"jobs_files_get">[1] {
+  const file = files?.find((f) => f.name === name);
+  if (!file) throw noFile(jobId, name);
+  return { ...jobFileOf(file), object: jobFileObject(jobId, name) };
 }

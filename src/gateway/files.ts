@@ -1,9 +1,10 @@
 /**
- * The two routes that carry a job file's bytes, which can be larger than a
+ * The routes that carry a job file's bytes, which can be larger than a
  * NATS message: the gateway streams them between HTTP and the object store
  * itself, and asks the supervisors (one NATS request each) whether and
- * where. A download: `jobs_files_get` (auth, tenant, the job's record)
- * says where, then the object streams out. A compute server's upload:
+ * where. A download: `jobs_files_get` (auth, tenant, the job's record), or
+ * for a compute server's ctx.files.read `compute_file_get` (credential,
+ * lease), says where, then the object streams out. A compute server's upload:
  * `compute_file_check` before the body is read (credential, lease, room),
  * the body streams into the object store, then `compute_file_check` again
  * (stored: true): a lease lost meanwhile gets 409 and the object is removed.
@@ -59,7 +60,18 @@ export async function registerFileRoutes(app: FastifyInstance, call: Call, nats:
 
   app.get("/api/jobs/:job_id/files/:name", async (req, reply) => {
     const { job_id, name } = parseWith(FileParams, req.params);
-    const located = await call(api.jobsFilesGet, { job_id, name }, req);
+    return download(req, reply, job_id, name, await call(api.jobsFilesGet, { job_id, name }, req));
+  });
+
+  // ctx.files.read of a compute worker: a file of the job it holds the lease of.
+  app.get("/api/compute/jobs/:job_id/files/:name", async (req, reply) => {
+    const { job_id, name } = parseWith(FileParams, req.params);
+    const lease_id = parseWith(LeaseId, req.headers[LEASE_ID_HEADER]);
+    return download(req, reply, job_id, name, await call(api.computeFileGet, { job_id, lease_id, name }, req));
+  });
+
+  /** Streams the file the supervisors located (or sends their refusal). */
+  async function download(req: FastifyRequest, reply: FastifyReply, job_id: string, name: string, located: { status: number; body: unknown }): Promise<FastifyReply> {
     if (located.status !== 200) return send(reply, located.status, located.body);
     const where = LocatedFile.safeParse(located.body);
     if (!where.success || where.data.object !== jobFileObject(job_id, name)) throw new BosunError("internal_error", "the supervisors' answer does not say where the file is");
@@ -77,7 +89,7 @@ export async function registerFileRoutes(app: FastifyInstance, call: Call, nats:
       .header("content-security-policy", "sandbox")
       .header("x-content-type-options", "nosniff")
       .send(Readable.fromWeb(file.data as NodeReadableStream<Uint8Array>));
-  });
+  }
 
   await app.register(async (scope) => {
     // The body is the file: streamed into the object store as it arrives, never parsed or buffered here.

@@ -109,7 +109,7 @@ const plain = (extra: Extra, type: string, schema: JsonSchema): JsonSchema => ({
 
 const binary = { type: "string", contentMediaType: "application/octet-stream" };
 
-/** The two routes whose body is a file's bytes (gateway/files.ts), not JSON. */
+/** The routes whose body is a file's bytes (gateway/files.ts), not JSON. */
 const fileDownload: JsonSchema = {
   operationId: "getJobFile",
   tags: ["jobs"],
@@ -121,6 +121,21 @@ const fileDownload: JsonSchema = {
     "400": errorResponse("not a job id or file name (`validation_error`)"),
     "404": errorResponse("no such job, or it has no file of that name (`not_found`)"),
     "4XX": errorResponse("another client error: 401/403 (auth)"),
+    "503": unavailable,
+  },
+};
+const leasedFileDownload: JsonSchema = {
+  operationId: "getLeasedJobFile",
+  tags: ["compute"],
+  summary: "A compute server reads a file of the job it leased, like ctx.files.read",
+  description: `NATS: request \`${operations.compute_file_get.subject}\` says where it is; the gateway streams it from the object store. A compute server's credential, and its lease in the \`${LEASE_ID_HEADER}\` header.`,
+  parameters: [...parameters({ params: FileParams }), { name: LEASE_ID_HEADER, in: "header", required: true, schema: { type: "string" } }],
+  responses: {
+    "200": { description: "the file's bytes, with its content type", content: { "*/*": { schema: binary } } },
+    "400": errorResponse("not a job id, file name or lease id (`validation_error`)"),
+    "404": errorResponse("the job has no file of that name (`not_found`), or the compute endpoints are turned off"),
+    "409": errorResponse("the lease is not current (`lease_stale`)"),
+    "4XX": errorResponse("another client error: 401 (credential)"),
     "503": unavailable,
   },
 };
@@ -160,6 +175,7 @@ export function buildOpenApi(): JsonSchema {
   );
   add("GET", "/api/jobs/:job_id/files/:name", fileDownload);
   add("PUT", "/api/compute/jobs/:job_id/files/:name", fileUpload);
+  add("GET", "/api/compute/jobs/:job_id/files/:name", leasedFileDownload);
   add("GET", "/healthz", plain({ operationId: "getHealth", tag: "system", summary: "Liveness: the gateway answers (NATS or not)", open: true }, "application/json", status));
   add("GET", "/readyz", plain({ operationId: "getReadiness", tag: "system", summary: "Readiness: NATS connected and the jobs stream present", open: true }, "application/json", status));
   add("GET", "/metrics", plain({ operationId: "getMetrics", tag: "system", summary: "Prometheus metrics of this gateway", open: true }, "text/plain", { type: "string" }));

@@ -101,6 +101,7 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     compute_result: (req, msg) => compute.result(req, msg.headers),
     compute_failed: (req, msg) => compute.failed(req, msg.headers),
     compute_file_check: (req, msg) => files.fileCheck(req, msg.headers),
+    compute_file_get: (req, msg) => files.leasedFile(req, msg.headers),
     targets_list: () => targets.list(),
     targets_activate: (req) => targets.activate(req),
   };

@@ -192,7 +192,10 @@ export class Pool {
       execution.waitTimer = setTimeout(() => roomy.withdraw(execution), maxWaitMs);
       return;
     }
-    this.#line.join(execution, run, maxWaitMs);
+    // An actor still starting takes the line's first job once up: a short job waits for that, not
+    // just its own limit (handed back meanwhile, it would go behind every job of its lane).
+    const starting = [...this.#members].some((m) => m.state === "starting");
+    this.#line.join(execution, run, maxWaitMs === undefined || !starting ? maxWaitMs : Math.max(maxWaitMs, START_TIMEOUT_MS));
     this.#replenish();
   }
 
