@@ -12,6 +12,7 @@ import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { httpQueue, scrape, startMetricsSupervisor, type QueueStatus } from "./helpers/ops.js";
 import { uniqueName, waitFor } from "./helpers/wait.js";
+import { MAX_HOLD_MS, WINDOW as PACING_WINDOW } from "../src/supervisor/submit-pacer.js";
 
 const server = await NatsServer.start(t);
 const nc = await connectClient(t, server.url);
@@ -171,7 +172,7 @@ t.test("max_pending: submits beyond it answer 503 unavailable with Retry-After o
   t.same(after.limits, {}, "no limits left in the queue status");
 });
 
-t.test("intake pacing: with every execution slot busy a submit waits for a run to end (at most 500 ms), with a free slot it does not", async (t) => {
+t.test("intake pacing: with every execution slot busy, submits beyond the window wait for a run to end (at most 500 ms); with a free slot none does", async (t) => {
   const queue = uniqueName("pace");
   const { metricsUrl } = await startMetricsSupervisor(t, server.url, { queues: [queue], args: pool(1) });
   await servedBy(queue, 1);
@@ -184,18 +185,21 @@ t.test("intake pacing: with every execution slot busy a submit waits for a run t
   };
   const finished = (jobId: string) => waitFor(async () => (await status(jobId)).state === "succeeded", { timeoutMs: 15_000, what: `job ${jobId} to succeed` });
 
-  const idle = await submit(1);
+  // A run of 100 ms first: with runs that long nothing is pulled ahead, so one running job fills the pool.
+  const idle = await submit(100);
   t.equal(await held(), 0, "a submit to an idle pool is not held");
   await finished(idle.jobId);
 
   const long = await submit(2500);
   await waitFor(async () => (await status(long.jobId)).state === "running", { what: "the long job running" });
+  // Back to back: a spell ends once no submit has seen the pool full for 50 ms.
+  const windowed = await Promise.all(Array.from({ length: PACING_WINDOW }, () => submit(1)));
   const paced = await submit(1);
-  t.equal(await held(), 1, "with the only slot busy, the submit was held");
-  t.ok(paced.tookMs >= 450, `and went ahead after the hold, no run having ended (${paced.tookMs} ms)`);
+  t.equal(await held(), 1, `with the only slot busy, the spell's first ${PACING_WINDOW} submits went on, the next one was held`);
+  t.ok(paced.tookMs >= MAX_HOLD_MS - 50, `and went ahead after the hold, no run having ended (${paced.tookMs} ms)`);
   t.ok(paced.tookMs < 2400, `before the long job ended: a hold is bounded (${paced.tookMs} ms)`);
   await finished(long.jobId);
-  await finished(paced.jobId);
+  for (const job of [...windowed, paced]) await finished(job.jobId);
   t.equal((await status(paced.jobId)).attempts, 1, "the held job was accepted once and ran once");
 });
 

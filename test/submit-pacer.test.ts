@@ -4,14 +4,16 @@
  * pacer in a running supervisor is tested in limits.test.ts.
  */
 import t from "tap";
-import { MAX_HOLD_MS, SubmitPacer } from "../src/supervisor/submit-pacer.js";
+import { MAX_HOLD_MS, SubmitPacer, WINDOW } from "../src/supervisor/submit-pacer.js";
 
-t.test("with a free slot nothing waits; once all are busy, each run's end lets the longest-held submit go on", async (t) => {
+t.test("with room nothing waits; a busy spell lets WINDOW submits through, then each run's end lets the longest-held one go on", async (t) => {
   let busy = false;
   let heldCount = 0;
   const pacer = new SubmitPacer(() => busy, () => heldCount++);
-  t.equal(pacer.turn(), undefined, "a free slot: no wait");
+  t.equal(pacer.turn(), undefined, "room for jobs: no wait");
   busy = true;
+  for (let i = 0; i < WINDOW; i++) if (pacer.turn() !== undefined) t.fail(`submit ${i} of the window was held`);
+  t.equal(heldCount, 0, `the spell's first ${WINDOW} submits went on at once`);
   const order: number[] = [];
   const waits = [1, 2, 3].map((i) => pacer.turn()!.then(() => order.push(i)));
   t.equal(heldCount, 3, "three submits held");
@@ -29,6 +31,7 @@ t.test("with a free slot nothing waits; once all are busy, each run's end lets t
 
 t.test("a held submit goes on after MAX_HOLD_MS even if no run ends", async (t) => {
   const pacer = new SubmitPacer(() => true);
+  for (let i = 0; i < WINDOW; i++) void pacer.turn();
   const t0 = performance.now();
   await pacer.turn();
   const waited = performance.now() - t0;

@@ -59,7 +59,7 @@ export interface RunnerOptions {
   /** Only lanes of this target are this runner's (CONTRACT.md "Targets and ops flags"). */
   target: string;
   leaseMs: number;
-  /** A run ended (its slot is free): intake's pacer grants a turn. */
+  /** A run ended (its slot is free; not a job handed back unrun): intake's pacer grants a turn. */
   onRunEnded?: () => void;
   log: Logger;
   /** Resolves once an acknowledged write gets through (this node reaches the cluster's majority). */
@@ -114,9 +114,15 @@ export class Runner {
     return this.#state;
   }
 
-  /** Every execution slot is taken (draining, with none, is not: nothing will free one). */
+  /** It holds every job it may (its processes busy, and their queue places while jobs run short); draining, with none, is not. */
   get saturated(): boolean {
-    return this.pool.capacity > 0 && this.#executing >= this.pool.capacity;
+    return this.pool.capacity > 0 && this.#room() <= 0;
+  }
+
+  /** Jobs it may still take: free processes, and queue places on busy ones while jobs run short (pulled ahead). */
+  #room(): number {
+    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
+    return this.pool.capacity + ahead - this.#executing;
   }
 
   /** Starts pulling: the default lane of each queue first (so its consumer exists), then every lane that appears. */
@@ -169,8 +175,7 @@ export class Runner {
   refill(): void {
     if (this.#state !== "running" || this.#gate.closed) return;
     const now = Date.now();
-    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
-    const room = this.pool.capacity + ahead - this.#executing;
+    const room = this.#room();
     const { laneOrder } = this.opts;
     // Strict band order: only lanes of the best band with work are pulled from (and watched);
     // lower bands wait until it runs dry.
@@ -292,7 +297,6 @@ export class Runner {
       if (released) return;
       released = true;
       this.#executing--;
-      this.opts.onRunEnded?.();
       this.opts.limits.release(admission);
       this.#refillSoon();
     };
@@ -383,6 +387,7 @@ export class Runner {
       visibility.stop();
       this.#running.delete(job.job_id);
       releaseSlot();
+      this.opts.onRunEnded?.();
       await this.#settleRetrying(() => this.#settler.settle(msg, job, { ...record, progress: interim.progress }, history, outcome), job, record.attempts, runId);
       // Only after the outcome is stored: until then a reader may still need it.
       if (visibility.written) this.store.dropInterim(job.job_id).catch((err: unknown) => log.warn({ err, job_id: job.job_id }, "could not remove an interim record"));
