@@ -12,11 +12,9 @@
  * within its wait limit is withdrawn, and one whose actor dies before
  * starting it (the start ledger tells) is not started at all.
  */
-import type { Logger } from "pino";
 import type { JobError, ProcessInfo, Supervision } from "../../contract/index.js";
-import { actorSpawner, type ActorExit, type ActorKind, type ActorSpawner } from "../actor.js";
+import { actorSpawner, type ActorExit, type ActorSpawner } from "../actor.js";
 import type { ChildMessage, DoneMessage } from "../protocol.js";
-import type { SupervisorMetrics } from "../../platform/metrics.js";
 import {
   drainingError,
   killError,
@@ -31,65 +29,14 @@ import {
 import { PoolMember, recycleTarget } from "./pool-member.js";
 import { RestartIntensity } from "./restarts.js";
 import { WaitLine } from "./wait-line.js";
+import type { PoolOptions } from "./options.js";
 
 export { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type KillReason } from "./execution.js";
+export { poolSettingsOf, type PoolOptions } from "./options.js";
 
 const START_TIMEOUT_MS = 15_000;
 /** Runs an actor holds at most: the one it is on and those queued to start right after it. */
 export const RUNS_PER_ACTOR = 4;
-
-export interface PoolOptions {
-  /** What runs the jobs: child processes (default) or worker threads. */
-  isolation: ActorKind;
-  min: number;
-  max: number;
-  maxExecutions: number;
-  maxMemoryMb: number;
-  idleTimeoutMs: number;
-  /** Time a handler gets to honour ctx.signal before its actor is killed. */
-  killGraceMs: number;
-  handlersPath?: string;
-  builtins: boolean;
-  /** Extra environment for execution actors (NATS URL and maintenance defaults). */
-  env: Record<string, string>;
-  /** More crashes than this within restartWindowMs make spawning back off. */
-  maxRestarts: number;
-  restartWindowMs: number;
-  log: Logger;
-  /** Called on every change a heartbeat should report. */
-  onChange(): void;
-  metrics?: Pick<SupervisorMetrics, "restarts" | "recycles">;
-}
-
-/** The pool flags as a supervisor's and a compute worker's config hold them (platform/config.ts poolFields). */
-export interface PoolFlags {
-  isolation: ActorKind;
-  min: number;
-  max: number;
-  max_executions: number;
-  max_memory_mb: number;
-  idle_timeout_ms: number;
-  kill_grace_ms: number;
-  handlers?: string;
-  builtins: boolean;
-  max_restarts: number;
-  restart_window_ms: number;
-}
-
-/** The part of PoolOptions the flags decide, the same for every process that runs a pool. */
-export const poolSettingsOf = (c: PoolFlags) => ({
-  isolation: c.isolation,
-  min: c.min,
-  max: c.max,
-  maxExecutions: c.max_executions,
-  maxMemoryMb: c.max_memory_mb,
-  idleTimeoutMs: c.idle_timeout_ms,
-  killGraceMs: c.kill_grace_ms,
-  handlersPath: c.handlers,
-  builtins: c.builtins,
-  maxRestarts: c.max_restarts,
-  restartWindowMs: c.restart_window_ms,
-});
 
 export class Pool {
   readonly #members = new Set<PoolMember>();
