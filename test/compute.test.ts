@@ -3,12 +3,16 @@
  * supervisor and a real nats-server: enroll, lease, heartbeat, result and
  * failure; single-use and expired enroll tokens; stale leases refused with
  * nothing changed; an expired lease rerun on another server with a higher
- * fencing token, the late result of the first refused; revoke; a gateway
+ * fencing token, the late result of the first refused; revoke; a lease
+ * granted to a server that went away handed back at once; a gateway
  * SIGKILLed while 20 jobs are leased.
  */
+import net from "node:net";
 import t from "tap";
+import { api } from "../src/contract/index.js";
 import { startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http, type ErrorReply } from "./helpers/http.js";
+import { connectClient } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { uniqueName, waitFor } from "./helpers/wait.js";
 import { RemoteServer, type Leased } from "./helpers/compute.js";
@@ -183,6 +187,30 @@ t.test("revoke: the credential is refused at once and the server's leased jobs r
   t.same([...rerun].sort(), [...ids].sort(), "every revoked job ran again");
   for (const id of ids) t.equal((await status(id)).state, "succeeded", `${id} succeeded`);
   t.equal((await http(gwA.baseUrl, "DELETE", `/api/compute/servers/${bad.serverId}`)).status, 404, "revoking twice: 404");
+});
+
+t.test("a lease granted after its compute server went away is handed back at once, not left to expire", async (t) => {
+  const queue = uniqueName("rq");
+  const gone = await RemoteServer.enroll(gwA, [queue]);
+  const heir = await RemoteServer.enroll(gwA, [queue]);
+  // The server's long poll reaches the supervisors (seen on NATS), then its connection closes, as a killed worker's does.
+  const nc = await connectClient(t, server.url);
+  const forwarded = nc.subscribe(api.computeLease, { max: 1 });
+  await nc.flush();
+  const body = JSON.stringify({ wait_ms: 20_000 });
+  const socket = net.connect(gwA.port, "127.0.0.1");
+  socket.on("error", () => undefined);
+  socket.write(`POST /api/compute/jobs/lease HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${gone.credential}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  for await (const _ of forwarded) break;
+  socket.destroy();
+  const jobId = await submit(queue);
+  await waitFor(() => gwA.proc.logs.some((l) => typeof l.msg === "string" && l.msg.startsWith("lease handed back") && l.job_id === jobId), { timeoutMs: 10_000, what: "the gateway handing the orphaned lease back" });
+  const startedAt = Date.now();
+  const leased = await heir.lease(gwB, 5000);
+  t.equal(leased?.job.job_id, jobId, "another server leases the job");
+  t.ok(Date.now() - startedAt < LEASE_MS, `at once, not after the orphaned lease's ${LEASE_MS} ms (${Date.now() - startedAt} ms)`);
+  t.equal((await heir.result(gwB, leased!, { ok: 1 })).status, 200);
+  t.match(await status(jobId), { state: "succeeded" }, "and it succeeds there");
 });
 
 t.test("a gateway SIGKILLed while 20 jobs are leased loses none", async (t) => {

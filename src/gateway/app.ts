@@ -38,6 +38,7 @@ import type { NatsLink } from "./nats-link.js";
 import { Revocations } from "./revocations.js";
 import { buildOpenApi } from "./openapi.js";
 import { registerFileRoutes } from "./files.js";
+import { handBackIfOrphaned } from "./orphaned-lease.js";
 import { httpRoutes, JobParams, operations, WaitQuery, type HttpRoute } from "../contract/index.js";
 
 declare module "fastify" {
@@ -270,6 +271,8 @@ function registerRoute(app: FastifyInstance, route: HttpRoute, call: Call): void
       const waitMs = isPlainObject(request) && typeof request.wait_ms === "number" ? request.wait_ms : 0;
       const res = await call(operations[route.operation].subject, request, req, waitMs);
       if (res.status !== 200) return send(reply, res.status, res.body);
+      // Nobody to answer: 204 to a closed socket writes nothing.
+      if (route.operation === "compute_lease" && (await handBackIfOrphaned(call, req, res.body))) return reply.code(204).send();
       if (route.noContent?.(res.body)) return reply.code(204).send();
       return send(reply, route.status ?? 200, route.fromReply ? route.fromReply(res.body) : res.body);
     },

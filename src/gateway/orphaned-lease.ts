@@ -1,0 +1,25 @@
+/**
+ * A compute server's lease long-poll that was granted after the server
+ * went away (killed, or its poll aborted by a drain): nobody will run the
+ * job, and left alone it would wait out its lease before running elsewhere.
+ * The gateway sees the client's socket gone when the grant comes back and
+ * ends the lease at once as a hand-back (`failed` with code `shutdown`, the
+ * code a compute worker's drain uses), under the server's own credential.
+ */
+import type { FastifyRequest } from "fastify";
+import { api, LeaseReply } from "../contract/index.js";
+import type { Call } from "./app.js";
+
+/** True when the lease reply had a job and the client was gone: the lease was handed back (or that was tried). */
+export async function handBackIfOrphaned(call: Call, req: FastifyRequest, body: unknown): Promise<boolean> {
+  if (!req.raw.socket.destroyed) return false;
+  const granted = LeaseReply.safeParse(body);
+  if (!granted.success || !granted.data.job) return false;
+  const { job, lease } = granted.data;
+  const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, lease_id: lease.lease_id };
+  const error = { code: "shutdown", message: "the compute server went away before its lease reached it" };
+  const ended = await call(api.computeFailed, { job_id: job.job_id, lease_id: lease.lease_id, error, retryable: true }, req).catch((err: unknown) => ({ status: 0, body: err }));
+  if (ended.status === 200) req.log.warn(logCtx, "lease handed back: its compute server went away before the lease reached it");
+  else req.log.warn({ ...logCtx, status: ended.status, err: ended.body }, "could not hand back a lease whose compute server went away; it runs again once the lease expires");
+  return true;
+}
