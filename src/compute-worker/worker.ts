@@ -105,7 +105,8 @@ export class ComputeWorker {
       // The next lease overlaps this outcome's post, but waits for the one before: a worker that
       // dies then leaves at most one job run and unposted per slot (beside the one leased or running).
       await posting;
-      if (ended) posting = this.#post(ended.run, ended.keeper, ended.outcome);
+      // Its boundary: an unexpected throw must not end the slot's loop (the job then runs again after its lease).
+      if (ended) posting = this.#post(ended.run, ended.keeper, ended.outcome).catch((err: unknown) => this.log.error({ err, job_id: ended.run.job.job_id }, "posting an outcome failed unexpectedly; the job runs again once its lease lapses"));
     }
     await posting;
   }
