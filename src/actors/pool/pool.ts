@@ -141,8 +141,7 @@ export class Pool {
     }
     // An actor still starting takes the line's first job once up: a short job waits for that, not
     // just its own limit (handed back meanwhile, it would go behind every job of its lane).
-    const starting = [...this.#members].some((m) => m.state === "starting");
-    this.#line.join(execution, run, maxWaitMs === undefined || !starting ? maxWaitMs : Math.max(maxWaitMs, START_TIMEOUT_MS));
+    this.#line.join(execution, run, maxWaitMs === undefined || !this.#anyStarting() ? maxWaitMs : Math.max(maxWaitMs, START_TIMEOUT_MS));
     this.#replenish();
   }
 
@@ -189,6 +188,11 @@ export class Pool {
     let n = 0;
     for (const m of this.#members) if (m.state !== "killed") n++;
     return n;
+  }
+
+  #anyStarting(): boolean {
+    for (const m of this.#members) if (m.state === "starting") return true;
+    return false;
   }
 
   /** The actor's run is over: it is on its next queued one, retires, takes the next job in line, or idles. */
