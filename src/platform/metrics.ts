@@ -23,7 +23,7 @@ export class SupervisorMetrics {
   readonly submitted = this.#counter("bosun_jobs_submitted_total", "Jobs accepted by this supervisor's API");
   readonly submitsHeld = new Counter({
     name: "bosun_submits_held_total",
-    help: "Single submits held for a turn (up to 500 ms) while every execution slot here was busy",
+    help: "Single submits held for a turn (up to 500 ms) while this supervisor held every job it may",
     registers: [this.registry],
   });
   readonly succeeded = this.#counter("bosun_jobs_succeeded_total", "Jobs that succeeded here");

@@ -87,7 +87,7 @@ export interface IntakeDeps {
   /** The queue's max_pending from the ops flags, if set. */
   maxPending(queue: string): number | undefined;
   pending: PendingCounts;
-  /** Waits for a turn while this supervisor's execution slots are all busy (SubmitPacer); undefined: go on. */
+  /** Waits for a turn while this supervisor holds every job it may (SubmitPacer); undefined: go on. */
   pace(): Promise<void> | undefined;
   defaults: JobDefaults;
   metrics: SupervisorMetrics;
@@ -134,12 +134,11 @@ export class Intake {
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
     }
-    // A batch has counted its jobs in already, a forwarded submit was counted (and paced) by its sender,
-    // and a schedule's tick is claimed once: refused, it would be lost rather than retried; held, late.
-    if (!ctx.counted && !forwarded && !origin) {
-      await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
-      await this.deps.pace();
-    }
+    // A batch has counted its jobs in already, a forwarded submit was counted by its sender (and is not
+    // held twice: neither side paces a forward), and a schedule's tick is claimed once: refused, it would
+    // be lost rather than retried; held, late.
+    const paced = !ctx.counted && !forwarded && !origin;
+    if (paced) await this.deps.pending.admit(req.queue, 1, this.deps.maxPending(req.queue));
     // Checked by a supervisor of the target that runs it: it has the handler, its payload schema and defaults.
     // A forwarded submit was sent here as to a supervisor of the active target its sender saw, and that
     // choice stands: a switch one of the two has seen and the other not yet neither refuses it nor moves it.
@@ -175,6 +174,8 @@ export class Intake {
       } else if (existing) return this.#replyForExisting(existing.jobId, req.wait_ms);
     }
 
+    // Only a submit about to be written waits its turn: bad input is refused at once, a repeat answered at once.
+    if (paced) await this.deps.pace();
     const dueAt = req.run_at ? Date.parse(req.run_at) : req.delay_ms ? Date.now() + req.delay_ms : 0;
     const scheduled = dueAt > Date.now();
     // Subscribe before publishing, so a fast job's result cannot slip past.
