@@ -286,9 +286,9 @@ export class Procs {
 }
 
 /** With BENCH_CPU_PROF=dir, Bosun's processes write V8 CPU profiles there (execution processes and threads too). */
-function profiling(): string[] {
+export function profiling(sub = ""): string[] {
   const dir = process.env.BENCH_CPU_PROF;
-  return dir ? ["--cpu-prof", "--cpu-prof-dir", path.resolve(dir)] : [];
+  return dir ? ["--cpu-prof", "--cpu-prof-dir", path.resolve(dir, sub)] : [];
 }
 
 function bosunEnv(natsUrl: string): NodeJS.ProcessEnv {

@@ -1,7 +1,8 @@
 /**
  * The cost of tracing on noop throughput (issue 16): the same workload on
  * the same nats-server, alternating per round between
- *   baseline  Bosun built from BENCH_BASELINE_REF (default main: no tracing code),
+ *   baseline  this working tree's sources with src/platform/tracing.ts
+ *             replaced by bench/tracing-absent.ts: no traceparent made, read or passed on,
  *   off       this build, no OpenTelemetry SDK (the API's no-op spans; the traceparent still travels),
  *   sdk       this build with a no-op SDK in every process (spans recorded, exported nowhere),
  *   sdk+als   the same plus the SDK's AsyncLocalStorage context manager (as NodeSDK registers it).
@@ -9,16 +10,18 @@
  * jobs with 64 submits outstanding, each submit waiting for its result
  * (wait_ms), over NATS and over HTTP. Run under the heavy lock:
  *   flock /tmp/bosun-heavy.lock npm run bench:tracing
+ * BENCH_TRACING_MODES=off,sdk runs only those (ratios are ÷ the first);
+ * BENCH_CPU_PROF=dir profiles every process into dir/<mode>.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { api, streams } from "../src/contract/index.js";
-import { Procs, waitUntil, type Proc } from "./procs.js";
+import { profiling, Procs, waitUntil, type Proc } from "./procs.js";
 import { median, nowMs, pump } from "./stats.js";
 
 const JOBS = Math.round(Number(process.env.BENCH_TRACING_JOBS ?? 6000));
@@ -32,24 +35,21 @@ type Mode = "baseline" | "off" | "sdk" | "sdk+als";
 type Via = "nats" | "http";
 
 const procs = new Procs();
-const baselineRef = process.env.BENCH_BASELINE_REF ?? "main";
 
-/** The baseline's dist/, built from its git ref into a folder beside this build (node_modules shared). */
+/** The baseline's dist/: these sources without tracing, built into a folder beside this build (node_modules shared). */
 function buildBaseline(): string {
   const dir = path.join(procs.tmp, "baseline");
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const archive = execFileSync("git", ["archive", baselineRef, "src", "package.json", "tsconfig.json", "tsconfig.build.json"], { cwd: procs.root });
-  execFileSync("tar", ["-x", "-C", dir], { input: archive });
+  for (const entry of ["src", "package.json", "tsconfig.json", "tsconfig.build.json"]) cpSync(path.join(procs.root, entry), path.join(dir, entry), { recursive: true });
+  copyFileSync(path.join(procs.root, "bench", "tracing-absent.ts"), path.join(dir, "src", "platform", "tracing.ts"));
   symlinkSync(path.join(procs.root, "node_modules"), path.join(dir, "node_modules"));
   execFileSync(path.join(procs.root, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: dir, stdio: "inherit" });
-  // The commander CLI's entry, or the single-file one of a build before it.
-  const entry = path.join(dir, "dist", "cli", "main.js");
-  return existsSync(entry) ? entry : path.join(dir, "dist", "cli.js");
+  return path.join(dir, "dist", "cli", "main.js");
 }
 
 function start(mode: Mode, cli: string, natsUrl: string, queue: string, gatewayPort: number): Proc[] {
-  const node = mode.startsWith("sdk") ? ["--import", path.join(procs.root, "bench", "tracing-noop-sdk.mjs")] : [];
+  const node = [...profiling(mode), ...(mode.startsWith("sdk") ? ["--import", path.join(procs.root, "bench", "tracing-noop-sdk.mjs")] : [])];
   const env = { NATS_URL: natsUrl, BOSUN_LOG_LEVEL: "warn", BENCH_TRACING_ALS: mode === "sdk+als" ? "1" : "0" };
   return [
     procs.spawn(`supervisor-${mode}`, process.execPath, [...node, cli, "supervisor", "--queues", queue, "--min", "4", "--max", "4"], { env }),
@@ -110,12 +110,12 @@ async function run(mode: Mode, cli: string, natsUrl: string, nc: NatsConnection,
 }
 
 async function main(): Promise<void> {
-  const baselineCli = buildBaseline();
+  const modes: Mode[] = (process.env.BENCH_TRACING_MODES ?? "baseline,off,sdk,sdk+als").split(",") as Mode[];
+  const baselineCli = modes.includes("baseline") ? buildBaseline() : "";
   const cli = procs.cli;
   if (!existsSync(cli)) throw new Error("build first: npm run build");
   const { url } = await procs.startNats();
   const nc = await connect({ servers: url, noAsyncTraces: true });
-  const modes: Mode[] = ["baseline", "off", "sdk", "sdk+als"];
   const results = Object.fromEntries(modes.map((m) => [m, { nats: [], http: [] }])) as unknown as Record<Mode, Record<Via, number[]>>;
   try {
     for (let round = 0; round < ROUNDS; round++) {
@@ -132,11 +132,15 @@ async function main(): Promise<void> {
     await procs.stopAll();
     procs.removeTmp();
   }
-  console.log(`\nnoop throughput, ${JOBS} jobs per run, ${INFLIGHT} submits with wait_ms outstanding, median of ${ROUNDS} rounds (baseline = ${baselineRef}):`);
+  // Against the first mode run, each mode's figure and its per-round ratio (same round, same machine state).
+  const reference = modes[0]!;
+  console.log(`\nnoop throughput, ${JOBS} jobs per run, ${INFLIGHT} submits with wait_ms outstanding, median of ${ROUNDS} rounds; ratios ÷ ${reference}, median (min–max) of the rounds:`);
   for (const via of ["nats", "http"] as const) {
-    const base = median(results.baseline[via]);
-    const line = modes.map((m) => `${m} ${median(results[m][via]).toFixed(0)} (${((median(results[m][via]) / base - 1) * 100).toFixed(1)} %)`).join("  ");
-    console.log(`  ${via.padEnd(4)}  ${line}`);
+    const line = modes.map((m) => {
+      const ratios = results[m][via].map((v, i) => v / results[reference][via][i]!);
+      return `${m} ${median(results[m][via]).toFixed(0)} (${median(ratios).toFixed(3)}×, ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`;
+    });
+    console.log(`  ${via.padEnd(4)}  ${line.join("  ")}`);
   }
 }
 

@@ -2,7 +2,7 @@
  * Tracing across processes. With an SDK in every process (test/fixtures/
  * trace-to-file.mjs, exporting each span as a JSON line) one submit makes one
  * connected trace: the caller's span -> gateway -> NATS API (supervisor) ->
- * run (supervisor) -> handler (execution process), and the result message
+ * run (supervisor) -> a span the handler makes (execution process), and the result message
  * carries the trace on. Without an SDK, the traceparent still travels through
  * unchanged, and the gateway makes one when the request has none.
  */
@@ -76,24 +76,25 @@ t.test("one submit makes one connected trace across gateway, supervisor and exec
   };
   const spans = await waitFor(async () => {
     const all = await read();
-    return ["POST /api/jobs", "bosun.api jobs_submit", "bosun.run test.trace", "bosun.handler test.trace"].every((n) => all.some((s) => s.name === n)) && all;
+    return ["POST /api/jobs", "bosun.api jobs_submit", "bosun.run test.trace", "handler work"].every((n) => all.some((s) => s.name === n)) && all;
   }, { timeoutMs: 10_000, what: "the four spans of the job" });
   const named = (name: string) => spans.find((s) => s.name === name)!;
   const gatewaySpan = named("POST /api/jobs");
   const apiSpan = named("bosun.api jobs_submit");
   const runSpan = named("bosun.run test.trace");
-  const handlerSpan = named("bosun.handler test.trace");
+  const handlerSpan = named("handler work");
   t.equal(gatewaySpan.parent_span_id, root.spanContext().spanId, "gateway span <- caller span");
   t.equal(apiSpan.parent_span_id, gatewaySpan.span_id, "NATS API span <- gateway span");
   t.equal(runSpan.parent_span_id, apiSpan.span_id, "run span <- submit's API span");
-  t.equal(handlerSpan.parent_span_id, runSpan.span_id, "handler span <- run span");
+  t.equal(handlerSpan.parent_span_id, runSpan.span_id, "a span made in the handler <- run span");
+  t.notOk(spans.some((s) => s.name.startsWith("bosun.handler")), "the execution process records no span of its own");
   t.equal(runSpan.attributes["bosun.job_id"], job_id);
   t.equal(new Set([gatewaySpan.pid, runSpan.pid, handlerSpan.pid]).size, 3, "three processes took part");
   t.equal(apiSpan.pid, runSpan.pid, "the supervisor served the API and ran the job");
 
   t.equal(seen.ctx_trace.trace_id, traceId, "ctx.trace names the trace");
-  t.equal(seen.ctx_trace.span_id, handlerSpan.span_id, "ctx.trace is the handler's span");
-  t.equal(seen.active_span_id, handlerSpan.span_id, "the handler's span is the active context");
+  t.equal(seen.ctx_trace.span_id, runSpan.span_id, "ctx.trace is the run span");
+  t.equal(seen.active_span_id, runSpan.span_id, "the run span is the handler's active context");
 
   const jsm = await jetstreamManager(nc);
   const stored = await jsm.direct.getMessage(streams.results, { last_by_subj: resultSubject(job_id) });

@@ -9,7 +9,7 @@ import { jobErrorOf } from "../contract/errors.js";
 import { loadHandlers, type HandlerContext } from "./handlers.js";
 import { jobFiles, type JobFiles } from "./files.js";
 import type { ChildMessage, ParentCommand, RunCommand } from "./protocol.js";
-import { hop, SpanKind, traceIds, type Hop } from "../platform/tracing.js";
+import { continueTrace, traceIds, type Hop } from "../platform/tracing.js";
 
 /** The actor's side of its channel to the supervisor. */
 export interface ActorChannel {
@@ -109,7 +109,7 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
 
   const run = async (cmd: RunCommand): Promise<void> => {
     const handler = handlers.get(cmd.type);
-    const trace = hop(`bosun.handler ${cmd.type}`, SpanKind.INTERNAL, cmd.traceparent, { attributes: () => ({ "bosun.job_id": cmd.job_id, "bosun.attempt": cmd.attempt }) });
+    const trace = continueTrace(cmd.traceparent);
     let error: { code: string; message: string } | undefined;
     try {
       if (!handler) throw new Error(`no handler for type "${cmd.type}" in this execution actor`);

@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import {
   context,
+  INVALID_TRACEID,
   isSpanContextValid,
   ProxyTracerProvider,
   ROOT_CONTEXT,
@@ -20,24 +21,43 @@ import {
   SpanStatusCode,
   trace,
   type Attributes,
+  type Context,
   type Span,
+  type SpanContext,
+  type Tracer,
+  type TracerProvider,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { VERSION } from "./version.js";
 
 export { SpanKind };
 
 export const TRACEPARENT = "traceparent";
 /** version 00: trace id (32 hex, not all zero), span id (16 hex, not all zero), flags. */
-const TRACEPARENT_PATTERN = /^00-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-[0-9a-f]{2}$/;
+const TRACEPARENT_PATTERN = /^00-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})$/;
 
-/** Used directly, not through the global propagator, which is a no-op until an SDK installs one. */
-const w3c = new W3CTraceContextPropagator();
 const NO_SDK = new ProxyTracerProvider().getDelegate();
-const tracer = () => trace.getTracer("bosun", VERSION);
+const sdkProvider = (): TracerProvider | undefined => {
+  const delegate = (trace.getTracerProvider() as ProxyTracerProvider).getDelegate?.();
+  return delegate === NO_SDK ? undefined : delegate;
+};
 
-/** Whether an SDK is registered in this process (checked per hop: it may be registered after start-up). */
-const recording = (): boolean => (trace.getTracerProvider() as ProxyTracerProvider).getDelegate?.() !== NO_SDK;
+/** Bosun's tracer from the SDK registered now (checked per hop: it may be registered after start-up), kept while that SDK stays. */
+let cached: { provider: TracerProvider; tracer: Tracer } | undefined;
+function sdkTracer(): Tracer | undefined {
+  const provider = sdkProvider();
+  if (!provider) return undefined;
+  if (cached?.provider !== provider) cached = { provider, tracer: provider.getTracer("bosun", VERSION) };
+  return cached.tracer;
+}
+
+/*
+ * A traceparent is read and written here rather than by a W3C propagator:
+ * a hop runs per job in every process, and the propagator's carrier objects,
+ * second parse and context copies are per-job work a hop does not need.
+ */
+const remoteParent = (m: RegExpExecArray): Context =>
+  trace.setSpanContext(ROOT_CONTEXT, { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true });
+const traceparentOf = (c: SpanContext): string => `00-${c.traceId}-${c.spanId}-${(c.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
 
 export const validTraceparent = (value: unknown): value is string => typeof value === "string" && TRACEPARENT_PATTERN.test(value);
 
@@ -75,15 +95,18 @@ const passOn = (traceparent: string | undefined): Hop => ({
 });
 
 export function hop(name: string, kind: SpanKind, incoming: string | null | undefined, opts: HopOptions = {}): Hop {
-  const parent = validTraceparent(incoming) ? incoming : undefined;
-  if (!recording()) return passOn(parent ?? (opts.start ? `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01` : undefined));
-  const parentContext = parent ? w3c.extract(ROOT_CONTEXT, { [TRACEPARENT]: parent }, { get: (c, k) => c[k], keys: (c) => Object.keys(c) }) : ROOT_CONTEXT;
-  const span = tracer().startSpan(name, { kind, attributes: opts.attributes?.() }, parentContext);
-  if (!isSpanContextValid(span.spanContext())) return passOn(parent);
-  const carrier: Record<string, string> = {};
-  w3c.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, { set: (c, k, v) => (c[k] = v) });
+  const parent = typeof incoming === "string" ? TRACEPARENT_PATTERN.exec(incoming) : null;
+  const tracer = sdkTracer();
+  if (!tracer) return passOn(parent ? parent[0] : opts.start ? `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01` : undefined);
+  const span = tracer.startSpan(name, { kind, attributes: opts.attributes?.() }, parent ? remoteParent(parent) : ROOT_CONTEXT);
+  const spanContext = span.spanContext();
+  if (spanContext.traceId === INVALID_TRACEID) return passOn(parent?.[0]);
+  let traceparent: string | undefined;
   return {
-    traceparent: carrier[TRACEPARENT],
+    // Formatted on first use: a handler's hop is only read when the handler asks for ctx.trace.
+    get traceparent() {
+      return (traceparent ??= traceparentOf(spanContext));
+    },
     span,
     setAttribute: (key, value) => void span.setAttribute(key, value),
     end(error) {
@@ -97,19 +120,28 @@ export function hop(name: string, kind: SpanKind, incoming: string | null | unde
   };
 }
 
+/**
+ * Work that continues the incoming span rather than recording one of its
+ * own: with an SDK, `run` makes the incoming span the active (remote)
+ * parent, so spans the work starts (instrumented libraries) are its children.
+ */
+export function continueTrace(incoming: string | null | undefined): Hop {
+  const parent = typeof incoming === "string" ? TRACEPARENT_PATTERN.exec(incoming) : null;
+  const hop = passOn(parent?.[0]);
+  if (!parent || !sdkProvider()) return hop;
+  return { ...hop, run: (work) => context.with(remoteParent(parent), work) };
+}
+
 /** The active context's traceparent, for an outgoing request (none when nothing is active). */
 export function traceHeaders(): Record<string, string> {
   const span = trace.getSpan(context.active());
   if (!span || !isSpanContextValid(span.spanContext())) return {};
-  const carrier: Record<string, string> = {};
-  w3c.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, { set: (c, k, v) => (c[k] = v) });
-  return carrier;
+  return { [TRACEPARENT]: traceparentOf(span.spanContext()) };
 }
 
 /** Exports spans still buffered by an SDK (a BatchSpanProcessor) before a process exits; at most `ms`. */
 export async function flushTraces(ms = 1000): Promise<void> {
-  if (!recording()) return;
-  const delegate = (trace.getTracerProvider() as ProxyTracerProvider).getDelegate() as { forceFlush?(): Promise<void> };
-  if (typeof delegate.forceFlush !== "function") return;
+  const delegate = sdkProvider() as { forceFlush?(): Promise<void> } | undefined;
+  if (typeof delegate?.forceFlush !== "function") return;
   await Promise.race([delegate.forceFlush().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
 }
