@@ -361,6 +361,22 @@ export function childrenOf(pid: number): number[] {
   return out;
 }
 
+/**
+ * Waits until a process uses under `share` of one core over `windowMs` (a
+ * nats-server still purging the last run's streams would slow the next);
+ * false if it has not within `timeoutMs`.
+ */
+export async function waitIdle(pid: number, { share = 0.05, windowMs = 300, timeoutMs = 10_000 } = {}): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const before = cpuMs(pid);
+    await delay(windowMs);
+    const after = cpuMs(pid);
+    if (before === undefined || after === undefined || after - before < share * windowMs) return true;
+  }
+  return false;
+}
+
 /** CPU time (user + system, ms) a process itself has used so far. */
 function cpuMs(pid: number): number | undefined {
   const cpu = cpuOf(pid);

@@ -21,7 +21,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { api, streams } from "../src/contract/index.js";
-import { profiling, Procs, waitUntil, type Proc } from "./procs.js";
+import { CpuSampler, profiling, Procs, waitIdle, waitUntil, type Proc } from "./procs.js";
 import { median, nowMs, pump } from "./stats.js";
 
 const JOBS = Math.round(Number(process.env.BENCH_TRACING_JOBS ?? 6000));
@@ -80,11 +80,17 @@ function submitHttp(port: number, queue: string): Promise<void> {
   });
 }
 
-async function run(mode: Mode, cli: string, natsUrl: string, nc: NatsConnection, round: number): Promise<Record<Via, number>> {
+/** One timed batch: jobs/s, and CPU µs per job of every process that served it (supervisor with its execution processes, gateway, nats-server). */
+interface Figure {
+  rate: number;
+  cpuUs: number;
+}
+
+async function run(mode: Mode, cli: string, nats: { url: string; proc: Proc }, nc: NatsConnection, round: number): Promise<Record<Via, Figure>> {
   const queue = `trace_${mode.replace("+", "_")}_${round}`;
   const { freePort } = await import("./procs.js");
   const port = await freePort();
-  const started = start(mode, cli, natsUrl, queue, port);
+  const started = start(mode, cli, nats.url, queue, port);
   try {
     await waitUntil(`${mode} gateway and supervisor`, async () => {
       try {
@@ -95,17 +101,19 @@ async function run(mode: Mode, cli: string, natsUrl: string, nc: NatsConnection,
       }
     }, 30_000);
     await pump(500, INFLIGHT, () => submitNats(nc, queue));
-    const figures = {} as Record<Via, number>;
+    const figures = {} as Record<Via, Figure>;
     for (const via of ["nats", "http"] as const) {
+      const cpu = new CpuSampler(() => [nats.proc.pid, ...started.map((p) => p.pid)]);
       const t0 = nowMs();
       await pump(JOBS, INFLIGHT, () => (via === "nats" ? submitNats(nc, queue) : submitHttp(port, queue)));
-      figures[via] = JOBS / ((nowMs() - t0) / 1000);
+      figures[via] = { rate: JOBS / ((nowMs() - t0) / 1000), cpuUs: (cpu.stop() * 1000) / JOBS };
     }
     return figures;
   } finally {
     for (const p of started) await procs.stop(p, 5000);
     const jsm = await jetstreamManager(nc);
     for (const s of [streams.jobs, streams.results]) await jsm.streams.purge(s).catch(() => undefined);
+    if (!(await waitIdle(nats.proc.pid))) console.log(`  (nats-server still busy 10 s after the ${mode} run)`);
   }
 }
 
@@ -114,17 +122,18 @@ async function main(): Promise<void> {
   const baselineCli = modes.includes("baseline") ? buildBaseline() : "";
   const cli = procs.cli;
   if (!existsSync(cli)) throw new Error("build first: npm run build");
-  const { url } = await procs.startNats();
-  const nc = await connect({ servers: url, noAsyncTraces: true });
-  const results = Object.fromEntries(modes.map((m) => [m, { nats: [], http: [] }])) as unknown as Record<Mode, Record<Via, number[]>>;
+  const nats = await procs.startNats();
+  const nc = await connect({ servers: nats.url, noAsyncTraces: true });
+  const results = Object.fromEntries(modes.map((m) => [m, { nats: [], http: [] }])) as unknown as Record<Mode, Record<Via, Figure[]>>;
   try {
     for (let round = 0; round < ROUNDS; round++) {
       // Rotate the order each round, so no mode always runs on a warmer (or busier) machine.
       for (const mode of [...modes.slice(round % modes.length), ...modes.slice(0, round % modes.length)]) {
-        const f = await run(mode, mode === "baseline" ? baselineCli : cli, url, nc, round);
+        const f = await run(mode, mode === "baseline" ? baselineCli : cli, nats, nc, round);
         results[mode].nats.push(f.nats);
         results[mode].http.push(f.http);
-        console.log(`round ${round + 1} ${mode.padEnd(8)} nats ${f.nats.toFixed(0)} jobs/s  http ${f.http.toFixed(0)} jobs/s`);
+        const shown = (v: Figure) => `${v.rate.toFixed(0)} jobs/s ${v.cpuUs.toFixed(0)} µs CPU/job`;
+        console.log(`round ${round + 1} ${mode.padEnd(8)} nats ${shown(f.nats)}  http ${shown(f.http)}`);
       }
     }
   } finally {
@@ -132,15 +141,17 @@ async function main(): Promise<void> {
     await procs.stopAll();
     procs.removeTmp();
   }
-  // Against the first mode run, each mode's figure and its per-round ratio (same round, same machine state).
+  // Against the first mode run, each mode's figures and per-round ratios (same round, same machine state).
   const reference = modes[0]!;
-  console.log(`\nnoop throughput, ${JOBS} jobs per run, ${INFLIGHT} submits with wait_ms outstanding, median of ${ROUNDS} rounds; ratios ÷ ${reference}, median (min–max) of the rounds:`);
+  console.log(`\nnoop, ${JOBS} jobs per run, ${INFLIGHT} submits with wait_ms outstanding, ${ROUNDS} rounds; median (ratio ÷ ${reference}: median, min–max of the rounds):`);
   for (const via of ["nats", "http"] as const) {
-    const line = modes.map((m) => {
-      const ratios = results[m][via].map((v, i) => v / results[reference][via][i]!);
-      return `${m} ${median(results[m][via]).toFixed(0)} (${median(ratios).toFixed(3)}×, ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`;
-    });
-    console.log(`  ${via.padEnd(4)}  ${line.join("  ")}`);
+    for (const [what, of, digits] of [["jobs/s", (f: Figure) => f.rate, 0], ["CPU µs/job", (f: Figure) => f.cpuUs, 0]] as const) {
+      const line = modes.map((m) => {
+        const ratios = results[m][via].map((f, i) => of(f) / of(results[reference][via][i]!));
+        return `${m} ${median(results[m][via].map(of)).toFixed(digits)} (${median(ratios).toFixed(3)}×, ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`;
+      });
+      console.log(`  ${via.padEnd(4)} ${what.padEnd(10)}  ${line.join("  ")}`);
+    }
   }
 }
 
