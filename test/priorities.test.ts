@@ -76,3 +76,17 @@ t.test("tenant A's 2,000-job backlog, then tenant B's one job: B starts within a
   const aLater = (await Promise.all(a.slice(-1000).map(status))).filter((j) => startedAt(j) > startedAt(bJob)).length;
   t.ok(aLater >= 900, `far before A's backlog drained (${aLater} of A's last 1,000 started after B)`);
 });
+
+t.test("equal jobs on one supervisor start in submission order, even when they wait longer than a pull-ahead may", async (t) => {
+  const queue = uniqueName("fifo");
+  await startSupervisor(t, server.url, { queues: [queue], args: ["--min", "1", "--max", "1", "--heartbeat-ms", "300"] });
+  // 40 ms runs: short enough to be pulled ahead (three behind the running one), long enough
+  // that the last of those waits beyond the 100 ms a pulled-ahead job waits before it is handed back.
+  const ids = await submitBatch(Array.from({ length: 40 }, () => ({ type: "sleep", queue, payload: { ms: 40 } })));
+  const jobs = await waitFor(async () => {
+    const all = await Promise.all(ids.map(status));
+    return all.every((j) => j.state === "succeeded") && all;
+  }, { timeoutMs: 30_000, what: "every job finished" });
+  const late = jobs.map((j, i) => ({ i, at: startedAt(j) })).filter(({ i, at }) => i > 0 && at < startedAt(jobs[i - 1]!));
+  t.same(late.map(({ i }) => i), [], "no job started before the one submitted just before it");
+});

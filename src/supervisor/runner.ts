@@ -31,7 +31,9 @@ import { hop, SpanKind } from "../platform/tracing.js";
  * Longer jobs, or a run going long now, stop it: jobs are then pulled only
  * for free processes. A job pulled ahead that finds no free process within
  * PULLED_AHEAD_MAX_WAIT_MS is handed back (no attempt used) for a supervisor
- * with room, so none waits behind a long run.
+ * with room, so none waits behind a long run; where nobody else could take
+ * it, it waits here in line instead, since a hand-back puts it behind the
+ * whole queue (equal jobs keep their order on a supervisor alone on a lane).
  */
 const PULL_AHEAD_MAX_RUN_MS = 50;
 const PULLED_AHEAD_MAX_WAIT_MS = 2 * PULL_AHEAD_MAX_RUN_MS;
@@ -61,6 +63,8 @@ export interface RunnerOptions {
   leaseMs: number;
   /** A run ended (its slot is free; not a job handed back unrun): intake's pacer grants a turn. */
   onRunEnded?: () => void;
+  /** Whether another supervisor or a compute server could run this job now (it serves the job's type, queue and target). */
+  othersServe?: (job: { type: string; queue: string }) => boolean;
   log: Logger;
   /** Resolves once an acknowledged write gets through (this node reaches the cluster's majority). */
   canStoreOutcomes(): Promise<unknown>;
@@ -354,7 +358,7 @@ export class Runner {
         );
       try {
         try {
-          handle = await execute(PULLED_AHEAD_MAX_WAIT_MS);
+          handle = await execute(this.opts.othersServe?.(job) ? PULLED_AHEAD_MAX_WAIT_MS : undefined);
         } catch (err) {
           // A job that cannot be handed back now (the stream is electing a leader) waits here for a
           // process: left to its lease it would come back counted as an attempt it never had.

@@ -151,6 +151,8 @@ export class Supervisor {
       target: config.target,
       leaseMs: config.lease_ms,
       onRunEnded: () => pacer.ran(),
+      othersServe: ({ type, queue }) =>
+        heartbeats.serversOf(type, queue, config.target).some((id) => id !== workerId) || (this.#compute?.serves(queue, config.target) ?? false),
       log,
       canStoreOutcomes: () => heartbeats.confirm(),
     }));
