@@ -30,14 +30,17 @@ let receipts = 0;
 export class JobMessage {
   readonly deliveryCount: number;
   readonly streamSeq: number;
+  /** Messages its consumer still had to deliver when it sent this one (the lane's backlog then). */
+  readonly pending: number;
   /** Unique in this process for every message received: names the run it starts. */
   readonly receipt = ++receipts;
   constructor(private readonly msg: Msg) {
-    // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.… (v1) or with domain + account hash first (v2).
+    // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<timestamp>.<pending> (v1) or with domain + account hash first (v2).
     const tokens = (msg.reply ?? "").split(".");
     const offset = tokens.length >= 12 ? 4 : 2;
     this.deliveryCount = Number(tokens[offset + 2]);
     this.streamSeq = Number(tokens[offset + 3]);
+    this.pending = Number(tokens[offset + 6]);
   }
   /**
    * Where its acks go: any process may send them, so a remote compute lease
