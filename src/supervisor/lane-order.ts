@@ -10,15 +10,23 @@ import type { Band } from "../contract/index.js";
 export interface LaneOrder {
   /** Higher ranks are served first; a lane ranked below the best lane with work gets nothing. */
   rank(lane: string): number;
-  /** Splits `credits` pull credits over `lanes` (codes, all of the best rank); lanes left out get none this time. */
-  share(credits: number, lanes: readonly string[]): [lane: string, credits: number][];
+  /** Splits `credits` pull credits over lanes (all of the best rank), each wanting at most `want`; lanes left out get none this time. */
+  share(credits: number, wants: readonly (readonly [lane: string, want: number])[]): [lane: string, credits: number][];
 }
 
 const BAND_RANK: Record<Band, number> = { h: 2, n: 1, l: 0 };
+/**
+ * The fewest credits a lane is offered at once (unless it wants fewer):
+ * split evenly over nine lanes, a few free slots went out as many requests
+ * of one job, a round trip and a pull to process each.
+ */
+export const MIN_SHARE = 4;
 
-/** Strict band order, and even shares rotating one lane further each time, so no lane (tenant) is always last. */
+/** Strict band order, and shares in turns: the lane served longest ago first, so no lane (tenant) is always last. */
 export class BandsThenTurns implements LaneOrder {
-  #next = 0;
+  /** When each lane was last given credits, in turns counted here. */
+  readonly #servedAt = new Map<string, number>();
+  #turn = 0;
 
   /** `bandOf` knows every lane the runner pulls (the lane registry); an unknown one ranks normal. */
   constructor(private readonly bandOf: (lane: string) => Band | undefined) {}
@@ -27,13 +35,14 @@ export class BandsThenTurns implements LaneOrder {
     return BAND_RANK[this.bandOf(lane) ?? "n"];
   }
 
-  share(credits: number, lanes: readonly string[]): [string, number][] {
+  share(credits: number, wants: readonly (readonly [string, number])[]): [string, number][] {
+    const turns = [...wants].sort(([a], [b]) => (this.#servedAt.get(a) ?? 0) - (this.#servedAt.get(b) ?? 0));
     const out: [string, number][] = [];
-    if (lanes.length === 0) return out;
-    const start = this.#next++ % lanes.length;
-    for (let i = 0; credits > 0 && i < lanes.length; i++) {
-      const n = Math.ceil(credits / (lanes.length - i));
-      out.push([lanes[(start + i) % lanes.length]!, n]);
+    for (let i = 0; credits > 0 && i < turns.length; i++) {
+      const [lane, want] = turns[i]!;
+      const n = Math.min(want, credits, Math.max(MIN_SHARE, Math.ceil(credits / (turns.length - i))));
+      out.push([lane, n]);
+      this.#servedAt.set(lane, ++this.#turn);
       credits -= n;
     }
     return out;

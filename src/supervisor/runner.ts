@@ -12,6 +12,7 @@ import { ensureConsumer, laneConsumerConfig } from "../platform/topology.js";
 import { laneFor, type CancelRegistry, type JobStore, type Lane, type LaneRegistry } from "../records/index.js";
 import { readJobMessage, type InboundJob } from "./inbound.js";
 import type { LaneOrder } from "./lane-order.js";
+import { LanePulls, WATCH_EXPIRES_MS } from "./lane-pulls.js";
 import { OutcomeGate } from "./outcome-gate.js";
 import { NotStartedError, type ExecutionHandle, type Pool } from "../actors/pool/pool.js";
 import { JobMessage, Puller } from "../platform/puller.js";
@@ -38,16 +39,6 @@ import { hop, SpanKind } from "../platform/tracing.js";
 const PULL_AHEAD_MAX_RUN_MS = 50;
 const PULLED_AHEAD_MAX_WAIT_MS = 2 * PULL_AHEAD_MAX_RUN_MS;
 const RUN_MS_WEIGHT = 0.2;
-/** A lane that delivered a job this recently has work: it shares the credits. */
-const BUSY_LANE_MS = 1000;
-const WATCH_EXPIRES_MS = 10_000;
-const SHARED_EXPIRES_MS = 1000;
-/**
- * While a lower band waits: a higher band that runs dry keeps the credits
- * of its open requests until they expire, and every band hand-over waited
- * out one (issue 15's bench: 3 bands at 0.56× one band).
- */
-const HANDOVER_EXPIRES_MS = 100;
 
 export interface RunnerOptions {
   workerId: string;
@@ -73,10 +64,8 @@ export interface RunnerOptions {
 export type RunnerState = "running" | "draining" | "stopped";
 
 export class Runner {
-  /** One puller per lane of this supervisor's queues, added as lanes appear. */
-  readonly #pullers = new Map<string, Puller>();
-  /** When each lane last delivered a job: lanes with work get the credits, the others a watch. */
-  readonly #lastDelivery = new Map<string, number>();
+  /** One puller per lane of this supervisor's queues, added as lanes appear, and their credits. */
+  readonly #lanes: LanePulls;
   readonly #settler: Settler;
   /** Closed while job outcomes cannot be stored: nothing is pulled or started then. */
   readonly #gate: OutcomeGate;
@@ -101,6 +90,7 @@ export class Runner {
     private readonly pool: Pool,
     private readonly opts: RunnerOptions,
   ) {
+    this.#lanes = new LanePulls({ laneOrder: opts.laneOrder, limits: opts.limits, queueOf: (lane) => this.#queueOf(lane) });
     this.#settler = new Settler(store, opts.cancels, opts.metrics, opts.log, opts.workerId);
     this.#uncounted = new UncountedRuns(store, opts.log);
     this.#leases = new LeaseRenewal(opts.leaseMs, opts.log);
@@ -125,8 +115,23 @@ export class Runner {
 
   /** Jobs it may still take: free processes, and queue places on busy ones while jobs run short (pulled ahead). */
   #room(): number {
-    const ahead = this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow() ? this.pool.queueCapacity : 0;
-    return this.pool.capacity + ahead - this.#executing;
+    return this.pool.capacity + (this.#pullingAhead() ? this.pool.queueCapacity : 0) - this.#executing;
+  }
+
+  /**
+   * Jobs that dry lanes' open requests may bring beyond its room
+   * (LanePulls.refill): while jobs run short, what its processes start
+   * within half a pulled-ahead job's wait (none of them is handed back),
+   * less what the room already holds. Longer jobs: none.
+   */
+  #standBeyond(): number {
+    if (!this.#pullingAhead()) return 0;
+    const started = Math.floor((this.pool.capacity * PULLED_AHEAD_MAX_WAIT_MS) / 2 / Math.max(1, this.#typicalRunMs));
+    return Math.max(0, started - this.pool.capacity - this.pool.queueCapacity);
+  }
+
+  #pullingAhead(): boolean {
+    return this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow();
   }
 
   /** Starts pulling: the default lane of each queue first (so its consumer exists), then every lane that appears. */
@@ -141,11 +146,11 @@ export class Runner {
   }
 
   async #addLane(lane: Lane): Promise<void> {
-    if (this.#pullers.has(lane.code) || this.#state !== "running") return;
+    if (this.#lanes.has(lane.code) || this.#state !== "running") return;
     await this.opts.lanes.ensure(lane);
     await ensureConsumer(this.jsm, streams.jobs, laneConsumerConfig(lane.code, this.opts.leaseMs));
-    if (this.#pullers.has(lane.code)) return;
-    this.#pullers.set(
+    if (this.#lanes.has(lane.code)) return;
+    this.#lanes.add(
       lane.code,
       new Puller(this.nc, {
         stream: streams.jobs,
@@ -154,9 +159,7 @@ export class Runner {
         log: this.opts.log,
         onJob: guard(this.opts.log, "job message", (msg: JobMessage) => this.#onJob(msg)),
         onCreditsReturned: () => {
-          // A request that ended unfilled found the lane empty: it stops counting as a lane with
-          // work at once (a lower band waits for it no longer), and gets a watch instead.
-          if (this.#pullers.get(lane.code)?.outstanding === 0) this.#lastDelivery.delete(lane.code);
+          this.#lanes.ranDry(lane.code);
           this.#refillSoon();
         },
       }),
@@ -165,65 +168,10 @@ export class Runner {
     this.#refillSoon();
   }
 
-  /**
-   * Asks the server for as many jobs as there are free processes not already
-   * asked for (see PULL_AHEAD_MAX_RUN_MS), on the lanes that have work (they
-   * delivered within BUSY_LANE_MS): first one each where none is asked for,
-   * then the lane order decides the shares. While it has room for a job (a
-   * free process, or a queue place while jobs run short: pulled ahead, a
-   * busy pool has no free process, and an idle tenant would wait for the
-   * backlog), a lane without work keeps one watch request of one job open,
-   * outside the credits, so it is noticed at once without holding credits a
-   * busy lane needs.
-   */
+  /** Asks for the jobs it has room for (LanePulls.refill), unless it is stopping or cannot store outcomes. */
   refill(): void {
     if (this.#state !== "running" || this.#gate.closed) return;
-    const now = Date.now();
-    const room = this.#room();
-    const { laneOrder } = this.opts;
-    // Strict band order: only lanes of the best band with work are pulled from (and watched);
-    // lower bands wait until it runs dry.
-    let best = Number.NEGATIVE_INFINITY;
-    let outstanding = 0;
-    const hasWork = (lane: string) => now - (this.#lastDelivery.get(lane) ?? 0) < BUSY_LANE_MS;
-    // A limited queue's credits go to its lanes with work. Its idle lanes are watched as any queue's,
-    // outside the credits, but only while it has room: counted in them, a limit of 1 kept one lane
-    // watched and the others never noticed. A watched job beyond the share is handed back (once: its
-    // lane then has work).
-    const caps = this.opts.limits.caps([...this.#pullers].filter(([lane]) => hasWork(lane)).map(([lane, p]) => [this.#queueOf(lane), p.outstanding]));
-    const cap = (lane: string, n: number) => caps.cap(this.#queueOf(lane), n);
-    const take = (lane: string, n: number) => caps.take(this.#queueOf(lane), n);
-    for (const [lane, puller] of this.#pullers) {
-      if (!hasWork(lane)) continue;
-      outstanding += puller.outstanding;
-      // A queue at its limit takes nothing now: its lanes hold no lower band back.
-      if (cap(lane, 1) > 0) best = Math.max(best, laneOrder.rank(lane));
-    }
-    const busy: string[] = [];
-    let lowerWaiting = false;
-    for (const [lane, puller] of this.#pullers) {
-      if (laneOrder.rank(lane) < best) {
-        lowerWaiting = true;
-        continue;
-      }
-      if (hasWork(lane)) busy.push(lane);
-      else if (room > 0 && puller.outstanding === 0 && cap(lane, 1) > 0) puller.pull(1, WATCH_EXPIRES_MS);
-    }
-    let credits = room - outstanding;
-    const open = busy.filter((lane) => cap(lane, 1) > 0);
-    if (credits <= 0 || open.length === 0) return;
-    // Several busy lanes, or lower bands waiting: requests end soon, so credits go back into the
-    // rotation, and a band that ran dry hands over within HANDOVER_EXPIRES_MS.
-    const expires = lowerWaiting ? HANDOVER_EXPIRES_MS : open.length > 1 ? SHARED_EXPIRES_MS : WATCH_EXPIRES_MS;
-    for (const lane of open) {
-      const puller = this.#pullers.get(lane)!;
-      if (credits > 0 && puller.outstanding === 0) {
-        const n = take(lane, 1);
-        puller.pull(n, expires);
-        credits -= n;
-      }
-    }
-    for (const [lane, n] of laneOrder.share(credits, open)) this.#pullers.get(lane)!.pull(take(lane, n), expires);
+    this.#lanes.refill(this.#room(), this.#standBeyond());
   }
 
   /** The queue a lane belongs to, as its limits are kept; a lane not registered yet counts as its own. */
@@ -251,14 +199,14 @@ export class Runner {
 
   /** After a reconnect the server may have forgotten our pull requests. */
   reconnected(): void {
-    for (const p of this.#pullers.values()) p.reset();
+    this.#lanes.reset();
     this.refill();
   }
 
   /** Stops pulling (messages already on their way are handed back) and waits until every job in hand is settled. */
   async drain(): Promise<void> {
     this.#state = "draining";
-    await Promise.all([...this.#pullers.values()].map((p) => p.close()));
+    await this.#lanes.close();
     if (this.#unsettled > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
@@ -267,16 +215,13 @@ export class Runner {
     this.#gate.stop();
     this.#uncounted.stop();
     this.#leases.stop();
-    await Promise.all([...this.#pullers.values()].map((p) => p.close()));
+    await this.#lanes.close();
   }
 
   async #onJob(msg: JobMessage): Promise<void> {
     this.#unsettled++;
     const lane = laneOfSubject(msg.subject);
-    const wasIdle = Date.now() - (this.#lastDelivery.get(lane) ?? 0) >= BUSY_LANE_MS;
-    this.#lastDelivery.set(lane, Date.now());
-    // A lane that wakes up gets its credits now, not when a job ends.
-    if (wasIdle) this.#refillSoon();
+    if (this.#lanes.delivered(lane, msg.pending)) this.#refillSoon();
     if (this.#state !== "running" || this.#gate.closed) {
       // Arrived after intake stopped, or on a pull made before outcomes stopped getting stored:
       // straight back for another supervisor (or, cut off, back after its lease) rather than run
