@@ -90,3 +90,30 @@ t.test("equal jobs on one supervisor start in submission order, even when they w
   const late = jobs.map((j, i) => ({ i, at: startedAt(j) })).filter(({ i, at }) => i > 0 && at < startedAt(jobs[i - 1]!));
   t.same(late.map(({ i }) => i), [], "no job started before the one submitted just before it");
 });
+
+t.test("three tenants' backlogs in one band take turns: once all three wait, each gets about a third of the starts", async (t) => {
+  const queue = uniqueName("turns");
+  await startSupervisor(t, server.url, { queues: [queue], args: pool });
+  const tenants = ["tenant-a", "tenant-b", "tenant-c"];
+  const tenantOf = new Map<string, string>();
+  const lastOf: string[] = [];
+  // One after the other: the first tenants' lanes are busy before the last one's jobs arrive.
+  for (const tenant of tenants) {
+    const ids = await submitBatch(Array.from({ length: 300 }, () => ({ type: "sleep", queue, tenant, payload: { ms: 5 } })));
+    for (const id of ids) tenantOf.set(id, tenant);
+    lastOf.push(...ids.slice(-5));
+  }
+  await waitFor(async () => (await Promise.all(lastOf.map(status))).every((j) => j.started_at !== null), { timeoutMs: 30_000, what: "every tenant's last jobs started" });
+  const jobs = await waitFor(async () => {
+    const all = await Promise.all([...tenantOf.keys()].map(status));
+    return all.every((j) => j.started_at !== null) && all;
+  }, { timeoutMs: 10_000, what: "all 900 jobs started" });
+  const order = jobs.sort((a, b) => startedAt(a) - startedAt(b)).map((j) => tenantOf.get(j.job_id)!);
+  const from = order.indexOf("tenant-c");
+  const window = order.slice(from, from + 120);
+  const counts = tenants.map((tenant) => window.filter((x) => x === tenant).length);
+  t.ok(
+    counts.every((n) => n >= 30),
+    `starts per tenant in the 120 from the last tenant's first (40 each is even): ${counts.join("/")}`,
+  );
+});

@@ -120,9 +120,10 @@ export class Runner {
 
   /**
    * Jobs that dry lanes' open requests may bring beyond its room
-   * (LanePulls.refill): while jobs run short, what its processes start
-   * within half a pulled-ahead job's wait (none of them is handed back),
-   * less what the room already holds. Longer jobs: none.
+   * (LanePulls.refill): while jobs run short, as many as its processes
+   * start within half of PULLED_AHEAD_MAX_WAIT_MS at the typical run time,
+   * less what the room already holds, so they start rather than being
+   * handed back. Longer jobs: none (one job per dry lane's watch).
    */
   #standBeyond(): number {
     if (!this.#pullingAhead()) return 0;
