@@ -118,7 +118,7 @@ t.test("lanes of one band take turns, the one served longest ago first, in share
   t.ok(Math.max(...counts) - Math.min(...counts) <= 2, `225 credits in 150 refills, per lane: ${counts.join("/")}`);
 });
 
-t.test("while jobs may be taken beyond the room, dry lanes stand open for a share each, as far as those jobs and the room left cover", async (t) => {
+t.test("while jobs may be taken beyond the room, dry lanes stand open for the room (at least a share) each, as far as those jobs and the room left cover", async (t) => {
   const { pulls, pullers, deliver } = setup(["n1", "n2", "n3", "n4"]);
   pulls.refill(2, 4);
   t.same(
@@ -133,6 +133,16 @@ t.test("while jobs may be taken beyond the room, dry lanes stand open for a shar
     [MIN_SHARE, MIN_SHARE, MIN_SHARE, MIN_SHARE],
     "room for them all: a share each",
   );
+  for (const p of pullers.values()) p.reset();
+  pulls.refill(16, 100);
+  t.same(
+    [...pullers.values()].map((p) => p.asked()),
+    [16, 16, 16, 16],
+    "more room: as many each as the room",
+  );
+  for (const p of pullers.values()) p.reset();
+  pulls.refill(4, 100);
+  for (const p of pullers.values()) p.asked();
   deliver("n1", 0);
   pulls.refill(4, 100);
   t.same(

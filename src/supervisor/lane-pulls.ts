@@ -81,10 +81,10 @@ export class LanePulls {
    * above keeps a request open, outside the credits: a job there is noticed
    * at once, and the open request holds no credits a lane with work needs.
    * It asks for one job, or, while the caller may take jobs beyond its
-   * room (`ahead`), for a share as far as the room left and those cover
-   * it: nine lanes with a
-   * trickle each, one job a request, cost a fifth of the throughput in pull
-   * requests (issue 15's bench, 3 bands × 3 tenants).
+   * room (`ahead`), for as many as its room (at least a share) as far as
+   * the room left and those cover it: nine lanes with a trickle each, one
+   * job a request, cost more throughput in pull requests than the bands
+   * themselves (issue 15's bench, 3 bands × 3 tenants).
    */
   refill(room: number, ahead: number): void {
     const now = Date.now();
@@ -139,7 +139,7 @@ export class LanePulls {
     if (room <= 0) return;
     let spare = ahead > 0 ? credits + ahead - standing : 0;
     for (const lane of dry) {
-      const n = spare >= MIN_SHARE ? MIN_SHARE : 1;
+      const n = spare >= MIN_SHARE ? Math.min(spare, Math.max(MIN_SHARE, room)) : 1;
       spare -= n;
       // At least the one job of a watch, even where the shares above used up a limited queue's credits.
       this.#pullers.get(lane)!.pull(Math.max(1, cap(lane, n)), WATCH_EXPIRES_MS);
