@@ -32,12 +32,15 @@ import { hop, SpanKind } from "../platform/tracing.js";
  * Longer jobs, or a run going long now, stop it: jobs are then pulled only
  * for free processes. A job pulled ahead that finds no free process within
  * PULLED_AHEAD_MAX_WAIT_MS is handed back (no attempt used) for a supervisor
- * with room, so none waits behind a long run; where nobody else could take
- * it, it waits here in line instead, since a hand-back puts it behind the
- * whole queue (equal jobs keep their order on a supervisor alone on a lane).
+ * with room, so none waits behind a long run. Where nobody else could take
+ * it, it waits in line up to ALONE_MAX_WAIT_MS instead: a hand-back puts it
+ * behind the whole queue, so equal short jobs keep their order on a
+ * supervisor alone on a lane, while one stuck behind a run that went long
+ * still goes back to the stream (shown queued, for the next to start).
  */
 const PULL_AHEAD_MAX_RUN_MS = 50;
 const PULLED_AHEAD_MAX_WAIT_MS = 2 * PULL_AHEAD_MAX_RUN_MS;
+const ALONE_MAX_WAIT_MS = 6 * PULL_AHEAD_MAX_RUN_MS;
 const RUN_MS_WEIGHT = 0.2;
 
 export interface RunnerOptions {
@@ -304,7 +307,7 @@ export class Runner {
         );
       try {
         try {
-          handle = await execute(this.opts.othersServe?.(job) ? PULLED_AHEAD_MAX_WAIT_MS : undefined);
+          handle = await execute(this.opts.othersServe?.(job) ? PULLED_AHEAD_MAX_WAIT_MS : ALONE_MAX_WAIT_MS);
         } catch (err) {
           // A job that cannot be handed back now (the stream is electing a leader) waits here for a
           // process: left to its lease it would come back counted as an attempt it never had.
