@@ -2,20 +2,15 @@
  * The "baseline" of bench/tracing.ts: src/platform/tracing.ts as if Bosun
  * had no tracing at all (same exports, so the rest of this build compiles
  * unchanged; no traceparent is made, read or passed on). Copied over that
- * file in a copy of this tree, so baseline and "off" differ in tracing only.
+ * file in a copy of this tree (its import of ../src/platform/ made ./), so
+ * baseline and "off" differ in tracing only.
  */
-import { SpanKind, type Span } from "@opentelemetry/api";
+import { SpanKind } from "@opentelemetry/api";
+import type { Hop } from "../src/platform/hop.js";
 
+export type { Hop };
 export { SpanKind };
 export const TRACEPARENT = "traceparent";
-
-export interface Hop {
-  readonly traceparent: string | undefined;
-  readonly span: Span | undefined;
-  setAttribute(name: string, value: string | number): void;
-  end(error?: { code: string; message: string }): void;
-  run<T>(work: () => T): T;
-}
 
 const absent: Hop = { traceparent: undefined, span: undefined, setAttribute: () => undefined, end: () => undefined, run: (work) => work() };
 

@@ -14,7 +14,7 @@
  * BENCH_CPU_PROF=dir profiles every process into dir/<mode>.
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, cpSync, existsSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
@@ -42,7 +42,8 @@ function buildBaseline(): string {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   for (const entry of ["src", "package.json", "tsconfig.json", "tsconfig.build.json"]) cpSync(path.join(procs.root, entry), path.join(dir, entry), { recursive: true });
-  copyFileSync(path.join(procs.root, "bench", "tracing-absent.ts"), path.join(dir, "src", "platform", "tracing.ts"));
+  const absent = readFileSync(path.join(procs.root, "bench", "tracing-absent.ts"), "utf8").replaceAll("../src/platform/", "./");
+  writeFileSync(path.join(dir, "src", "platform", "tracing.ts"), absent);
   symlinkSync(path.join(procs.root, "node_modules"), path.join(dir, "node_modules"));
   execFileSync(path.join(procs.root, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: dir, stdio: "inherit" });
   return path.join(dir, "dist", "cli", "main.js");

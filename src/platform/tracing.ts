@@ -20,14 +20,15 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
-  type Attributes,
   type Context,
-  type Span,
   type SpanContext,
   type Tracer,
   type TracerProvider,
 } from "@opentelemetry/api";
+import type { Hop, HopOptions } from "./hop.js";
 import { VERSION } from "./version.js";
+
+export type { Hop, HopOptions };
 
 export { SpanKind };
 
@@ -65,25 +66,6 @@ export const validTraceparent = (value: unknown): value is string => typeof valu
 export function traceIds(traceparent: string): { trace_id: string; span_id: string } {
   const [, traceId = "", spanId = ""] = TRACEPARENT_PATTERN.exec(traceparent) ?? [];
   return { trace_id: traceId, span_id: spanId };
-}
-
-/** One hop of a trace: what to pass on, and (with an SDK) the span that covers this hop's work. */
-export interface Hop {
-  /** The traceparent to send on (this hop's span; without an SDK, the one that came in). */
-  readonly traceparent: string | undefined;
-  readonly span: Span | undefined;
-  setAttribute(name: string, value: string | number): void;
-  /** Ends the span, with an error status when the work failed. */
-  end(error?: { code: string; message: string }): void;
-  /** Runs work with the span as the active context (instrumented libraries become its children). */
-  run<T>(work: () => T): T;
-}
-
-export interface HopOptions {
-  /** Attributes of the span; only built when an SDK records. */
-  attributes?: () => Attributes;
-  /** Start a trace when none came in (where jobs enter from outside: the gateway). */
-  start?: boolean;
 }
 
 const passOn = (traceparent: string | undefined): Hop => ({
