@@ -72,7 +72,8 @@ t.test("tenant A's 2,000-job backlog, then tenant B's one job: B starts within a
     return j.started_at !== null && j;
   }, { timeoutMs: 10_000, what: "tenant B's job started" });
   const waited = startedAt(bJob) - submittedAt;
-  t.ok(waited < 1000, `B's job started ${waited} ms after its submit (pool 2, 5 ms jobs)`);
+  // 20-30 ms here; a job stuck in the pool's line behind runs queued later on busy actors waited ~330 ms.
+  t.ok(waited < 250, `B's job started ${waited} ms after its submit (pool 2, 5 ms jobs)`);
   const aLater = (await Promise.all(a.slice(-1000).map(status))).filter((j) => startedAt(j) > startedAt(bJob)).length;
   t.ok(aLater >= 900, `far before A's backlog drained (${aLater} of A's last 1,000 started after B)`);
 });

@@ -133,7 +133,9 @@ export class Pool {
     }
     // Grow before queueing on a busy actor: its current run may be a long one, and --max is what may run at once.
     if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnFor(execution, run);
-    const roomy = maxWaitMs === undefined ? undefined : this.#roomiest();
+    // Not past anyone already in line: queued on a busy actor, it would start before them
+    // (the line is served only by an actor with nothing queued).
+    const roomy = maxWaitMs === undefined || this.#line.length > 0 ? undefined : this.#roomiest();
     if (roomy) {
       this.#assign(roomy, execution, run);
       execution.waitTimer = setTimeout(() => roomy.withdraw(execution), maxWaitMs);
