@@ -151,10 +151,32 @@ export class Pool {
   #roomiest(): PoolMember | undefined {
     let best: PoolMember | undefined;
     for (const m of this.#members) {
-      if (m.state !== "busy" || !m.current || m.retiring || m.pending >= RUNS_PER_ACTOR || m.executions + m.pending >= this.opts.maxExecutions) continue;
+      if (!this.#hasRoom(m)) continue;
       if (!best || m.pending < best.pending) best = m;
     }
     return best;
+  }
+
+  #hasRoom(m: PoolMember): boolean {
+    return m.state === "busy" && m.current !== undefined && !m.retiring && m.pending < RUNS_PER_ACTOR && m.executions + m.pending < this.opts.maxExecutions;
+  }
+
+  /**
+   * An actor that moved on to a queued run has room again: the short jobs at
+   * the head of the line queue on it, in line order (they would otherwise
+   * wait for an actor with nothing queued, while later jobs queued past them).
+   */
+  #queueFromLine(member: PoolMember): void {
+    // As in #place: a busy actor's queue only once no actor is starting or could still be spawned for them.
+    if (this.#anyStarting() || this.#live() < this.opts.max) return;
+    while (!this.#draining && this.#hasRoom(member)) {
+      const head = this.#line.peek();
+      if (head?.deadline === undefined) return;
+      this.#line.next();
+      const { execution } = head;
+      execution.waitTimer = setTimeout(() => member.withdraw(execution), Math.max(0, head.deadline - Date.now()));
+      this.#assign(member, execution, head.run);
+    }
   }
 
   #assign(member: PoolMember, execution: Execution, run: RunSpec): void {
@@ -204,12 +226,14 @@ export class Pool {
       this.#begin(member, next);
       // Retiring: what it has not started yet goes elsewhere.
       if (member.retiring) for (const e of member.queued) member.withdraw(e);
+      else this.#queueFromLine(member);
       return;
     }
     if (member.retiring) void this.#retire(member, member.retiring);
     else if (!this.#draining && this.#line.length > 0) {
       const waiting = this.#line.next()!;
       this.#assign(member, waiting.execution, waiting.run);
+      this.#queueFromLine(member);
     } else {
       member.state = "idle";
       member.idleSince = Date.now();

@@ -9,6 +9,8 @@ export interface InLine {
   execution: Execution;
   run: RunSpec;
   timer?: NodeJS.Timeout;
+  /** Epoch ms its wait limit ends (a short job); none for a job that waits for a free actor however long. */
+  deadline?: number;
 }
 
 export class WaitLine {
@@ -22,6 +24,7 @@ export class WaitLine {
   join(execution: Execution, run: RunSpec, maxWaitMs: number | undefined): void {
     const waiting: InLine = { execution, run };
     if (maxWaitMs !== undefined) {
+      waiting.deadline = Date.now() + maxWaitMs;
       waiting.timer = setTimeout(() => {
         const place = this.#line.indexOf(waiting);
         if (place < 0) return;
@@ -30,6 +33,11 @@ export class WaitLine {
       }, maxWaitMs);
     }
     this.#line.push(waiting);
+  }
+
+  /** The first in line, left in it. */
+  peek(): InLine | undefined {
+    return this.#line[0];
   }
 
   /** The first in line, taken out of it (its wait limit no longer applies). */
