@@ -40,7 +40,9 @@ export class JobMessage {
     const offset = tokens.length >= 12 ? 4 : 2;
     this.deliveryCount = Number(tokens[offset + 2]);
     this.streamSeq = Number(tokens[offset + 3]);
-    this.pending = Number(tokens[offset + 6]);
+    // Anyone who may publish to our inbox can send a reply subject: a count that is no count reads as none waiting.
+    const pending = Number(tokens[offset + 6]);
+    this.pending = Number.isSafeInteger(pending) && pending > 0 ? pending : 0;
   }
   /**
    * Where its acks go: any process may send them, so a remote compute lease
