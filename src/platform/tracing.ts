@@ -61,6 +61,8 @@ const remoteParent = (m: RegExpExecArray): Context =>
 const traceparentOf = (c: SpanContext): string => `00-${c.traceId}-${c.spanId}-${(c.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
 
 export const validTraceparent = (value: unknown): value is string => typeof value === "string" && TRACEPARENT_PATTERN.test(value);
+/** An incoming traceparent's parts; null for none or one that is not a valid version 00 (a new trace starts then). */
+const parsed = (incoming: string | null | undefined): RegExpExecArray | null => (typeof incoming === "string" ? TRACEPARENT_PATTERN.exec(incoming) : null);
 
 /** A trace's ids, from a traceparent. */
 export function traceIds(traceparent: string): { trace_id: string; span_id: string } {
@@ -77,7 +79,7 @@ const passOn = (traceparent: string | undefined): Hop => ({
 });
 
 export function hop(name: string, kind: SpanKind, incoming: string | null | undefined, opts: HopOptions = {}): Hop {
-  const parent = typeof incoming === "string" ? TRACEPARENT_PATTERN.exec(incoming) : null;
+  const parent = parsed(incoming);
   const tracer = sdkTracer();
   if (!tracer) return passOn(parent ? parent[0] : opts.start ? `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01` : undefined);
   const span = tracer.startSpan(name, { kind, attributes: opts.attributes?.() }, parent ? remoteParent(parent) : ROOT_CONTEXT);
@@ -85,7 +87,7 @@ export function hop(name: string, kind: SpanKind, incoming: string | null | unde
   if (spanContext.traceId === INVALID_TRACEID) return passOn(parent?.[0]);
   let traceparent: string | undefined;
   return {
-    // Formatted on first use: a handler's hop is only read when the handler asks for ctx.trace.
+    // Formatted on first use: of the NATS API's hops only a submit's passes its traceparent on.
     get traceparent() {
       return (traceparent ??= traceparentOf(spanContext));
     },
@@ -108,7 +110,7 @@ export function hop(name: string, kind: SpanKind, incoming: string | null | unde
  * parent, so spans the work starts (instrumented libraries) are its children.
  */
 export function continueTrace(incoming: string | null | undefined): Hop {
-  const parent = typeof incoming === "string" ? TRACEPARENT_PATTERN.exec(incoming) : null;
+  const parent = parsed(incoming);
   const hop = passOn(parent?.[0]);
   if (!parent || !sdkProvider()) return hop;
   return { ...hop, run: (work) => context.with(remoteParent(parent), work) };
