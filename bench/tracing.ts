@@ -21,7 +21,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { api, streams } from "../src/contract/index.js";
-import { CpuSampler, profiling, Procs, waitIdle, waitUntil, type Proc } from "./procs.js";
+import { CpuSampler, freePort, profiling, Procs, waitIdle, waitUntil, type Proc } from "./procs.js";
 import { median, nowMs, pump } from "./stats.js";
 
 const JOBS = Math.round(Number(process.env.BENCH_TRACING_JOBS ?? 6000));
@@ -31,7 +31,8 @@ const WAIT_MS = 30_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-type Mode = "baseline" | "off" | "sdk" | "sdk+als";
+const MODES = ["baseline", "off", "sdk", "sdk+als"] as const;
+type Mode = (typeof MODES)[number];
 type Via = "nats" | "http";
 
 const procs = new Procs();
@@ -89,7 +90,6 @@ interface Figure {
 
 async function run(mode: Mode, cli: string, nats: { url: string; proc: Proc }, nc: NatsConnection, round: number): Promise<Record<Via, Figure>> {
   const queue = `trace_${mode.replace("+", "_")}_${round}`;
-  const { freePort } = await import("./procs.js");
   const port = await freePort();
   const started = start(mode, cli, nats.url, queue, port);
   try {
@@ -119,7 +119,9 @@ async function run(mode: Mode, cli: string, nats: { url: string; proc: Proc }, n
 }
 
 async function main(): Promise<void> {
-  const modes: Mode[] = (process.env.BENCH_TRACING_MODES ?? "baseline,off,sdk,sdk+als").split(",") as Mode[];
+  const asked = (process.env.BENCH_TRACING_MODES ?? MODES.join(",")).split(",");
+  const modes = asked.filter((m): m is Mode => (MODES as readonly string[]).includes(m));
+  if (modes.length !== asked.length) throw new Error(`BENCH_TRACING_MODES: ${asked.join(",")} (each one of ${MODES.join(", ")})`);
   const baselineCli = modes.includes("baseline") ? buildBaseline() : "";
   const cli = procs.cli;
   if (!existsSync(cli)) throw new Error("build first: npm run build");
