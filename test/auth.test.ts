@@ -249,6 +249,7 @@ const natsSamples = (jobId: string): Record<OperationName, unknown> => ({
   compute_result: { job_id: jobId, lease_id: "L1" },
   compute_failed: { job_id: jobId, lease_id: "L1", error: { code: "x", message: "y" } },
   compute_file_check: { job_id: jobId, lease_id: "L1", name: "out.txt" },
+  compute_outcomes: { outcomes: [{ job_id: jobId, lease_id: "L1", result: null }] },
   compute_file_get: { job_id: jobId, lease_id: "L1", name: "out.txt" },
   targets_list: {},
   targets_activate: { target_id: "default", queue: "default" },

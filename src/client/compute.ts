@@ -8,7 +8,7 @@
  * whose clock is off still heartbeats in time.
  */
 import type { z } from "zod";
-import { EnrolledServer, LeaseEndReply, LeaseHeartbeatReply, LeaseReply, type EnrollServerRequest, type LeasedJob } from "../contract/compute.js";
+import { EnrolledServer, LeaseEndReply, LeaseHeartbeatReply, LeaseOutcomesReply, LeaseReply, type EnrollServerRequest, type LeasedJob } from "../contract/compute.js";
 import type { JobError } from "../contract/schemas.js";
 import type { CallOptions } from "./client.js";
 import { InternalError } from "./errors.js";
@@ -25,6 +25,12 @@ export interface LeasedRun {
 
 export type LeaseEnd = z.output<typeof LeaseEndReply>;
 
+/** A run's outcome as posted: its value, or its error and whether another attempt may follow. */
+export interface LeaseOutcome {
+  run: LeasedRun;
+  outcome: { ok: true; value: unknown } | { ok: false; error: JobError; retryable: boolean };
+}
+
 export class ComputeClient {
   readonly #http: HttpTransport;
 
@@ -39,9 +45,15 @@ export class ComputeClient {
 
   /** One job within waitMs, or undefined when the wait ran out (204). */
   async lease(waitMs: number, types: readonly string[] | undefined, opts?: CallOptions): Promise<LeasedRun | undefined> {
-    const { body, headers } = await this.#send("compute_lease", { wait_ms: waitMs, ...(types && { types }) }, LeaseReply, opts, { job: null, lease: null });
-    if (!body.job) return undefined;
-    return { job: body.job, lease_id: body.lease.lease_id, fencing_token: body.lease.fencing_token, expiresAt: localTime(body.lease.expires_at, headers) };
+    return (await this.leaseMany(1, waitMs, types, opts))[0];
+  }
+
+  /** Up to maxJobs jobs: within waitMs for the first, with those ready beside it; none when the wait ran out. */
+  async leaseMany(maxJobs: number, waitMs: number, types: readonly string[] | undefined, opts?: CallOptions): Promise<LeasedRun[]> {
+    const request = { wait_ms: waitMs, ...(types && { types }), ...(maxJobs > 1 && { max_jobs: maxJobs }) };
+    const { body, headers } = await this.#send("compute_lease", request, LeaseReply, opts, { job: null, lease: null });
+    if (!body.job) return [];
+    return [{ job: body.job, lease: body.lease }, ...(body.more ?? [])].map(({ job, lease }) => ({ job, lease_id: lease.lease_id, fencing_token: lease.fencing_token, expiresAt: localTime(lease.expires_at, headers) }));
   }
 
   /** Extends the lease: its new expiry on this machine's clock. */
@@ -56,6 +68,14 @@ export class ComputeClient {
 
   async failed(run: LeasedRun, error: JobError, retryable: boolean): Promise<LeaseEnd> {
     return (await this.#send("compute_failed", { job_id: run.job.job_id, lease_id: run.lease_id, error, retryable }, LeaseEndReply)).body;
+  }
+
+  /** Several leases' outcomes in one call; each answer says how its lease ended, or why it was refused. */
+  async outcomes(items: readonly LeaseOutcome[]): Promise<z.output<typeof LeaseOutcomesReply>["outcomes"]> {
+    const outcomes = items.map(({ run, outcome }) =>
+      outcome.ok ? { job_id: run.job.job_id, lease_id: run.lease_id, result: outcome.value ?? null } : { job_id: run.job.job_id, lease_id: run.lease_id, error: outcome.error, retryable: outcome.retryable },
+    );
+    return (await this.#send("compute_outcomes", { outcomes }, LeaseOutcomesReply)).body.outcomes;
   }
 
   async #send<S extends z.ZodType>(operation: string, input: object, schema: S, opts?: CallOptions, noContent?: z.input<S>): Promise<{ body: z.output<S>; headers: Headers }> {

@@ -1,13 +1,17 @@
 /**
- * The compute worker's loop: one slot per execution actor (`--max`), each
- * keeping one lease request long-polling while its actor is free, running
- * what it leases in the pool, and posting the outcome while it already
- * polls for the next job (the actor is free again once the run is over).
- * At most one outcome per slot is on its way at a time.
+ * The compute worker's loop. One lease request at a time asks for as many
+ * jobs as the worker has room for, and outcomes are posted in batches, one
+ * call at a time: those that end while a post is on its way go in the next
+ * one. Jobs that run short are leased ahead, up to twice `--max`, so the
+ * actors have the next ones queued while a lease call is on its way (a
+ * job's timeout counts from its lease, so long ones are not). At most as
+ * many outcomes as it may hold jobs wait unposted: a worker that dies
+ * leaves no more than that run and unposted.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { BosunError } from "../contract/errors.js";
+import { MAX_LEASE_JOBS } from "../contract/compute.js";
 import type { JobError } from "../contract/schemas.js";
 import { Pool, poolSettingsOf, type ExecutionHandle, type ExecutionOutcome } from "../actors/pool/pool.js";
 import type { ComputeClient, LeasedRun } from "../client/compute.js";
@@ -18,6 +22,19 @@ import { endsLease, LeaseKeeper } from "./lease-keeper.js";
 
 /** A gateway that is unreachable or answers 5xx: the next call waits this long, doubling per failure in a row. */
 const RETRY = { type: "exponential", delay_ms: 250, max_delay_ms: 10_000 } as const;
+/** Runs shorter than this on average are leased ahead of the actors. */
+const SHORT_RUN_MS = 50;
+const RUN_MS_WEIGHT = 0.2;
+/** What a gateway answers for an outcome it will never take. */
+const REFUSED = new Set(["lease_stale", "cancelled"]);
+
+interface Ended {
+  run: LeasedRun;
+  keeper: LeaseKeeper;
+  outcome: ExecutionOutcome;
+  /** Posts that failed for it in a row. */
+  failures: number;
+}
 
 export type WorkerEnd = "stopped" | "revoked";
 
@@ -26,7 +43,13 @@ export class ComputeWorker {
   /** Aborted when leasing stops (a drain or a revoke): lease requests in flight end at once. */
   readonly #leasing = new AbortController();
   readonly #running = new Set<ExecutionHandle>();
-  #slots: Promise<void>[] = [];
+  /** Leased jobs not yet over (running, or waiting for an actor). */
+  readonly #inHand = new Set<Promise<void>>();
+  readonly #unposted: Ended[] = [];
+  #posting: Promise<void> | undefined;
+  /** Wakes the leaser when room may have come (a job over, an outcome posted). */
+  #roomMade: (() => void) | undefined;
+  #typicalRunMs = Number.POSITIVE_INFINITY;
   #draining: Promise<void> | undefined;
   #revoked = false;
 
@@ -50,9 +73,9 @@ export class ComputeWorker {
   /** Leases and runs jobs until stopped (drained) or revoked (runs killed, outcomes dropped). */
   async run(): Promise<WorkerEnd> {
     this.#pool.start();
-    this.#slots = Array.from({ length: this.config.max }, () => this.#slot());
     this.log.info({ gateway: this.config.gateway, slots: this.config.max, types: this.types ?? "any" }, "compute worker running");
-    await Promise.all(this.#slots);
+    await this.#lease();
+    await this.#settled();
     if (!this.#revoked) {
       await this.#draining;
       return "stopped";
@@ -66,10 +89,19 @@ export class ComputeWorker {
     this.#draining ??= (async () => {
       this.log.info({ running: this.#running.size, grace_ms: this.config.grace_ms }, "draining: no more leases");
       this.#leasing.abort();
+      this.#roomMade?.();
       await this.#pool.drain(this.config.grace_ms);
-      await Promise.all(this.#slots);
+      await this.#settled();
     })();
     return this.#draining;
+  }
+
+  /** Every leased job over and every outcome posted (or given up on). */
+  async #settled(): Promise<void> {
+    while (this.#inHand.size > 0 || this.#posting) {
+      await Promise.all(this.#inHand);
+      await this.#posting;
+    }
   }
 
   /** The credential was refused: stop leasing and kill every run (nobody would take their outcomes). */
@@ -77,17 +109,32 @@ export class ComputeWorker {
     if (this.#revoked) return;
     this.#revoked = true;
     this.#leasing.abort();
+    this.#roomMade?.();
     for (const handle of this.#running) handle.kill("lease_lost");
   }
 
-  async #slot(): Promise<void> {
+  /** Jobs a lease call may ask for now: none while the room is too small to be worth a call. */
+  #room(): number {
+    const capacity = this.#typicalRunMs < SHORT_RUN_MS ? 2 * this.config.max : this.config.max;
+    const held = this.#inHand.size + this.#unposted.length;
+    const room = capacity - held;
+    // Leasing ahead: asked for once a batch's worth is free, so the actors still have jobs while the call is out.
+    const worthACall = capacity > this.config.max && held > 0 ? this.config.max : 1;
+    return room >= worthACall ? Math.min(room, MAX_LEASE_JOBS) : 0;
+  }
+
+  async #lease(): Promise<void> {
     const signal = this.#leasing.signal;
-    let posting: Promise<void> = Promise.resolve();
     let failures = 0;
     while (!signal.aborted) {
-      let run: LeasedRun | undefined;
+      const room = this.#room();
+      if (room === 0) {
+        await new Promise<void>((resolve) => (this.#roomMade = resolve));
+        continue;
+      }
+      let runs: LeasedRun[];
       try {
-        run = await this.client.lease(this.config.wait_ms, this.types, { signal });
+        runs = await this.client.leaseMany(room, this.config.wait_ms, this.types, { signal });
         failures = 0;
       } catch (err) {
         if (signal.aborted) break;
@@ -100,19 +147,22 @@ export class ComputeWorker {
         await sleep(retryInMs, undefined, { signal }).catch(() => undefined);
         continue;
       }
-      if (!run) continue;
-      const ended = await this.#execute(run);
-      // The next lease overlaps this outcome's post, but waits for the one before: a worker that
-      // dies then leaves at most one job run and unposted per slot (beside the one leased or running).
-      await posting;
-      // Its boundary: an unexpected throw must not end the slot's loop (the job then runs again after its lease).
-      if (ended) posting = this.#post(ended.run, ended.keeper, ended.outcome).catch((err: unknown) => this.log.error({ err, job_id: ended.run.job.job_id }, "posting an outcome failed unexpectedly; the job runs again once its lease lapses"));
+      for (const run of runs) {
+        // Its boundary: an unexpected throw must not end the loop (the job then runs again after its lease).
+        const held: Promise<void> = this.#execute(run)
+          .then((ended) => ended && this.#queuePost({ ...ended, failures: 0 }))
+          .catch((err: unknown) => this.log.error({ err, job_id: run.job.job_id }, "a leased run failed unexpectedly; the job runs again once its lease lapses"))
+          .finally(() => {
+            this.#inHand.delete(held);
+            this.#roomMade?.();
+          });
+        this.#inHand.add(held);
+      }
     }
-    await posting;
   }
 
   /** Runs a leased job; what to post once it is over, or nothing when its lease was lost meanwhile. */
-  async #execute(run: LeasedRun): Promise<{ run: LeasedRun; keeper: LeaseKeeper; outcome: ExecutionOutcome } | undefined> {
+  async #execute(run: LeasedRun): Promise<Omit<Ended, "failures"> | undefined> {
     const { job } = run;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: job.attempt, fencing_token: run.fencing_token };
     let handle: ExecutionHandle | undefined;
@@ -146,6 +196,7 @@ export class ComputeWorker {
     this.log.info({ ...logCtx, type: job.type, pid: handle.pid }, "leased job started");
     const outcome = await handle.outcome;
     this.#running.delete(handle);
+    this.#typicalRunMs = Number.isFinite(this.#typicalRunMs) ? this.#typicalRunMs + RUN_MS_WEIGHT * (outcome.duration_ms - this.#typicalRunMs) : outcome.duration_ms;
     if (!keeper.lost && !this.#revoked) return { run, keeper, outcome };
     await keeper.stop();
     this.log.info({ ...logCtx, reason: keeper.lost?.code ?? "unauthorized", duration_ms: outcome.duration_ms }, "leased job killed; its outcome is not posted");
@@ -158,35 +209,58 @@ export class ComputeWorker {
     handle?.kill(err instanceof CancelledError ? "cancelled" : "lease_lost");
   }
 
-  /**
-   * Posts a run's outcome (a handler error is a retryable failure, like a
-   * crash or a timeout, each with its code), retrying transient failures
-   * until the lease would have lapsed: past that the gateway refuses it
-   * anyway, and the job runs again.
-   */
-  async #post(run: LeasedRun, keeper: LeaseKeeper, outcome: ExecutionOutcome): Promise<void> {
-    await keeper.stop();
-    const logCtx = { job_id: run.job.job_id, correlation_id: run.job.correlation_id, attempt: run.job.attempt };
-    for (let failures = 1; !this.#revoked && !keeper.lost; failures++) {
-      try {
-        const ended = outcome.ok ? await this.client.result(run, outcome.value) : await this.client.failed(run, outcome.error, true);
-        this.log.info({ ...logCtx, ok: outcome.ok, state: ended.state, duration_ms: outcome.duration_ms, ...(!outcome.ok && { error: outcome.error.code }) }, "leased job ended");
-        return;
-      } catch (err) {
-        if (err instanceof UnauthorizedError) return this.#revoke();
-        if (endsLease(err)) {
-          this.log.warn({ ...logCtx, code: err.code, err: err.message }, "outcome refused: the lease is no longer this server's");
-          return;
-        }
-        const left = keeper.expiresAt - Date.now();
-        if (left <= 0) {
-          this.log.error({ ...logCtx, err: (err as Error).message }, "outcome not posted before its lease lapsed: the job runs again");
-          return;
-        }
-        const retryInMs = Math.min(left, backoffDelay(RETRY, failures));
-        this.log.warn({ ...logCtx, err: (err as Error).message, retry_in_ms: retryInMs }, "posting the outcome failed; trying again");
-        await sleep(retryInMs);
-      }
+  #queuePost(ended: Ended): void {
+    this.#unposted.push(ended);
+    this.#posting ??= this.#postAll().finally(() => (this.#posting = undefined));
+  }
+
+  /** Posts what waits, a batch per call, until nothing does. */
+  async #postAll(): Promise<void> {
+    while (this.#unposted.length > 0 && !this.#revoked) {
+      const batch = this.#unposted.splice(0, MAX_LEASE_JOBS);
+      // An outcome posted while a heartbeat is on its way would race it for the lease.
+      await Promise.all(batch.map((e) => e.keeper.stop()));
+      const live = batch.filter((e) => !e.keeper.lost);
+      if (live.length > 0) await this.#post(live);
+      this.#roomMade?.();
     }
+  }
+
+  /**
+   * One call for a batch of outcomes (a handler error is a retryable
+   * failure, like a crash or a timeout, each with its code). One that
+   * failed for a transient reason is posted again, backing off, until its
+   * lease would have lapsed: past that the gateway refuses it anyway, and
+   * the job runs again.
+   */
+  async #post(batch: Ended[]): Promise<void> {
+    let answers: Awaited<ReturnType<ComputeClient["outcomes"]>> | undefined;
+    let callError: unknown;
+    try {
+      answers = await this.client.outcomes(batch.map(({ run, outcome }) => ({ run, outcome: outcome.ok ? { ok: true, value: outcome.value } : { ok: false, error: outcome.error, retryable: true } })));
+    } catch (err) {
+      if (err instanceof UnauthorizedError) return this.#revoke();
+      callError = err;
+    }
+    const again: Ended[] = [];
+    batch.forEach((e, i) => {
+      const { run, outcome } = e;
+      const logCtx = { job_id: run.job.job_id, correlation_id: run.job.correlation_id, attempt: run.job.attempt };
+      const answer = answers?.[i];
+      if (answer && "state" in answer) {
+        this.log.info({ ...logCtx, ok: outcome.ok, state: answer.state, duration_ms: outcome.duration_ms, ...(!outcome.ok && { error: outcome.error.code }) }, "leased job ended");
+        return;
+      }
+      const why = answer ? answer.error : { code: (callError as BosunError).code, message: (callError as Error).message };
+      if (answer && REFUSED.has(why.code)) return this.log.warn({ ...logCtx, code: why.code, err: why.message }, "outcome refused: the lease is no longer this server's");
+      if (callError && endsLease(callError)) return this.log.warn({ ...logCtx, code: why.code, err: why.message }, "outcome refused: the lease is no longer this server's");
+      if (e.keeper.expiresAt <= Date.now()) return this.log.error({ ...logCtx, err: why.message }, "outcome not posted before its lease lapsed: the job runs again");
+      this.log.warn({ ...logCtx, err: why.message }, "posting the outcome failed; trying again");
+      again.push({ ...e, failures: e.failures + 1 });
+    });
+    if (again.length === 0) return;
+    const soonest = Math.min(...again.map((e) => e.keeper.expiresAt)) - Date.now();
+    await sleep(Math.max(0, Math.min(soonest, backoffDelay(RETRY, Math.max(...again.map((e) => e.failures))))));
+    this.#unposted.unshift(...again);
   }
 }

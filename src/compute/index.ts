@@ -10,7 +10,7 @@ import type { KV } from "@nats-io/kv";
 import { nuid, type MsgHdrs, type NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import type { z } from "zod";
-import { BosunError, jobErrorOf, streams, type InterimRecord, type JobEnvelope, type JobError, type JobStatus, type operations } from "../contract/index.js";
+import { BosunError, jobErrorOf, streams, type InterimRecord, type LeaseGrant, type JobEnvelope, type JobError, type JobStatus, type operations } from "../contract/index.js";
 import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import { guard } from "../platform/guard.js";
 import { ACK, NAK, WORKING, type JobMessage } from "../platform/puller.js";
@@ -150,57 +150,88 @@ export class Compute {
     },
     result: async (req: Req<"compute_result">, headers: MsgHdrs | undefined): Promise<Res<"compute_result">> => {
       const server = await this.#servers.verify(headers);
-      const held = await this.#book.held(req.job_id, req.lease_id, server.server_id);
-      return this.#end(held, { ok: true, value: req.result, duration_ms: this.#ranMs(held.lease) });
+      return this.#endWith(server, req);
     },
     failed: async (req: Req<"compute_failed">, headers: MsgHdrs | undefined): Promise<Res<"compute_failed">> => {
       const server = await this.#servers.verify(headers);
-      const held = await this.#book.held(req.job_id, req.lease_id, server.server_id);
-      const error = jobErrorOf(req.error.code, req.error.message);
-      // Not retryable: its attempts are used up at once.
-      return this.#end(held, { ok: false, error, duration_ms: this.#ranMs(held.lease) }, { noRetry: !req.retryable });
+      return this.#endWith(server, req);
+    },
+    outcomes: async (req: Req<"compute_outcomes">, headers: MsgHdrs | undefined): Promise<Res<"compute_outcomes">> => {
+      const server = await this.#servers.verify(headers);
+      const outcomes = await Promise.all(
+        req.outcomes.map((item) =>
+          this.#endWith(server, item).catch((err: unknown) => {
+            // One refused or failed outcome answers for itself; the others stand.
+            if (!(err instanceof BosunError)) this.deps.log.warn({ err, job_id: item.job_id }, "could not end a compute lease; the server may post it again");
+            const refused = err instanceof BosunError ? err : new BosunError("unavailable", "the outcome could not be stored now: post it again");
+            return { job_id: item.job_id, error: { code: refused.code, message: refused.message } };
+          }),
+        ),
+      );
+      return { outcomes };
     },
   };
 
-  /** Waits for a job of the server's queues, leases it, and shows it running with the server as owner. */
+  /** Ends the server's lease named in a result's or failure's call with that outcome. */
+  async #endWith(server: StoredServer, call: Req<"compute_result"> | Req<"compute_failed">): Promise<Res<"compute_result">> {
+    const held = await this.#book.held(call.job_id, call.lease_id, server.server_id);
+    const duration_ms = this.#ranMs(held.lease);
+    if (!("error" in call)) return this.#end(held, { ok: true, value: call.result, duration_ms });
+    // Not retryable: its attempts are used up at once.
+    return this.#end(held, { ok: false, error: jobErrorOf(call.error.code, call.error.message), duration_ms }, { noRetry: !call.retryable });
+  }
+
+  /** Waits for jobs of the server's queues, leases them, and shows them running with the server as owner. */
   async #lease(req: Req<"compute_lease">, headers: MsgHdrs | undefined): Promise<Res<"compute_lease">> {
     const server = await this.#servers.verify(headers);
     const deadline = Date.now() + req.wait_ms;
     for (;;) {
-      const msg = await this.#desk.take(server, req.types, Math.max(0, deadline - Date.now()));
-      if (!msg) return { job: null, lease: null };
-      const leaseId = nuid.next();
+      const msgs = await this.#desk.take(server, req.types, Math.max(0, deadline - Date.now()), req.max_jobs);
+      if (msgs.length === 0) return { job: null, lease: null };
+      const grants = (await Promise.all(msgs.map((msg) => this.#grant(server, msg).catch((err: unknown) => this.#notGranted(err, msg))))).filter((g) => g !== undefined);
       // Cancelled, attempts used up or malformed: settled there, and the wait goes on.
-      const picked = await this.deps.outcomes.pickUp(msg, `${server.server_id}.${leaseId}`);
-      if (!picked) continue;
-      const { job, attempt } = picked;
-      const now = Date.now();
-      const lease: StoredLease = {
-        lease_id: leaseId,
-        server_id: server.server_id,
-        job_id: job.job_id,
-        fencing_token: picked.fencingToken,
-        ack_subject: msg.ackSubject,
-        stream_seq: msg.streamSeq,
-        delivery_count: msg.deliveryCount,
-        attempt,
-        started_at: new Date(now).toISOString(),
-        expires_at: now + this.deps.leaseMs,
-        deadline: now + job.timeout_ms,
-        progress: null,
-        ending: false,
-      };
-      if (!(await this.#book.open(lease))) {
-        this.deps.log.warn({ job_id: job.job_id, fencing_token: lease.fencing_token }, "a newer lease of this job exists; the delivery is dropped");
-        continue;
-      }
-      this.#showRunning(lease, job, server);
-      this.deps.log.info({ job_id: job.job_id, correlation_id: job.correlation_id, server_id: server.server_id, attempt, fencing_token: lease.fencing_token }, "job leased to a compute server");
-      return {
-        job: { job_id: job.job_id, type: job.type, payload: job.payload, attempt, timeout_ms: job.timeout_ms, correlation_id: job.correlation_id },
-        lease: { lease_id: leaseId, fencing_token: lease.fencing_token, expires_at: new Date(lease.expires_at).toISOString() },
-      };
+      const [first, ...more] = grants;
+      if (first) return more.length > 0 ? { ...first, more } : first;
     }
+  }
+
+  /** A job of several that could not be leased must not cost the others theirs: it runs again after its ack wait. */
+  #notGranted(err: unknown, msg: JobMessage): undefined {
+    this.deps.log.warn({ err, stream_seq: msg.streamSeq }, "could not lease a delivered job; it returns after its lease");
+    return undefined;
+  }
+
+  async #grant(server: StoredServer, msg: JobMessage): Promise<LeaseGrant | undefined> {
+    const leaseId = nuid.next();
+    const picked = await this.deps.outcomes.pickUp(msg, `${server.server_id}.${leaseId}`);
+    if (!picked) return undefined;
+    const { job, attempt } = picked;
+    const now = Date.now();
+    const lease: StoredLease = {
+      lease_id: leaseId,
+      server_id: server.server_id,
+      job_id: job.job_id,
+      fencing_token: picked.fencingToken,
+      ack_subject: msg.ackSubject,
+      stream_seq: msg.streamSeq,
+      delivery_count: msg.deliveryCount,
+      attempt,
+      started_at: new Date(now).toISOString(),
+      expires_at: now + this.deps.leaseMs,
+      deadline: now + job.timeout_ms,
+      progress: null,
+      ending: false,
+    };
+    if (!(await this.#book.open(lease))) {
+      this.deps.log.warn({ job_id: job.job_id, fencing_token: lease.fencing_token }, "a newer lease of this job exists; the delivery is dropped");
+      return undefined;
+    }
+    this.#showRunning(lease, job, server);
+    this.deps.log.info({ job_id: job.job_id, correlation_id: job.correlation_id, server_id: server.server_id, attempt, fencing_token: lease.fencing_token }, "job leased to a compute server");
+    return {
+      job: { job_id: job.job_id, type: job.type, payload: job.payload, attempt, timeout_ms: job.timeout_ms, correlation_id: job.correlation_id },
+      lease: { lease_id: leaseId, fencing_token: lease.fencing_token, expires_at: new Date(lease.expires_at).toISOString() },
+    };
   }
 
   /**

@@ -11,6 +11,8 @@ import { MAX_CORRELATION_ID_LENGTH, MAX_FILE_NAME_LENGTH, MAX_TIMEOUT_MS, MAX_WA
 export const MAX_SERVER_QUEUES = 64;
 /** Types one lease request may name. */
 export const MAX_LEASE_TYPES = 64;
+/** Jobs one lease request may take, and outcomes one outcomes call may post. */
+export const MAX_LEASE_JOBS = 64;
 export const DEFAULT_ENROLL_TTL_MS = 3_600_000;
 export const MAX_ENROLL_TTL_MS = 30 * 24 * 3_600_000;
 /** A secret as sent (enroll tokens, credentials): Bosun's are 43 characters. */
@@ -55,6 +57,8 @@ export const LeaseRequest = z
   .object({
     wait_ms: z.number().int().min(0).max(MAX_WAIT_MS).default(0),
     types: z.array(JobType).min(1).max(MAX_LEASE_TYPES).optional(),
+    /** Up to this many jobs in one answer: the first as `job`/`lease`, the others in `more`. */
+    max_jobs: z.number().int().min(1).max(MAX_LEASE_JOBS).default(1),
   })
   .strict();
 export type LeaseRequest = z.infer<typeof LeaseRequest>;
@@ -69,8 +73,14 @@ export const LeasedJob = z.object({
   correlation_id: z.string().max(MAX_CORRELATION_ID_LENGTH),
 });
 export type LeasedJob = z.infer<typeof LeasedJob>;
-/** Over NATS nothing to do is `{"job": null, "lease": null}`; HTTP answers 204. */
-export const LeaseReply = z.union([z.object({ job: LeasedJob, lease: Lease }), z.object({ job: z.null(), lease: z.null() })]);
+export const LeaseGrant = z.object({ job: LeasedJob, lease: Lease });
+export type LeaseGrant = z.infer<typeof LeaseGrant>;
+/**
+ * Over NATS nothing to do is `{"job": null, "lease": null}`; HTTP answers
+ * 204. `more` holds the grants past the first of a `max_jobs` request
+ * (absent when there are none).
+ */
+export const LeaseReply = z.union([LeaseGrant.extend({ more: z.array(LeaseGrant).max(MAX_LEASE_JOBS - 1).optional() }), z.object({ job: z.null(), lease: z.null() })]);
 export type LeaseReply = z.infer<typeof LeaseReply>;
 
 const leaseCall = { job_id: JobId, lease_id: LeaseId };
@@ -79,6 +89,23 @@ export const LeaseHeartbeatReply = z.object({ job_id: z.string(), lease_id: z.st
 export const LeaseResultRequest = z.object({ ...leaseCall, result: JsonValue.default(null) }).strict();
 export const LeaseFailedRequest = z.object({ ...leaseCall, error: JobError, retryable: z.boolean().default(true) }).strict();
 export const LeaseEndReply = z.object({ job_id: z.string(), state: z.string() });
+/**
+ * Several leases' outcomes in one call, each a result's or a failure's
+ * body with its `job_id`; each is decided alone, as its own call would be.
+ */
+export const LeaseOutcomesRequest = z
+  .object({
+    outcomes: z
+      .array(z.union([LeaseFailedRequest, LeaseResultRequest]))
+      .min(1)
+      .max(MAX_LEASE_JOBS)
+      .refine((items) => new Set(items.map((o) => o.job_id)).size === items.length, "each job_id at most once per call"),
+  })
+  .strict();
+export type LeaseOutcomesRequest = z.infer<typeof LeaseOutcomesRequest>;
+/** In the request's order: the lease's end, or why that outcome was refused (`lease_stale`, `cancelled`, ...). */
+export const LeaseOutcomeReply = z.union([LeaseEndReply.strict(), z.object({ job_id: z.string(), error: z.object({ code: z.string(), message: z.string() }) }).strict()]);
+export const LeaseOutcomesReply = z.object({ outcomes: z.array(LeaseOutcomeReply) });
 
 /** A job file's name: one path segment of printable characters (no `/`, no `..`). */
 export const JobFileName = z

@@ -62,6 +62,7 @@ export const api = {
   computeHeartbeat: `${API_PREFIX}.compute.jobs.heartbeat`,
   computeResult: `${API_PREFIX}.compute.jobs.result`,
   computeFailed: `${API_PREFIX}.compute.jobs.failed`,
+  computeOutcomes: `${API_PREFIX}.compute.jobs.outcomes`,
   computeFileCheck: `${API_PREFIX}.compute.jobs.file_check`,
   computeFileGet: `${API_PREFIX}.compute.jobs.file_get`,
   targetsList: `${API_PREFIX}.targets.list`,

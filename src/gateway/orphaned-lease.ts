@@ -7,19 +7,26 @@
  * code a compute worker's drain uses), under the server's own credential.
  */
 import type { FastifyRequest } from "fastify";
-import { api, LeaseReply } from "../contract/index.js";
+import { api, LeaseOutcomesReply, LeaseReply } from "../contract/index.js";
 import type { Call } from "./app.js";
 
-/** True when the lease reply had a job and the client was gone: the lease was handed back (or that was tried). */
+/** True when the lease reply had jobs and the client was gone: the leases were handed back (or that was tried). */
 export async function handBackIfOrphaned(call: Call, req: FastifyRequest, body: unknown): Promise<boolean> {
   if (!req.raw.socket.destroyed) return false;
   const granted = LeaseReply.safeParse(body);
   if (!granted.success || !granted.data.job) return false;
-  const { job, lease } = granted.data;
-  const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, lease_id: lease.lease_id };
+  const { job, lease, more = [] } = granted.data;
+  const grants = [{ job, lease }, ...more];
   const error = { code: "shutdown", message: "the compute server went away before its lease reached it" };
-  const ended = await call(api.computeFailed, { job_id: job.job_id, lease_id: lease.lease_id, error, retryable: true }, req).catch((err: unknown) => ({ status: 0, body: err }));
-  if (ended.status === 200) req.log.warn(logCtx, "lease handed back: its compute server went away before the lease reached it");
-  else req.log.warn({ ...logCtx, status: ended.status, err: ended.body }, "could not hand back a lease whose compute server went away; it runs again once the lease expires");
+  const outcomes = grants.map((g) => ({ job_id: g.job.job_id, lease_id: g.lease.lease_id, error, retryable: true }));
+  const ended = await call(api.computeOutcomes, { outcomes }, req).catch((err: unknown) => ({ status: 0, body: err }));
+  const answer = ended.status === 200 ? LeaseOutcomesReply.safeParse(ended.body) : undefined;
+  const refused = new Map(answer?.success ? answer.data.outcomes.flatMap((o) => ("error" in o ? [[o.job_id, o.error] as const] : [])) : []);
+  for (const g of grants) {
+    const logCtx = { job_id: g.job.job_id, correlation_id: g.job.correlation_id, lease_id: g.lease.lease_id };
+    const err = answer?.success ? refused.get(g.job.job_id) : ended.body;
+    if (err === undefined) req.log.warn(logCtx, "lease handed back: its compute server went away before the lease reached it");
+    else req.log.warn({ ...logCtx, status: ended.status, err }, "could not hand back a lease whose compute server went away; it runs again once the lease expires");
+  }
   return true;
 }

@@ -100,6 +100,7 @@ export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Servi
     compute_heartbeat: (req, msg) => compute.heartbeat(req, msg.headers),
     compute_result: (req, msg) => compute.result(req, msg.headers),
     compute_failed: (req, msg) => compute.failed(req, msg.headers),
+    compute_outcomes: (req, msg) => compute.outcomes(req, msg.headers),
     compute_file_check: (req, msg) => files.fileCheck(req, msg.headers),
     compute_file_get: (req, msg) => files.leasedFile(req, msg.headers),
     targets_list: () => targets.list(),
