@@ -23,7 +23,7 @@ t.test(`R3: ${JOBS} remote jobs through 2 compute servers, the leases bucket's l
   const servers = [await RemoteServer.enroll(gateway, [queue]), await RemoteServer.enroll(gateway, [queue])];
 
   // Retried (same idempotency key) until accepted: an election may answer 503 meanwhile.
-  const accepted = new Set<string>();
+  const accepted = new Map<string, number>();
   const submitting = (async () => {
     for (let n = 0; n < JOBS; n++) {
       const id = await waitFor(
@@ -33,7 +33,7 @@ t.test(`R3: ${JOBS} remote jobs through 2 compute servers, the leases bucket's l
         },
         { timeoutMs: 60_000, what: `submit ${n} accepted` },
       );
-      accepted.add(id);
+      accepted.set(id, n);
     }
   })();
 
@@ -72,15 +72,20 @@ t.test(`R3: ${JOBS} remote jobs through 2 compute servers, the leases bucket's l
   const finalState = async (id: string) => (await http<{ state: string }>(gateway.baseUrl, "GET", `/api/jobs/${id}`).catch(() => undefined))?.body.state;
   await waitFor(
     async () => {
-      for (const id of accepted) if ((await finalState(id)) !== "succeeded") return false;
+      for (const id of accepted.keys()) if ((await finalState(id)) !== "succeeded") return false;
       return true;
     },
     { timeoutMs: 120_000, intervalMs: 1000, what: "every accepted job succeeded" },
   );
   stopping = true;
   await Promise.all(running);
-  const lost = [...accepted].filter((id) => !results.has(id));
+  // A result call whose reply was lost to the kill (a 503, then 409 once retried: the first had ended the
+  // lease) leaves the test without its 200, though the result stands: what counts is each job's stored result.
+  const stored = new Map<string, unknown>();
+  for (const id of accepted.keys()) stored.set(id, (await http<{ result: unknown }>(gateway.baseUrl, "GET", `/api/jobs/${id}/result`)).body.result);
+  const lost = [...accepted].filter(([id, n]) => (stored.get(id) as { n?: number } | null)?.n !== n).map(([id]) => id);
   t.equal(accepted.size, JOBS, "every submit accepted");
-  t.same(lost, [], "none lost: every accepted job's result was taken");
-  t.comment(`n${victim + 1} (led KV_bosun_leases) killed and restarted; results ${results.size}, stored twice ${[...results.values()].filter((c) => c > 1).length}`);
+  t.same(lost, [], "none lost: every accepted job succeeded with its own result");
+  t.ok(results.size >= JOBS - 5, `the servers saw their results taken for nearly all jobs: ${results.size}`);
+  t.comment(`n${victim + 1} (led KV_bosun_leases) killed and restarted; results taken ${results.size} (replies lost ${JOBS - results.size}), stored twice ${[...results.values()].filter((c) => c > 1).length}`);
 });

@@ -83,7 +83,9 @@ t.test("1,000 jobs through 3 compute workers, one SIGKILLed mid-run: none lost, 
   const rerun = finals.filter((j) => j.attempts > 1);
   const strays = rerun.filter((j) => !leasedTo.get(j.job_id)?.has(killedId));
   t.same(strays.map((j) => j.job_id), [], `every job that ran twice (${rerun.length}) had been leased to the killed worker`);
-  t.ok(rerun.length <= 8, `reruns are bounded by the killed worker's slots (4 running, 4 leases on their way): ${rerun.length}`);
+  for (const stray of strays) t.comment(`stray ${stray.job_id}: ${JSON.stringify(supervisor.logsWith(/./).filter((l) => l.job_id === stray.job_id))}`);
+  // It holds at most 2 x --max jobs leased, run or unposted (short runs are leased ahead), beside one batch of outcomes on its way.
+  t.ok(rerun.length <= 16, `reruns are bounded by what the killed worker held (8 leased or unposted, 8 outcomes on their way): ${rerun.length}`);
   t.ok(finals.every((j) => j.owner?.server_id?.startsWith("cs_")), "every job shows the compute server that ran it");
   t.ok(rerun.every((j) => j.owner!.server_id !== killedId), "a rerun job shows the survivor that ran it");
   t.ok(new Set(finals.map((j) => j.owner!.server_id)).size === 3, "all three workers ran jobs");

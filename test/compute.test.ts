@@ -49,8 +49,11 @@ t.test("enroll, lease on one gateway, heartbeat and result on the other", async 
   t.same(leased!.job.payload, { hello: "remote" });
   t.equal(leased!.job.attempt, 1);
   t.ok(leased!.lease.fencing_token > 0, "a fencing token");
-  const running = await status(jobId);
-  t.equal(running.state, "running");
+  // Shown running once its lease has lasted SHOW_RUNNING_AFTER_MS (a quick job never is).
+  const running = await waitFor(async () => {
+    const s = await status(jobId);
+    return s.state === "running" ? s : undefined;
+  }, { what: "the leased job shown running" });
   t.same(running.owner, { server_id: srv.serverId }, "owned by the compute server");
   const beat = await srv.heartbeat(gwB, leased!, 0.5);
   t.equal(beat.status, 200, beat.text);
@@ -103,6 +106,7 @@ t.test("a stale lease gets 409 and changes nothing; an expired lease reruns the 
   const two = await RemoteServer.enroll(gwB, [queue]);
   const jobId = await submit(queue, { max_attempts: 3 });
   const first = (await one.lease(gwA))!;
+  await waitFor(async () => (await status(jobId)).state === "running", { what: "the leased job shown running" });
   const wrong = await one.call<ErrorReply>(gwA, "POST", `/api/compute/jobs/${jobId}/result`, { lease_id: "notmylease", result: 1 });
   t.equal(wrong.status, 409);
   t.equal(wrong.body.error.code, "lease_stale");

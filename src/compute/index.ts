@@ -15,9 +15,10 @@ import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import { guard } from "../platform/guard.js";
 import { ACK, NAK, WORKING, type JobMessage } from "../platform/puller.js";
 import { readSeq } from "../platform/stream-reads.js";
-import { cancelledError, deliveryHistory, readBack, recordOf, type CancelRegistry, type JobStore, type LaneRegistry } from "../records/index.js";
+import { cancelledError, deliveryHistory, readBack, recordOf, type CancelRegistry, type JobStore, type LaneRegistry, type ParkedJob } from "../records/index.js";
 import { LeaseDesk } from "./desk.js";
-import { LeaseBook, staleLease, type HeldLease, type StoredLease } from "./leases.js";
+import { Grants, type Grant } from "./grants.js";
+import { checkHeld, LeaseBook, staleLease, type HeldLease, type StoredLease } from "./leases.js";
 import { ComputeServers, type StoredServer } from "./servers.js";
 
 type Req<N extends keyof typeof operations> = z.output<(typeof operations)[N]["request"]>;
@@ -25,7 +26,7 @@ type Res<N extends keyof typeof operations> = z.output<(typeof operations)[N]["r
 
 /** What the supervisor's outcome store (supervisor/settle.ts Settler) does for a lease. */
 export interface OutcomeStore {
-  pickUp(msg: JobMessage, runId: string): Promise<{ job: JobEnvelope; attempt: number; record: JobStatus; fencingToken: number } | undefined>;
+  pickUp(msg: JobMessage, runId: string): Promise<{ job: JobEnvelope; inbound: { attemptOffset: number }; attempt: number; record: JobStatus; fencingToken: number } | undefined>;
   record(job: JobEnvelope, record: JobStatus & { fencing_token?: number }, history: JobError[], ran: ExecutionOutcome, runId: string, opts?: { retryAtOnce?: boolean; noRetry?: boolean }): Promise<"stored" | "hand_back">;
 }
 
@@ -49,7 +50,6 @@ export const SERVER_LIVE_MS = 60_000;
 /** How often stale lease entries are looked for (ones a redelivery did not replace: the job ran elsewhere). */
 const SWEEP_MS = 10_000;
 
-const remoteOwner = (server: StoredServer) => ({ server_id: server.server_id });
 /** Names one remote run in the final record's write id (see Settler.finish). */
 const runIdOf = (lease: StoredLease) => `${lease.server_id}.${lease.lease_id}`;
 
@@ -57,6 +57,7 @@ export class Compute {
   readonly #servers: ComputeServers;
   readonly #book: LeaseBook;
   readonly #desk: LeaseDesk;
+  readonly #grants = new Grants((grant) => void this.#showIfHeld(grant).catch((err: unknown) => this.deps.log.warn({ err, job_id: grant.held.lease.job_id }, "could not show a leased job running")));
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: ComputeDeps) {
@@ -116,22 +117,25 @@ export class Compute {
           target: s.target,
           enrolled_at: s.enrolled_at,
           last_heartbeat_at: s.seen_at,
-          leased_jobs: leases.filter((h) => h.lease.server_id === s.server_id && !h.lease.ending).map((h) => h.lease.job_id),
+          leased_jobs: leases.filter((h) => h.lease.server_id === s.server_id).map((h) => h.lease.job_id),
         })),
       };
     },
     revoke: async (req: Req<"compute_servers_revoke">): Promise<Res<"compute_servers_revoke">> => {
       await this.#servers.revoke(req.server_id);
-      const held = (await this.#book.all()).filter((h) => h.lease.server_id === req.server_id && !h.lease.ending);
+      const held = (await this.#book.all()).filter((h) => h.lease.server_id === req.server_id);
       const ended = await Promise.all(held.map((h) => this.#endQuietly(h, { code: "revoked", message: `compute server ${req.server_id} was revoked` })));
       return { server_id: req.server_id, status: "revoked", requeued: ended.filter(Boolean).length };
     },
     lease: (req: Req<"compute_lease">, headers: MsgHdrs | undefined): Promise<Res<"compute_lease">> => this.#lease(req, headers),
     heartbeat: async (req: Req<"compute_heartbeat">, headers: MsgHdrs | undefined): Promise<Res<"compute_heartbeat">> => {
       const server = await this.#servers.verify(headers);
-      const held = await this.#book.held(req.job_id, req.lease_id, server.server_id);
+      const held = await this.#heldBy(server, req);
       if (this.deps.cancels.has(req.job_id)) {
-        await this.#end(held, { ok: false, error: cancelledError, duration_ms: this.#ranMs(held.lease) });
+        // A cancel that found the job not yet shown running settled it itself: the lease only has to end.
+        await this.#end(held, { ok: false, error: cancelledError, duration_ms: this.#ranMs(held.lease) }).catch((err: unknown) => {
+          if (!(err instanceof BosunError && err.code === "lease_stale")) throw err;
+        });
         throw new BosunError("cancelled", `job ${req.job_id} was cancelled: stop running it`);
       }
       if (Date.now() > held.lease.deadline) {
@@ -139,12 +143,12 @@ export class Compute {
         throw staleLease("the job exceeded its timeout_ms");
       }
       const progress = req.progress ?? held.lease.progress;
-      const renewed = await this.#book.update(held, { expires_at: Date.now() + this.deps.leaseMs, progress });
+      const renewed = await this.#onCurrent(held, (h) => this.#book.update(h, { expires_at: Date.now() + this.deps.leaseMs, progress }));
       this.deps.nc.publish(held.lease.ack_subject, WORKING);
+      this.#grants.renewed(renewed, req.progress !== undefined);
       if (req.progress !== undefined) {
-        const stored = await readSeq(this.deps.jsm, streams.jobs, held.lease.stream_seq);
-        const parked = stored && readBack.queued(stored, this.deps.log);
-        if (parked) this.#showRunning(renewed.lease, parked.job, server);
+        const parked = await this.#parkedOf(renewed.lease);
+        if (parked) this.#showRunning(renewed.lease, parked.job);
       }
       return { job_id: req.job_id, lease_id: req.lease_id, expires_at: new Date(renewed.lease.expires_at).toISOString() };
     },
@@ -174,7 +178,7 @@ export class Compute {
 
   /** Ends the server's lease named in a result's or failure's call with that outcome. */
   async #endWith(server: StoredServer, call: Req<"compute_result"> | Req<"compute_failed">): Promise<Res<"compute_result">> {
-    const held = await this.#book.held(call.job_id, call.lease_id, server.server_id);
+    const held = await this.#heldBy(server, call);
     const duration_ms = this.#ranMs(held.lease);
     if (!("error" in call)) return this.#end(held, { ok: true, value: call.result, duration_ms });
     // Not retryable: its attempts are used up at once.
@@ -205,7 +209,7 @@ export class Compute {
     const leaseId = nuid.next();
     const picked = await this.deps.outcomes.pickUp(msg, `${server.server_id}.${leaseId}`);
     if (!picked) return undefined;
-    const { job, attempt } = picked;
+    const { job, attempt, inbound } = picked;
     const now = Date.now();
     const lease: StoredLease = {
       lease_id: leaseId,
@@ -220,13 +224,13 @@ export class Compute {
       expires_at: now + this.deps.leaseMs,
       deadline: now + job.timeout_ms,
       progress: null,
-      ending: false,
     };
-    if (!(await this.#book.open(lease))) {
+    const held = await this.#book.open(lease);
+    if (!held) {
       this.deps.log.warn({ job_id: job.job_id, fencing_token: lease.fencing_token }, "a newer lease of this job exists; the delivery is dropped");
       return undefined;
     }
-    this.#showRunning(lease, job, server);
+    this.#grants.add(held, { job, offset: inbound.attemptOffset });
     this.deps.log.info({ job_id: job.job_id, correlation_id: job.correlation_id, server_id: server.server_id, attempt, fencing_token: lease.fencing_token }, "job leased to a compute server");
     return {
       job: { job_id: job.job_id, type: job.type, payload: job.payload, attempt, timeout_ms: job.timeout_ms, correlation_id: job.correlation_id },
@@ -235,21 +239,56 @@ export class Compute {
   }
 
   /**
-   * Ends a lease with an outcome: claims the end (compare-and-set), stores
-   * the outcome as a supervisor's run would, then acks the job's message
-   * and removes the lease. A crash in between leaves the message unacked:
-   * JetStream redelivers it, and the new lease replaces this one.
+   * The lease a server's call names, from this supervisor's grant when it
+   * made it (no read), else from KV; also from KV when the grant's copy
+   * reads stale (a heartbeat through another supervisor extended it).
    */
-  async #end(held: HeldLease, ran: ExecutionOutcome, opts: { noRetry?: boolean; retryAtOnce?: boolean } = {}): Promise<Res<"compute_result">> {
-    const ending = await this.#book.update(held, { ending: true });
-    const { lease } = ending;
+  async #heldBy(server: StoredServer, call: { job_id: string; lease_id: string }): Promise<HeldLease> {
+    const grant = this.#grants.of(call.job_id, call.lease_id);
+    if (grant && grant.held.lease.server_id === server.server_id && grant.held.lease.expires_at >= Date.now()) return grant.held;
+    return this.#book.held(call.job_id, call.lease_id, server.server_id);
+  }
+
+  /**
+   * A compare-and-set on a lease, tried again once from KV when it was
+   * made on this supervisor's copy and lost: the copy's revision may be
+   * behind (a heartbeat through another supervisor), not the lease gone.
+   */
+  async #onCurrent<T>(held: HeldLease, change: (held: HeldLease) => Promise<T>): Promise<T> {
+    try {
+      return await change(held);
+    } catch (err) {
+      if (!(err instanceof BosunError && err.code === "lease_stale") || !this.#grants.of(held.lease.job_id, held.lease.lease_id)) throw err;
+      return change(checkHeld(await this.#book.read(held.lease.job_id), held.lease.lease_id, held.lease.server_id));
+    }
+  }
+
+  /** The job as leased: kept by this supervisor's grant, else read back from the jobs stream (gone once acked). */
+  async #parkedOf(lease: StoredLease): Promise<ParkedJob | undefined> {
+    const grant = this.#grants.of(lease.job_id, lease.lease_id);
+    if (grant) return grant.parked;
     const stored = await readSeq(this.deps.jsm, streams.jobs, lease.stream_seq);
     const parked = stored && readBack.queued(stored, this.deps.log);
+    return parked && parked.job.job_id === lease.job_id ? parked : undefined;
+  }
+
+  /**
+   * Ends a lease with an outcome: claims the end (the lease entry removed
+   * at the revision read, so one call wins), stores the outcome as a
+   * supervisor's run would, then acks the job's message. A crash in
+   * between leaves the message unacked: JetStream redelivers it, and the
+   * job runs again under a new lease. A revision that moved on since this
+   * supervisor's grant (a heartbeat through another supervisor) is read
+   * again once.
+   */
+  async #end(held: HeldLease, ran: ExecutionOutcome, opts: { noRetry?: boolean; retryAtOnce?: boolean } = {}): Promise<Res<"compute_result">> {
+    const { lease } = held;
+    const grant = this.#grants.of(lease.job_id, lease.lease_id);
+    await this.#onCurrent(held, (h) => this.#book.claim(h));
+    if (grant) this.#grants.drop(grant);
+    const parked = await this.#parkedOf(lease);
     // Acked meanwhile (a redelivery ran it elsewhere and finished): this lease was stale.
-    if (!parked || parked.job.job_id !== lease.job_id) {
-      await this.#book.close(ending);
-      throw staleLease("the job was settled by another run");
-    }
+    if (!parked) throw staleLease("the job was settled by another run");
     const { job } = parked;
     const { history } = deliveryHistory(job, parked.offset, lease.delivery_count);
     const record = {
@@ -258,8 +297,8 @@ export class Compute {
     };
     const outcome = await this.deps.outcomes.record(job, record, history, ran, runIdOf(lease), opts);
     this.deps.nc.publish(lease.ack_subject, outcome === "hand_back" ? NAK : ACK);
-    await this.#book.close(ending);
-    this.deps.store.dropInterim(lease.job_id).catch((err: unknown) => this.deps.log.warn({ err, job_id: lease.job_id }, "could not remove an interim record"));
+    // A grant made here knows whether the job was shown running; one made elsewhere may have been.
+    if (!grant || grant.shown) this.deps.store.dropInterim(lease.job_id).catch((err: unknown) => this.deps.log.warn({ err, job_id: lease.job_id }, "could not remove an interim record"));
     this.deps.log.info({ job_id: lease.job_id, correlation_id: job.correlation_id, server_id: lease.server_id, ok: ran.ok }, "compute lease ended");
     const retried = lease.attempt < job.max_attempts && !opts.noRetry;
     return { job_id: lease.job_id, state: ran.ok ? "succeeded" : ran.error.code === "cancelled" ? "cancelled" : retried ? "failed" : "dead" };
@@ -276,10 +315,17 @@ export class Compute {
     }
   }
 
+  /** A grant's job shows as running once its lease has lasted a while, if it still does (it may have ended through another supervisor). */
+  async #showIfHeld(grant: Grant): Promise<void> {
+    const now = await this.#book.read(grant.held.lease.job_id);
+    if (now?.lease.lease_id === grant.held.lease.lease_id) this.#showRunning(now.lease, grant.parked.job);
+    else this.#grants.drop(grant);
+  }
+
   /** The interim record: the job reads `running` on this server (unacknowledged, as for a supervisor's run). */
-  #showRunning(lease: StoredLease, job: JobEnvelope, server: StoredServer): void {
+  #showRunning(lease: StoredLease, job: JobEnvelope): void {
     const record: InterimRecord = {
-      ...recordOf(job, "running", lease.attempt, { started_at: lease.started_at, owner: remoteOwner(server), progress: lease.progress }),
+      ...recordOf(job, "running", lease.attempt, { started_at: lease.started_at, owner: { server_id: lease.server_id }, progress: lease.progress }),
       generation: job.generation,
       fencing_token: lease.fencing_token,
     };
@@ -292,6 +338,7 @@ export class Compute {
 
   /** Removes lease entries long past their expiry: their job was redelivered and ran (or runs) elsewhere. */
   async #sweep(): Promise<void> {
+    this.#grants.dropOlderThan(2 * this.deps.leaseMs);
     const old = Date.now() - 2 * this.deps.leaseMs;
     for (const held of await this.#book.all()) if (held.lease.expires_at < old) await this.#book.close(held);
   }

@@ -9,7 +9,9 @@
  * quiet stops the +WPI, and JetStream redelivers the job after its lease
  * (ack wait): an expired lease puts the job back by construction, with a
  * higher fencing token. Every change is a compare-and-set on the entry's
- * revision, so of two calls racing on one lease exactly one wins.
+ * revision, so of two calls racing on one lease exactly one wins; the call
+ * that ends a lease claims it by removing the entry (at the revision it
+ * read) before it stores the outcome.
  */
 import type { KV } from "@nats-io/kv";
 import type { Logger } from "pino";
@@ -36,8 +38,6 @@ export const StoredLease = z.object({
   /** Epoch ms: the job's timeout_ms from its start. */
   deadline: z.number().int(),
   progress: z.number().min(0).max(1).nullable(),
-  /** Set by the call that ends the lease, before it stores the outcome: nothing else may act on it then. */
-  ending: z.boolean().default(false),
 });
 export type StoredLease = z.infer<typeof StoredLease>;
 
@@ -47,6 +47,14 @@ export interface HeldLease {
 }
 
 export const staleLease = (why: string): BosunError => new BosunError("lease_stale", `the lease is no longer this server's: ${why}; nothing was changed`);
+
+/** The lease if it is current and the call's (its id, its server, not expired); `lease_stale` otherwise. */
+export function checkHeld(held: HeldLease | undefined, leaseId: string, serverId: string): HeldLease {
+  if (!held || held.lease.lease_id !== leaseId) throw staleLease("the job is not leased under this lease id");
+  if (held.lease.server_id !== serverId) throw staleLease("another server holds it");
+  if (held.lease.expires_at < Date.now()) throw staleLease("it expired");
+  return held;
+}
 
 export class LeaseBook {
   constructor(
@@ -64,32 +72,47 @@ export class LeaseBook {
   /**
    * Records a new lease of a job: a later delivery of its message than any
    * lease stored for it (a lease left by a server that went quiet, or by a
-   * call that died halfway) replaces it. False if a lease with a token at
-   * least as high is there (this delivery is the stale one).
+   * call that died halfway) replaces it. Undefined if a lease with a token
+   * at least as high is there (this delivery is the stale one). Most jobs
+   * have no entry: it is created without a read first.
    */
-  async open(lease: StoredLease): Promise<boolean> {
+  async open(lease: StoredLease): Promise<HeldLease | undefined> {
+    const value = JSON.stringify(lease);
     for (let tries = 0; tries < 3; tries++) {
-      const held = await this.read(lease.job_id);
       try {
-        if (!held) await this.kv.create(lease.job_id, JSON.stringify(lease));
-        else if (held.lease.fencing_token < lease.fencing_token) await this.kv.update(lease.job_id, JSON.stringify(lease), held.revision);
-        else return false;
-        return true;
+        return { lease, revision: await this.kv.create(lease.job_id, value) };
       } catch (err) {
         if (!lostRace(err) && !/key exists/i.test(String((err as Error).message))) throw err;
       }
+      const held = await this.read(lease.job_id);
+      if (!held) continue;
+      if (held.lease.fencing_token >= lease.fencing_token) return undefined;
+      try {
+        return { lease, revision: await this.kv.update(lease.job_id, value, held.revision) };
+      } catch (err) {
+        if (!lostRace(err)) throw err;
+      }
     }
-    return false;
+    return undefined;
   }
 
-  /** The lease this server's call names, current and not ending: `lease_stale` (409) otherwise. */
+  /** The lease this server's call names, current: `lease_stale` (409) otherwise. */
   async held(jobId: string, leaseId: string, serverId: string): Promise<HeldLease> {
-    const held = await this.read(jobId);
-    if (!held || held.lease.lease_id !== leaseId) throw staleLease("the job is not leased under this lease id");
-    if (held.lease.server_id !== serverId) throw staleLease("another server holds it");
-    if (held.lease.ending) throw staleLease("it has ended");
-    if (held.lease.expires_at < Date.now()) throw staleLease("it expired");
-    return held;
+    return checkHeld(await this.read(jobId), leaseId, serverId);
+  }
+
+  /**
+   * Ends the lease for the call that will store its outcome: removed at the
+   * revision the call read, so a heartbeat, another outcome or a newer
+   * lease that changed it first makes this one `lease_stale`.
+   */
+  async claim(held: HeldLease): Promise<void> {
+    try {
+      await this.kv.purge(held.lease.job_id, { previousSeq: held.revision });
+    } catch (err) {
+      if (lostRace(err)) throw staleLease("another call changed it first");
+      throw err;
+    }
   }
 
   /** Compare-and-set: the lease as changed, or `lease_stale` if another call changed it first. */
@@ -104,7 +127,7 @@ export class LeaseBook {
     }
   }
 
-  /** Removes an ended lease (only the revision that ended it: a newer lease of the job stays). */
+  /** Removes a lease past its use (only that revision: a newer lease of the job stays). */
   async close(held: HeldLease): Promise<void> {
     try {
       await this.kv.purge(held.lease.job_id, { previousSeq: held.revision });
