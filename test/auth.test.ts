@@ -163,6 +163,7 @@ const samples: Record<string, Sample> = {
   heartbeatLease: { body: { lease_id: "NoSuchLease" } },
   postLeaseResult: { body: { lease_id: "NoSuchLease", result: null } },
   postLeaseFailure: { body: { lease_id: "NoSuchLease", error: { code: "x", message: "y" } } },
+  postLeaseOutcomes: { body: { outcomes: [{ job_id: "nosuchjob", lease_id: "NoSuchLease", result: null }] } },
   listTargets: {},
   activateTarget: { body: { queue: "unused_q" } },
 };

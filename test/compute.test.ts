@@ -129,6 +129,53 @@ t.test("a stale lease gets 409 and changes nothing; an expired lease reruns the 
   t.equal(final.body.attempts, 2);
 });
 
+t.test("max_jobs leases several jobs in one call, and one outcomes call ends them, each answered alone", async (t) => {
+  const queue = uniqueName("q");
+  const srv = await RemoteServer.enroll(gwA, [queue]);
+  const ids = await Promise.all(Array.from({ length: 5 }, (_, n) => submit(queue, { payload: { n }, max_attempts: 2 })));
+  const res = await srv.call<Leased & { more?: Leased[] }>(gwA, "POST", "/api/compute/jobs/lease", { wait_ms: 5000, max_jobs: 8 });
+  t.equal(res.status, 200, res.text);
+  const grants = [{ job: res.body.job, lease: res.body.lease }, ...(res.body.more ?? [])];
+  t.same(grants.map((g) => g.job.job_id).sort(), [...ids].sort(), "the five waiting jobs in one answer");
+  t.equal(new Set(grants.map((g) => g.lease.lease_id)).size, 5, "each with its own lease");
+  const [a, b, c, d, e] = grants as [Leased, Leased, Leased, Leased, Leased];
+  t.equal((await srv.result(gwB, e, "alone")).status, 200, "a lease of a batch ends on its own too");
+  const ended = await srv.call<{ outcomes: ({ job_id: string; state: string } | { job_id: string; error: { code: string } })[] }>(gwB, "POST", "/api/compute/jobs/outcomes", {
+    outcomes: [
+      { job_id: a.job.job_id, lease_id: a.lease.lease_id, result: { done: "a" } },
+      { job_id: b.job.job_id, lease_id: b.lease.lease_id, error: { code: "boom", message: "no" } },
+      { job_id: c.job.job_id, lease_id: c.lease.lease_id, error: { code: "fatal", message: "no" }, retryable: false },
+      { job_id: d.job.job_id, lease_id: "NotItsLease", result: 1 },
+      { job_id: e.job.job_id, lease_id: e.lease.lease_id, result: "again" },
+    ],
+  });
+  t.equal(ended.status, 200, ended.text);
+  t.same(
+    ended.body.outcomes.map((o) => ("state" in o ? o.state : o.error.code)),
+    ["succeeded", "failed", "dead", "lease_stale", "lease_stale"],
+    "one answer per outcome, in order: stored, retried, dead, and two stale ones refused",
+  );
+  t.same((await result(a.job.job_id)).body.result, { done: "a" });
+  t.same((await result(e.job.job_id)).body.result, "alone", "the refused repeat changed nothing");
+  t.equal((await status(c.job.job_id)).state, "dead");
+  await waitFor(async () => (await status(d.job.job_id)).state === "running", { what: "the refused outcome left its lease running" });
+  t.equal((await srv.result(gwA, d, "d")).status, 200);
+  const again = (await srv.lease(gwA))!;
+  t.equal(again.job.job_id, b.job.job_id, "the failed one comes back for its second attempt");
+  t.equal(again.job.attempt, 2);
+  t.equal((await srv.result(gwA, again, "b")).status, 200);
+
+  const dup = await srv.call<ErrorReply>(gwA, "POST", "/api/compute/jobs/outcomes", {
+    outcomes: [
+      { job_id: a.job.job_id, lease_id: a.lease.lease_id, result: 1 },
+      { job_id: a.job.job_id, lease_id: a.lease.lease_id, result: 2 },
+    ],
+  });
+  t.equal(dup.status, 400, "a job twice in one call is refused");
+  t.equal((await srv.call<ErrorReply>(gwA, "POST", "/api/compute/jobs/lease", { wait_ms: 0, max_jobs: 65 })).status, 400, "max_jobs past 64 is refused");
+  t.equal((await srv.call<ErrorReply>(gwA, "POST", "/api/compute/jobs/outcomes", { outcomes: [] })).status, 400, "an empty batch is refused");
+});
+
 t.test("failed attempts retry per the job's attempts; a non-retryable one is dead at once", async (t) => {
   const queue = uniqueName("q");
   const srv = await RemoteServer.enroll(gwA, [queue]);

@@ -13,7 +13,7 @@ import type { Logger } from "pino";
 import type { BosunError } from "../contract/errors.js";
 import { MAX_LEASE_JOBS } from "../contract/compute.js";
 import type { JobError } from "../contract/schemas.js";
-import { Pool, poolSettingsOf, type ExecutionHandle, type ExecutionOutcome } from "../actors/pool/pool.js";
+import { NotStartedError, Pool, poolSettingsOf, type ExecutionHandle, type ExecutionOutcome } from "../actors/pool/pool.js";
 import type { ComputeClient, LeasedRun } from "../client/compute.js";
 import { CancelledError, UnauthorizedError } from "../client/errors.js";
 import type { ComputeWorkerConfig } from "../platform/config.js";
@@ -25,6 +25,8 @@ const RETRY = { type: "exponential", delay_ms: 250, max_delay_ms: 10_000 } as co
 /** Runs shorter than this on average are leased ahead of the actors. */
 const SHORT_RUN_MS = 50;
 const RUN_MS_WEIGHT = 0.2;
+/** A short run queued on a busy actor that has not started by then waits for the next free one. */
+const QUEUED_MAX_WAIT_MS = 1000;
 /** What a gateway answers for an outcome it will never take. */
 const REFUSED = new Set(["lease_stale", "cancelled"]);
 
@@ -113,9 +115,13 @@ export class ComputeWorker {
     for (const handle of this.#running) handle.kill("lease_lost");
   }
 
+  #leasesAhead(): boolean {
+    return this.#typicalRunMs < SHORT_RUN_MS;
+  }
+
   /** Jobs a lease call may ask for now: none while the room is too small to be worth a call. */
   #room(): number {
-    const capacity = this.#typicalRunMs < SHORT_RUN_MS ? 2 * this.config.max : this.config.max;
+    const capacity = this.#leasesAhead() ? 2 * this.config.max : this.config.max;
     const held = this.#inHand.size + this.#unposted.length;
     const room = capacity - held;
     // Leasing ahead: asked for once a batch's worth is free, so the actors still have jobs while the call is out.
@@ -169,20 +175,25 @@ export class ComputeWorker {
     // Heartbeats start with the lease: its clock runs from the grant, not from the start of the run.
     const keeper = new LeaseKeeper(this.client, run, this.log, (err) => this.#onLost(err, handle, logCtx));
     keeper.start();
+    const spec = {
+      job_id: job.job_id,
+      type: job.type,
+      payload: job.payload,
+      attempt: job.attempt,
+      fencing_token: run.fencing_token,
+      correlation_id: job.correlation_id,
+      files: { transport: "http" as const, gateway: this.config.gateway, credential: this.credential, lease_id: run.lease_id },
+    };
+    const opts = { onProgress: (fraction: number) => (keeper.progress = fraction) };
     try {
-      handle = await this.#pool.execute(
-        {
-          job_id: job.job_id,
-          type: job.type,
-          payload: job.payload,
-          attempt: job.attempt,
-          fencing_token: run.fencing_token,
-          correlation_id: job.correlation_id,
-          files: { transport: "http", gateway: this.config.gateway, credential: this.credential, lease_id: run.lease_id },
-        },
-        job.timeout_ms,
-        { onProgress: (fraction) => (keeper.progress = fraction) },
-      );
+      // Short runs queue on busy actors (several runs per wake-up, as on a supervisor); one withdrawn
+      // there waits for the next free actor instead.
+      handle = await (this.#leasesAhead()
+        ? this.#pool.execute(spec, job.timeout_ms, { ...opts, maxWaitMs: QUEUED_MAX_WAIT_MS }).catch((err: unknown) => {
+            if (!(err instanceof NotStartedError) || this.#draining) throw err;
+            return this.#pool.execute(spec, job.timeout_ms, opts);
+          })
+        : this.#pool.execute(spec, job.timeout_ms, opts));
     } catch (err) {
       // Leased as a drain began: "shutdown" hands it back at once. Any other failure to start (no
       // execution actor could be spawned) counts as the attempt's, so a broken handler module cannot loop.
