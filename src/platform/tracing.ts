@@ -1,7 +1,7 @@
 /**
  * Traces across processes: a W3C traceparent travels with every request and
- * job (NATS headers on requests and results, the job envelope on the job, the
- * run command to the execution process), and each hop is a span from
+ * job, once per hop (the NATS request's header, the job's envelope, the run
+ * command to the execution process), and each hop is a span from
  * @opentelemetry/api once an SDK is registered in the process.
  *
  * Without an SDK a hop costs next to nothing: no span objects, and the
