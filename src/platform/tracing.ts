@@ -22,6 +22,7 @@ import {
   SpanStatusCode,
   trace,
   type Context,
+  type Span,
   type SpanContext,
   type Tracer,
   type TracerProvider,
@@ -89,25 +90,41 @@ export function hop(name: string, kind: SpanKind, incoming: string | null | unde
   const tracer = sdkTracer();
   if (!tracer) return passOn(parent?.[0]);
   const span = tracer.startSpan(name, { kind, attributes: opts.attributes?.() }, parent ? remoteParent(parent) : ROOT_CONTEXT);
-  const spanContext = span.spanContext();
-  if (spanContext.traceId === INVALID_TRACEID) return passOn(parent?.[0]);
-  let traceparent: string | undefined;
-  return {
-    // Formatted on first use: of the NATS API's hops only a submit's passes its traceparent on.
-    get traceparent() {
-      return (traceparent ??= traceparentOf(spanContext));
-    },
-    span,
-    setAttribute: (key, value) => void span.setAttribute(key, value),
-    end(error) {
-      if (error) {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
-        span.setAttribute("bosun.error.code", error.code);
-      }
-      span.end();
-    },
-    run: (work) => context.with(trace.setSpan(context.active(), span), work),
-  };
+  if (span.spanContext().traceId === INVALID_TRACEID) return passOn(parent?.[0]);
+  return new SpanHop(span);
+}
+
+/**
+ * A hop that records a span. A class rather than an object literal: a
+ * literal with a getter is built on V8's slow path, which measured about
+ * 4.5 µs per hop (against 1 µs for the span itself), on two hops per job in
+ * the supervisor.
+ */
+class SpanHop implements Hop {
+  #traceparent: string | undefined;
+
+  constructor(readonly span: Span) {}
+
+  // Formatted on first use: of the NATS API's hops only a submit's passes its traceparent on.
+  get traceparent(): string {
+    return (this.#traceparent ??= traceparentOf(this.span.spanContext()));
+  }
+
+  setAttribute(key: string, value: string | number): void {
+    this.span.setAttribute(key, value);
+  }
+
+  end(error?: { code: string; message: string }): void {
+    if (error) {
+      this.span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+      this.span.setAttribute("bosun.error.code", error.code);
+    }
+    this.span.end();
+  }
+
+  run<T>(work: () => T): T {
+    return context.with(trace.setSpan(context.active(), this.span), work);
+  }
 }
 
 /**
