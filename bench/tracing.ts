@@ -8,7 +8,8 @@
  *   sdk+als   the same plus the SDK's AsyncLocalStorage context manager (as NodeSDK registers it).
  * Each run: a fresh supervisor (pool 4) and gateway, a warm-up, then N noop
  * jobs with 64 submits outstanding, each submit waiting for its result
- * (wait_ms), over NATS and over HTTP. Run under the heavy lock:
+ * (wait_ms), over NATS and over HTTP; CPU per job in all and by process
+ * (nats-server/supervisor/gateway in the round lines). Run under the heavy lock:
  *   flock /tmp/bosun-heavy.lock npm run bench:tracing
  * BENCH_TRACING_MODES=off,sdk runs only those (ratios are ÷ the first);
  * BENCH_CPU_PROF=dir profiles every process into dir/<mode>.
@@ -82,10 +83,17 @@ function submitHttp(port: number, queue: string): Promise<void> {
   });
 }
 
-/** One timed batch: jobs/s, and CPU µs per job of every process that served it (supervisor with its execution processes, gateway, nats-server). */
+const PARTS = ["nats-server", "supervisor", "gateway"] as const;
+
+/**
+ * One timed batch: jobs/s, and CPU µs per job of every process that served
+ * it, in all and by part (the supervisor with its execution processes):
+ * where tracing's cost goes.
+ */
 interface Figure {
   rate: number;
   cpuUs: number;
+  partsUs: Record<(typeof PARTS)[number], number>;
 }
 
 async function run(mode: Mode, cli: string, nats: { url: string; proc: Proc }, nc: NatsConnection, round: number): Promise<Record<Via, Figure>> {
@@ -104,10 +112,13 @@ async function run(mode: Mode, cli: string, nats: { url: string; proc: Proc }, n
     await pump(500, INFLIGHT, () => submitNats(nc, queue));
     const figures = {} as Record<Via, Figure>;
     for (const via of ["nats", "http"] as const) {
-      const cpu = new CpuSampler(() => [nats.proc.pid, ...started.map((p) => p.pid)]);
+      const [supervisor, gateway] = started as [Proc, Proc];
+      const samplers = [nats.proc, supervisor, gateway].map((p) => new CpuSampler(() => [p.pid]));
       const t0 = nowMs();
       await pump(JOBS, INFLIGHT, () => (via === "nats" ? submitNats(nc, queue) : submitHttp(port, queue)));
-      figures[via] = { rate: JOBS / ((nowMs() - t0) / 1000), cpuUs: (cpu.stop() * 1000) / JOBS };
+      const rate = JOBS / ((nowMs() - t0) / 1000);
+      const partsUs = Object.fromEntries(PARTS.map((part, i) => [part, (samplers[i]!.stop() * 1000) / JOBS])) as Figure["partsUs"];
+      figures[via] = { rate, cpuUs: Object.values(partsUs).reduce((a, b) => a + b, 0), partsUs };
     }
     return figures;
   } finally {
@@ -135,7 +146,7 @@ async function main(): Promise<void> {
         const f = await run(mode, mode === "baseline" ? baselineCli : cli, nats, nc, round);
         results[mode].nats.push(f.nats);
         results[mode].http.push(f.http);
-        const shown = (v: Figure) => `${v.rate.toFixed(0)} jobs/s ${v.cpuUs.toFixed(0)} µs CPU/job`;
+        const shown = (v: Figure) => `${v.rate.toFixed(0)} jobs/s ${v.cpuUs.toFixed(0)} µs CPU/job (${PARTS.map((p) => v.partsUs[p].toFixed(0)).join("/")})`;
         console.log(`round ${round + 1} ${mode.padEnd(8)} nats ${shown(f.nats)}  http ${shown(f.http)}`);
       }
     }
@@ -148,12 +159,19 @@ async function main(): Promise<void> {
   const reference = modes[0]!;
   console.log(`\nnoop, ${JOBS} jobs per run, ${INFLIGHT} submits with wait_ms outstanding, ${ROUNDS} rounds; median (ratio ÷ ${reference}: median, min–max of the rounds):`);
   for (const via of ["nats", "http"] as const) {
-    for (const [what, of, digits] of [["jobs/s", (f: Figure) => f.rate, 0], ["CPU µs/job", (f: Figure) => f.cpuUs, 0]] as const) {
+    const measures: [string, (f: Figure) => number][] = [
+      ["jobs/s", (f) => f.rate],
+      ["CPU µs/job", (f) => f.cpuUs],
+      ...PARTS.map((part): [string, (f: Figure) => number] => [`  ${part}`, (f) => f.partsUs[part]]),
+    ];
+    for (const [what, of] of measures) {
       const line = modes.map((m) => {
-        const ratios = results[m][via].map((f, i) => of(f) / of(results[reference][via][i]!));
-        return `${m} ${median(results[m][via].map(of)).toFixed(digits)} (${median(ratios).toFixed(3)}×, ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`;
+        // Over NATS the gateway idles: its CPU (counted in clock ticks) reads 0 in some rounds, which give no ratio.
+        const ratios = results[m][via].map((f, i) => of(f) / of(results[reference][via][i]!)).filter(Number.isFinite);
+        const spread = ratios.length ? `${median(ratios).toFixed(3)}×, ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}` : "no ratio";
+        return `${m} ${median(results[m][via].map(of)).toFixed(0)} (${spread})`;
       });
-      console.log(`  ${via.padEnd(4)} ${what.padEnd(10)}  ${line.join("  ")}`);
+      console.log(`  ${via.padEnd(4)} ${what.padEnd(13)}  ${line.join("  ")}`);
     }
   }
 }

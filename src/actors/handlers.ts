@@ -33,7 +33,8 @@ export interface HandlerContext {
    * This run's trace: pass `traceparent` on to what the handler calls. The
    * handler's span is also the active OpenTelemetry context while it runs
    * (with an SDK and its context manager registered), so `trace.getActiveSpan()` works.
-   * Null for a job submitted without one over NATS (HTTP submits always have one).
+   * Null for a job submitted without one while no SDK is registered (none
+   * is made up then: nothing would record its spans).
    */
   trace: JobTrace | null;
   /** Reports progress in [0, 1]; shows in the job's status. */

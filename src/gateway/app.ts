@@ -100,7 +100,6 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
     if (route?.startsWith("/api/")) {
       const incoming = req.headers[TRACEPARENT];
       req.trace = hop(`${req.method} ${route}`, SpanKind.SERVER, typeof incoming === "string" ? incoming : undefined, {
-        start: true,
         attributes: () => ({ "http.request.method": req.method, "http.route": route, "bosun.correlation_id": req.correlationId }),
       });
     }

@@ -16,6 +16,4 @@ export interface Hop {
 export interface HopOptions {
   /** Attributes of the span; only built when an SDK records. */
   attributes?: () => Attributes;
-  /** Start a trace when none came in (where jobs enter from outside: the gateway). */
-  start?: boolean;
 }

@@ -28,14 +28,11 @@ import {
   type JobStatus,
 } from "../contract/index.js";
 import { StreamWriteError, type StreamWriter, type WriteOptions } from "../platform/stream-writer.js";
-import { TRACEPARENT } from "../platform/tracing.js";
 import type { JobMessage } from "../platform/puller.js";
 import { readParked, readStored, type StoredLike } from "./decode.js";
 import { statusOf, type JobSources, type ParkedJob } from "./status.js";
 
 const WRONG_LAST_SEQUENCE = 10071;
-/** The job's trace on its final record's message (the record itself is the contract's JobResult shape). */
-const traceHeaders = (traceparent: string | undefined) => (traceparent ? { [TRACEPARENT]: traceparent } : undefined);
 /** Ends the message id of a final record's write, naming the run (supervisor + receipt) that wrote it. */
 const runWriteSuffix = (runId: string) => `.run.${runId}`;
 /** For writes with a message id: retry while the stream cannot take them (see StreamWriter). */
@@ -125,11 +122,10 @@ export class JobStore {
    * decides how the job ended. With `writeId` (one per run), a retry of a
    * claim that landed unacknowledged is a no-op, not a lost race.
    */
-  async claimResult(record: FinalRecord, opts: { writeId?: string; traceparent?: string } = {}): Promise<boolean> {
+  async claimResult(record: FinalRecord, opts: { writeId?: string } = {}): Promise<boolean> {
     try {
       await this.writer.publish(resultSubject(record.job_id), encodeJson(record), {
         expectLastSubjectSeq: 0,
-        headers: traceHeaders(opts.traceparent),
         ...(opts.writeId && { msgId: opts.writeId }),
       });
       return true;
@@ -147,8 +143,8 @@ export class JobStore {
    * counts every run that finished even where the delivery count did not.
    * `runId` names the run (see runIdOf in supervisor/settle.ts).
    */
-  async settleResult(record: FinalRecord, runId: string, traceparent?: string): Promise<FinalRecord> {
-    if (await this.claimResult(record, { writeId: `${record.job_id}${runWriteSuffix(runId)}`, traceparent })) return record;
+  async settleResult(record: FinalRecord, runId: string): Promise<FinalRecord> {
+    if (await this.claimResult(record, { writeId: `${record.job_id}${runWriteSuffix(runId)}` })) return record;
     const existing = (await this.finalRecord(record.job_id))?.record;
     const same = existing?.generation === record.generation;
     if (existing?.state === "cancelled" && same) return existing;
@@ -157,7 +153,6 @@ export class JobStore {
     const counted = existing && same && existing.attempts >= record.attempts ? { ...record, attempts: existing.attempts + 1 } : record;
     await this.writer.publish(resultSubject(record.job_id), encodeJson(counted), {
       msgId: `${record.job_id}.${record.generation}.${counted.attempts}${runWriteSuffix(runId)}`,
-      headers: traceHeaders(traceparent),
     });
     return counted;
   }

@@ -68,7 +68,7 @@ export class JobActions {
       result: null,
       duration_ms: null,
       generation,
-    }, { traceparent: waiting?.traceparent });
+    });
     if (!claimed) {
       // It ran and finished meanwhile (fast jobs never show as running).
       const now = await store.status(jobId);

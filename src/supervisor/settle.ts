@@ -165,8 +165,11 @@ export class Settler {
    * The final record is the durable outcome (a cancel may have claimed it
    * first: then the cancel stands, and keeps its own times). `runId` names
    * the run (see runIdOf): another run's record makes this one count after it.
-   * It carries the job's traceparent as a header, so a result read ties back
-   * to its trace.
+   * No traceparent goes on its message: no span takes its parent from
+   * there, and the run span (which ends once this is stored, and names the
+   * job) already ties the result to its trace. The header cost about half
+   * of what carrying a context with the job costs the supervisor and
+   * nats-server.
    */
   async finish(job: JobEnvelope, record: JobStatus, end: Ending, runId: string): Promise<void> {
     await this.store.settleResult(
@@ -180,7 +183,6 @@ export class Settler {
         generation: job.generation,
       },
       runId,
-      job.traceparent,
     );
     if (this.cancels.has(job.job_id)) this.cancels.releaseLater(job.job_id);
   }
