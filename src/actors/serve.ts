@@ -40,6 +40,63 @@ function sampled(read: () => number): () => number {
   };
 }
 
+/** What a job's context reads from the execution actor it runs in. */
+interface RunState {
+  signalFor(cmd: RunCommand): AbortSignal;
+  post(message: ChildMessage): void;
+  log: Logger;
+}
+
+/**
+ * A handler's ctx. A class, not an object literal with getters: V8 builds
+ * such a literal on its slow path, microseconds per job. signal, log and
+ * files are made on first use: most handlers never touch them, and each
+ * costs per job.
+ */
+class JobContext implements HandlerContext {
+  readonly job_id: string;
+  readonly attempt: number;
+  readonly fencing_token: number;
+  readonly correlation_id: string;
+  readonly #cmd: RunCommand;
+  readonly #hop: Hop;
+  readonly #run: RunState;
+  #log: Logger | undefined;
+  #files: JobFiles | undefined;
+
+  constructor(cmd: RunCommand, hop: Hop, run: RunState) {
+    this.job_id = cmd.job_id;
+    this.attempt = cmd.attempt;
+    this.fencing_token = cmd.fencing_token;
+    this.correlation_id = cmd.correlation_id;
+    this.#cmd = cmd;
+    this.#hop = hop;
+    this.#run = run;
+  }
+
+  get signal(): AbortSignal {
+    return this.#run.signalFor(this.#cmd);
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.#run.log.child({ job_id: this.job_id, correlation_id: this.correlation_id, attempt: this.attempt }));
+  }
+
+  get trace(): HandlerContext["trace"] {
+    const { traceparent } = this.#hop;
+    return traceparent ? { traceparent, ...traceIds(traceparent) } : null;
+  }
+
+  /** A property, not a method: handlers pass it on unbound (`const { progress } = ctx`). */
+  readonly progress = (fraction: number): void => {
+    this.#run.post({ t: "progress", execution_id: this.#cmd.execution_id, progress: Math.min(1, Math.max(0, Number(fraction) || 0)) });
+  };
+
+  get files(): JobFiles {
+    return (this.#files ??= jobFiles(this.#cmd, this.#run.log));
+  }
+}
+
 function errorOf(err: unknown): { code: string; message: string } {
   if (err instanceof Error) return jobErrorOf(err.name === "AbortError" ? "aborted" : "handler_error", String(err.message));
   return jobErrorOf("handler_error", String(err));
@@ -70,31 +127,14 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
     startNext();
   };
 
-  /** Built on first use: most handlers never touch ctx.signal, ctx.log or ctx.files, and each costs per job. */
-  const contextFor = (cmd: RunCommand, trace: Hop): HandlerContext => {
-    let jobLog: Logger | undefined;
-    let files: JobFiles | undefined;
-    return {
-      job_id: cmd.job_id,
-      attempt: cmd.attempt,
-      fencing_token: cmd.fencing_token,
-      correlation_id: cmd.correlation_id,
-      get signal() {
-        // Read after its run ended (a handler's leftover callback): an aborted signal, so it stops.
-        if (running !== cmd) return AbortSignal.abort(new Error("the run has ended"));
-        return (abort ??= new AbortController()).signal;
-      },
-      get log() {
-        return (jobLog ??= log.child({ job_id: cmd.job_id, correlation_id: cmd.correlation_id, attempt: cmd.attempt }));
-      },
-      get trace() {
-        return trace.traceparent ? { traceparent: trace.traceparent, ...traceIds(trace.traceparent) } : null;
-      },
-      progress: (fraction) => post({ t: "progress", execution_id: cmd.execution_id, progress: Math.min(1, Math.max(0, Number(fraction) || 0)) }),
-      get files() {
-        return (files ??= jobFiles(cmd, log));
-      },
-    };
+  const actorState: RunState = {
+    signalFor: (cmd) => {
+      // Read after its run ended (a handler's leftover callback): an aborted signal, so it stops.
+      if (running !== cmd) return AbortSignal.abort(new Error("the run has ended"));
+      return (abort ??= new AbortController()).signal;
+    },
+    post,
+    log,
   };
 
   const finish = (message: ChildMessage): void => {
@@ -113,7 +153,7 @@ export async function serveJobs(channel: ActorChannel, log: Logger): Promise<voi
     let error: { code: string; message: string } | undefined;
     try {
       if (!handler) throw new Error(`no handler for type "${cmd.type}" in this execution actor`);
-      const value = await trace.run(() => handler.run(cmd.payload, contextFor(cmd, trace)));
+      const value = await trace.run(() => handler.run(cmd.payload, new JobContext(cmd, trace, actorState)));
       finish({ t: "done", execution_id: cmd.execution_id, outcome: { ok: true, value: value ?? null }, rss_mb: memoryMb() });
     } catch (err) {
       error = errorOf(err);
