@@ -53,6 +53,12 @@ export interface Admission {
 
 type Kind = "concurrency" | "rate";
 
+const memberIds = (peers: readonly WorkerInfo[]): string =>
+  peers
+    .map((w) => w.worker_id)
+    .sort()
+    .join(" ");
+
 interface QueueState {
   inHand: number;
   /** Admitted and not yet started: they count in the rate window until they start (or never do). */
@@ -186,12 +192,14 @@ export class QueueLimits {
     return { running: state.inHand, window_starts: per === undefined ? 0 : this.#windowCount(state, per, Date.now()) };
   }
 
-  /** A limit of the queue, above 0, leaves this supervisor no share of it (a limit below the number of supervisors sharing it). */
+  /**
+   * A limit of the queue, above 0, gives this supervisor no share by its
+   * rank (a limit below the number of supervisors sharing it). Not while a
+   * newcomer waits to take its share, nor while the limit is used up.
+   */
   shareless(queue: string): boolean {
-    // Brings the shares in force up to date.
-    this.credits(queue);
     const { max_concurrency: conc, rate_limit: rate } = this.opts.limitsOf(queue);
-    return (conc !== undefined && conc > 0 && this.share(queue, "concurrency") === 0) || (rate !== undefined && this.share(queue, "rate") === 0);
+    return (conc !== undefined && conc > 0 && this.#rankShare(queue, conc).target === 0) || (rate !== undefined && this.#rankShare(queue, rate.max).target === 0);
   }
 
   /** This supervisor's share in force of a queue's max_concurrency ("concurrency") or rate_limit ("rate"). */
@@ -206,16 +214,12 @@ export class QueueLimits {
 
   /** min(share in force, limit − what the others last reported using). */
   #allowed(queue: string, state: QueueState, kind: Kind, limit: number, used: (u: QueueUse) => number, now: number): number {
-    const peers = this.#peers(queue);
-    const peerIds = peers.map((w) => w.worker_id).sort();
-    const members = peerIds.join(" ");
+    const { peers, target } = this.#rankShare(queue, limit);
+    const members = memberIds(peers);
     if (state.members !== members) {
       state.members = members;
       state.stableSince = now;
     }
-    const ids = [...peerIds, this.opts.workerId].sort();
-    const rank = ids.indexOf(this.opts.workerId);
-    const target = Math.floor(limit / ids.length) + (rank < limit % ids.length ? 1 : 0);
     const applied = state.applied.get(kind) ?? 0;
     let share = target;
     if (target > applied) {
@@ -232,6 +236,14 @@ export class QueueLimits {
     return Math.min(share, limit - othersUse);
   }
 
+  /** This supervisor's share of a limit by its rank among the queue's live members, and those members but itself. */
+  #rankShare(queue: string, limit: number): { peers: WorkerInfo[]; target: number } {
+    const peers = this.#peers(queue);
+    const ids = [...peers.map((w) => w.worker_id), this.opts.workerId].sort();
+    const rank = ids.indexOf(this.opts.workerId);
+    return { peers, target: Math.floor(limit / ids.length) + (rank < limit % ids.length ? 1 : 0) };
+  }
+
   #peers(queue: string): WorkerInfo[] {
     const remote = this.opts.remoteServed?.(queue) ?? false;
     return this.opts.live().filter((w) => w.worker_id !== this.opts.workerId && (remote || w.queues.includes(queue)));
@@ -243,17 +255,10 @@ export class QueueLimits {
     if (!state) {
       // This supervisor's own start counts as a change of the live set: the others have not seen it yet.
       // `members` starts as the set first looked at, so that first look is no change of its own.
-      state = { inHand: 0, pending: new Set(), starts: [], applied: new Map(), members: this.#memberIds(queue), stableSince: this.#startedAt };
+      state = { inHand: 0, pending: new Set(), starts: [], applied: new Map(), members: memberIds(this.#peers(queue)), stableSince: this.#startedAt };
       this.#queues.set(queue, state);
     }
     return state;
-  }
-
-  #memberIds(queue: string): string {
-    return this.#peers(queue)
-      .map((w) => w.worker_id)
-      .sort()
-      .join(" ");
   }
 
   #windowCount(state: QueueState, perMs: number, now: number): number {
