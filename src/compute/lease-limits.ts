@@ -26,6 +26,14 @@ import { readLease, type StoredLease } from "./leases.js";
 
 type OpenPulls = Pick<Puller, "outstanding">;
 
+/**
+ * A renewal made just before the expiry reaches this supervisor's watch
+ * just after it: past the expiry, a lease's place is kept this much longer,
+ * until no renewal can still be on its way (a released lease would go
+ * uncounted if renewed after all).
+ */
+const EXPIRY_GRACE_MS = 500;
+
 interface Held {
   admission: Admission;
   leaseId: string;
@@ -179,7 +187,7 @@ export class LeaseLimits {
   #expiry(jobId: string, expiresAt: number): NodeJS.Timeout {
     const timer = setTimeout(
       guard(this.opts.log, "compute lease expiry", () => this.#end(jobId)),
-      Math.max(0, expiresAt - Date.now()),
+      Math.max(0, expiresAt + EXPIRY_GRACE_MS - Date.now()),
     );
     timer.unref();
     return timer;
