@@ -7,9 +7,8 @@
  * whichever supervisor serves its last call (result, failure, revoke,
  * timeout, cancel), or by itself at its expiry with no call at all, so the
  * supervisor that admitted it follows the leases bucket: the admission is
- * released when the entry is removed (after the outcome is stored, so the
- * job's record shows it finished before another job takes its place) or
- * replaced by a newer lease of the job, or when its expires_at passes
+ * released when the entry is removed (the call that ends it claims it so)
+ * or replaced by a newer lease of the job, or when its expires_at passes
  * unrenewed. Leases whose
  * supervisor has stopped (its heartbeats no longer report them) are counted
  * from the bucket by every supervisor instead (`uncounted`).
