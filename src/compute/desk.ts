@@ -8,7 +8,9 @@
  * waiting request takes (its type), is kept for the next request for up to
  * STASH_MS, then handed back as a new message with the same attempt
  * number: it costs no attempt, and it is never held long for a server
- * that has gone.
+ * that has gone. So is one beyond its queue's limits: the desk asks for no
+ * more than those allow (lease-limits.ts), but the supervisor's own runs
+ * may have taken the credits meanwhile.
  */
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -17,6 +19,7 @@ import { streams } from "../contract/index.js";
 import { JobMessage, Puller } from "../platform/puller.js";
 import { ensureConsumer, laneConsumerConfig } from "../platform/topology.js";
 import { readBack, type JobStore, type Lane, type LaneRegistry, type ParkedJob } from "../records/index.js";
+import type { LeaseLimits } from "./lease-limits.js";
 import type { StoredServer } from "./servers.js";
 
 /** One pull request's life on the server: short, so credits of a request that ended come back soon. */
@@ -63,11 +66,13 @@ export class LeaseDesk {
     private readonly lanes: LaneRegistry,
     private readonly leaseMs: number,
     private readonly log: Logger,
+    private readonly limits: LeaseLimits,
   ) {}
 
   start(): void {
     // A lane registered by a submit after a request began waiting is pulled from at once.
     this.lanes.onLane(() => this.#topUp());
+    this.limits.whenRoom(() => this.#topUp());
   }
 
   /** Up to `want` jobs for this server: within waitMs for the first, and those that come with it. */
@@ -115,8 +120,10 @@ export class LeaseDesk {
       const wanted = this.#waiters.reduce((n, w) => n + (serves(w.server, lane) ? w.want - w.got.length : 0), 0);
       if (wanted === 0) continue;
       void this.#puller(lane).then((puller) => {
-        const missing = wanted - (puller?.outstanding ?? wanted);
-        if (missing > 0) puller!.pull(missing, PULL_EXPIRES_MS);
+        if (!puller) return;
+        // Queue limits: no more than the queue's credits left (lease-limits.ts).
+        const missing = this.limits.pullable(lane.queue, puller, wanted - puller.outstanding);
+        if (missing > 0) puller.pull(missing, PULL_EXPIRES_MS);
       });
     }
   }
@@ -154,7 +161,8 @@ export class LeaseDesk {
     const waiter = this.#waiters
       .filter((w) => serves(w.server, lane) && (type === undefined || !w.types || w.types.has(type)))
       .sort((a, b) => this.#rank(a) - this.#rank(b))[0];
-    if (waiter) {
+    // Queue limits: admitted here, released when its lease ends (lease-limits.ts).
+    if (waiter && this.limits.admit(lane.queue, msg)) {
       waiter.got.push(msg);
       // Nothing more pending in the lane: no reason to wait for another.
       if (waiter.got.length >= waiter.want || msg.pending === 0) waiter.resolve();
@@ -171,6 +179,8 @@ export class LeaseDesk {
     for (const stashed of [...this.#stash]) {
       if (waiter.got.length >= waiter.want) return;
       if (!serves(waiter.server, stashed.lane) || (waiter.types && !waiter.types.has(stashed.parked.job.type))) continue;
+      // Queue limits (lease-limits.ts): beyond them it stays stashed, and is handed back in time.
+      if (!this.limits.admit(stashed.lane.queue, stashed.msg)) continue;
       waiter.got.push(this.#unstash(stashed).msg);
     }
   }

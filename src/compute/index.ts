@@ -18,6 +18,7 @@ import { readSeq } from "../platform/stream-reads.js";
 import { cancelledError, deliveryHistory, readBack, recordOf, type CancelRegistry, type JobStore, type LaneRegistry, type ParkedJob } from "../records/index.js";
 import { LeaseDesk } from "./desk.js";
 import { Grants, type Grant } from "./grants.js";
+import type { LeaseLimits } from "./lease-limits.js";
 import { checkHeld, LeaseBook, staleLease, type HeldLease, type StoredLease } from "./leases.js";
 import { ComputeServers, type StoredServer } from "./servers.js";
 
@@ -42,6 +43,8 @@ export interface ComputeDeps {
   tokensKv: KV;
   /** The lane consumers' ack wait: a lease lasts as long between heartbeats. */
   leaseMs: number;
+  /** The supervisor's per-queue limits over its desk's leases. */
+  leaseLimits: LeaseLimits;
   log: Logger;
 }
 
@@ -63,11 +66,12 @@ export class Compute {
   constructor(private readonly deps: ComputeDeps) {
     this.#servers = new ComputeServers(deps.serversKv, deps.tokensKv, deps.log);
     this.#book = new LeaseBook(deps.leasesKv, deps.log);
-    this.#desk = new LeaseDesk(deps.nc, deps.jsm, deps.store, deps.lanes, deps.leaseMs, deps.log);
+    this.#desk = new LeaseDesk(deps.nc, deps.jsm, deps.store, deps.lanes, deps.leaseMs, deps.log, deps.leaseLimits);
   }
 
   async start(): Promise<void> {
     await this.#servers.start();
+    await this.deps.leaseLimits.start();
     this.#desk.start();
     this.#sweeper = setInterval(guard(this.deps.log, "compute lease sweep", () => void this.#sweep().catch((err: unknown) => this.deps.log.warn({ err }, "compute lease sweep failed"))), SWEEP_MS).unref();
   }
@@ -76,6 +80,7 @@ export class Compute {
     clearInterval(this.#sweeper);
     this.#servers.stop();
     await this.#desk.stop();
+    this.deps.leaseLimits.stop();
   }
 
   /** Compute servers of a target serving a queue, seen lately (the submit's "someone serves it" check). */
@@ -188,11 +193,15 @@ export class Compute {
   /** Waits for jobs of the server's queues, leases them, and shows them running with the server as owner. */
   async #lease(req: Req<"compute_lease">, headers: MsgHdrs | undefined): Promise<Res<"compute_lease">> {
     const server = await this.#servers.verify(headers);
+    // Queue limits: answered at once without a share, so the server's next call reaches a supervisor with one (lease-limits.ts).
+    if (this.deps.leaseLimits.shareless(server.queues)) return { job: null, lease: null };
     const deadline = Date.now() + req.wait_ms;
     for (;;) {
       const msgs = await this.#desk.take(server, req.types, Math.max(0, deadline - Date.now()), req.max_jobs);
       if (msgs.length === 0) return { job: null, lease: null };
-      const grants = (await Promise.all(msgs.map((msg) => this.#grant(server, msg).catch((err: unknown) => this.#notGranted(err, msg))))).filter((g) => g !== undefined);
+      // Queue limits: a delivery's admission is freed unless it became a lease (lease-limits.ts).
+      const granting = msgs.map((msg) => this.#grant(server, msg).catch((err: unknown) => this.#notGranted(err, msg)).finally(() => this.deps.leaseLimits.done(msg)));
+      const grants = (await Promise.all(granting)).filter((g) => g !== undefined);
       // Cancelled, attempts used up or malformed: settled there, and the wait goes on.
       const [first, ...more] = grants;
       if (first) return more.length > 0 ? { ...first, more } : first;
@@ -224,6 +233,8 @@ export class Compute {
       expires_at: now + this.deps.leaseMs,
       deadline: now + job.timeout_ms,
       progress: null,
+      queue: job.queue,
+      granted_by: this.deps.leaseLimits.workerId,
     };
     const held = await this.#book.open(lease);
     if (!held) {
@@ -231,6 +242,7 @@ export class Compute {
       return undefined;
     }
     this.#grants.add(held, { job, offset: inbound.attemptOffset });
+    this.deps.leaseLimits.leased(msg, lease);
     this.deps.log.info({ job_id: job.job_id, correlation_id: job.correlation_id, server_id: server.server_id, attempt, fencing_token: lease.fencing_token }, "job leased to a compute server");
     return {
       job: { job_id: job.job_id, type: job.type, payload: job.payload, attempt, timeout_ms: job.timeout_ms, correlation_id: job.correlation_id },

@@ -38,12 +38,21 @@ export const StoredLease = z.object({
   /** Epoch ms: the job's timeout_ms from its start. */
   deadline: z.number().int(),
   progress: z.number().min(0).max(1).nullable(),
+  /** The job's queue and the supervisor whose queue limits admitted the lease (lease-limits.ts); absent from older supervisors' leases. */
+  queue: z.string().regex(NAME_PATTERN).optional(),
+  granted_by: z.string().regex(NAME_PATTERN).optional(),
 });
 export type StoredLease = z.infer<typeof StoredLease>;
 
 export interface HeldLease {
   lease: StoredLease;
   revision: number;
+}
+
+/** A stored lease entry, checked (anyone with publish rights may write into the bucket): undefined if unreadable or not the key's job. */
+export function readLease(key: string, value: Uint8Array, revision: number, log: Logger): StoredLease | undefined {
+  const lease = readInbound(StoredLease, value, { log, source: "compute lease", subject: `$KV.${buckets.leases}.${key}`, seq: revision });
+  return lease && lease.job_id === key ? lease : undefined;
 }
 
 export const staleLease = (why: string): BosunError => new BosunError("lease_stale", `the lease is no longer this server's: ${why}; nothing was changed`);
@@ -65,8 +74,8 @@ export class LeaseBook {
   async read(jobId: string): Promise<HeldLease | undefined> {
     const entry = await this.kv.get(jobId);
     if (entry?.operation !== "PUT") return undefined;
-    const lease = readInbound(StoredLease, entry.value, { log: this.log, source: "compute lease", subject: `$KV.${buckets.leases}.${jobId}`, seq: entry.revision });
-    return lease && lease.job_id === jobId ? { lease, revision: entry.revision } : undefined;
+    const lease = readLease(jobId, entry.value, entry.revision, this.log);
+    return lease && { lease, revision: entry.revision };
   }
 
   /**

@@ -10,6 +10,11 @@
  * limit less what the others last reported in use: a peer still above its
  * new, lowered share (its jobs run on), or one stopping with jobs still
  * running, holds the others back until it is within it.
+ *
+ * Remote compute leases are taken here too (compute/lease-limits.ts): a
+ * supervisor's lease desk admits a lease as one of this supervisor's jobs.
+ * As a gateway sends each lease call to any supervisor, every live
+ * supervisor holds a share of a queue that a compute server serves.
  */
 import type { Logger } from "pino";
 import type { QueueLimits as Limits, QueueUse, WorkerInfo } from "../contract/index.js";
@@ -30,6 +35,10 @@ export interface QueueLimitsOptions {
   live(): WorkerInfo[];
   /** Supervisors stopping: no share, but the jobs they still run count. */
   draining(): WorkerInfo[];
+  /** A live compute server serves the queue: every live supervisor's lease desk takes its jobs, so each holds a share. */
+  remoteServed?(queue: string): boolean;
+  /** Jobs of the queue running that no live supervisor's heartbeat counts (remote leases whose supervisor has gone). */
+  uncounted?(queue: string): number;
   /** A limited queue may have room again: pull. */
   onRoom(): void;
   /** In-hand or window counts changed: say so in a heartbeat soon. */
@@ -43,6 +52,12 @@ export interface Admission {
 }
 
 type Kind = "concurrency" | "rate";
+
+const memberIds = (peers: readonly WorkerInfo[]): string =>
+  peers
+    .map((w) => w.worker_id)
+    .sort()
+    .join(" ");
 
 interface QueueState {
   inHand: number;
@@ -88,7 +103,8 @@ export class QueueLimits {
     const state = this.#state(queue);
     let credits = Number.POSITIVE_INFINITY;
     if (limits.max_concurrency !== undefined) {
-      credits = this.#allowed(queue, state, "concurrency", limits.max_concurrency, (u) => u.running, now) - state.inHand;
+      const limit = Math.max(0, limits.max_concurrency - (this.opts.uncounted?.(queue) ?? 0));
+      credits = this.#allowed(queue, state, "concurrency", limit, (u) => u.running, now) - state.inHand;
     }
     if (limits.rate_limit) {
       const inWindow = this.#windowCount(state, limits.rate_limit.per_ms, now);
@@ -176,6 +192,16 @@ export class QueueLimits {
     return { running: state.inHand, window_starts: per === undefined ? 0 : this.#windowCount(state, per, Date.now()) };
   }
 
+  /**
+   * A limit of the queue, above 0, gives this supervisor no share by its
+   * rank (a limit below the number of supervisors sharing it). Not while a
+   * newcomer waits to take its share, nor while the limit is used up.
+   */
+  shareless(queue: string): boolean {
+    const { max_concurrency: conc, rate_limit: rate } = this.opts.limitsOf(queue);
+    return (conc !== undefined && conc > 0 && this.#rankShare(queue, conc).target === 0) || (rate !== undefined && this.#rankShare(queue, rate.max).target === 0);
+  }
+
   /** This supervisor's share in force of a queue's max_concurrency ("concurrency") or rate_limit ("rate"). */
   share(queue: string, kind: Kind): number | undefined {
     return this.#queues.get(queue)?.applied.get(kind);
@@ -188,16 +214,12 @@ export class QueueLimits {
 
   /** min(share in force, limit − what the others last reported using). */
   #allowed(queue: string, state: QueueState, kind: Kind, limit: number, used: (u: QueueUse) => number, now: number): number {
-    const peers = this.#peers(queue);
-    const peerIds = peers.map((w) => w.worker_id).sort();
-    const members = peerIds.join(" ");
+    const { peers, target } = this.#rankShare(queue, limit);
+    const members = memberIds(peers);
     if (state.members !== members) {
       state.members = members;
       state.stableSince = now;
     }
-    const ids = [...peerIds, this.opts.workerId].sort();
-    const rank = ids.indexOf(this.opts.workerId);
-    const target = Math.floor(limit / ids.length) + (rank < limit % ids.length ? 1 : 0);
     const applied = state.applied.get(kind) ?? 0;
     let share = target;
     if (target > applied) {
@@ -208,13 +230,23 @@ export class QueueLimits {
       }
     }
     state.applied.set(kind, share);
-    const leavers = this.opts.draining().filter((w) => w.worker_id !== this.opts.workerId && w.queues.includes(queue));
-    const othersUse = [...peers, ...leavers].reduce((n, w) => n + (w.queue_use?.[queue] ? used(w.queue_use[queue]) : 0), 0);
+    // Whatever a supervisor reports it uses counts, member or not (its desk's leases, a queue it stopped serving).
+    const others = [...this.opts.live(), ...this.opts.draining()].filter((w) => w.worker_id !== this.opts.workerId);
+    const othersUse = others.reduce((n, w) => n + (w.queue_use?.[queue] ? used(w.queue_use[queue]) : 0), 0);
     return Math.min(share, limit - othersUse);
   }
 
+  /** This supervisor's share of a limit by its rank among the queue's live members, and those members but itself. */
+  #rankShare(queue: string, limit: number): { peers: WorkerInfo[]; target: number } {
+    const peers = this.#peers(queue);
+    const ids = [...peers.map((w) => w.worker_id), this.opts.workerId].sort();
+    const rank = ids.indexOf(this.opts.workerId);
+    return { peers, target: Math.floor(limit / ids.length) + (rank < limit % ids.length ? 1 : 0) };
+  }
+
   #peers(queue: string): WorkerInfo[] {
-    return this.opts.live().filter((w) => w.worker_id !== this.opts.workerId && w.queues.includes(queue));
+    const remote = this.opts.remoteServed?.(queue) ?? false;
+    return this.opts.live().filter((w) => w.worker_id !== this.opts.workerId && (remote || w.queues.includes(queue)));
   }
 
   /** The queue's counts; its live set is looked at (and its change timed) only where a limit is computed. */
@@ -223,17 +255,10 @@ export class QueueLimits {
     if (!state) {
       // This supervisor's own start counts as a change of the live set: the others have not seen it yet.
       // `members` starts as the set first looked at, so that first look is no change of its own.
-      state = { inHand: 0, pending: new Set(), starts: [], applied: new Map(), members: this.#memberIds(queue), stableSince: this.#startedAt };
+      state = { inHand: 0, pending: new Set(), starts: [], applied: new Map(), members: memberIds(this.#peers(queue)), stableSince: this.#startedAt };
       this.#queues.set(queue, state);
     }
     return state;
-  }
-
-  #memberIds(queue: string): string {
-    return this.#peers(queue)
-      .map((w) => w.worker_id)
-      .sort()
-      .join(" ");
   }
 
   #windowCount(state: QueueState, perMs: number, now: number): number {

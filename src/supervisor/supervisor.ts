@@ -36,6 +36,7 @@ import { StreamWriter } from "../platform/stream-writer.js";
 import { forEachGuarded, guard } from "../platform/guard.js";
 import { Schedules } from "../schedules/index.js";
 import { Compute } from "../compute/index.js";
+import { LeaseLimits } from "../compute/lease-limits.js";
 import { Settler } from "./settle.js";
 import { Files } from "../files/index.js";
 import { openFileStores } from "../files/stores.js";
@@ -71,6 +72,7 @@ export class Supervisor {
   #jobTypes: string[] = [];
   #limits: QueueLimits | undefined;
   #compute: Compute | undefined;
+  #leaseLimits: LeaseLimits | undefined;
 
   constructor(
     private readonly config: SupervisorConfig,
@@ -132,7 +134,13 @@ export class Supervisor {
       limitsOf: (queue) => ops.limits(queue),
       live: () => heartbeats.live(),
       draining: () => heartbeats.draining(),
-      onRoom: () => this.#runner?.refill(),
+      // Remote leases are within the limits too (compute/lease-limits.ts).
+      remoteServed: (queue) => this.#compute?.liveServers().some((s) => s.queues.includes(queue)) ?? false,
+      uncounted: (queue) => this.#leaseLimits?.uncounted(queue) ?? 0,
+      onRoom: () => {
+        this.#runner?.refill();
+        this.#leaseLimits?.room();
+      },
       onUse: () => heartbeats.changed(),
       log,
     }));
@@ -185,6 +193,13 @@ export class Supervisor {
     });
 
     const schedules = (this.#schedules = new Schedules(topology.schedulesKv, topology.jsm, intake, log));
+    const leaseLimits = (this.#leaseLimits = new LeaseLimits({
+      workerId,
+      limits,
+      leasesKv: topology.leasesKv,
+      reporters: () => [...heartbeats.live(), ...heartbeats.draining()].map((w) => w.worker_id),
+      log,
+    }));
     const compute = (this.#compute = new Compute({
       nc,
       jsm: topology.jsm,
@@ -196,6 +211,7 @@ export class Supervisor {
       serversKv: topology.computeServersKv,
       tokensKv: topology.enrollTokensKv,
       leaseMs: config.lease_ms,
+      leaseLimits,
       log,
     }));
     gate.checkServersWith(compute.credentials);
@@ -229,7 +245,10 @@ export class Supervisor {
     await runner.start();
     limits.start();
     // A limit raised or cleared is room at once (a lowered one needs nothing: pulls just stop).
-    ops.onChange(() => runner.refill());
+    ops.onChange(() => {
+      runner.refill();
+      leaseLimits.room();
+    });
     scheduler.start();
     await schedules.start();
     const sweep = () =>
