@@ -12,6 +12,7 @@ import { Kvm } from "@nats-io/kv";
 import t from "tap";
 import { startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http } from "./helpers/http.js";
+import { concurrency, time, type JobRecord } from "./helpers/records.js";
 import { RemoteServer } from "./helpers/compute.js";
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
@@ -27,17 +28,8 @@ const args = ["--min", "3", "--max", "3", "--heartbeat-ms", "300", "--lease-ms",
 await Promise.all([startSupervisor(t, server.url, { queues: [mixed], args }), startSupervisor(t, server.url, { queues: [uniqueName("local")], args })]);
 await waitFor(async () => (await http<unknown[]>(gw, "GET", "/api/platform/workers")).body.length === 2, { what: "both supervisors live" });
 
-interface Job {
-  job_id: string;
-  state: string;
-  started_at: string | null;
-  finished_at: string | null;
-  attempts: number;
-  owner: { worker_id?: string; server_id?: string } | null;
-}
 
-const time = (iso: string | null) => (iso ? Date.parse(iso) : Number.NaN);
-const status = async (jobId: string): Promise<Job> => (await http<Job>(gw, "GET", `/api/jobs/${jobId}`)).body;
+const status = async (jobId: string): Promise<JobRecord> => (await http<JobRecord>(gw, "GET", `/api/jobs/${jobId}`)).body;
 const statuses = (ids: string[]) => Promise.all(ids.map(status));
 const allDone = (ids: string[], timeoutMs: number) =>
   waitFor(
@@ -61,12 +53,6 @@ async function submit(queue: string, n: number, type: string, ms: number): Promi
   });
 }
 
-/** Jobs running at once over time, from their records: [time, count] after each start or end (ends first at a tie). */
-function concurrency(jobs: Job[]): [number, number][] {
-  const events = jobs.flatMap((j) => [[time(j.started_at), 1] as const, [time(j.finished_at), -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let n = 0;
-  return events.map(([at, d]) => [at, (n += d)]);
-}
 
 /**
  * A compute server with `slots` lease long-polls open at once, each running

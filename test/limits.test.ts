@@ -8,6 +8,7 @@
 import t from "tap";
 import { runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
 import { http, type ErrorReply } from "./helpers/http.js";
+import { concurrency, time, type JobRecord } from "./helpers/records.js";
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { httpQueue, scrape, startMetricsSupervisor, type QueueStatus } from "./helpers/ops.js";
@@ -19,14 +20,6 @@ const nc = await connectClient(t, server.url);
 const gateway = await startGateway(t, server.url);
 const gw = gateway.baseUrl;
 
-interface Job {
-  job_id: string;
-  state: string;
-  started_at: string | null;
-  finished_at: string | null;
-  attempts: number;
-  owner: { worker_id: string } | null;
-}
 
 const pool = (n: number) => ["--min", String(n), "--max", String(n), "--heartbeat-ms", "300"];
 
@@ -43,16 +36,9 @@ async function submitBatch(jobs: Record<string, unknown>[]): Promise<string[]> {
   });
 }
 
-const status = async (jobId: string): Promise<Job> => (await requestJson<Job>(nc, "bosun.api.jobs.get", { job_id: jobId })).body;
+const status = async (jobId: string): Promise<JobRecord> => (await requestJson<JobRecord>(nc, "bosun.api.jobs.get", { job_id: jobId })).body;
 const statuses = (ids: string[]) => Promise.all(ids.map(status));
-const time = (iso: string | null) => (iso ? Date.parse(iso) : Number.NaN);
 
-/** Jobs running at once over time, from their records: [time, count] after each start or end (ends first at a tie). */
-function concurrency(jobs: Job[]): [number, number][] {
-  const events = jobs.flatMap((j) => [[time(j.started_at), 1] as const, [time(j.finished_at), -1] as const]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let n = 0;
-  return events.map(([at, d]) => [at, (n += d)]);
-}
 
 /** Supervisors serving the queue, all live in the queue status (so each has seen the others). */
 async function servedBy(queue: string, n: number): Promise<void> {
