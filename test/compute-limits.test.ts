@@ -90,9 +90,13 @@ function poll(srv: RemoteServer, slots: number): { stop(): Promise<void>; maxHel
 
 t.test("max_concurrency 2 on a queue run by a supervisor and a compute server polling with 6 slots: never more than 2 at once, every job done", async (t) => {
   await setQueue(mixed, { max_concurrency: 2 });
-  const remote = poll(await RemoteServer.enroll(gateway, [mixed]), 6);
-  t.teardown(() => remote.stop());
+  const server = await RemoteServer.enroll(gateway, [mixed]);
   const ids = await submit(mixed, 40, "sleep", 150);
+  // The server polls once the supervisor runs one: its waiting lease calls could otherwise take
+  // every place the supervisors' shares give, and nothing here would run on both.
+  await waitFor(async () => (await statuses(ids)).some((j) => j.owner?.worker_id), { what: "the supervisor running a job" });
+  const remote = poll(server, 6);
+  t.teardown(() => remote.stop());
   const jobs = await allDone(ids, 60_000);
   await remote.stop();
   // A remote run ends as its result goes out: the call claims the lease (its place is free) and then
