@@ -14,6 +14,7 @@ import type { BosunError } from "../contract/errors.js";
 import { MAX_LEASE_JOBS } from "../contract/compute.js";
 import type { JobError } from "../contract/schemas.js";
 import { NotStartedError, Pool, poolSettingsOf, type ExecutionHandle, type ExecutionOutcome } from "../actors/pool/pool.js";
+import { TypicalRun } from "../actors/pool/typical-run.js";
 import type { ComputeClient, LeasedRun } from "../client/compute.js";
 import { CancelledError, UnauthorizedError } from "../client/errors.js";
 import type { ComputeWorkerConfig } from "../platform/config.js";
@@ -24,7 +25,6 @@ import { endsLease, LeaseKeeper } from "./lease-keeper.js";
 const RETRY = { type: "exponential", delay_ms: 250, max_delay_ms: 10_000 } as const;
 /** Runs shorter than this on average are leased ahead of the actors. */
 const SHORT_RUN_MS = 50;
-const RUN_MS_WEIGHT = 0.2;
 /** A short run queued on a busy actor that has not started by then waits for the next free one. */
 const QUEUED_MAX_WAIT_MS = 1000;
 /** What a gateway answers for an outcome it will never take. */
@@ -51,7 +51,7 @@ export class ComputeWorker {
   #posting: Promise<void> | undefined;
   /** Wakes the leaser when room may have come (a job over, an outcome posted). */
   #roomMade: (() => void) | undefined;
-  #typicalRunMs = Number.POSITIVE_INFINITY;
+  readonly #typicalRun = new TypicalRun();
   #draining: Promise<void> | undefined;
   #revoked = false;
 
@@ -116,7 +116,7 @@ export class ComputeWorker {
   }
 
   #leasesAhead(): boolean {
-    return this.#typicalRunMs < SHORT_RUN_MS;
+    return this.#typicalRun.ms < SHORT_RUN_MS;
   }
 
   /** Jobs a lease call may ask for now: none while the room is too small to be worth a call. */
@@ -207,7 +207,7 @@ export class ComputeWorker {
     this.log.info({ ...logCtx, type: job.type, pid: handle.pid }, "leased job started");
     const outcome = await handle.outcome;
     this.#running.delete(handle);
-    this.#typicalRunMs = Number.isFinite(this.#typicalRunMs) ? this.#typicalRunMs + RUN_MS_WEIGHT * (outcome.duration_ms - this.#typicalRunMs) : outcome.duration_ms;
+    this.#typicalRun.observe(outcome.duration_ms);
     if (!keeper.lost && !this.#revoked) return { run, keeper, outcome };
     await keeper.stop();
     this.log.info({ ...logCtx, reason: keeper.lost?.code ?? "unauthorized", duration_ms: outcome.duration_ms }, "leased job killed; its outcome is not posted");

@@ -15,6 +15,7 @@ import type { LaneOrder } from "./lane-order.js";
 import { LanePulls, WATCH_EXPIRES_MS } from "./lane-pulls.js";
 import { OutcomeGate } from "./outcome-gate.js";
 import { NotStartedError, type ExecutionHandle, type Pool } from "../actors/pool/pool.js";
+import { TypicalRun } from "../actors/pool/typical-run.js";
 import { JobMessage, Puller } from "../platform/puller.js";
 import { runIdOf, Settler } from "./settle.js";
 import { UncountedRuns } from "./uncounted.js";
@@ -41,7 +42,6 @@ import { hop, SpanKind } from "../platform/tracing.js";
 const PULL_AHEAD_MAX_RUN_MS = 50;
 const PULLED_AHEAD_MAX_WAIT_MS = 2 * PULL_AHEAD_MAX_RUN_MS;
 const ALONE_MAX_WAIT_MS = 6 * PULL_AHEAD_MAX_RUN_MS;
-const RUN_MS_WEIGHT = 0.2;
 
 export interface RunnerOptions {
   workerId: string;
@@ -79,8 +79,8 @@ export class Runner {
   /** Jobs received whose outcome is not yet stored and acked. */
   #unsettled = 0;
   #refillPending = false;
-  /** Moving average of run times; unknown (no pull-ahead) until a job has run. */
-  #typicalRunMs = Number.POSITIVE_INFINITY;
+  /** Unknown (no pull-ahead) until a job has run. */
+  readonly #typicalRun = new TypicalRun();
   #state: RunnerState = "running";
   #idle: (() => void) | undefined;
   readonly #leases: LeaseRenewal;
@@ -130,12 +130,12 @@ export class Runner {
    */
   #standBeyond(): number {
     if (!this.#pullingAhead()) return 0;
-    const started = Math.floor((this.pool.capacity * PULLED_AHEAD_MAX_WAIT_MS) / 2 / Math.max(1, this.#typicalRunMs));
+    const started = Math.floor((this.pool.capacity * PULLED_AHEAD_MAX_WAIT_MS) / 2 / Math.max(1, this.#typicalRun.ms));
     return Math.max(0, started - this.pool.capacity - this.pool.queueCapacity);
   }
 
   #pullingAhead(): boolean {
-    return this.#typicalRunMs < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow();
+    return this.#typicalRun.ms < PULL_AHEAD_MAX_RUN_MS && !this.#longRunNow();
   }
 
   /** Starts pulling: the default lane of each queue first (so its consumer exists), then every lane that appears. */
@@ -334,9 +334,7 @@ export class Runner {
       if (cancels.has(job.job_id)) handle.kill("cancelled");
       const outcome = await handle.outcome;
       if (!outcome.ok) runError = outcome.error;
-      this.#typicalRunMs = Number.isFinite(this.#typicalRunMs)
-        ? this.#typicalRunMs + RUN_MS_WEIGHT * (outcome.duration_ms - this.#typicalRunMs)
-        : outcome.duration_ms;
+      this.#typicalRun.observe(outcome.duration_ms);
       visibility.stop();
       this.#running.delete(job.job_id);
       releaseSlot();
