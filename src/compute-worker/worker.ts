@@ -222,7 +222,10 @@ export class ComputeWorker {
 
   #queuePost(ended: Ended): void {
     this.#unposted.push(ended);
-    this.#posting ??= this.#postAll().finally(() => (this.#posting = undefined));
+    // Its boundary: an unexpected throw must not reject what run() and stop() wait on (the jobs run again after their leases).
+    this.#posting ??= this.#postAll()
+      .catch((err: unknown) => this.log.error({ err }, "posting outcomes failed unexpectedly; their jobs run again once their leases lapse"))
+      .finally(() => (this.#posting = undefined));
   }
 
   /** Posts what waits, a batch per call, until nothing does. */
@@ -245,30 +248,33 @@ export class ComputeWorker {
    * the job runs again.
    */
   async #post(batch: Ended[]): Promise<void> {
-    let answers: Awaited<ReturnType<ComputeClient["outcomes"]>> | undefined;
-    let callError: unknown;
+    let answers: Map<string, Awaited<ReturnType<ComputeClient["outcomes"]>>[number]> | undefined;
+    let callError: { code: string; message: string; endsLease: boolean } | undefined;
     try {
-      answers = await this.client.outcomes(batch.map(({ run, outcome }) => ({ run, outcome: outcome.ok ? { ok: true, value: outcome.value } : { ok: false, error: outcome.error, retryable: true } })));
+      const answered = await this.client.outcomes(batch.map(({ run, outcome }) => ({ run, outcome: outcome.ok ? { ok: true, value: outcome.value } : { ok: false, error: outcome.error, retryable: true } })));
+      // By job id, not position: an answer is input, and one that skips or reorders outcomes must not misattribute them.
+      answers = new Map(answered.map((a) => [a.job_id, a]));
     } catch (err) {
       if (err instanceof UnauthorizedError) return this.#revoke();
-      callError = err;
+      callError = { code: (err as BosunError).code ?? "unavailable", message: (err as Error).message, endsLease: endsLease(err) };
     }
     const again: Ended[] = [];
-    batch.forEach((e, i) => {
+    for (const e of batch) {
       const { run, outcome } = e;
       const logCtx = { job_id: run.job.job_id, correlation_id: run.job.correlation_id, attempt: run.job.attempt };
-      const answer = answers?.[i];
+      const answer = answers?.get(run.job.job_id);
       if (answer && "state" in answer) {
         this.log.info({ ...logCtx, ok: outcome.ok, state: answer.state, duration_ms: outcome.duration_ms, ...(!outcome.ok && { error: outcome.error.code }) }, "leased job ended");
-        return;
+        continue;
       }
-      const why = answer ? answer.error : { code: (callError as BosunError).code, message: (callError as Error).message };
-      if (answer && REFUSED.has(why.code)) return this.log.warn({ ...logCtx, code: why.code, err: why.message }, "outcome refused: the lease is no longer this server's");
-      if (callError && endsLease(callError)) return this.log.warn({ ...logCtx, code: why.code, err: why.message }, "outcome refused: the lease is no longer this server's");
-      if (e.keeper.expiresAt <= Date.now()) return this.log.error({ ...logCtx, err: why.message }, "outcome not posted before its lease lapsed: the job runs again");
-      this.log.warn({ ...logCtx, err: why.message }, "posting the outcome failed; trying again");
-      again.push({ ...e, failures: e.failures + 1 });
-    });
+      const why = answer ? { ...answer.error, endsLease: REFUSED.has(answer.error.code) } : (callError ?? { code: "internal_error", message: "the gateway's answer has none for this outcome", endsLease: false });
+      if (why.endsLease) this.log.warn({ ...logCtx, code: why.code, err: why.message }, "outcome refused: the lease is no longer this server's");
+      else if (e.keeper.expiresAt <= Date.now()) this.log.error({ ...logCtx, err: why.message }, "outcome not posted before its lease lapsed: the job runs again");
+      else {
+        this.log.warn({ ...logCtx, err: why.message }, "posting the outcome failed; trying again");
+        again.push({ ...e, failures: e.failures + 1 });
+      }
+    }
     if (again.length === 0) return;
     const soonest = Math.min(...again.map((e) => e.keeper.expiresAt)) - Date.now();
     await sleep(Math.max(0, Math.min(soonest, backoffDelay(RETRY, Math.max(...again.map((e) => e.failures))))));
