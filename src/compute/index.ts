@@ -19,7 +19,7 @@ import { cancelledError, deliveryHistory, readBack, recordOf, type CancelRegistr
 import { LeaseDesk } from "./desk.js";
 import { Grants, type Grant } from "./grants.js";
 import type { LeaseLimits } from "./lease-limits.js";
-import { checkHeld, LeaseBook, staleLease, type HeldLease, type StoredLease } from "./leases.js";
+import { checkHeld, LeaseBook, staleLease, staleReason, type HeldLease, type StoredLease } from "./leases.js";
 import { ComputeServers, type StoredServer } from "./servers.js";
 
 type Req<N extends keyof typeof operations> = z.output<(typeof operations)[N]["request"]>;
@@ -257,7 +257,7 @@ export class Compute {
    */
   async #heldBy(server: StoredServer, call: { job_id: string; lease_id: string }): Promise<HeldLease> {
     const grant = this.#grants.of(call.job_id, call.lease_id);
-    if (grant && grant.held.lease.server_id === server.server_id && grant.held.lease.expires_at >= Date.now()) return grant.held;
+    if (grant && !staleReason(grant.held, call.lease_id, server.server_id)) return grant.held;
     return this.#book.held(call.job_id, call.lease_id, server.server_id);
   }
 

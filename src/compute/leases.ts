@@ -57,12 +57,19 @@ export function readLease(key: string, value: Uint8Array, revision: number, log:
 
 export const staleLease = (why: string): BosunError => new BosunError("lease_stale", `the lease is no longer this server's: ${why}; nothing was changed`);
 
-/** The lease if it is current and the call's (its id, its server, not expired); `lease_stale` otherwise. */
+/** Why the lease is not the call's current one (its id, its server, not expired), or undefined when it is. */
+export function staleReason(held: HeldLease | undefined, leaseId: string, serverId: string): string | undefined {
+  if (!held || held.lease.lease_id !== leaseId) return "the job is not leased under this lease id";
+  if (held.lease.server_id !== serverId) return "another server holds it";
+  if (held.lease.expires_at < Date.now()) return "it expired";
+  return undefined;
+}
+
+/** The lease if it is current and the call's; `lease_stale` otherwise. */
 export function checkHeld(held: HeldLease | undefined, leaseId: string, serverId: string): HeldLease {
-  if (!held || held.lease.lease_id !== leaseId) throw staleLease("the job is not leased under this lease id");
-  if (held.lease.server_id !== serverId) throw staleLease("another server holds it");
-  if (held.lease.expires_at < Date.now()) throw staleLease("it expired");
-  return held;
+  const why = staleReason(held, leaseId, serverId);
+  if (why) throw staleLease(why);
+  return held!;
 }
 
 export class LeaseBook {
@@ -139,9 +146,9 @@ export class LeaseBook {
   /** Removes a lease past its use (only that revision: a newer lease of the job stays). */
   async close(held: HeldLease): Promise<void> {
     try {
-      await this.kv.purge(held.lease.job_id, { previousSeq: held.revision });
+      await this.claim(held);
     } catch (err) {
-      if (!lostRace(err)) this.log.warn({ err, job_id: held.lease.job_id }, "could not remove an ended compute lease");
+      if (!(err instanceof BosunError && err.code === "lease_stale")) this.log.warn({ err, job_id: held.lease.job_id }, "could not remove an ended compute lease");
     }
   }
 
