@@ -136,11 +136,7 @@ export class Pool {
     // Not past anyone already in line: queued on a busy actor, it would start before them
     // (the line is served only by an actor with nothing queued).
     const roomy = maxWaitMs === undefined || this.#line.length > 0 ? undefined : this.#roomiest();
-    if (roomy) {
-      this.#assign(roomy, execution, run);
-      execution.waitTimer = setTimeout(() => roomy.withdraw(execution), maxWaitMs);
-      return;
-    }
+    if (roomy) return this.#queueOn(roomy, execution, run, maxWaitMs!);
     // An actor still starting takes the line's first job once up: a short job waits for that, not
     // just its own limit (handed back meanwhile, it would go behind every job of its lane).
     this.#line.join(execution, run, maxWaitMs === undefined || !this.#anyStarting() ? maxWaitMs : Math.max(maxWaitMs, START_TIMEOUT_MS));
@@ -173,10 +169,14 @@ export class Pool {
       const head = this.#line.peek();
       if (head?.deadline === undefined) return;
       this.#line.next();
-      const { execution } = head;
-      execution.waitTimer = setTimeout(() => member.withdraw(execution), Math.max(0, head.deadline - Date.now()));
-      this.#assign(member, execution, head.run);
+      this.#queueOn(member, head.execution, head.run, Math.max(0, head.deadline - Date.now()));
     }
+  }
+
+  /** Behind a busy actor's current run, withdrawn if it has not started within waitMs. */
+  #queueOn(member: PoolMember, execution: Execution, run: RunSpec, waitMs: number): void {
+    execution.waitTimer = setTimeout(() => member.withdraw(execution), waitMs);
+    this.#assign(member, execution, run);
   }
 
   #assign(member: PoolMember, execution: Execution, run: RunSpec): void {
