@@ -140,9 +140,11 @@ export class LanePulls {
     let spare = ahead > 0 ? credits + ahead - standing : 0;
     for (const lane of dry) {
       const n = spare >= MIN_SHARE ? Math.min(spare, Math.max(MIN_SHARE, room)) : 1;
-      spare -= n;
+      // Taken, not only looked at: dry lanes of one limited queue share its credits, not each ask for all of them.
       // At least the one job of a watch, even where the shares above used up a limited queue's credits.
-      this.#pullers.get(lane)!.pull(Math.max(1, cap(lane, n)), WATCH_EXPIRES_MS);
+      const k = Math.max(1, caps.take(queueOf(lane), n));
+      spare -= k;
+      this.#pullers.get(lane)!.pull(k, WATCH_EXPIRES_MS);
     }
   }
 }
