@@ -13,7 +13,7 @@
  */
 
 /** Past this without a delivery, a lane's last count is too old to hold credits or lower bands on. */
-export const BUSY_LANE_MS = 1000;
+const BUSY_LANE_MS = 1000;
 
 interface Seen {
   waiting: number;

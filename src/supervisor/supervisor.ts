@@ -137,10 +137,7 @@ export class Supervisor {
       // Remote leases are within the limits too (compute/lease-limits.ts).
       remoteServed: (queue) => this.#compute?.liveServers().some((s) => s.queues.includes(queue)) ?? false,
       uncounted: (queue) => this.#leaseLimits?.uncounted(queue) ?? 0,
-      onRoom: () => {
-        this.#runner?.refill();
-        this.#leaseLimits?.room();
-      },
+      onRoom: () => this.#roomAgain(),
       onUse: () => heartbeats.changed(),
       log,
     }));
@@ -245,10 +242,7 @@ export class Supervisor {
     await runner.start();
     limits.start();
     // A limit raised or cleared is room at once (a lowered one needs nothing: pulls just stop).
-    ops.onChange(() => {
-      runner.refill();
-      leaseLimits.room();
-    });
+    ops.onChange(() => this.#roomAgain());
     scheduler.start();
     await schedules.start();
     const sweep = () =>
@@ -329,6 +323,12 @@ export class Supervisor {
   }
 
   /** While jobs still run, says every few seconds how many and how long until they are killed. */
+  /** A limited queue may have room again: the runner and the lease desk both pull. */
+  #roomAgain(): void {
+    this.#runner?.refill();
+    this.#leaseLimits?.room();
+  }
+
   #drainCountdown(): NodeJS.Timeout {
     const deadline = Date.now() + this.config.grace_ms;
     const say = () => {
