@@ -40,12 +40,18 @@ interface Stashed {
   timer: NodeJS.Timeout;
 }
 
+/** A delivery and its job as decoded here (undefined: malformed, for the lease path to terminate with its log line). */
+export interface Delivered {
+  msg: JobMessage;
+  parked: ParkedJob | undefined;
+}
+
 interface Waiter {
   server: StoredServer;
   types: ReadonlySet<string> | undefined;
   /** Jobs it takes at most; it is answered once it has them, or once the lane has no more to give at once. */
   want: number;
-  got: JobMessage[];
+  got: Delivered[];
   /** It has a job and more may come in the same burst: answered GATHER_MS from now at the latest. */
   gather(): void;
   resolve(): void;
@@ -76,7 +82,7 @@ export class LeaseDesk {
   }
 
   /** Up to `want` jobs for this server: within waitMs for the first, and those that come with it. */
-  take(server: StoredServer, types: readonly string[] | undefined, waitMs: number, want = 1): Promise<JobMessage[]> {
+  take(server: StoredServer, types: readonly string[] | undefined, waitMs: number, want = 1): Promise<Delivered[]> {
     return new Promise((resolve) => {
       let gathering: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
@@ -156,14 +162,13 @@ export class LeaseDesk {
 
   async #deliver(lane: Lane, msg: JobMessage): Promise<void> {
     const parked = readBack.queued({ subject: msg.subject, data: msg.data, seq: msg.streamSeq, headers: { get: (name: string) => msg.header(name) ?? "" } }, this.log);
-    // A malformed message is the lease path's to terminate (it decodes it again there, with the log line).
     const type = parked?.job.type;
     const waiter = this.#waiters
       .filter((w) => serves(w.server, lane) && (type === undefined || !w.types || w.types.has(type)))
       .sort((a, b) => this.#rank(a) - this.#rank(b))[0];
     // Queue limits: admitted here, released when its lease ends (lease-limits.ts).
     if (waiter && this.limits.admit(lane.queue, msg)) {
-      waiter.got.push(msg);
+      waiter.got.push({ msg, parked });
       // Nothing more pending in the lane: no reason to wait for another.
       if (waiter.got.length >= waiter.want || msg.pending === 0) waiter.resolve();
       else waiter.gather();
@@ -181,7 +186,7 @@ export class LeaseDesk {
       if (!serves(waiter.server, stashed.lane) || (waiter.types && !waiter.types.has(stashed.parked.job.type))) continue;
       // Queue limits (lease-limits.ts): beyond them it stays stashed, and is handed back in time.
       if (!this.limits.admit(stashed.lane.queue, stashed.msg)) continue;
-      waiter.got.push(this.#unstash(stashed).msg);
+      waiter.got.push(this.#unstash(stashed));
     }
   }
 

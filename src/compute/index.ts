@@ -15,6 +15,7 @@ import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import { guard } from "../platform/guard.js";
 import { ACK, NAK, WORKING, type JobMessage } from "../platform/puller.js";
 import { readSeq } from "../platform/stream-reads.js";
+import type { StreamWriter } from "../platform/stream-writer.js";
 import { cancelledError, deliveryHistory, readBack, recordOf, type CancelRegistry, type JobStore, type LaneRegistry, type ParkedJob } from "../records/index.js";
 import { LeaseDesk } from "./desk.js";
 import { Grants, type Grant } from "./grants.js";
@@ -27,7 +28,7 @@ type Res<N extends keyof typeof operations> = z.output<(typeof operations)[N]["r
 
 /** What the supervisor's outcome store (supervisor/settle.ts Settler) does for a lease. */
 export interface OutcomeStore {
-  pickUp(msg: JobMessage, runId: string): Promise<{ job: JobEnvelope; inbound: { attemptOffset: number }; attempt: number; record: JobStatus; fencingToken: number } | undefined>;
+  pickUp(msg: JobMessage, runId: string, parked?: ParkedJob): Promise<{ job: JobEnvelope; inbound: { attemptOffset: number }; attempt: number; record: JobStatus; fencingToken: number } | undefined>;
   record(job: JobEnvelope, record: JobStatus & { fencing_token?: number }, history: JobError[], ran: ExecutionOutcome, runId: string, opts?: { retryAtOnce?: boolean; noRetry?: boolean }): Promise<"stored" | "hand_back">;
 }
 
@@ -39,6 +40,8 @@ export interface ComputeDeps {
   cancels: CancelRegistry;
   outcomes: OutcomeStore;
   leasesKv: KV;
+  /** Lease writes go through it, as the supervisor's own records do. */
+  writer: StreamWriter;
   serversKv: KV;
   tokensKv: KV;
   /** The lane consumers' ack wait: a lease lasts as long between heartbeats. */
@@ -65,7 +68,7 @@ export class Compute {
 
   constructor(private readonly deps: ComputeDeps) {
     this.#servers = new ComputeServers(deps.serversKv, deps.tokensKv, deps.log);
-    this.#book = new LeaseBook(deps.leasesKv, deps.log);
+    this.#book = new LeaseBook(deps.leasesKv, deps.writer, deps.log);
     this.#desk = new LeaseDesk(deps.nc, deps.jsm, deps.store, deps.lanes, deps.leaseMs, deps.log, deps.leaseLimits);
   }
 
@@ -197,10 +200,14 @@ export class Compute {
     if (this.deps.leaseLimits.shareless(server.queues)) return { job: null, lease: null };
     const deadline = Date.now() + req.wait_ms;
     for (;;) {
-      const msgs = await this.#desk.take(server, req.types, Math.max(0, deadline - Date.now()), req.max_jobs);
-      if (msgs.length === 0) return { job: null, lease: null };
+      const delivered = await this.#desk.take(server, req.types, Math.max(0, deadline - Date.now()), req.max_jobs);
+      if (delivered.length === 0) return { job: null, lease: null };
       // Queue limits: a delivery's admission is freed unless it became a lease (lease-limits.ts).
-      const granting = msgs.map((msg) => this.#grant(server, msg).catch((err: unknown) => this.#notGranted(err, msg)).finally(() => this.deps.leaseLimits.done(msg)));
+      const granting = delivered.map(({ msg, parked }) =>
+        this.#grant(server, msg, parked)
+          .catch((err: unknown) => this.#notGranted(err, msg))
+          .finally(() => this.deps.leaseLimits.done(msg)),
+      );
       const grants = (await Promise.all(granting)).filter((g) => g !== undefined);
       // Cancelled, attempts used up or malformed: settled there, and the wait goes on.
       const [first, ...more] = grants;
@@ -214,9 +221,9 @@ export class Compute {
     return undefined;
   }
 
-  async #grant(server: StoredServer, msg: JobMessage): Promise<LeaseGrant | undefined> {
+  async #grant(server: StoredServer, msg: JobMessage, parked: ParkedJob | undefined): Promise<LeaseGrant | undefined> {
     const leaseId = nuid.next();
-    const picked = await this.deps.outcomes.pickUp(msg, `${server.server_id}.${leaseId}`);
+    const picked = await this.deps.outcomes.pickUp(msg, `${server.server_id}.${leaseId}`, parked);
     if (!picked) return undefined;
     const { job, attempt, inbound } = picked;
     const now = Date.now();

@@ -11,7 +11,7 @@
 import type { Logger } from "pino";
 import { headerNames, jobSubject, scheduledSubject, type JobEnvelope } from "../contract/index.js";
 import { logDropped } from "../platform/guard.js";
-import { integerHeader, readParked } from "../records/index.js";
+import { integerHeader, readParked, type ParkedJob } from "../records/index.js";
 import type { JobMessage } from "../platform/puller.js";
 
 export interface InboundJob {
@@ -25,8 +25,8 @@ export interface InboundJob {
 /** Due times beyond this are not a date Bosun wrote. */
 const MAX_DUE_AT = Date.parse("9999-12-31T00:00:00Z");
 
-/** The job in a delivered message, or undefined after terminating a malformed one. */
-export function readJobMessage(msg: JobMessage, log: Logger, source: "jobs stream" | "scheduled stream"): InboundJob | undefined {
+/** The job in a delivered message, or undefined after terminating a malformed one; `decoded` when its envelope was read already (the compute desk). */
+export function readJobMessage(msg: JobMessage, log: Logger, source: "jobs stream" | "scheduled stream", decoded?: ParkedJob): InboundJob | undefined {
   const ctx = { log, source, subject: msg.subject, seq: msg.streamSeq };
   const drop = (reason?: string): undefined => {
     if (reason) logDropped(ctx, reason);
@@ -37,7 +37,7 @@ export function readJobMessage(msg: JobMessage, log: Logger, source: "jobs strea
   const dueAt = integerHeader(msg.header(headerNames.dueAt), MAX_DUE_AT);
   if (dueAt === undefined) return drop(`${headerNames.dueAt} is not a time in epoch ms`);
   const stored = { subject: msg.subject, data: msg.data, seq: msg.streamSeq, headers: { get: (name: string) => msg.header(name) ?? "" } };
-  const parked = readParked(stored, { log, source }, source === "jobs stream" ? jobSubject : scheduledSubject);
+  const parked = decoded ?? readParked(stored, { log, source }, source === "jobs stream" ? jobSubject : scheduledSubject);
   if (!parked) return drop();
   return { job: parked.job, attemptOffset: parked.offset, dueAt };
 }

@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import { encodeJson, fencingToken, jobErrorOf, type FinalRecord, type JobEnvelope, type JobError, type JobStatus } from "../contract/index.js";
 import { isMaxPayloadError } from "../platform/nats.js";
 import type { SupervisorMetrics } from "../platform/metrics.js";
-import type { CancelRegistry, JobStore } from "../records/index.js";
+import type { CancelRegistry, JobStore, ParkedJob } from "../records/index.js";
 import { backoffDelay } from "./backoff.js";
 import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import type { JobMessage } from "../platform/puller.js";
@@ -66,8 +66,8 @@ export class Settler {
    * undefined when there is nothing to run: a bad message (terminated), a
    * cancelled job or one whose attempts are used up (settled and acked here).
    */
-  async pickUp(msg: JobMessage, runId: string): Promise<PickedUp | undefined> {
-    const inbound = readJobMessage(msg, this.log, "jobs stream");
+  async pickUp(msg: JobMessage, runId: string, parked?: ParkedJob): Promise<PickedUp | undefined> {
+    const inbound = readJobMessage(msg, this.log, "jobs stream", parked);
     if (!inbound) return undefined;
     const { job } = inbound;
     const { attempt, history } = deliveryHistory(job, inbound.attemptOffset, msg.deliveryCount);

@@ -205,6 +205,7 @@ export class Supervisor {
       cancels,
       outcomes: new Settler(store, cancels, metrics, log, workerId),
       leasesKv: topology.leasesKv,
+      writer,
       serversKv: topology.computeServersKv,
       tokensKv: topology.enrollTokensKv,
       leaseMs: config.lease_ms,
