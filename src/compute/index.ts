@@ -304,8 +304,9 @@ export class Compute {
     const { lease } = held;
     const grant = this.#grants.of(lease.job_id, lease.lease_id);
     await this.#onCurrent(held, (h) => this.#book.claim(h));
-    if (grant) this.#grants.drop(grant);
+    // Read before the grant goes: a grant's job is kept, not read back.
     const parked = await this.#parkedOf(lease);
+    if (grant) this.#grants.drop(grant);
     // Acked meanwhile (a redelivery ran it elsewhere and finished): this lease was stale.
     if (!parked) throw staleLease("the job was settled by another run");
     const { job } = parked;
