@@ -47,6 +47,8 @@ export type StoredServer = z.infer<typeof StoredServer>;
 
 export class ComputeServers {
   readonly #servers = new Map<string, StoredServer>();
+  /** A request's credential, once checked: the gate and the operation both ask, and the check hashes the secret. */
+  readonly #checked = new WeakMap<MsgHdrs, string>();
   /** Revision of each server's entry, for compare-and-set updates (a revoked server is never written back). */
   readonly #revisions = new Map<string, number>();
   #watch: QueuedIterator<KvWatchEntry> | undefined;
@@ -109,6 +111,10 @@ export class ComputeServers {
 
   /** The server whose credential the request carries: 401 otherwise (auth on or off). */
   async verify(headers: MsgHdrs | undefined): Promise<StoredServer> {
+    const checked = headers && this.#checked.get(headers);
+    // Revoked since (a watch event between the two asks) is refused all the same.
+    const known = checked === undefined ? undefined : this.#servers.get(checked);
+    if (known) return known;
     const credential = bearerOf(headers?.get(AUTHORIZATION_HEADER, Match.IgnoreCase));
     // Made only when refusing: an Error's stack costs more than the rest of a check that passes, twice per compute call.
     const refused = () => new BosunError("unauthorized", "a compute server credential is needed: send Authorization: Bearer <credential>");
@@ -121,6 +127,7 @@ export class ComputeServers {
     if (!server) throw new BosunError("unauthorized", "unknown or revoked compute server");
     if (!secretMatches(credential.slice(dot + 1), server.hash)) throw new BosunError("unauthorized", "unknown or revoked compute server");
     this.#touch(server);
+    if (headers) this.#checked.set(headers, serverId);
     return server;
   }
 
