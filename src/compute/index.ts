@@ -57,7 +57,7 @@ export const SERVER_LIVE_MS = 60_000;
 const SWEEP_MS = 10_000;
 
 /** Names one remote run in the final record's write id (see Settler.finish). */
-const runIdOf = (lease: StoredLease) => `${lease.server_id}.${lease.lease_id}`;
+const runIdOf = (lease: Pick<StoredLease, "server_id" | "lease_id">) => `${lease.server_id}.${lease.lease_id}`;
 
 export class Compute {
   readonly #servers: ComputeServers;
@@ -186,7 +186,13 @@ export class Compute {
 
   /** Ends the server's lease named in a result's or failure's call with that outcome. */
   async #endWith(server: StoredServer, call: Req<"compute_result"> | Req<"compute_failed">): Promise<Res<"compute_result">> {
-    const held = await this.#heldBy(server, call);
+    const held = await this.#heldBy(server, call).catch(async (err: unknown) => {
+      // Posted again after an answer that never came: the lease's own stored outcome is the answer, and nothing changes.
+      const stored = err instanceof BosunError && err.code === "lease_stale" ? await this.deps.store.finalRecordOf(call.job_id, runIdOf({ server_id: server.server_id, lease_id: call.lease_id })) : undefined;
+      if (stored) return { job_id: call.job_id, state: stored.state };
+      throw err;
+    });
+    if (!("lease" in held)) return held;
     const duration_ms = this.#ranMs(held.lease);
     if (!("error" in call)) return this.#end(held, { ok: true, value: call.result, duration_ms });
     // Not retryable: its attempts are used up at once.
@@ -223,7 +229,7 @@ export class Compute {
 
   async #grant(server: StoredServer, msg: JobMessage, parked: ParkedJob | undefined): Promise<LeaseGrant | undefined> {
     const leaseId = nuid.next();
-    const picked = await this.deps.outcomes.pickUp(msg, `${server.server_id}.${leaseId}`, parked);
+    const picked = await this.deps.outcomes.pickUp(msg, runIdOf({ server_id: server.server_id, lease_id: leaseId }), parked);
     if (!picked) return undefined;
     const { job, attempt, inbound } = picked;
     const now = Date.now();

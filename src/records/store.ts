@@ -181,6 +181,12 @@ export class JobStore {
     return false;
   }
 
+  /** The job's final record if this run wrote it (a retried write whose first try landed unanswered asks). */
+  async finalRecordOf(jobId: string, runId: string): Promise<FinalRecord | undefined> {
+    const stored = await this.finalRecord(jobId);
+    return stored?.writeId?.endsWith(runWriteSuffix(runId)) ? stored.record : undefined;
+  }
+
   /** The job's final record, where and when it was stored, and the message id it was written with (names the run). */
   async finalRecord(jobId: string): Promise<{ record: FinalRecord; seq: number; time: Date; writeId?: string } | null> {
     if (!isJobId(jobId)) return null;
