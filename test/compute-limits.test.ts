@@ -188,3 +188,28 @@ t.test("a supervisor that stops while a lease it admitted runs on: the others co
   t.equal((await heir.result(gateway, next, "ok")).status, 200);
   await allDone(ids, 10_000);
 });
+
+t.test("a lease call reaching the supervisor without a share of its queue's limit is answered at once, empty; the one with the share waits", async (t) => {
+  const queue = uniqueName("share");
+  // A limit of 1 between two supervisors: one holds the share, the other none.
+  await setQueue(queue, { max_concurrency: 1 });
+  const srv = await RemoteServer.enroll(gateway, [queue]);
+  const WAIT_MS = 3000;
+  // Nothing is queued, so every call waits out wait_ms unless it is answered at once; twelve calls
+  // miss the shareless supervisor only with a chance of 2^-12 (a gateway sends each call to any).
+  const timed = await Promise.all(
+    Array.from({ length: 12 }, async () => {
+      const started = Date.now();
+      const leased = await srv.lease(gateway, WAIT_MS);
+      return { leased, ms: Date.now() - started };
+    }),
+  );
+  t.ok(
+    timed.every((c) => c.leased === undefined),
+    "every call empty (204)",
+  );
+  const atOnce = timed.filter((c) => c.ms < WAIT_MS / 3).length;
+  const waited = timed.filter((c) => c.ms >= WAIT_MS - 100).length;
+  t.ok(atOnce > 0, `${atOnce} of 12 calls answered at once (the shareless supervisor)`);
+  t.equal(atOnce + waited, 12, `the other ${waited} waited their wait_ms (the supervisor with the share)`);
+});
