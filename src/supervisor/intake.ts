@@ -271,16 +271,13 @@ export class Intake {
   }
 
   /**
-   * The job an idempotency key already points at, or undefined once this
-   * submit holds the key. Another type or payload under the key is a
-   * conflict: the caller learns its job was not taken, and which one was.
-   */
-  /**
    * The job a key already names: `{ jobId }` when it is stored; `{ jobId,
    * adopt }` when it is not (yet): its claimer may still be writing it, or
    * got a 503 after an election and left the key claimed. Then this submit
    * writes the job under the claimed id: the job message's id makes the two
    * writes one job, whichever lands. Undefined: the key is this submit's.
+   * Another type or payload under the key is a conflict: the caller learns
+   * its job was not taken, and which one was.
    */
   async #existingFor(indexKey: string, jobId: string, laneCode: string, fingerprint: string): Promise<{ jobId: string; adopt?: true } | undefined> {
     const { idempotency, store } = this.deps;
