@@ -71,8 +71,7 @@ export interface IntakeDeps {
   handlers: ReadonlyMap<string, HandlerDefinition>;
   queues: readonly string[];
   workerId: string;
-  /** Live supervisors serving this type on this queue (this one included). */
-  /** Live supervisors of the target serving the type on the queue. */
+  /** Live supervisors of the target serving the type on the queue (this one included). */
   serversOf(type: string, queue: string, target: string): string[];
   /** Remote compute servers of the target, seen lately, serve this queue (they name no types up front: any type is theirs to run). */
   remoteServes(queue: string, target: string): boolean;

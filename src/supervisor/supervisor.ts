@@ -323,13 +323,13 @@ export class Supervisor {
     };
   }
 
-  /** While jobs still run, says every few seconds how many and how long until they are killed. */
   /** A limited queue may have room again: the runner and the lease desk both pull. */
   #roomAgain(): void {
     this.#runner?.refill();
     this.#leaseLimits?.room();
   }
 
+  /** While jobs still run, says every few seconds how many and how long until they are killed. */
   #drainCountdown(): NodeJS.Timeout {
     const deadline = Date.now() + this.config.grace_ms;
     const say = () => {

@@ -54,8 +54,10 @@ export const ErrorNote = ({ error }: { error: unknown }) => (error ? html`<p cla
 export const Unavailable = ({ what }: { what: string }) =>
   html`<p class="notice" data-unavailable>${what} ${what.endsWith("s") ? "are" : "is"} not available on this server.</p>`;
 
-/** A button that runs an action once at a time, then announces how it went. */
-/** `name`: the accessible name when the visible label alone is ambiguous (one "Retry" per row). */
+/**
+ * A button that runs an action once at a time, then announces how it went.
+ * `name`: the accessible name when the visible label alone is ambiguous (one "Retry" per row).
+ */
 export function Action({ label, run, done, kind, name }: { label: string; run: () => Promise<unknown>; done?: string; kind?: "danger"; name?: string }) {
   const [busy, setBusy] = useState(false);
   const click = async () => {
