@@ -10,13 +10,13 @@
  * ctx.files uploaded through the gateway.
  */
 import { mkdtemp, rm, stat } from "node:fs/promises";
-import { createServer } from "node:http";
+import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import t from "tap";
 import { ComputeClient } from "../src/client/compute.js";
-import { InternalError } from "../src/client/errors.js";
+import { CancelledError, InternalError, UnavailableError } from "../src/client/errors.js";
 import { patternBytes } from "./fixtures/files-handlers.js";
 import { runCli, startGateway, startSupervisor } from "./helpers/bosun.js";
 import { enrollToken, startComputeWorker } from "./helpers/compute.js";
@@ -240,4 +240,33 @@ t.test("the compute client reads lease expiries on this machine's clock, and ref
   await t.rejects(client.lease(0, undefined), InternalError, "a malformed lease answer is an internal_error, not a job");
   answer = () => ({ job_id: job.job_id });
   await t.rejects(client.heartbeat(leased!, 0.5), InternalError, "so is a heartbeat answer without its expiry");
+});
+
+t.test("the compute client's calls (node:http, kept alive) map answers as the typed client does", async (t) => {
+  let answer: (res: ServerResponse) => void = (res) => res.end();
+  const sockets = new Set<unknown>();
+  const fake = createServer((req, res) => {
+    sockets.add(req.socket);
+    req.resume();
+    answer(res);
+  });
+  await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => new Promise<void>((resolve) => (fake.closeAllConnections(), fake.close(() => resolve()))));
+  const base = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+  const client = new ComputeClient(base, "cs_x.secret");
+  const run = { job: { job_id: "J", type: "noop", payload: {}, attempt: 1, timeout_ms: 1000, correlation_id: "c" }, lease_id: "L1", fencing_token: 1, expiresAt: 0 };
+  answer = (res) => (res.writeHead(204), res.end());
+  t.same(await client.leaseMany(4, 0, undefined), [], "a 204 is no job");
+  answer = (res) => (res.writeHead(409, { "content-type": "application/json" }), res.end(JSON.stringify({ error: { code: "cancelled", message: "cancelled by a user" } })));
+  await t.rejects(client.heartbeat(run, undefined), CancelledError, "a Bosun error body is its typed error");
+  answer = (res) => (res.writeHead(503, { "content-type": "text/html" }), res.end("<h1>down</h1>"));
+  await t.rejects(client.heartbeat(run, undefined), { code: "unavailable" }, "a proxy's page is typed by its status");
+  t.equal(sockets.size, 1, "every call went over one kept-alive connection");
+  answer = (res) => setTimeout(() => res.end(), 10_000).unref();
+  const aborted = new AbortController();
+  const leasing = client.leaseMany(1, 5000, undefined, { signal: aborted.signal });
+  setTimeout(() => aborted.abort(), 50);
+  await t.rejects(leasing, { name: "AbortError" }, "an aborted call ends at once, as the caller's abort");
+  await new Promise<void>((resolve) => (fake.closeAllConnections(), fake.close(() => resolve())));
+  await t.rejects(client.heartbeat(run, undefined), UnavailableError, "a gateway that is gone is unavailable");
 });

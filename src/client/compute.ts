@@ -12,7 +12,8 @@ import { EnrolledServer, LeaseEndReply, LeaseHeartbeatReply, LeaseOutcomesReply,
 import type { JobError } from "../contract/schemas.js";
 import type { CallOptions } from "./client.js";
 import { InternalError } from "./errors.js";
-import { HttpTransport } from "./http.js";
+import { HttpTransport, type AnswerHeaders } from "./http.js";
+import { nodeExchange } from "./node-http.js";
 import { routeTable } from "./routes.js";
 
 export interface LeasedRun {
@@ -36,7 +37,7 @@ export class ComputeClient {
 
   /** `credential` is the server's, from enroll (absent: only `enroll` works). */
   constructor(gateway: string, credential?: string) {
-    this.#http = new HttpTransport(routeTable(), { url: gateway, ...(credential !== undefined && { key: credential }) });
+    this.#http = new HttpTransport(routeTable(), { url: gateway, exchange: nodeExchange, ...(credential !== undefined && { key: credential }) });
   }
 
   async enroll(req: EnrollServerRequest): Promise<z.output<typeof EnrolledServer>> {
@@ -78,7 +79,7 @@ export class ComputeClient {
     return (await this.#send("compute_outcomes", { outcomes }, LeaseOutcomesReply)).body.outcomes;
   }
 
-  async #send<S extends z.ZodType>(operation: string, input: object, schema: S, opts?: CallOptions, noContent?: z.input<S>): Promise<{ body: z.output<S>; headers: Headers }> {
+  async #send<S extends z.ZodType>(operation: string, input: object, schema: S, opts?: CallOptions, noContent?: z.input<S>): Promise<{ body: z.output<S>; headers: AnswerHeaders }> {
     const { body, headers } = await this.#http.send(operation, input, opts);
     const parsed = schema.safeParse(body ?? noContent);
     if (!parsed.success) throw new InternalError("internal_error", `the gateway's answer to ${operation} is not one of Bosun's: ${parsed.error.issues[0]?.message ?? "invalid"}`);
@@ -91,7 +92,7 @@ export class ComputeClient {
  * `Date` (the gateway's clock when it answered), counted from now, when the
  * answer is in. Without a usable `Date`, taken as is.
  */
-function localTime(iso: string, headers: Headers): number {
+function localTime(iso: string, headers: AnswerHeaders): number {
   const at = Date.parse(iso);
   const gatewayNow = Date.parse(headers.get("date") ?? "");
   if (!Number.isFinite(gatewayNow)) return at;

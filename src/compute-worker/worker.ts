@@ -25,6 +25,13 @@ import { endsLease, LeaseKeeper } from "./lease-keeper.js";
 const RETRY = { type: "exponential", delay_ms: 250, max_delay_ms: 10_000 } as const;
 /** Runs shorter than this on average are leased ahead of the actors. */
 const SHORT_RUN_MS = 50;
+/**
+ * Runs shorter than this on average are packed on busy actors before idle
+ * ones: an actor runs such runs back to back and answers them together
+ * (actors/serve.ts), so a lease's jobs cost one wake-up per few of them
+ * rather than one each, with no run waiting long behind another.
+ */
+const PACKED_RUN_MS = 1;
 /** A short run queued on a busy actor that has not started by then waits for the next free one. */
 const QUEUED_MAX_WAIT_MS = 1000;
 /** What a gateway answers for an outcome it will never take. */
@@ -189,7 +196,7 @@ export class ComputeWorker {
       // Short runs queue on busy actors (several runs per wake-up, as on a supervisor); one withdrawn
       // there waits for the next free actor instead.
       handle = await (this.#leasesAhead()
-        ? this.#pool.execute(spec, job.timeout_ms, { ...opts, maxWaitMs: QUEUED_MAX_WAIT_MS }).catch((err: unknown) => {
+        ? this.#pool.execute(spec, job.timeout_ms, { ...opts, maxWaitMs: QUEUED_MAX_WAIT_MS, pack: this.#typicalRun.ms < PACKED_RUN_MS }).catch((err: unknown) => {
             if (!(err instanceof NotStartedError) || this.#draining) throw err;
             return this.#pool.execute(spec, job.timeout_ms, opts);
           })

@@ -8,9 +8,10 @@
  *
  * A short job that finds no idle actor, with the pool at max, may be sent to a busy one, to start
  * right after the runs it already has (at most RUNS_PER_ACTOR in all): the
- * actor then gets and answers several runs per wake-up. One not started
- * within its wait limit is withdrawn, and one whose actor dies before
- * starting it (the start ledger tells) is not started at all.
+ * actor then gets and answers several runs per wake-up. A caller whose runs
+ * take next to nothing may have them packed that way even with actors idle.
+ * One not started within its wait limit is withdrawn, and one whose actor
+ * dies before starting it (the start ledger tells) is not started at all.
  */
 import type { JobError, ProcessInfo, Supervision } from "../../contract/index.js";
 import { actorSpawner, type ActorExit, type ActorSpawner } from "../actor.js";
@@ -26,7 +27,7 @@ import {
   type KillReason,
   type RunSpec,
 } from "./execution.js";
-import { PoolMember, recycleTarget } from "./pool-member.js";
+import { hasRoom, PoolMember, recycleTarget, roomiest, RUNS_PER_ACTOR } from "./pool-member.js";
 import { RestartIntensity } from "./restarts.js";
 import { WaitLine } from "./wait-line.js";
 import type { PoolOptions } from "./options.js";
@@ -35,8 +36,8 @@ export { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type Kill
 export { poolSettingsOf, type PoolOptions } from "./options.js";
 
 const START_TIMEOUT_MS = 15_000;
-/** Runs an actor holds at most: the one it is on and those queued to start right after it. */
-export const RUNS_PER_ACTOR = 4;
+/** A packed run queues only behind a current run that began less than this ago. */
+const PACK_BEHIND_MS = 2;
 
 export class Pool {
   readonly #members = new Set<PoolMember>();
@@ -73,17 +74,19 @@ export class Pool {
    * new actor while fewer than max live; with maxWaitMs (a short job), else
    * queued on the busy actor with the fewest runs, withdrawn if it has not
    * started within maxWaitMs; else on the next to come free (in order;
-   * given up after maxWaitMs).
+   * given up after maxWaitMs). `pack` (with maxWaitMs): queued on a busy
+   * actor with room before an idle one is taken, for runs so short that
+   * several in a row on one actor cost less than waking another for each.
    */
   execute(
     run: RunSpec,
     timeoutMs: number,
-    opts: { onProgress?: (fraction: number) => void; maxWaitMs?: number } = {},
+    opts: { onProgress?: (fraction: number) => void; maxWaitMs?: number; pack?: boolean } = {},
   ): Promise<ExecutionHandle> {
     if (this.#draining) return Promise.reject(drainingError());
     return new Promise<ExecutionHandle>((resolve, reject) => {
       const execution = newExecution(run, timeoutMs, opts.onProgress, resolve, reject, (member, reason) => this.#kill(member, execution, reason));
-      this.#place(execution, run, opts.maxWaitMs);
+      this.#place(execution, run, opts.maxWaitMs, opts.pack === true);
     });
   }
 
@@ -127,34 +130,25 @@ export class Pool {
     return n;
   }
 
-  #place(execution: Execution, run: RunSpec, maxWaitMs: number | undefined): void {
+  #place(execution: Execution, run: RunSpec, maxWaitMs: number | undefined, pack: boolean): void {
+    // Not past anyone already in line: queued on a busy actor, it would start before them
+    // (the line is served only by an actor with nothing queued).
+    const queueable = maxWaitMs !== undefined && this.#line.length === 0;
+    // Packed only behind a run begun just now (most likely one of the same batch): what waits behind
+    // one that turns out long is withdrawn at its wait limit.
+    const packOn = pack && queueable ? roomiest(this.#members, this.opts.maxExecutions, Date.now() - PACK_BEHIND_MS) : undefined;
+    if (packOn) return this.#queueOn(packOn, execution, run, maxWaitMs!);
     for (const m of this.#members) {
       if (m.state === "idle") return this.#assign(m, execution, run);
     }
     // Grow before queueing on a busy actor: its current run may be a long one, and --max is what may run at once.
     if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnFor(execution, run);
-    // Not past anyone already in line: queued on a busy actor, it would start before them
-    // (the line is served only by an actor with nothing queued).
-    const roomy = maxWaitMs === undefined || this.#line.length > 0 ? undefined : this.#roomiest();
+    const roomy = queueable ? roomiest(this.#members, this.opts.maxExecutions) : undefined;
     if (roomy) return this.#queueOn(roomy, execution, run, maxWaitMs!);
     // An actor still starting takes the line's first job once up: a short job waits for that, not
     // just its own limit (handed back meanwhile, it would go behind every job of its lane).
     this.#line.join(execution, run, maxWaitMs === undefined || !this.#anyStarting() ? maxWaitMs : Math.max(maxWaitMs, START_TIMEOUT_MS));
     this.#replenish();
-  }
-
-  /** The busy actor a short job can queue on: fewest runs, room left, not retiring, not near its execution limit. */
-  #roomiest(): PoolMember | undefined {
-    let best: PoolMember | undefined;
-    for (const m of this.#members) {
-      if (!this.#hasRoom(m)) continue;
-      if (!best || m.pending < best.pending) best = m;
-    }
-    return best;
-  }
-
-  #hasRoom(m: PoolMember): boolean {
-    return m.state === "busy" && m.current !== undefined && !m.retiring && m.pending < RUNS_PER_ACTOR && m.executions + m.pending < this.opts.maxExecutions;
   }
 
   /**
@@ -165,7 +159,7 @@ export class Pool {
   #queueFromLine(member: PoolMember): void {
     // As in #place: a busy actor's queue only once no actor is starting or could still be spawned for them.
     if (this.#anyStarting() || this.#live() < this.opts.max) return;
-    while (!this.#draining && this.#hasRoom(member)) {
+    while (!this.#draining && hasRoom(member, this.opts.maxExecutions)) {
       const head = this.#line.peek();
       if (head?.deadline === undefined) return;
       this.#line.next();
