@@ -2,9 +2,12 @@
  * The compute worker's loop. One lease request at a time asks for as many
  * jobs as the worker has room for, and outcomes are posted in batches, one
  * call at a time: those that end while a post is on its way go in the next
- * one. Jobs that run short are leased ahead, up to twice `--max`, so the
- * actors have the next ones queued while a lease call is on its way (a
- * job's timeout counts from its lease, so long ones are not). At most as
+ * one. Jobs that run short are leased ahead, up to twice `--max` (eight
+ * times for sub-millisecond runs), so the actors have the next ones queued
+ * while a lease call is on its way, and each call carries many jobs: a
+ * call's cost in every process it crosses is what bounds remote throughput
+ * (bench/RESULTS.md, issue 14 session 8). A job's timeout counts from its
+ * lease, so long ones are not leased ahead. At most as
  * many outcomes as it may hold jobs wait unposted: a worker that dies
  * leaves no more than that run and unposted.
  */
@@ -23,8 +26,11 @@ import { endsLease, LeaseKeeper } from "./lease-keeper.js";
 
 /** A gateway that is unreachable or answers 5xx: the next call waits this long, doubling per failure in a row. */
 const RETRY = { type: "exponential", delay_ms: 250, max_delay_ms: 10_000 } as const;
-/** Runs shorter than this on average are leased ahead of the actors. */
+/** Runs shorter than this on average are leased ahead of the actors, SHORT_AHEAD × --max in hand. */
 const SHORT_RUN_MS = 50;
+const SHORT_AHEAD = 2;
+/** Runs under PACKED_RUN_MS: this many × --max in hand (8 back to back per actor wait a few ms at most). */
+const SUB_MS_AHEAD = 8;
 /**
  * Runs shorter than this on average are packed on busy actors before idle
  * ones: an actor runs such runs back to back and answers them together
@@ -128,11 +134,11 @@ export class ComputeWorker {
 
   /** Jobs a lease call may ask for now: none while the room is too small to be worth a call. */
   #room(): number {
-    const capacity = this.#leasesAhead() ? 2 * this.config.max : this.config.max;
+    const capacity = this.config.max * (this.#typicalRun.ms < PACKED_RUN_MS ? SUB_MS_AHEAD : this.#leasesAhead() ? SHORT_AHEAD : 1);
     const held = this.#inHand.size + this.#unposted.length;
     const room = capacity - held;
-    // Leasing ahead: asked for once a batch's worth is free, so the actors still have jobs while the call is out.
-    const worthACall = capacity > this.config.max && held > 0 ? this.config.max : 1;
+    // Leasing ahead: asked for once half of it is free, so the actors still have jobs while the call is out.
+    const worthACall = capacity > this.config.max && held > 0 ? capacity / 2 : 1;
     return room >= worthACall ? Math.min(room, MAX_LEASE_JOBS) : 0;
   }
 
