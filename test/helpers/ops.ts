@@ -253,8 +253,8 @@ export interface OpsFlags {
 }
 
 /** GET /api/platform/workers, as a list (throws on a non-200). */
-export async function httpWorkers(gw: string): Promise<WorkerInfo[]> {
-  const res = await http<WorkerInfo[]>(gw, "GET", "/api/platform/workers");
+export async function httpWorkers(gw: string, timeoutMs?: number): Promise<WorkerInfo[]> {
+  const res = await http<WorkerInfo[]>(gw, "GET", "/api/platform/workers", { timeoutMs });
   if (res.status !== 200) throw new Error(`GET /api/platform/workers: ${res.status} ${res.text}`);
   return res.body;
 }
