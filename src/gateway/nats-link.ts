@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { BosunError } from "../contract/index.js";
 import { forEachGuarded } from "../platform/guard.js";
 import { natsOptions } from "../platform/nats-options.js";
+import { coalesceWrites } from "../platform/nats.js";
 
 /** Said once when NATS still has not answered this long after start. */
 const SLOW_FIRST_CONNECT_MS = 1000;
@@ -32,6 +33,7 @@ export class NatsLink {
     const slow = setTimeout(() => log.warn({ nats_url: url }, "NATS is not reachable yet; answering 503 until it is"), SLOW_FIRST_CONNECT_MS);
     this.#ready = connect({ ...natsOptions(url, "bosun-gateway"), waitOnFirstConnect: true }).then((nc) => {
       clearTimeout(slow);
+      coalesceWrites(nc, log);
       this.#nc = nc;
       this.#up = true;
       log.info({ nats_url: url, server: nc.info?.server_name }, "NATS connected");

@@ -100,13 +100,15 @@ const FLUSH_AFTER_TURNS = 3;
  * Deferring the write by FLUSH_AFTER_TURNS turns of the event loop sends
  * everything those turns produced in one syscall: under load each turn's
  * poll brings a few more requests, replies and acks whose writes join it;
- * idle, a turn takes microseconds. Measured against one turn (bench, 3
- * alternating rounds, 2026-12-03): nats-server CPU per job −12 %, the
- * gateway's −9 %, the supervisor's −4 %, HTTP throughput +8 %, sequential
- * p50 unchanged. The hook is the connection's internal flushPending; when
+ * idle, a turn takes microseconds. Measured against one turn in the
+ * supervisors (bench, 3 alternating rounds, 2026-12-03): nats-server CPU
+ * per job −12 %, the supervisor's −4 %, HTTP throughput +8 %, sequential
+ * p50 unchanged. The gateway's connection, against none (6 alternating
+ * HTTP runs, 2026-12-04): its CPU per job −19 %, nats-server's −20 %, HTTP
+ * throughput +8 %. The hook is the connection's internal flushPending; when
  * a nats.js release renames it, this does nothing and says so.
  */
-function coalesceWrites(nc: NatsConnection, log: Logger): void {
+export function coalesceWrites(nc: NatsConnection, log: Logger): void {
   const protocol = (nc as unknown as { protocol?: { flushPending?: () => void } }).protocol;
   const flushNow = protocol?.flushPending?.bind(protocol);
   if (!protocol || !flushNow) {
