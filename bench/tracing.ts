@@ -22,7 +22,8 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { api, streams } from "../src/contract/index.js";
-import { CpuSampler, freePort, profiling, Procs, waitIdle, waitUntil, type Proc } from "./procs.js";
+import { freePort, profiling, Procs, waitUntil, type Proc } from "./procs.js";
+import { CpuSampler, waitIdle } from "./proc-stats.js";
 import { median, nowMs, pump } from "./stats.js";
 
 const JOBS = Math.round(Number(process.env.BENCH_TRACING_JOBS ?? 6000));

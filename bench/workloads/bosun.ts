@@ -8,7 +8,8 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { api, buckets, jobIdOfSubject, LANE_CONSUMER_PREFIX, RESULTS_WILDCARD, SERVICE_NAME, streams } from "../../src/contract/index.js";
 import { cpuFigures, finishTimeoutMs, freshName, payloadFor, payloadOf, type Ctx, type Figures, type JobShape } from "../context.js";
-import { CpuMeter, MemorySampler, waitUntil, type Proc } from "../procs.js";
+import { waitUntil, type Proc } from "../procs.js";
+import { CpuMeter, MemorySampler } from "../proc-stats.js";
 import { nowMs, pump, summarizeLatencies } from "../stats.js";
 
 const encoder = new TextEncoder();

@@ -8,7 +8,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Queue, QueueEvents } from "bullmq";
 import { cpuFigures, finishTimeoutMs, freshName, payloadFor, payloadOf, type Ctx, type Figures, type JobShape } from "../context.js";
-import { CpuMeter, MemorySampler, withTimeout, type Proc } from "../procs.js";
+import { withTimeout, type Proc } from "../procs.js";
+import { CpuMeter, MemorySampler } from "../proc-stats.js";
 import { nowMs, pump, summarizeLatencies } from "../stats.js";
 
 export type BullMode = "inprocess" | "sandboxed";

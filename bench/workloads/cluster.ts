@@ -10,7 +10,8 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { natsOptions } from "../../src/platform/nats-options.js";
 import type { Ctx, Figures } from "../context.js";
-import { CpuSampler, type Proc } from "../procs.js";
+import type { Proc } from "../procs.js";
+import { CpuSampler } from "../proc-stats.js";
 import { guarded, runBatch, startCluster, stopCluster } from "./bosun.js";
 
 interface Target {

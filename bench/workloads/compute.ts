@@ -10,7 +10,8 @@
  */
 import path from "node:path";
 import { cpuFigures, freshName, type Ctx, type Figures } from "../context.js";
-import { CpuMeter, waitUntil } from "../procs.js";
+import { waitUntil } from "../procs.js";
+import { CpuMeter } from "../proc-stats.js";
 import { summarizeLatencies } from "../stats.js";
 import { ensureGateway, guarded, perSecond, runBatch, sequentialNoops, startCluster, stopCluster } from "./bosun.js";
 

@@ -18,7 +18,7 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { api } from "../../src/contract/index.js";
 import { cpuFigures, freshName, type Ctx, type Figures } from "../context.js";
-import { CpuMeter } from "../procs.js";
+import { CpuMeter } from "../proc-stats.js";
 import { summarizeLatencies } from "../stats.js";
 import { guarded, perSecond, runBatch, startCluster, stopCluster } from "./bosun.js";
 

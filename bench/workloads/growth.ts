@@ -10,7 +10,7 @@ import http from "node:http";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { api, streams } from "../../src/contract/index.js";
 import type { Ctx, Figures } from "../context.js";
-import { statusKb } from "../procs.js";
+import { statusKb } from "../proc-stats.js";
 import { nowMs } from "../stats.js";
 import { startCluster, stopCluster } from "./bosun.js";
 
