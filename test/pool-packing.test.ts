@@ -1,7 +1,9 @@
 /**
  * The execution pool on its own (no NATS): runs a caller packs go to one
  * busy actor before idle ones, unpacked ones spread over the idle actors,
- * and a packed run never queues behind a run that has been going a while.
+ * an actor holds no more runs than its caller's runsPerActor (4 unless
+ * said, 8 at most), and a packed run never queues behind a run that has
+ * been going a while.
  */
 import { pino } from "pino";
 import t, { type Test } from "tap";
@@ -45,6 +47,21 @@ t.test("runs packed in one turn go to one actor; unpacked ones spread over the i
   t.equal((await pidsOf(t, [1, 2, 3].map(() => pool.execute(spec("noop"), 5000, { maxWaitMs: 1000, pack: true })))).size, 1, "packed: one actor");
   await allIdle();
   t.equal((await pidsOf(t, [1, 2, 3].map(() => pool.execute(spec("noop"), 5000, { maxWaitMs: 1000 })))).size, 3, "unpacked: one actor each");
+});
+
+t.test("an actor holds at most the caller's runsPerActor runs: 4 unless said, never more than 8", async (t) => {
+  const runsByActor = async (runsPerActor?: number) => {
+    await allIdle();
+    const started = await Promise.all(Array.from({ length: 9 }, () => pool.execute(spec("noop"), 5000, { maxWaitMs: 1000, pack: true, runsPerActor })));
+    t.ok((await Promise.all(started.map((h) => h.outcome))).every((o) => o.ok), "every run succeeded");
+    const counts = new Map<number, number>();
+    for (const h of started) counts.set(h.pid, (counts.get(h.pid) ?? 0) + 1);
+    return [...counts.values()].sort((a, b) => b - a);
+  };
+  t.same(await runsByActor(3), [3, 3, 3], "3 each");
+  t.same(await runsByActor(), [4, 4, 1], "4 each by default");
+  t.same(await runsByActor(8), [8, 1], "8 on one");
+  t.same(await runsByActor(50), [8, 1], "never more than 8");
 });
 
 t.test("a packed run does not queue behind a run that has been going a while", async (t) => {

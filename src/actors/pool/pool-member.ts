@@ -8,8 +8,10 @@ import type { ActorExit, ActorSpawner, ExecutionActor } from "../actor.js";
 import type { ChildMessage, ParentCommand } from "../protocol.js";
 import type { Execution, RunSpec } from "./execution.js";
 
-/** Runs an actor holds at most: the one it is on and those queued to start right after it. */
+/** Runs an actor holds at most unless its caller says (`runsPerActor`): the one it is on and those queued to start right after it. */
 export const RUNS_PER_ACTOR = 4;
+/** The most a caller may have one actor hold. */
+export const MAX_RUNS_PER_ACTOR = 8;
 
 export type MemberState = "starting" | "idle" | "busy" | "killed";
 
@@ -179,15 +181,15 @@ export function recycleTarget(members: Iterable<PoolMember>, pid?: number, threa
 }
 
 /** Whether a short job can queue on it: busy, room left, not retiring, not near its execution limit. */
-export function hasRoom(m: PoolMember, maxExecutions: number): boolean {
-  return m.state === "busy" && m.current !== undefined && !m.retiring && m.pending < RUNS_PER_ACTOR && m.executions + m.pending < maxExecutions;
+export function hasRoom(m: PoolMember, maxExecutions: number, runsPerActor: number): boolean {
+  return m.state === "busy" && m.current !== undefined && !m.retiring && m.pending < runsPerActor && m.executions + m.pending < maxExecutions;
 }
 
 /** The member with room that holds the fewest runs (on its current run since `begunSince`, epoch ms, if given). */
-export function roomiest(members: Iterable<PoolMember>, maxExecutions: number, begunSince?: number): PoolMember | undefined {
+export function roomiest(members: Iterable<PoolMember>, maxExecutions: number, runsPerActor: number, begunSince?: number): PoolMember | undefined {
   let best: PoolMember | undefined;
   for (const m of members) {
-    if (!hasRoom(m, maxExecutions) || (begunSince !== undefined && m.current!.startedAt!.getTime() < begunSince)) continue;
+    if (!hasRoom(m, maxExecutions, runsPerActor) || (begunSince !== undefined && m.current!.startedAt!.getTime() < begunSince)) continue;
     if (!best || m.pending < best.pending) best = m;
   }
   return best;

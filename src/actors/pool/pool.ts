@@ -7,7 +7,8 @@
  * nor which kind of actor it holds.
  *
  * A short job that finds no idle actor, with the pool at max, may be sent to a busy one, to start
- * right after the runs it already has (at most RUNS_PER_ACTOR in all): the
+ * right after the runs it already has (at most RUNS_PER_ACTOR in all, or
+ * the caller's `runsPerActor`, up to MAX_RUNS_PER_ACTOR): the
  * actor then gets and answers several runs per wake-up. A caller whose runs
  * take next to nothing may have them packed that way even with actors idle.
  * One not started within its wait limit is withdrawn, and one whose actor
@@ -27,13 +28,14 @@ import {
   type KillReason,
   type RunSpec,
 } from "./execution.js";
-import { hasRoom, PoolMember, recycleTarget, roomiest, RUNS_PER_ACTOR } from "./pool-member.js";
+import { hasRoom, MAX_RUNS_PER_ACTOR, PoolMember, recycleTarget, roomiest, RUNS_PER_ACTOR } from "./pool-member.js";
 import { RestartIntensity } from "./restarts.js";
 import { WaitLine } from "./wait-line.js";
 import type { PoolOptions } from "./options.js";
 
 export { NotStartedError, type ExecutionHandle, type ExecutionOutcome, type KillReason } from "./execution.js";
 export { poolSettingsOf, type PoolOptions } from "./options.js";
+export { MAX_RUNS_PER_ACTOR } from "./pool-member.js";
 
 const START_TIMEOUT_MS = 15_000;
 /** A packed run queues only behind a current run that began less than this ago. */
@@ -64,9 +66,9 @@ export class Pool {
     return this.#draining ? 0 : this.opts.max;
   }
 
-  /** How many more short jobs it can take, queued on busy actors, beyond its capacity. */
-  get queueCapacity(): number {
-    return this.capacity * (RUNS_PER_ACTOR - 1);
+  /** How many more short jobs it can take, queued on busy actors holding `runsPerActor` runs each, beyond its capacity. */
+  queueCapacity(runsPerActor = RUNS_PER_ACTOR): number {
+    return this.capacity * (runsPerActor - 1);
   }
 
   /**
@@ -77,16 +79,18 @@ export class Pool {
    * given up after maxWaitMs). `pack` (with maxWaitMs): queued on a busy
    * actor with room before an idle one is taken, for runs so short that
    * several in a row on one actor cost less than waking another for each.
+   * `runsPerActor`: how many runs an actor it queues on may hold, with it.
    */
   execute(
     run: RunSpec,
     timeoutMs: number,
-    opts: { onProgress?: (fraction: number) => void; maxWaitMs?: number; pack?: boolean } = {},
+    opts: { onProgress?: (fraction: number) => void; maxWaitMs?: number; pack?: boolean; runsPerActor?: number } = {},
   ): Promise<ExecutionHandle> {
     if (this.#draining) return Promise.reject(drainingError());
     return new Promise<ExecutionHandle>((resolve, reject) => {
       const execution = newExecution(run, timeoutMs, opts.onProgress, resolve, reject, (member, reason) => this.#kill(member, execution, reason));
-      this.#place(execution, run, opts.maxWaitMs, opts.pack === true);
+      const runsPerActor = Math.max(1, Math.min(MAX_RUNS_PER_ACTOR, opts.runsPerActor ?? RUNS_PER_ACTOR));
+      this.#place(execution, run, opts.maxWaitMs, opts.pack === true, runsPerActor);
     });
   }
 
@@ -130,24 +134,24 @@ export class Pool {
     return n;
   }
 
-  #place(execution: Execution, run: RunSpec, maxWaitMs: number | undefined, pack: boolean): void {
+  #place(execution: Execution, run: RunSpec, maxWaitMs: number | undefined, pack: boolean, runsPerActor: number): void {
     // Not past anyone already in line: queued on a busy actor, it would start before them
     // (the line is served only by an actor with nothing queued).
     const queueable = maxWaitMs !== undefined && this.#line.length === 0;
     // Packed only behind a run begun just now (most likely one of the same batch): what waits behind
     // one that turns out long is withdrawn at its wait limit.
-    const packOn = pack && queueable ? roomiest(this.#members, this.opts.maxExecutions, Date.now() - PACK_BEHIND_MS) : undefined;
+    const packOn = pack && queueable ? roomiest(this.#members, this.opts.maxExecutions, runsPerActor, Date.now() - PACK_BEHIND_MS) : undefined;
     if (packOn) return this.#queueOn(packOn, execution, run, maxWaitMs!);
     for (const m of this.#members) {
       if (m.state === "idle") return this.#assign(m, execution, run);
     }
     // Grow before queueing on a busy actor: its current run may be a long one, and --max is what may run at once.
     if (this.#live() < this.opts.max && !this.#restarts.backingOff()) return this.#spawnFor(execution, run);
-    const roomy = queueable ? roomiest(this.#members, this.opts.maxExecutions) : undefined;
+    const roomy = queueable ? roomiest(this.#members, this.opts.maxExecutions, runsPerActor) : undefined;
     if (roomy) return this.#queueOn(roomy, execution, run, maxWaitMs!);
     // An actor still starting takes the line's first job once up: a short job waits for that, not
     // just its own limit (handed back meanwhile, it would go behind every job of its lane).
-    this.#line.join(execution, run, maxWaitMs === undefined || !this.#anyStarting() ? maxWaitMs : Math.max(maxWaitMs, START_TIMEOUT_MS));
+    this.#line.join(execution, run, maxWaitMs === undefined || !this.#anyStarting() ? maxWaitMs : Math.max(maxWaitMs, START_TIMEOUT_MS), runsPerActor);
     this.#replenish();
   }
 
@@ -159,9 +163,9 @@ export class Pool {
   #queueFromLine(member: PoolMember): void {
     // As in #place: a busy actor's queue only once no actor is starting or could still be spawned for them.
     if (this.#anyStarting() || this.#live() < this.opts.max) return;
-    while (!this.#draining && hasRoom(member, this.opts.maxExecutions)) {
+    while (!this.#draining) {
       const head = this.#line.peek();
-      if (head?.deadline === undefined) return;
+      if (head?.deadline === undefined || !hasRoom(member, this.opts.maxExecutions, head.runsPerActor)) return;
       this.#line.next();
       this.#queueOn(member, head.execution, head.run, Math.max(0, head.deadline - Date.now()));
     }

@@ -11,6 +11,8 @@ export interface InLine {
   timer?: NodeJS.Timeout;
   /** Epoch ms its wait limit ends (a short job); none for a job that waits for a free actor however long. */
   deadline?: number;
+  /** How many runs the actor it queues on may hold, with it (a short job). */
+  runsPerActor: number;
 }
 
 export class WaitLine {
@@ -21,8 +23,8 @@ export class WaitLine {
   }
 
   /** Joins at the end; with maxWaitMs, gives up (NotStartedError) once it has waited that long. */
-  join(execution: Execution, run: RunSpec, maxWaitMs: number | undefined): void {
-    const waiting: InLine = { execution, run };
+  join(execution: Execution, run: RunSpec, maxWaitMs: number | undefined, runsPerActor: number): void {
+    const waiting: InLine = { execution, run, runsPerActor };
     if (maxWaitMs !== undefined) {
       waiting.deadline = Date.now() + maxWaitMs;
       waiting.timer = setTimeout(() => {
