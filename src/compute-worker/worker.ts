@@ -128,6 +128,11 @@ export class ComputeWorker {
     for (const handle of this.#running) handle.kill("lease_lost");
   }
 
+  /** Sub-millisecond runs: packed, as many on one actor as are leased per actor (SUB_MS_AHEAD). */
+  #packing(): { pack: boolean; runsPerActor?: number } {
+    return this.#typicalRun.ms < PACKED_RUN_MS ? { pack: true, runsPerActor: SUB_MS_AHEAD } : { pack: false };
+  }
+
   #leasesAhead(): boolean {
     return this.#typicalRun.ms < SHORT_RUN_MS;
   }
@@ -202,7 +207,7 @@ export class ComputeWorker {
       // Short runs queue on busy actors (several runs per wake-up, as on a supervisor); one withdrawn
       // there waits for the next free actor instead.
       handle = await (this.#leasesAhead()
-        ? this.#pool.execute(spec, job.timeout_ms, { ...opts, maxWaitMs: QUEUED_MAX_WAIT_MS, pack: this.#typicalRun.ms < PACKED_RUN_MS }).catch((err: unknown) => {
+        ? this.#pool.execute(spec, job.timeout_ms, { ...opts, maxWaitMs: QUEUED_MAX_WAIT_MS, ...this.#packing() }).catch((err: unknown) => {
             if (!(err instanceof NotStartedError) || this.#draining) throw err;
             return this.#pool.execute(spec, job.timeout_ms, opts);
           })
