@@ -329,3 +329,11 @@ t.test("a job pulled ahead behind a run that goes long is handed back and runs o
   const sleeping = await http<JobStatus>(gw, "GET", `/api/jobs/${sleeper.body.job_id}`);
   t.match(sleeping.body, { state: "running", owner: { worker_id: first } }, "the long job is still running on the first supervisor");
 });
+
+t.test("the gateway's and a supervisor's NATS connections coalesce their socket writes (the hook into nats.js holds)", async (t) => {
+  const supervisor = await startSupervisor(t, server.url, { queues: [uniqueName()], args: ["--min", "1", "--max", "1"] });
+  await waitFor(() => gateway.proc.logs.some((l) => l.msg === "NATS connected"), { what: "the gateway connected to NATS" });
+  const unhooked = (logs: { msg?: unknown }[]) => logs.filter((l) => l.msg === "nats.js internals changed: socket writes are not coalesced").length;
+  t.equal(unhooked(gateway.proc.logs), 0, "the gateway's are");
+  t.equal(unhooked(supervisor.proc.logs), 0, "the supervisor's are");
+});
