@@ -9,6 +9,7 @@ import { http, type ErrorReply, type JobResult, type JobStatus, type SubmitReply
 import { connectClient, requestJson } from "./helpers/nats-client.js";
 import { NatsServer } from "./helpers/nats-server.js";
 import { uniqueName, waitFor } from "./helpers/wait.js";
+import { UNCOALESCED_WARNING } from "../src/platform/nats.js";
 
 const server = await NatsServer.start(t);
 const nc = await connectClient(t, server.url);
@@ -333,7 +334,7 @@ t.test("a job pulled ahead behind a run that goes long is handed back and runs o
 t.test("the gateway's and a supervisor's NATS connections coalesce their socket writes (the hook into nats.js holds)", async (t) => {
   const supervisor = await startSupervisor(t, server.url, { queues: [uniqueName()], args: ["--min", "1", "--max", "1"] });
   await waitFor(() => gateway.proc.logs.some((l) => l.msg === "NATS connected"), { what: "the gateway connected to NATS" });
-  const unhooked = (logs: { msg?: unknown }[]) => logs.filter((l) => l.msg === "nats.js internals changed: socket writes are not coalesced").length;
+  const unhooked = (logs: { msg?: unknown }[]) => logs.filter((l) => l.msg === UNCOALESCED_WARNING).length;
   t.equal(unhooked(gateway.proc.logs), 0, "the gateway's are");
   t.equal(unhooked(supervisor.proc.logs), 0, "the supervisor's are");
 });

@@ -4,13 +4,12 @@
  * reachable, and again at once while a lost connection is being
  * re-established, rather than letting each call wait out its timeout.
  */
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { BosunError } from "../contract/index.js";
 import { forEachGuarded } from "../platform/guard.js";
 import { natsOptions } from "../platform/nats-options.js";
-import { coalesceWrites } from "../platform/nats.js";
+import { openConnection } from "../platform/nats.js";
 
 /** Said once when NATS still has not answered this long after start. */
 const SLOW_FIRST_CONNECT_MS = 1000;
@@ -31,9 +30,8 @@ export class NatsLink {
     if (this.#ready) return this.#ready;
     const { url, log } = this;
     const slow = setTimeout(() => log.warn({ nats_url: url }, "NATS is not reachable yet; answering 503 until it is"), SLOW_FIRST_CONNECT_MS);
-    this.#ready = connect({ ...natsOptions(url, "bosun-gateway"), waitOnFirstConnect: true }).then((nc) => {
+    this.#ready = openConnection({ ...natsOptions(url, "bosun-gateway"), waitOnFirstConnect: true }, log).then((nc) => {
       clearTimeout(slow);
-      coalesceWrites(nc, log);
       this.#nc = nc;
       this.#up = true;
       log.info({ nats_url: url, server: nc.info?.server_name }, "NATS connected");

@@ -2,7 +2,7 @@
  * The NATS connection every Bosun process opens, and reading the `bosun`
  * service's replies. The streams and buckets are in topology.ts.
  */
-import { connect } from "@nats-io/transport-node";
+import { connect, type NodeConnectionOptions } from "@nats-io/transport-node";
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { errors } from "@nats-io/nats-core";
 import {
@@ -77,9 +77,15 @@ export function requestFailure(err: unknown, timeoutMs: number): BosunError {
   return new BosunError("unavailable", "NATS is unreachable", undefined, { cause: err });
 }
 
-export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
-  const nc = await connect(natsOptions(url, name));
+/** A server process's connection (supervisor, gateway): nats.js's, with its socket writes coalesced. */
+export async function openConnection(opts: NodeConnectionOptions, log: Logger): Promise<NatsConnection> {
+  const nc = await connect(opts);
   coalesceWrites(nc, log);
+  return nc;
+}
+
+export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+  const nc = await openConnection(natsOptions(url, name), log);
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error" || s.type === "staleConnection") {
@@ -108,11 +114,14 @@ const FLUSH_AFTER_TURNS = 3;
  * throughput +8 %. The hook is the connection's internal flushPending; when
  * a nats.js release renames it, this does nothing and says so.
  */
-export function coalesceWrites(nc: NatsConnection, log: Logger): void {
+/** Logged when the hook below cannot be set (the tests look for it). */
+export const UNCOALESCED_WARNING = "nats.js internals changed: socket writes are not coalesced";
+
+function coalesceWrites(nc: NatsConnection, log: Logger): void {
   const protocol = (nc as unknown as { protocol?: { flushPending?: () => void } }).protocol;
   const flushNow = protocol?.flushPending?.bind(protocol);
   if (!protocol || !flushNow) {
-    log.warn("nats.js internals changed: socket writes are not coalesced");
+    log.warn(UNCOALESCED_WARNING);
     return;
   }
   let scheduled = false;
