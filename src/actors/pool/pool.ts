@@ -67,7 +67,7 @@ export class Pool {
   }
 
   /** How many more short jobs it can take, queued on busy actors holding `runsPerActor` runs each, beyond its capacity. */
-  queueCapacity(runsPerActor = RUNS_PER_ACTOR): number {
+  queueCapacity(runsPerActor: number): number {
     return this.capacity * (runsPerActor - 1);
   }
 
