@@ -59,6 +59,10 @@ t.test("usage errors: one line naming the problem and where help is, exit 2", as
     [["workers", "--bogus"], /^bosun: unknown option '--bogus' \(see bosun workers --help\)$/],
     [["ops", "set", "paused=yes"], /^bosun: cannot read "paused=yes"/],
     [["dev", "--max", "none"], /^bosun: invalid config --max \/ BOSUN_MAX: /],
+    // A line naming no command (commander would print the whole help on stderr, exit 1).
+    [["--"], /^bosun: a command is needed: supervisor, compute-worker, .*, schedules \(see bosun --help\)$/],
+    [["ops"], /^bosun: ops needs a command: get, set \(see bosun ops --help\)$/],
+    [["keys", "--"], /^bosun: keys needs a command: create, list, revoke \(see bosun keys --help\)$/],
   ];
   const results = await inBatches(cases, ([args]) => runCli(args));
   cases.forEach(([args, line], i) => {

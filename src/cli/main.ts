@@ -21,9 +21,10 @@ Exit codes: 0 ok, 1 failed (an error reply, a server that could not start), 2 ba
 const program = new Command("bosun")
   .description("an actor-model job runtime over NATS")
   .version(VERSION)
-  // Errors are printed below as one line; help and version still go to stdout.
+  // Errors are printed below as one line; help and version still go to stdout. Commander's help for a
+  // line naming no command (`bosun --`, `bosun ops`) goes to writeErr: that is a usage error here too.
   .exitOverride()
-  .configureOutput({ outputError: () => undefined })
+  .configureOutput({ outputError: () => undefined, writeErr: () => undefined })
   .showSuggestionAfterError(true)
   .addHelpText("after", EPILOG);
 addServerCommands(program);
@@ -35,7 +36,7 @@ addScheduleCommands(program);
 const oneLine = (text: string) => text.replace(/^error: /, "").replace(/\s*\n\s*/g, " ").trim();
 
 /** The command named on the line, for the hint after a usage error. */
-const commandPath = (): string => {
+const commandOnLine = (): { path: string; command: Command } => {
   const names: string[] = [];
   let current: Command = program;
   for (const arg of process.argv.slice(2)) {
@@ -44,13 +45,20 @@ const commandPath = (): string => {
     names.push(arg);
     current = next;
   }
-  return ["bosun", ...names].join(" ");
+  return { path: ["bosun", ...names].join(" "), command: current };
 };
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {
+    const { path, command } = commandOnLine();
+    if (err.code === "commander.help" && err.exitCode !== 0) {
+      const names = command.commands.map((c) => c.name()).filter((name) => name !== "help");
+      const what = command === program ? "a command is needed" : `${path.slice("bosun ".length)} needs a command`;
+      process.stderr.write(`bosun: ${what}: ${names.join(", ")} (see ${path} --help)\n`);
+      return ExitCode.usage;
+    }
     if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return err.exitCode;
-    process.stderr.write(`bosun: ${oneLine(err.message)} (see ${commandPath()} --help)\n`);
+    process.stderr.write(`bosun: ${oneLine(err.message)} (see ${path} --help)\n`);
     return ExitCode.usage;
   }
   if (err instanceof ConfigError) {
