@@ -3,8 +3,10 @@
  * line and a documented exit code for every way a command can fail, and
  * NATS being down said with the URL and what to do.
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import t from "tap";
-import { runCli } from "./helpers/bosun.js";
+import { cleanEnv, CLI, runCli } from "./helpers/bosun.js";
 import { freePort } from "./helpers/ports.js";
 
 /** Runs `work` over `items`, three at a time (each is a node process on a 2-core machine). */
@@ -89,4 +91,15 @@ t.test("NATS down: every client command names the URL and says what to do, exit 
     t.match(r.stderr, /bosun dev` starts one; --nats URL or NATS_URL names another/, "with a hint");
     t.notMatch(r.stderr, /\n\s+at /, "no stack");
   }
+});
+
+t.test("a reader that goes away (bosun --help | head -1): exit 0, no stack on stderr", async (t) => {
+  const child = spawn(process.execPath, [CLI, "--help"], { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
+  // Closed before the CLI has loaded, so its first write meets a pipe with no reader (EPIPE).
+  child.stdout.destroy();
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, "close")) as [number | null];
+  t.equal(code, 0, "exit 0");
+  t.equal(stderr, "", "nothing on stderr");
 });

@@ -73,6 +73,13 @@ function report(err: unknown): number {
   return ExitCode.failed;
 }
 
+// A reader that stopped reading (`bosun --help | head -1`, `bosun watch ID | head`) is not a failure:
+// end as quietly as Unix tools killed by SIGPIPE do, which Node ignores in favour of this error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  process.exit(process.exitCode ?? 0);
+});
+
 if (process.argv.length <= 2) {
   program.outputHelp();
 } else {

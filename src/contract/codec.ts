@@ -56,11 +56,15 @@ export function tryDecode<S extends z.ZodType>(schema: S, data: Uint8Array | str
 }
 
 export function parseWith<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
+  const parsed = tryParseWith(schema, raw);
+  if (parsed instanceof BosunError) throw parsed;
+  return parsed;
+}
+
+/** parseWith that returns its refusal instead of throwing it (a batch answers each entry where it stands). */
+export function tryParseWith<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> | BosunError {
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    throw new BosunError("validation_error", summarizeIssues(parsed.error.issues), parsed.error.issues);
-  }
-  return parsed.data;
+  return parsed.success ? parsed.data : new BosunError("validation_error", summarizeIssues(parsed.error.issues), parsed.error.issues);
 }
 
 const ISSUE_TEXT = 160;

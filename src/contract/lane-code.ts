@@ -9,9 +9,21 @@ import { LANE_CODE_LENGTH, type Band } from "./subjects.js";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/**
+ * Codes computed lately: every submit names its lane, and the hash was a
+ * tenth of a submit's CPU. Bounded, since tenants are the callers' to name.
+ */
+const known = new Map<string, string>();
+const KNOWN_MAX = 4096;
+
 export function laneCode(queue: string, target: string, band: Band, tenant: string | null): string {
-  const digest = createHash("sha256").update(`${queue}\n${target}\n${band}\n${tenant ?? "_"}`).digest();
+  const described = `${queue}\n${target}\n${band}\n${tenant ?? "_"}`;
+  const cached = known.get(described);
+  if (cached !== undefined) return cached;
+  const digest = createHash("sha256").update(described).digest();
   let code = "";
   for (let i = 0; i < LANE_CODE_LENGTH; i++) code += BASE62[digest[i]! % 62];
+  if (known.size >= KNOWN_MAX) known.clear();
+  known.set(described, code);
   return code;
 }

@@ -98,8 +98,6 @@ export const SubmitFields = z
     wait_ms: ms.max(MAX_WAIT_MS).optional(),
   })
   .strict();
-/** Just a submit's queue, the rest left for the full parse: a batch is counted against max_pending by queue first. */
-export const SubmitQueue = SubmitFields.pick({ queue: true }).loose();
 
 export const SubmitRequest = SubmitFields.refine((s) => s.delay_ms === undefined || s.run_at === undefined, {
   message: "give delay_ms or run_at, not both",

@@ -8,6 +8,44 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { ProcessInfo } from "../contract/index.js";
 
 const jobLabels = ["queue", "type"] as const;
+type JobLabels = Record<(typeof jobLabels)[number], string>;
+
+/**
+ * Label children made once per label set: a metric counted per job or
+ * request looks one up instead of prom-client hashing a fresh labels object
+ * (its sorted-key hash is most of what an `inc` costs).
+ */
+function childrenOf<C>(metric: { labels(...values: string[]): C }): (...values: string[]) => C {
+  const made = new Map<string, C>();
+  return (...values) => {
+    const key = values.join("\n");
+    let child = made.get(key);
+    if (!child) made.set(key, (child = metric.labels(...values)));
+    return child;
+  };
+}
+
+/** A per-job counter (labels queue and type). */
+class JobCounter {
+  readonly #child: (queue: string, type: string) => { inc(): void };
+  constructor(metric: Counter<(typeof jobLabels)[number]>) {
+    this.#child = childrenOf(metric);
+  }
+  inc(labels: JobLabels): void {
+    this.#child(labels.queue, labels.type).inc();
+  }
+}
+
+/** A per-job histogram (labels queue and type). */
+class JobHistogram {
+  readonly #child: (queue: string, type: string) => { observe(value: number): void };
+  constructor(metric: Histogram<(typeof jobLabels)[number]>) {
+    this.#child = childrenOf(metric);
+  }
+  observe(labels: JobLabels, seconds: number): void {
+    this.#child(labels.queue, labels.type).observe(seconds);
+  }
+}
 
 export interface QueueLimitSample {
   queue: string;
@@ -120,12 +158,12 @@ export class SupervisorMetrics {
     });
   }
 
-  #counter(name: string, help: string): Counter<(typeof jobLabels)[number]> {
-    return new Counter({ name, help, labelNames: jobLabels, registers: [this.registry] });
+  #counter(name: string, help: string): JobCounter {
+    return new JobCounter(new Counter({ name, help, labelNames: jobLabels, registers: [this.registry] }));
   }
 
-  #histogram(name: string, help: string): Histogram<(typeof jobLabels)[number]> {
-    return new Histogram({ name, help, labelNames: jobLabels, buckets: DURATION_BUCKETS, registers: [this.registry] });
+  #histogram(name: string, help: string): JobHistogram {
+    return new JobHistogram(new Histogram({ name, help, labelNames: jobLabels, buckets: DURATION_BUCKETS, registers: [this.registry] }));
   }
 }
 
@@ -151,9 +189,8 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  /** Label children made once per label set: a request looks one up instead of hashing a fresh labels object. */
-  readonly #natsChildren = new Map<string, ReturnType<Histogram["labels"]>>();
-  readonly #httpChildren = new Map<string, ReturnType<Counter["labels"]>>();
+  readonly #natsChild = childrenOf(this.natsRequest);
+  readonly #httpChild = childrenOf(this.httpRequests);
 
   constructor() {
     processMetrics(this.registry, "bosun_gateway_");
@@ -161,17 +198,11 @@ export class GatewayMetrics {
 
   /** A NATS request that began at `startedMs` (performance.now()) ended so. */
   observeNatsRequest(subject: string, outcome: "ok" | "error_reply" | "no_reply", startedMs: number): void {
-    const key = `${subject} ${outcome}`;
-    let child = this.#natsChildren.get(key);
-    if (!child) this.#natsChildren.set(key, (child = this.natsRequest.labels(subject, outcome)));
-    child.observe((performance.now() - startedMs) / 1000);
+    this.#natsChild(subject, outcome).observe((performance.now() - startedMs) / 1000);
   }
 
   countHttpRequest(method: string, route: string, status: number): void {
-    const key = `${method} ${route} ${status}`;
-    let child = this.#httpChildren.get(key);
-    if (!child) this.#httpChildren.set(key, (child = this.httpRequests.labels(method, route, String(status))));
-    child.inc();
+    this.#httpChild(method, route, String(status)).inc();
   }
 }
 

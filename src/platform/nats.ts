@@ -57,14 +57,16 @@ const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /**
  * A job message must leave MESSAGE_HEADROOM_BYTES below the server's
  * max_payload, so its record, its errors and its dead letter fit later:
- * checked before anything of the job is written (413).
+ * checked before anything of the job is written (413). The bytes checked
+ * are the ones written: a submit encodes its job once.
  */
-export function assertFitsJobMessage(nc: NatsConnection, envelope: JobEnvelope): void {
+export function encodeJobMessage(nc: NatsConnection, envelope: JobEnvelope): Uint8Array {
   const limit = (nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - MESSAGE_HEADROOM_BYTES;
-  const size = encodeJson(envelope).byteLength;
-  if (size > limit) {
-    throw new BosunError("payload_too_large", `the job is ${size} bytes; at most ${limit} fit (the NATS server's max_payload less ${MESSAGE_HEADROOM_BYTES} kept for its record and errors)`);
+  const encoded = encodeJson(envelope);
+  if (encoded.byteLength > limit) {
+    throw new BosunError("payload_too_large", `the job is ${encoded.byteLength} bytes; at most ${limit} fit (the NATS server's max_payload less ${MESSAGE_HEADROOM_BYTES} kept for its record and errors)`);
   }
+  return encoded;
 }
 
 /** A NATS request that got no reply (nats.js's request() or the RequestMux), in the contract's terms (the gateway's and the client's one mapping). */

@@ -35,8 +35,11 @@ import { statusOf, type JobSources, type ParkedJob } from "./status.js";
 const WRONG_LAST_SEQUENCE = 10071;
 /** Ends the message id of a final record's write, naming the run (supervisor + receipt) that wrote it. */
 const runWriteSuffix = (runId: string) => `.run.${runId}`;
-/** For writes with a message id: retry while the stream cannot take them (see StreamWriter). */
-type Retry = Pick<WriteOptions, "retryForMs">;
+/**
+ * For writes with a message id: retry while the stream cannot take them (see
+ * StreamWriter); `encoded`, the envelope's JSON when the caller has it already.
+ */
+type Retry = Pick<WriteOptions, "retryForMs"> & { encoded?: Uint8Array };
 export const INTERIM_STREAM = `KV_${buckets.jobs}`;
 /** Where a job's interim record is (its key in bosun_jobs). */
 export const interimSubject = (jobId: string): string => kvKeySubject(buckets.jobs, jobId);
@@ -75,11 +78,11 @@ export class JobStore {
    * re-publish of the same attempt (a retried submit, a replayed retry) a no-op;
    * `tag` sets apart a deliberate second message for the same attempt (a hand-back).
    */
-  async enqueue(envelope: JobEnvelope, attemptOffset: number, tag = "", retry: Retry = {}): Promise<void> {
-    await this.writer.publish(jobSubject(envelope.job_id), encodeJson(envelope), {
+  async enqueue(envelope: JobEnvelope, attemptOffset: number, tag = "", { encoded, retryForMs }: Retry = {}): Promise<void> {
+    await this.writer.publish(jobSubject(envelope.job_id), encoded ?? encodeJson(envelope), {
       msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}${tag && `.${tag}`}`,
       headers: { [headerNames.attemptOffset]: String(attemptOffset) },
-      ...retry,
+      retryForMs,
     });
   }
 
@@ -94,11 +97,11 @@ export class JobStore {
   }
 
   /** Parks an attempt of a job until `dueAt` (epoch ms); the scheduler enqueues it then. */
-  async schedule(envelope: JobEnvelope, attemptOffset: number, dueAt: number, retry: Retry = {}): Promise<void> {
-    await this.writer.publish(scheduledSubject(envelope.job_id), encodeJson(envelope), {
+  async schedule(envelope: JobEnvelope, attemptOffset: number, dueAt: number, { encoded, retryForMs }: Retry = {}): Promise<void> {
+    await this.writer.publish(scheduledSubject(envelope.job_id), encoded ?? encodeJson(envelope), {
       msgId: `${envelope.job_id}.${envelope.generation}.${attemptOffset}.scheduled`,
       headers: { [headerNames.attemptOffset]: String(attemptOffset), [headerNames.dueAt]: String(dueAt) },
-      ...retry,
+      retryForMs,
     });
   }
 

@@ -17,9 +17,8 @@ import {
   FinalRecord,
   isJobId,
   laneOf,
-  parseWith,
+  tryParseWith,
   resultSubject,
-  SubmitQueue,
   SubmitRequest,
   summarizeIssues,
   DEFAULT_TARGET,
@@ -41,7 +40,7 @@ import {
   type JobStore,
   type LaneRegistry,
 } from "../records/index.js";
-import { assertFitsJobMessage, readReply } from "../platform/nats.js";
+import { encodeJobMessage, readReply } from "../platform/nats.js";
 import { unavailableOf } from "../platform/nats-errors.js";
 import { AUTHORIZATION_HEADER } from "../auth/index.js";
 import { readInbound } from "../platform/guard.js";
@@ -161,7 +160,7 @@ export class Intake {
     const lane = laneFor(req.queue, req.tenant ?? null, req.priority ?? 0, target);
     let job = this.#envelope(lane.code, req, handler, correlationId, traceparent, origin);
     // Before anything is written (the lane, the idempotency key, the job): a 413 leaves nothing behind.
-    assertFitsJobMessage(this.deps.nc, job);
+    let encoded = encodeJobMessage(this.deps.nc, job);
     await this.deps.lanes.ensure(lane);
     const indexKey = req.idempotency_key === undefined ? undefined : IdempotencyIndex.keyFor(job.tenant, req.idempotency_key);
     let adopted = false;
@@ -169,6 +168,7 @@ export class Intake {
       const existing = await this.#existingFor(indexKey, job.job_id, lane.code, IdempotencyIndex.fingerprint(job.type, job.payload));
       if (existing?.adopt) {
         job = { ...job, job_id: existing.jobId };
+        encoded = encodeJson(job);
         adopted = true;
       } else if (existing) return this.#replyForExisting(existing.jobId, req.wait_ms);
     }
@@ -182,7 +182,7 @@ export class Intake {
     try {
       // The one acknowledged write of a submit: the message carries every field of the record.
       // Through an election it is retried for a while (its message id makes that safe).
-      const retry = { retryForMs: SUBMIT_RETRY_MS };
+      const retry = { retryForMs: SUBMIT_RETRY_MS, encoded };
       await (scheduled ? store.schedule(job, 0, dueAt, retry) : store.enqueue(job, 0, "", retry));
     } catch (err) {
       waiter?.cancel();
@@ -204,13 +204,18 @@ export class Intake {
    * flush, the replies in the same order.
    */
   async submitBatch(entries: readonly unknown[], ctx: Omit<SubmitContext, "forwarded" | "origin" | "counted"> = {}): Promise<BatchSubmitReply> {
+    // Each entry parsed once, before anything is counted: an entry that is refused anyway counts against no limit.
+    const requests = entries.map((entry) => tryParseWith(SubmitRequest, entry));
     // Backpressure refuses a batch whole, before any of it is written: a caller retries one request, not the entries
     // that happened to be left over.
-    await this.deps.pending.admitBatch(entries.map((e) => SubmitQueue.safeParse(e).data?.queue), this.deps.maxPending);
+    await this.deps.pending.admitBatch(
+      requests.map((r) => (r instanceof BosunError ? undefined : r.queue)),
+      this.deps.maxPending,
+    );
     const replies = await Promise.all(
-      entries.map(async (entry) => {
+      requests.map(async (req) => {
         try {
-          const req = parseWith(SubmitRequest, entry);
+          if (req instanceof BosunError) throw req;
           if (req.wait_ms !== undefined) throw new BosunError("validation_error", "wait_ms: not in a batch (submit the job on its own to wait for it)");
           return (await this.submit(req, { ...ctx, counted: true })) as SubmitReply;
         } catch (err) {
