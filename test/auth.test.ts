@@ -61,7 +61,7 @@ t.test("keys: shown once, listed without secrets, bound to a tenant or admin", a
   t.match(listedA, { tenant: "ta", admin: false, label: "tenant A" }, "listed through the other gateway");
   t.notOk(JSON.stringify(list.body).includes(keyA.key.slice(-20)), "no secret in the listing");
   t.notOk(list.body.keys.some((k) => "hash" in k || "key" in k), "no hash either");
-  for (const bad of [{}, { tenant: "x", admin: true }, { admin: false }, { tenant: "a.b" }]) {
+  for (const bad of [{}, { tenant: "x", admin: true }, { admin: false }, { tenant: "a.b" }, { tenant: "_" }]) {
     t.equal((await http(gw1, "POST", "/api/admin/keys", { body: bad, ...as(ADMIN_KEY) })).status, 400, `refused: ${JSON.stringify(bad)}`);
   }
   const admin = await createKey({ admin: true });

@@ -182,6 +182,8 @@ t.test("bad input gets the contract's status and code", async (t) => {
   assertError(t, await post({ type: 42, queue }), 400, "validation_error", "type is a number");
   assertError(t, await post({ type: "echo", queue, max_attempts: "three" }), 400, "validation_error", "max_attempts is a string");
   assertError(t, await post({ type: "echo", queue: "no spaces allowed" }), 400, "validation_error", "queue with bad characters");
+  // "_" names no tenant in lane codes and idempotency index keys: a tenant called so would share them with untenanted jobs.
+  assertError(t, await post({ type: "echo", queue, tenant: "_" }), 400, "validation_error", "the reserved tenant name");
   assertError(t, await post({ type: "echo", queue, surprise: true }), 400, "validation_error", "unknown field");
   assertError(t, await post({ type: "echo", queue, delay_ms: 5, run_at: new Date().toISOString() }), 400, "validation_error", "delay_ms and run_at");
   assertError(t, await post({ type: "sleep", queue, payload: { ms: "long" } }), 400, "validation_error", "payload fails the handler's schema");

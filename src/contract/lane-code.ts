@@ -5,7 +5,7 @@
  * rest of the contract.
  */
 import { createHash } from "node:crypto";
-import { LANE_CODE_LENGTH, type Band } from "./subjects.js";
+import { LANE_CODE_LENGTH, NO_TENANT, type Band } from "./subjects.js";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -17,7 +17,7 @@ const known = new Map<string, string>();
 const KNOWN_MAX = 4096;
 
 export function laneCode(queue: string, target: string, band: Band, tenant: string | null): string {
-  const described = `${queue}\n${target}\n${band}\n${tenant ?? "_"}`;
+  const described = `${queue}\n${target}\n${band}\n${tenant ?? NO_TENANT}`;
   const cached = known.get(described);
   if (cached !== undefined) return cached;
   const digest = createHash("sha256").update(described).digest();

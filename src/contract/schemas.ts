@@ -3,7 +3,7 @@
  * Types are inferred from them, so a shape is written exactly once.
  */
 import { z } from "zod";
-import { DEFAULT_TARGET, JOB_ID_PATTERN, NAME_PATTERN } from "./subjects.js";
+import { DEFAULT_TARGET, JOB_ID_PATTERN, NAME_PATTERN, NO_TENANT } from "./subjects.js";
 import { errorCodes, type ErrorCode } from "./errors.js";
 import {
   MAX_ATTEMPTS,
@@ -32,6 +32,8 @@ import {
 
 export const name = (what: string) =>
   z.string().regex(NAME_PATTERN, `${what} must be 1-${MAX_NAME_LENGTH} characters of A-Z a-z 0-9 _ -`);
+/** A tenant named by a caller, for a new job, schedule or key (stored ones are read with name("tenant")). */
+const newTenant = () => name("tenant").refine((t) => t !== NO_TENANT, `tenant "${NO_TENANT}" is reserved: it stands for no tenant`);
 const ms = z.number().int().nonnegative();
 export const isoTime = z.iso.datetime({ offset: true });
 /** Short free text read back from NATS (host names, consumer names): bounded, no control characters. */
@@ -85,7 +87,7 @@ export const SubmitFields = z
     type: JobType,
     payload: JsonValue.default({}),
     queue: name("queue").default("default"),
-    tenant: name("tenant").optional(),
+    tenant: newTenant().optional(),
     idempotency_key: z.string().min(1).max(MAX_IDEMPOTENCY_KEY_LENGTH).optional(),
     delay_ms: ms.max(MAX_DELAY_MS).optional(),
     run_at: isoTime.optional(),
@@ -438,7 +440,7 @@ export const KeyId = z.string().regex(/^[A-Za-z0-9]{1,64}$/, "key_id: base62, 1 
 /** A new key: bound to one tenant, or admin. */
 export const CreateKeyRequest = z
   .object({
-    tenant: name("tenant").optional(),
+    tenant: newTenant().optional(),
     admin: z.boolean().optional(),
     /** Free text shown in listings (who holds it, what for). */
     label: label(200).optional(),

@@ -9,6 +9,12 @@ import { MAX_JOB_ID_LENGTH, MAX_NAME_LENGTH } from "./limits.js";
 
 /** Names that are safe as a single NATS subject token and a consumer name. */
 export const NAME_PATTERN = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_NAME_LENGTH}}$`);
+/**
+ * "No tenant" where a tenant is part of a name (a lane's code, an
+ * idempotency key's index entry): a tenant called so would share those
+ * with the jobs of no tenant, so none may be (schemas.ts refuses it).
+ */
+export const NO_TENANT = "_";
 /** What a request may name as a job id: the same alphabet (a KV key and a subject token). */
 export const JOB_ID_PATTERN = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_JOB_ID_LENGTH}}$`);
 export const LANE_CODE_LENGTH = 8;

@@ -9,7 +9,7 @@ import type { KV } from "@nats-io/kv";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { BosunError, buckets, ISSUED_JOB_ID_PATTERN } from "../contract/index.js";
+import { BosunError, buckets, ISSUED_JOB_ID_PATTERN, NO_TENANT } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
 import { readKvValue } from "../platform/stream-reads.js";
 
@@ -40,7 +40,7 @@ export class IdempotencyIndex {
 
   /** Keys are hashed: user keys may hold characters a KV key may not. */
   static keyFor(tenant: string | null, key: string): string {
-    return `${tenant ?? "_"}.${createHash("sha256").update(key).digest("hex").slice(0, 40)}`;
+    return `${tenant ?? NO_TENANT}.${createHash("sha256").update(key).digest("hex").slice(0, 40)}`;
   }
 
   /** What makes a second submit under a key "the same job": its type and payload. */
