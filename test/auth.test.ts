@@ -14,6 +14,8 @@ import { NatsServer } from "./helpers/nats-server.js";
 import { waitFor } from "./helpers/wait.js";
 import { accessOf, httpRoutes, operations, type OperationName } from "../src/contract/index.js";
 import { tenantScopes } from "../src/auth/gate.js";
+import { authorizationHeaderOf } from "../src/auth/settings.js";
+import { headers as natsHeaders } from "@nats-io/nats-core";
 
 const ADMIN_KEY = "test-admin-key-0123456789abcdef";
 const env = { BOSUN_ADMIN_KEY: ADMIN_KEY };
@@ -274,6 +276,15 @@ t.test("every NATS operation and the control subjects: the same answers as over 
     t.equal((await requestJson(nc, subject, body, { headers: bearer(keyA.key) })).errorCode, subject.endsWith("submit") ? undefined : "403", `${subject}: tenant key`);
   }
   t.equal((await requestJson(nc, "bosun.control.auth-s1.submit", { type: "echo", tenant: "tb" }, { headers: bearer(keyA.key) })).errorCode, "403", "a forwarded submit for another tenant");
+});
+
+t.test("a NATS request's Authorization header is read whatever its case (one reader for the gate, forwarded submits and compute credentials)", async (t) => {
+  for (const name of ["Authorization", "authorization", "AUTHORIZATION"]) {
+    const h = natsHeaders();
+    h.set(name, "Bearer some-key");
+    t.equal(authorizationHeaderOf(h), "Bearer some-key", name);
+  }
+  t.equal(authorizationHeaderOf(undefined), undefined, "no headers");
 });
 
 t.test("every tenant operation says how a tenant key is confined", async (t) => {

@@ -184,6 +184,8 @@ t.test("bad input gets the contract's status and code", async (t) => {
   assertError(t, await post({ type: "echo", queue: "no spaces allowed" }), 400, "validation_error", "queue with bad characters");
   // "_" names no tenant in lane codes and idempotency index keys: a tenant called so would share them with untenanted jobs.
   assertError(t, await post({ type: "echo", queue, tenant: "_" }), 400, "validation_error", "the reserved tenant name");
+  // A tick's key taken ahead of it would make the caller's job the tick's (and keep the tick's own from running).
+  assertError(t, await post({ type: "echo", queue, idempotency_key: "schedule:nightly:1767225600000" }), 400, "validation_error", "a schedule tick's idempotency key");
   assertError(t, await post({ type: "echo", queue, surprise: true }), 400, "validation_error", "unknown field");
   assertError(t, await post({ type: "echo", queue, delay_ms: 5, run_at: new Date().toISOString() }), 400, "validation_error", "delay_ms and run_at");
   assertError(t, await post({ type: "sleep", queue, payload: { ms: "long" } }), 400, "validation_error", "payload fails the handler's schema");

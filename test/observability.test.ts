@@ -392,6 +392,24 @@ t.test("job events: SSE shows every state change and progress report in order, a
   t.equal(unknown.body.error?.code, "not_found");
 });
 
+t.test("job events: a stream that cannot start (no supervisor answers) leaves none of its subscriptions behind", async (t) => {
+  const lone = await NatsServer.start(t, { monitor: true });
+  const lonely = await startGateway(t, lone.url);
+  const jobId = `AbCdEfGh${"0".repeat(22)}`;
+  for (let i = 0; i < 3; i++) {
+    const res = await http<ErrorReply>(lonely.baseUrl, "GET", `/api/jobs/${jobId}/events`);
+    t.equal(res.status, 503, "no supervisor answers the first read: 503");
+    t.equal(res.body.error?.code, "unavailable");
+  }
+  const subjects = await lone.subscribedSubjects();
+  t.ok(subjects.length > 0, "the monitor lists the gateway's other subscriptions", { subjects });
+  t.same(
+    subjects.filter((s) => s.includes(jobId)),
+    [],
+    "no subject of the job is followed any more (each refused stream left three before)",
+  );
+});
+
 t.test("correlation id: from x-correlation-id into the record, the result, the supervisor's and the handler's log lines", async (t) => {
   const queue = uniqueName("qc");
   const sup = await startSupervisor(t, server.url, { queues: [queue], args: [...small(), "--handlers", OPS_HANDLERS], env: { BOSUN_LOG_LEVEL: "debug" } });

@@ -7,12 +7,12 @@
  * other job is 404 exactly like an unknown id; its submits and listings are
  * its tenant's). The gateway decides nothing: it forwards the key.
  */
-import { Match, type MsgHdrs } from "@nats-io/nats-core";
+import type { MsgHdrs } from "@nats-io/nats-core";
 import type { z } from "zod";
 import { BosunError, isJobId, laneOf, operations, type OperationName, type SubmitRequest } from "../contract/index.js";
 import type { Lane } from "../records/index.js";
 import { OPEN, type KeyStore, type Principal } from "./keys.js";
-import { AUTHORIZATION_HEADER, bearerOf, type AuthSettings } from "./settings.js";
+import { authorizationHeaderOf, bearerOf, type AuthSettings } from "./settings.js";
 
 /** Job types only an admin key may submit, by whichever route. */
 export const ADMIN_JOB_TYPE_PREFIX = "maintenance.";
@@ -48,7 +48,7 @@ export class Gate {
   /** Who sends a request with these headers: 401 without a valid key while auth is on. */
   async principal(headers: MsgHdrs | undefined): Promise<Principal> {
     if (!this.settings.on) return OPEN;
-    const key = bearerOf(headers?.get(AUTHORIZATION_HEADER, Match.IgnoreCase));
+    const key = bearerOf(authorizationHeaderOf(headers));
     if (key === undefined) throw new BosunError("unauthorized", "an API key is needed: send Authorization: Bearer <key>");
     const who = await this.keys.verify(key);
     if (!who) throw new BosunError("unauthorized", "unknown or revoked API key");

@@ -10,7 +10,7 @@ import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { BosunError, buckets, KeyInfo, type CreatedKey, type CreateKeyRequest } from "../contract/index.js";
+import { BosunError, buckets, KeyInfo, TenantName, type CreatedKey, type CreateKeyRequest } from "../contract/index.js";
 import { readInbound } from "../platform/guard.js";
 import { issueSecret, parseSecret, secretMatches } from "../platform/secrets.js";
 import { followBucket } from "../records/bucket-watch.js";
@@ -20,7 +20,8 @@ export const API_KEY_PREFIX = "bsk";
 /** The key id BOSUN_ADMIN_KEY goes by (it is not in the bucket: rotate it in the environment). */
 export const BOOTSTRAP_KEY_ID = "bootstrap";
 
-const StoredKey = KeyInfo.extend({ hash: z.string().regex(/^[0-9a-f]{64}$/) });
+// A key for tenant "_" (made before that name was refused) would act for the jobs of no tenant: it reads as junk.
+const StoredKey = KeyInfo.extend({ hash: z.string().regex(/^[0-9a-f]{64}$/), tenant: TenantName.nullable() });
 type StoredKey = z.infer<typeof StoredKey>;
 
 export type Principal = { admin: true; key_id: string | null; tenant: null } | { admin: false; key_id: string; tenant: string };

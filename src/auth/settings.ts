@@ -3,11 +3,14 @@
  * them at start. Never silently open: an unknown BOSUN_AUTH, or auth on
  * without a usable admin key, stops start-up with one line.
  */
+import { Match, type MsgHdrs } from "@nats-io/nats-core";
 import { BosunError } from "../contract/index.js";
 import { hashOf } from "../platform/secrets.js";
 
 /** The request header (HTTP and NATS) that carries an API key: `Authorization: Bearer <key>`. */
 export const AUTHORIZATION_HEADER = "Authorization";
+/** A NATS request's Authorization header, whatever its case (HTTP's are case-blind, and so is every reader here). */
+export const authorizationHeaderOf = (headers: MsgHdrs | undefined): string | undefined => headers?.get(AUTHORIZATION_HEADER, Match.IgnoreCase) || undefined;
 export const ADMIN_KEY_ENV = "BOSUN_ADMIN_KEY";
 /** Shorter than this is not a key an operator generated (`openssl rand -hex 32` gives 64). */
 export const MIN_ADMIN_KEY_LENGTH = 24;

@@ -7,7 +7,7 @@
  * servers bucket, so a revoke (a delete) is refused everywhere at once.
  */
 import type { KV, KvWatchEntry } from "@nats-io/kv";
-import { Match, nuid, type MsgHdrs, type QueuedIterator } from "@nats-io/nats-core";
+import { nuid, type MsgHdrs, type QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
 import { z } from "zod";
 import {
@@ -24,7 +24,7 @@ import { readInbound } from "../platform/guard.js";
 import { hashOf, randomToken, SECRET_LENGTH, secretMatches } from "../platform/secrets.js";
 import { lostRace } from "../platform/nats-errors.js";
 import { followBucket } from "../records/bucket-watch.js";
-import { AUTHORIZATION_HEADER, bearerOf } from "../auth/index.js";
+import { authorizationHeaderOf, bearerOf } from "../auth/index.js";
 
 const secret = (): string => randomToken(SECRET_LENGTH);
 const name = z.string().regex(NAME_PATTERN);
@@ -115,7 +115,7 @@ export class ComputeServers {
     // Revoked since (a watch event between the two asks) is refused all the same.
     const known = checked === undefined ? undefined : this.#servers.get(checked);
     if (known) return known;
-    const credential = bearerOf(headers?.get(AUTHORIZATION_HEADER, Match.IgnoreCase));
+    const credential = bearerOf(authorizationHeaderOf(headers));
     // Made only when refusing: an Error's stack costs more than the rest of a check that passes, twice per compute call.
     const refused = () => new BosunError("unauthorized", "a compute server credential is needed: send Authorization: Bearer <credential>");
     if (!credential) throw refused();

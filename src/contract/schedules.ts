@@ -52,6 +52,13 @@ export const CronExpression = z
   });
 
 /** The job each tick submits: a submit body without the fields a schedule sets itself. */
+/**
+ * How a schedule tick's idempotency key begins. A caller's key may not
+ * (the intake refuses it), so nobody can take a tick's key ahead of it and
+ * have their job recorded as the tick's, or keep the tick's own from running.
+ */
+export const TICK_KEY_PREFIX = "schedule:";
+
 export const ScheduleJob = SubmitFields.omit({ idempotency_key: true, delay_ms: true, run_at: true, wait_ms: true }).strict();
 export type ScheduleJob = z.infer<typeof ScheduleJob>;
 

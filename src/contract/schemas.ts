@@ -32,8 +32,8 @@ import {
 
 export const name = (what: string) =>
   z.string().regex(NAME_PATTERN, `${what} must be 1-${MAX_NAME_LENGTH} characters of A-Z a-z 0-9 _ -`);
-/** A tenant named by a caller, for a new job, schedule or key (stored ones are read with name("tenant")). */
-const newTenant = () => name("tenant").refine((t) => t !== NO_TENANT, `tenant "${NO_TENANT}" is reserved: it stands for no tenant`);
+/** A tenant a caller names (a job's, a schedule's, a key's); not NO_TENANT. Records stored before it was refused read with name("tenant"). */
+export const TenantName = name("tenant").refine((t) => t !== NO_TENANT, `tenant "${NO_TENANT}" is reserved: it stands for no tenant`);
 const ms = z.number().int().nonnegative();
 export const isoTime = z.iso.datetime({ offset: true });
 /** Short free text read back from NATS (host names, consumer names): bounded, no control characters. */
@@ -87,7 +87,7 @@ export const SubmitFields = z
     type: JobType,
     payload: JsonValue.default({}),
     queue: name("queue").default("default"),
-    tenant: newTenant().optional(),
+    tenant: TenantName.optional(),
     idempotency_key: z.string().min(1).max(MAX_IDEMPOTENCY_KEY_LENGTH).optional(),
     delay_ms: ms.max(MAX_DELAY_MS).optional(),
     run_at: isoTime.optional(),
@@ -440,7 +440,7 @@ export const KeyId = z.string().regex(/^[A-Za-z0-9]{1,64}$/, "key_id: base62, 1 
 /** A new key: bound to one tenant, or admin. */
 export const CreateKeyRequest = z
   .object({
-    tenant: newTenant().optional(),
+    tenant: TenantName.optional(),
     admin: z.boolean().optional(),
     /** Free text shown in listings (who holds it, what for). */
     label: label(200).optional(),

@@ -155,7 +155,11 @@ export async function buildGateway({ nats, config, log, ops }: GatewayDeps): Pro
     // made with the caller's key, is the supervisors' decision: another tenant's job is a 404.
     const nc = nats.get();
     const events = await jobEvents(nc, job_id, revocations.follow(nc, authorizationOf(req), closedSignal(req)), req.log as Logger);
-    const first = await call(api.jobsGet, { job_id }, req);
+    // No stream starts unless the read answers: its subscriptions end here on every other way out (a 503 throws).
+    const first = await call(api.jobsGet, { job_id }, req).catch((err: unknown) => {
+      events.close();
+      throw err;
+    });
     if (first.status !== 200 || req.method === "HEAD") {
       events.close();
       return first.status !== 200 ? send(reply, first.status, first.body) : headOfStream(reply);

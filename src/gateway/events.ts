@@ -92,11 +92,14 @@ export async function jobEvents(
         follow(resultSubject(jobId), (msg) => only("final", readBack.final(msg, log))),
       ]
     : [];
-  await nc.flush();
   const close = () => {
     channel.close();
     for (const sub of subs) sub.unsubscribe();
   };
+  await nc.flush().catch((err: unknown) => {
+    close();
+    throw err;
+  });
   async function* stream(first: JobStatus): AsyncGenerator<SseMessage> {
     closed.addEventListener("abort", close);
     let parked: NodeJS.Timeout | undefined;

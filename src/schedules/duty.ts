@@ -9,7 +9,7 @@
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { QueuedIterator } from "@nats-io/nats-core";
 import type { Logger } from "pino";
-import { BosunError, parseWith, SubmitRequest, type ScheduleOrigin, type SubmitReply } from "../contract/index.js";
+import { BosunError, parseWith, SubmitRequest, TICK_KEY_PREFIX, type ScheduleOrigin, type SubmitReply } from "../contract/index.js";
 import { guard } from "../platform/guard.js";
 import { followBucket } from "../records/bucket-watch.js";
 import { tickAfter, tickAtOrBefore, type Cadence } from "./timing.js";
@@ -160,7 +160,7 @@ export class ScheduleDuty {
       const now = await this.store.read(id);
       if (!now || now.value.spec.paused || now.value.state.anchor_ms !== a.value.state.anchor_ms) return;
       if (now.value.state.handled_until_ms < tickMs) {
-        const jobId = await submitTick(this.submitter, now.value, tickMs, `schedule:${id}:${tickMs}`);
+        const jobId = await submitTick(this.submitter, now.value, tickMs, `${TICK_KEY_PREFIX}${id}:${tickMs}`);
         this.log.info({ schedule_id: id, job_id: jobId, tick_at: new Date(tickMs).toISOString(), late_ms: Date.now() - tickMs }, "schedule tick");
         await this.#record(id, a.value.state.anchor_ms, handledMs, tickMs, jobId);
       }

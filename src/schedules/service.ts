@@ -5,7 +5,7 @@
  */
 import { nuid } from "@nats-io/nats-core";
 import type { Logger } from "pino";
-import type { DeleteScheduleReply, ListSchedulesReply, Schedule, ScheduleSpec, TriggerReply } from "../contract/index.js";
+import { TICK_KEY_PREFIX, type DeleteScheduleReply, type ListSchedulesReply, type Schedule, type ScheduleSpec, type TriggerReply } from "../contract/index.js";
 import { submitTick, type ScheduleDuty, type TickSubmitter } from "./duty.js";
 import { viewOf, type ScheduleStore } from "./store.js";
 
@@ -59,7 +59,7 @@ export class ScheduleService {
   async trigger(id: string): Promise<TriggerReply> {
     const { value } = await this.store.require(id);
     const now = Date.now();
-    const jobId = await submitTick(this.submitter, value, now, `schedule:${id}:trigger:${nuid.next()}`);
+    const jobId = await submitTick(this.submitter, value, now, `${TICK_KEY_PREFIX}${id}:trigger:${nuid.next()}`);
     await this.store.update(id, (s) =>
       s.state.last_run_at !== null && Date.parse(s.state.last_run_at) >= now
         ? null

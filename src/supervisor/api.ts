@@ -27,7 +27,7 @@ import { onMessage } from "../platform/guard.js";
 import { isMaxPayloadError, SERVICE_ERROR_HEADER, SERVICE_ERROR_TEXT_HEADER, tooLargeForNats } from "../platform/nats.js";
 import { hop, SpanKind, TRACEPARENT, validTraceparent, type Hop } from "../platform/tracing.js";
 import { unavailableOf } from "../platform/nats-errors.js";
-import { AUTHORIZATION_HEADER, type Gate, type KeyStore } from "../auth/index.js";
+import { authorizationHeaderOf, type Gate, type KeyStore } from "../auth/index.js";
 import type { Intake } from "./intake.js";
 import type { JobActions } from "./job-actions.js";
 import type { Operations } from "./operations.js";
@@ -63,7 +63,7 @@ const traceparentOf = (msg: Msg): string | undefined => {
   return validTraceparent(value) ? value : undefined;
 };
 /** The caller's key, passed on when a request is forwarded to another supervisor (which checks it again). */
-export const authorizationOf = (msg: Msg): string | undefined => msg.headers?.get(AUTHORIZATION_HEADER) || undefined;
+export const authorizationOf = (msg: Msg): string | undefined => authorizationHeaderOf(msg.headers);
 
 export async function startApi(nc: NatsConnection, deps: ApiDeps): Promise<Service> {
   const { intake, actions, log, workerId, operations: ops, keys, gate, schedules, compute, files, targets } = deps;

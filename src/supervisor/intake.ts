@@ -20,6 +20,7 @@ import {
   tryParseWith,
   resultSubject,
   SubmitRequest,
+  TICK_KEY_PREFIX,
   summarizeIssues,
   DEFAULT_TARGET,
   type Backoff,
@@ -129,6 +130,10 @@ export class Intake {
   async submit(req: SubmitRequest, ctx: SubmitContext = {}): Promise<SubmitReply | JobResult> {
     const { correlationId, forwarded = false, traceparent, authorization, origin } = ctx;
     const { store, log, idempotency } = this.deps;
+    // A forwarded submit was checked by its sender, and a tick is a schedule's (it comes with its origin).
+    if (req.idempotency_key?.startsWith(TICK_KEY_PREFIX) && !forwarded && !origin) {
+      throw new BosunError("validation_error", `idempotency_key: keys beginning "${TICK_KEY_PREFIX}" are the schedules' own, one per tick`);
+    }
     if (this.deps.submissionsPaused(req.queue)) {
       throw new BosunError("unavailable", `submissions to queue "${req.queue}" are paused by an operator`, { queue: req.queue });
     }

@@ -23,6 +23,8 @@ export interface NatsServerOptions {
   env?: Record<string, string>;
   /** Credentials of the readiness probe, when the config requires them. */
   probeAs?: { user: string; pass: string };
+  /** Serve nats-server's monitoring endpoints (for subscribedSubjects). */
+  monitor?: boolean;
 }
 
 export class NatsServer {
@@ -32,7 +34,16 @@ export class NatsServer {
     readonly port: number,
     readonly storeDir: string,
     private readonly opts: NatsServerOptions = {},
+    private readonly monitorPort?: number,
   ) {}
+
+  /** Every subject some client is subscribed to now, once per subscription (needs `monitor`). */
+  async subscribedSubjects(): Promise<string[]> {
+    if (this.monitorPort === undefined) throw new Error("started without monitor: true");
+    const res = await fetch(`http://127.0.0.1:${this.monitorPort}/connz?subs=1&limit=1024`);
+    const body = (await res.json()) as { connections?: { subscriptions_list?: string[] }[] };
+    return (body.connections ?? []).flatMap((c) => c.subscriptions_list ?? []);
+  }
 
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
@@ -58,7 +69,7 @@ export class NatsServer {
     // The port was free a moment ago; if someone takes it first, pick another.
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
-      server = new NatsServer(await freePort(), storeDir, opts);
+      server = new NatsServer(await freePort(), storeDir, opts, opts.monitor ? await freePort() : undefined);
       try {
         await server.#launch();
         return server;
@@ -88,7 +99,7 @@ export class NatsServer {
 
   async #launch(): Promise<void> {
     // A config file brings its own JetStream block (store_dir included); the port is still this one.
-    const config = this.opts.configFile ? ["-c", this.opts.configFile] : ["-js", "-sd", this.storeDir];
+    const config = [...(this.opts.configFile ? ["-c", this.opts.configFile] : ["-js", "-sd", this.storeDir]), ...(this.monitorPort === undefined ? [] : ["-m", String(this.monitorPort)])];
     this.#proc = new ManagedProcess(NATS_SERVER_BIN, [...config, "-a", "127.0.0.1", "-p", String(this.port)], {
       name: `nats-server:${this.port}`,
       env: { ...process.env, ...this.opts.env },
