@@ -514,6 +514,25 @@ t.test("cancel: queued, scheduled and running jobs never finish their work; fini
   t.ok(supervisor.logsWith("killing execution process").some((l) => l.job_id === blocker.job_id && l.reason === "cancelled"), "the supervisor logged the kill");
 });
 
+t.test("cancel while a timed-out attempt is being killed: the job ends cancelled, and is not left without a record", async (t) => {
+  const runs = await RunLog.create(t);
+  const queue = uniqueName("cancelkill");
+  // A long grace: the cancel certainly lands while the timeout's kill is under way (a second kill is ignored then).
+  const supervisor = await startCountingSupervisor(t, server.url, runs, { queues: [queue], args: ["--min", "1", "--max", "1", "--kill-grace-ms", "3000"] });
+  const job = await submit(nc, { type: "count.run", queue, payload: { tag: "slow", ms: 60_000 }, timeout_ms: 300, max_attempts: 3 });
+  const timedOut = () => supervisor.logsWith("killing execution process").some((l) => l.job_id === job.job_id && l.reason === "timeout");
+  await waitFor(timedOut, { timeoutMs: 20_000, what: "the timeout's kill to begin" });
+  const c = await http<{ state: string; cancel_requested?: boolean }>(gw, "POST", `/api/jobs/${job.job_id}/cancel`);
+  t.match(c.body, { state: "running", cancel_requested: true }, "cancelled while it still runs");
+  // The attempt ends as timed out; parked for its retry, it used to be dropped unrun as cancelled with no record written (404).
+  const result = (await waitForResults(nc, [job.job_id], { timeoutMs: 20_000 })).get(job.job_id)!;
+  t.match(result, { state: "cancelled", error: { code: "cancelled" }, attempts: 1 }, "it ended cancelled after its one attempt");
+  t.equal((await statusOf(nc, job.job_id)).state, "cancelled", "and its status says so");
+  t.ok(supervisor.logsWith("job cancelled while running").some((l) => l.job_id === job.job_id), "settled as cancelled as its attempt ended, not parked for a retry");
+  await runs.refresh();
+  t.equal(runs.starts(job.job_id).length, 1, "no retry ran");
+});
+
 t.test("SIGTERM drain: running jobs finish within the grace, the rest run elsewhere, exit 0", async (t) => {
   const runs = await RunLog.create(t);
   const queue = uniqueName("drain");

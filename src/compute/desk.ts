@@ -18,7 +18,7 @@ import type { Logger } from "pino";
 import { streams } from "../contract/index.js";
 import { JobMessage, Puller } from "../platform/puller.js";
 import { ensureConsumer, laneConsumerConfig } from "../platform/topology.js";
-import { readBack, type JobStore, type Lane, type LaneRegistry, type ParkedJob } from "../records/index.js";
+import { readBack, type CancelRegistry, type JobStore, type Lane, type LaneRegistry, type ParkedJob } from "../records/index.js";
 import type { LeaseLimits } from "./lease-limits.js";
 import type { StoredServer } from "./servers.js";
 
@@ -73,6 +73,7 @@ export class LeaseDesk {
     private readonly leaseMs: number,
     private readonly log: Logger,
     private readonly limits: LeaseLimits,
+    private readonly cancels: CancelRegistry,
   ) {}
 
   start(): void {
@@ -201,7 +202,7 @@ export class LeaseDesk {
   async #handBack(stashed: Stashed): Promise<void> {
     const { msg, parked } = this.#unstash(stashed);
     try {
-      await this.store.handBack(msg, parked);
+      await this.store.handBack(msg, parked, { cancelled: this.cancels.has(parked.job.job_id) });
     } catch (err) {
       // Left to its lease it comes back counted as an attempt it never had; rare (the stream is electing a leader).
       this.log.warn({ err, job_id: parked.job.job_id }, "could not hand a job back from the compute desk");

@@ -69,7 +69,7 @@ export class Compute {
   constructor(private readonly deps: ComputeDeps) {
     this.#servers = new ComputeServers(deps.serversKv, deps.tokensKv, deps.log);
     this.#book = new LeaseBook(deps.leasesKv, deps.writer, deps.log);
-    this.#desk = new LeaseDesk(deps.nc, deps.jsm, deps.store, deps.lanes, deps.leaseMs, deps.log, deps.leaseLimits);
+    this.#desk = new LeaseDesk(deps.nc, deps.jsm, deps.store, deps.lanes, deps.leaseMs, deps.log, deps.leaseLimits, deps.cancels);
   }
 
   async start(): Promise<void> {

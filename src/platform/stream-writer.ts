@@ -50,6 +50,18 @@ export class StreamWriteError extends Error {
   }
 }
 
+/**
+ * Whether a write that failed may be stored all the same: no PubAck came in
+ * time, or the writer closed while waiting for one (a refusal, no
+ * responders or no leader stores nothing). Looks through `cause`s.
+ */
+export function mayHaveLanded(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof StreamWriteError) return e.errCode === undefined;
+  }
+  return false;
+}
+
 interface Waiter {
   deadline: number;
   timeoutMs: number;
@@ -71,7 +83,12 @@ export class StreamWriter {
     private readonly nc: NatsConnection,
     private readonly timeoutMs = 5000,
   ) {
-    this.#sub = nc.subscribe(`${this.#prefix}.*`, { callback: (_err, msg) => this.#onAck(msg) });
+    // An error here (the inbox refused by permissions) comes with no message: the waiters' sweep answers them.
+    this.#sub = nc.subscribe(`${this.#prefix}.*`, {
+      callback: (err, msg) => {
+        if (!err) this.#onAck(msg);
+      },
+    });
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS).unref();
   }
 

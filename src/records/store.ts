@@ -30,9 +30,11 @@ import {
 import { StreamWriteError, type StreamWriter, type WriteOptions } from "../platform/stream-writer.js";
 import type { JobMessage } from "../platform/puller.js";
 import { readParked, readStored, type StoredLike } from "./decode.js";
-import { statusOf, type JobSources, type ParkedJob } from "./status.js";
+import { cancelledError, recordOf, statusOf, type JobSources, type ParkedJob } from "./status.js";
 
 const WRONG_LAST_SEQUENCE = 10071;
+/** How long a hand-back keeps retrying a write the stream cannot take, as a submit does (SUBMIT_RETRY_MS). */
+const HAND_BACK_RETRY_MS = 4000;
 /** Ends the message id of a final record's write, naming the run (supervisor + receipt) that wrote it. */
 const runWriteSuffix = (runId: string) => `.run.${runId}`;
 /**
@@ -91,8 +93,27 @@ export class JobStore {
    * the same attempt number: JetStream would count a nak as a delivery, and
    * the job would lose an attempt it never used.
    */
-  async handBack(msg: JobMessage, parked: ParkedJob): Promise<void> {
-    await this.enqueue(parked.job, parked.offset + msg.deliveryCount - 1, `handback-${msg.streamSeq}-${msg.deliveryCount}`);
+  async handBack(msg: JobMessage, parked: ParkedJob, opts: { cancelled: boolean }): Promise<void> {
+    // Cancelled while held: settled unrun, not sent round again (its cancel request may be gone by the time it came back).
+    if (opts.cancelled) return this.dropCancelled(msg, parked.job, parked.offset + msg.deliveryCount - 1);
+    // Retried through an election (the message id makes a copy that did land a no-op): a copy
+    // written but unacknowledged would run beside the original, which is not acked without it.
+    await this.enqueue(parked.job, parked.offset + msg.deliveryCount - 1, `handback-${msg.streamSeq}-${msg.deliveryCount}`, { retryForMs: HAND_BACK_RETRY_MS });
+    msg.ack();
+  }
+
+  /**
+   * A job found cancelled before this run of it started (parked, held
+   * ahead, about to be handed back): its cancelled final record,
+   * create-once, then its message acked. The cancel wrote the record itself
+   * unless the job was running when it was asked to stop and its attempt
+   * then ended another way; without this the job would be left with no
+   * record at all.
+   */
+  async dropCancelled(msg: JobMessage, job: JobEnvelope, attempts: number): Promise<void> {
+    const finished_at = new Date().toISOString();
+    const record = recordOf(job, "cancelled", attempts, { error: cancelledError, finished_at });
+    await this.claimResult({ ...record, state: "cancelled", result: null, duration_ms: null, generation: job.generation });
     msg.ack();
   }
 

@@ -311,8 +311,15 @@ export class Intake {
   /** What a repeated submit gets: the first job, finished or not (waiting like the first would). */
   async #replyForExisting(jobId: string, waitMs: number | undefined): Promise<SubmitReply | JobResult> {
     const waiter = waitMs ? this.#waitForResult(jobId, waitMs) : undefined;
-    const sources = await this.deps.store.sources(jobId);
-    const status = requireStatus(jobId, sources);
+    let sources, status;
+    try {
+      sources = await this.deps.store.sources(jobId);
+      status = requireStatus(jobId, sources);
+    } catch (err) {
+      // Not left waiting for up to wait_ms on a read that failed.
+      waiter?.cancel();
+      throw err;
+    }
     if (sources.final && FINAL_STATES.has(status.state)) {
       waiter?.cancel();
       return waitMs ? resultOf(sources.final) : { job_id: jobId, state: status.state, duplicate: true };

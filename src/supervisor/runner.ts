@@ -17,6 +17,7 @@ import { OutcomeGate } from "./outcome-gate.js";
 import { MAX_RUNS_PER_ACTOR, NotStartedError, type ExecutionHandle, type Pool } from "../actors/pool/pool.js";
 import { TypicalRun } from "../actors/pool/typical-run.js";
 import { JobMessage, Puller } from "../platform/puller.js";
+import { mayHaveLanded } from "../platform/stream-writer.js";
 import { runIdOf, Settler } from "./settle.js";
 import { UncountedRuns } from "./uncounted.js";
 import { LeaseRenewal } from "./lease-renewal.js";
@@ -283,17 +284,22 @@ export class Runner {
     if (this.#idle && this.#unsettled === 0) this.#idle();
   }
 
-  /** Gives back a job that never started (JobStore.handBack): true once it is given back or was unreadable. */
-  async #handBack(msg: JobMessage, parsed?: InboundJob): Promise<boolean> {
+  /**
+   * Gives back a job that never started (JobStore.handBack): "given" once it
+   * is given back (or settled as cancelled, or was unreadable); "refused"
+   * when the copy was not written, so the job is still only this
+   * supervisor's to run; "unsure" when the copy may be stored unacknowledged.
+   */
+  async #handBack(msg: JobMessage, parsed?: InboundJob): Promise<"given" | "refused" | "unsure"> {
     try {
       const inbound = parsed ?? readJobMessage(msg, this.opts.log, "jobs stream");
       // A bad message is terminated by the decode boundary: nothing left to hand back.
-      if (!inbound) return true;
-      await this.store.handBack(msg, { job: inbound.job, offset: inbound.attemptOffset });
-      return true;
+      if (!inbound) return "given";
+      await this.store.handBack(msg, { job: inbound.job, offset: inbound.attemptOffset }, { cancelled: this.opts.cancels.has(inbound.job.job_id) });
+      return "given";
     } catch (err) {
       this.opts.log.warn({ err, seq: msg.streamSeq }, "could not hand a job back");
-      return false;
+      return mayHaveLanded(err) ? "unsure" : "refused";
     }
   }
 
@@ -323,9 +329,10 @@ export class Runner {
         try {
           handle = await execute(this.opts.othersServe?.(job) ? PULLED_AHEAD_MAX_WAIT_MS : ALONE_MAX_WAIT_MS);
         } catch (err) {
-          // A job that cannot be handed back now (the stream is electing a leader) waits here for a
-          // process: left to its lease it would come back counted as an attempt it never had.
-          if (!(err instanceof NotStartedError) || (await this.#handBack(msg, inbound)) || this.#state !== "running") throw err;
+          // A job whose copy was refused (the stream is electing a leader) waits here for a process:
+          // left to its lease it would come back counted as an attempt it never had. One whose copy
+          // may be stored is not run here, or it could run twice: its lease brings it back.
+          if (!(err instanceof NotStartedError) || (await this.#handBack(msg, inbound)) !== "refused" || this.#state !== "running") throw err;
           handle = await execute();
         }
       } catch (err) {

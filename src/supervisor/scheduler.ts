@@ -69,18 +69,20 @@ export class Scheduler {
       return;
     }
     const { job } = inbound;
-    // A cancelled job's final record was written by the cancel itself.
-    if (!this.cancels.has(job.job_id)) {
-      const attempts = inbound.attemptOffset;
-      try {
-        await this.store.enqueue(job, attempts);
-      } catch (err) {
-        this.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, "could not queue a due job; retrying");
-        msg.nak(1000);
+    const attempts = inbound.attemptOffset;
+    const cancelled = this.cancels.has(job.job_id);
+    try {
+      if (cancelled) {
+        await this.store.dropCancelled(msg, job, attempts);
         return;
       }
-      this.log.debug({ job_id: job.job_id, correlation_id: job.correlation_id, attempt: attempts + 1 }, "due job queued");
+      await this.store.enqueue(job, attempts);
+    } catch (err) {
+      this.log.warn({ err, job_id: job.job_id, correlation_id: job.correlation_id }, cancelled ? "could not settle a cancelled due job; retrying" : "could not queue a due job; retrying");
+      msg.nak(1000);
+      return;
     }
+    this.log.debug({ job_id: job.job_id, correlation_id: job.correlation_id, attempt: attempts + 1 }, "due job queued");
     msg.ack();
   }
 }

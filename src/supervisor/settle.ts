@@ -79,7 +79,8 @@ export class Settler {
       return undefined;
     }
     if (attempt > job.max_attempts) {
-      await this.bury(job, record, history, lostRun(attempt - 1), null, runId);
+      // The last attempt's error ends the history already (a lost run when this is a redelivery): not listed twice.
+      await this.bury(job, record, history.slice(0, -1), history.at(-1) ?? lostRun(attempt - 1), null, runId);
       msg.ack();
       return undefined;
     }
@@ -111,7 +112,10 @@ export class Settler {
       // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
       log.warn(logCtx, "job handed back after the drain grace period");
       return "hand_back";
-    } else if (outcome.error.code === "cancelled") {
+    } else if (outcome.error.code === "cancelled" || this.cancels.has(job.job_id)) {
+      // Asked to stop while it ran: the cancel stands, however the attempt ended (a failure that
+      // threw before the kill landed, a timeout's kill under way). Parked for a retry it would be
+      // dropped unrun as cancelled later, with no record written for it.
       metrics.cancelled.inc(labels);
       await this.finish(job, ended, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms }, runId);
       log.info(logCtx, "job cancelled while running");
