@@ -14,6 +14,7 @@ import { BosunError, jobErrorOf, streams, type InterimRecord, type LeaseGrant, t
 import type { ExecutionOutcome } from "../actors/pool/pool.js";
 import { guard } from "../platform/guard.js";
 import { ACK, NAK, WORKING, type JobMessage } from "../platform/puller.js";
+import { unavailableOf } from "../platform/nats-errors.js";
 import { readSeq } from "../platform/stream-reads.js";
 import type { StreamWriter } from "../platform/stream-writer.js";
 import { cancelledError, deliveryHistory, readBack, recordOf, type CancelRegistry, type JobStore, type LaneRegistry, type ParkedJob } from "../records/index.js";
@@ -29,7 +30,8 @@ type Res<N extends keyof typeof operations> = z.output<(typeof operations)[N]["r
 /** What the supervisor's outcome store (supervisor/settle.ts Settler) does for a lease. */
 export interface OutcomeStore {
   pickUp(msg: JobMessage, runId: string, parked?: ParkedJob): Promise<{ job: JobEnvelope; inbound: { attemptOffset: number }; attempt: number; record: JobStatus; fencingToken: number } | undefined>;
-  record(job: JobEnvelope, record: JobStatus & { fencing_token?: number }, history: JobError[], ran: ExecutionOutcome, runId: string, opts?: { retryAtOnce?: boolean; noRetry?: boolean }): Promise<"stored" | "hand_back">;
+  /** What it stored: the job's final state (a cancel's record may have got there first), "failed" when parked for its next attempt. */
+  record(job: JobEnvelope, record: JobStatus & { fencing_token?: number }, history: JobError[], ran: ExecutionOutcome, runId: string, opts?: { retryAtOnce?: boolean; noRetry?: boolean }): Promise<"succeeded" | "cancelled" | "dead" | "failed" | "hand_back">;
 }
 
 export interface ComputeDeps {
@@ -55,6 +57,8 @@ export interface ComputeDeps {
 export const SERVER_LIVE_MS = 60_000;
 /** How often stale lease entries are looked for (ones a redelivery did not replace: the job ran elsewhere). */
 const SWEEP_MS = 10_000;
+/** Between tries of storing a remote outcome the stream could not take (an election takes 4-9 s). */
+const STORE_RETRY_GAP_MS = 250;
 
 /** Names one remote run in the final record's write id (see Settler.finish). */
 const runIdOf = (lease: Pick<StoredLease, "server_id" | "lease_id">) => `${lease.server_id}.${lease.lease_id}`;
@@ -321,13 +325,33 @@ export class Compute {
       ...recordOf(job, "running", lease.attempt, { started_at: lease.started_at, error: history.at(-1) ?? null, owner: { server_id: lease.server_id }, progress: lease.progress }),
       fencing_token: lease.fencing_token,
     };
-    const outcome = await this.deps.outcomes.record(job, record, history, ran, runIdOf(lease), opts);
+    const outcome = await this.#recordRetrying(lease, () => this.deps.outcomes.record(job, record, history, ran, runIdOf(lease), opts));
     this.deps.nc.publish(lease.ack_subject, outcome === "hand_back" ? NAK : ACK);
     // A grant made here knows whether the job was shown running; one made elsewhere may have been.
     if (!grant || grant.shown) this.deps.store.dropInterim(lease.job_id).catch((err: unknown) => this.deps.log.warn({ err, job_id: lease.job_id }, "could not remove an interim record"));
     this.deps.log.info({ job_id: lease.job_id, correlation_id: job.correlation_id, server_id: lease.server_id, ok: ran.ok }, "compute lease ended");
-    const retried = lease.attempt < job.max_attempts && !opts.noRetry;
-    return { job_id: lease.job_id, state: ran.ok ? "succeeded" : ran.error.code === "cancelled" ? "cancelled" : retried ? "failed" : "dead" };
+    // What was stored, not what was posted: a cancel's record that got there first, a result too large to keep.
+    return { job_id: lease.job_id, state: outcome === "hand_back" ? "queued" : outcome };
+  }
+
+  /**
+   * The lease's end is claimed before its outcome is stored, so a repost
+   * would be refused as stale: a write the stream cannot take now is tried
+   * again (the same writes, made safe by their message ids) for up to a
+   * lease, the job's message kept in hand meanwhile.
+   */
+  async #recordRetrying<T>(lease: StoredLease, store: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.deps.leaseMs;
+    for (;;) {
+      try {
+        return await store();
+      } catch (err) {
+        if (!unavailableOf(err) || Date.now() + STORE_RETRY_GAP_MS >= deadline) throw err;
+        this.deps.log.warn({ err, job_id: lease.job_id }, "storing a remote outcome failed; retrying");
+        this.deps.nc.publish(lease.ack_subject, WORKING);
+        await new Promise((resolve) => setTimeout(resolve, STORE_RETRY_GAP_MS));
+      }
+    }
   }
 
   /** Ends a lease the server can no longer end itself (revoked): its job runs again at once. */

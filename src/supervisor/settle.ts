@@ -44,6 +44,9 @@ export interface OutcomeOptions {
   noRetry?: boolean;
 }
 
+/** What an attempt's outcome left the job as: ended (its final record's state, which a cancel's may have decided), or parked for its next attempt. */
+export type Stored = FinalRecord["state"] | "failed";
+
 export interface Ending {
   state: FinalRecord["state"];
   value?: unknown;
@@ -98,17 +101,19 @@ export class Settler {
    * (a remote lease's from wherever its next call arrives), or hands it back
    * (nak) when asked to: a run killed by a drain past its grace.
    */
-  async record(job: JobEnvelope, record: FencedStatus, history: JobError[], ran: ExecutionOutcome, runId: string, opts: OutcomeOptions = {}): Promise<"stored" | "hand_back"> {
+  async record(job: JobEnvelope, record: FencedStatus, history: JobError[], ran: ExecutionOutcome, runId: string, opts: OutcomeOptions = {}): Promise<Stored | "hand_back"> {
     const { log, metrics } = this;
     const logCtx = { job_id: job.job_id, correlation_id: job.correlation_id, attempt: record.attempts };
     const labels = { queue: job.queue, type: job.type };
     metrics.duration.observe(labels, ran.duration_ms / 1000);
     const ended = { ...record, finished_at: new Date().toISOString() };
     const outcome = ran.ok ? await this.#succeed(job, { ...ended, progress: 1 }, ran, runId) : ran;
-    if (outcome.ok) {
+    if ("stored" in outcome) {
       metrics.succeeded.inc(labels);
-      log.debug({ ...logCtx, duration_ms: outcome.duration_ms }, "job succeeded");
-    } else if (outcome.error.code === "shutdown") {
+      log.debug({ ...logCtx, duration_ms: ran.duration_ms }, "job succeeded");
+      return outcome.stored;
+    }
+    if (outcome.error.code === "shutdown") {
       // Killed by a drain past its grace: hand it back to run elsewhere (the attempt counts).
       log.warn(logCtx, "job handed back after the drain grace period");
       return "hand_back";
@@ -117,20 +122,21 @@ export class Settler {
       // threw before the kill landed, a timeout's kill under way). Parked for a retry it would be
       // dropped unrun as cancelled later, with no record written for it.
       metrics.cancelled.inc(labels);
-      await this.finish(job, ended, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms }, runId);
+      const stored = await this.finish(job, ended, { state: "cancelled", error: cancelledError, durationMs: outcome.duration_ms }, runId);
       log.info(logCtx, "job cancelled while running");
-    } else if (record.attempts < job.max_attempts && !opts.noRetry) {
-      metrics.failed.inc(labels);
+      return stored;
+    }
+    metrics.failed.inc(labels);
+    if (record.attempts < job.max_attempts && !opts.noRetry) {
       await this.#retryLater(job, record, [...history, outcome.error], opts.retryAtOnce === true);
       metrics.retried.inc(labels);
       log.warn({ ...logCtx, error: outcome.error }, "job attempt failed");
-    } else {
-      metrics.failed.inc(labels);
-      await this.bury(job, ended, history, outcome.error, outcome.duration_ms, runId);
-      metrics.dead.inc(labels);
-      log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
+      return "failed";
     }
-    return "stored";
+    const stored = await this.bury(job, ended, history, outcome.error, outcome.duration_ms, runId);
+    metrics.dead.inc(labels);
+    log.warn({ ...logCtx, error: outcome.error }, "job dead: attempts used up");
+    return stored;
   }
 
   /**
@@ -138,10 +144,9 @@ export class Settler {
    * take (over its max_payload) fails the attempt instead: retrying the
    * write could never succeed, and the job would run again after every lease.
    */
-  async #succeed(job: JobEnvelope, record: JobStatus, ran: ExecutionOutcome & { ok: true }, runId: string): Promise<ExecutionOutcome> {
+  async #succeed(job: JobEnvelope, record: JobStatus, ran: ExecutionOutcome & { ok: true }, runId: string): Promise<{ stored: FinalRecord["state"] } | (ExecutionOutcome & { ok: false })> {
     try {
-      await this.finish(job, record, { state: "succeeded", value: ran.value, error: null, durationMs: ran.duration_ms }, runId);
-      return ran;
+      return { stored: await this.finish(job, record, { state: "succeeded", value: ran.value, error: null, durationMs: ran.duration_ms }, runId) };
     } catch (err) {
       if (!isMaxPayloadError(err)) throw err;
       const size = encodeJson(ran.value ?? null).byteLength;
@@ -158,11 +163,11 @@ export class Settler {
   }
 
   /** Dead: kept in the dead-letter stream with every attempt's error, then finished. */
-  async bury(job: JobEnvelope, record: JobStatus, history: JobError[], lastError: JobError, durationMs: number | null, runId: string): Promise<void> {
+  async bury(job: JobEnvelope, record: JobStatus, history: JobError[], lastError: JobError, durationMs: number | null, runId: string): Promise<FinalRecord["state"]> {
     const errors = [...history, lastError];
     const dead = { ...record, state: "dead" as const, error: lastError, finished_at: record.finished_at ?? new Date().toISOString() };
     await this.store.bury({ job: { ...job, errors }, record: dead });
-    await this.finish(job, dead, { state: "dead", error: lastError, durationMs }, runId);
+    return this.finish(job, dead, { state: "dead", error: lastError, durationMs }, runId);
   }
 
   /**
@@ -175,8 +180,8 @@ export class Settler {
    * of what carrying a context with the job costs the supervisor and
    * nats-server.
    */
-  async finish(job: JobEnvelope, record: JobStatus, end: Ending, runId: string): Promise<void> {
-    await this.store.settleResult(
+  async finish(job: JobEnvelope, record: JobStatus, end: Ending, runId: string): Promise<FinalRecord["state"]> {
+    const stored = await this.store.settleResult(
       {
         ...record,
         state: end.state,
@@ -189,5 +194,6 @@ export class Settler {
       runId,
     );
     if (this.cancels.has(job.job_id)) this.cancels.releaseLater(job.job_id);
+    return stored.state;
   }
 }
